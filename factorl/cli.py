@@ -1,0 +1,187 @@
+"""Command line: `factorl train`, `factorl eval`, `factorl envs`.
+
+Flags are generated from the config dataclasses (a field `n_step` is `--n-step`), so the CLI and the
+Python API cannot drift apart. argparse (standard library, well kept) is enough for that: the only
+custom part is the two-phase parse that picks the algorithm before its flags are known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+
+from factorl.agents import ALGORITHMS, CONFIGS
+from factorl.checkpoint import CheckpointError
+from factorl.config import ConfigError, TrainConfig, field_type
+from factorl.presets import PRESETS
+from factorl.train import TrainingStopped, evaluate, load_config, make_config, train
+
+#: loop settings that may change when a run is resumed (the rest would change the run itself)
+RESUMABLE = {
+    "steps",
+    "eval_every",
+    "eval_episodes",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "progress",
+    "tensorboard",
+    "save_replay",
+}
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+    group = parser.add_argument_group(title)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = field_type(cls, f.name)
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if kind is bool:
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            choices = f.metadata.get("choices")
+            group.add_argument(
+                flag, dest=f.name, type=kind, choices=choices, metavar=f.name.upper(),
+                help=help_text,
+            )  # fmt: skip
+
+
+def _train_parser(algo: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"factorl train {algo}",
+        description=f"Train {algo}. Every flag defaults to the reference value shown.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
+    )
+    presets = ["none", *sorted(PRESETS.get(algo, {}))]
+    parser.add_argument(
+        "--preset",
+        choices=presets,
+        help="overrides on top of the reference defaults (explicit flags win); default: "
+        "quickstart when --env is not given and the algorithm has one, else none",
+    )
+    _add_fields(parser, TrainConfig, "training loop")
+    _add_fields(parser, CONFIGS[algo], f"{algo} options")
+    return parser
+
+
+def _split(algo: str, values: dict) -> tuple[dict, dict]:
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    train = {k: v for k, v in values.items() if k in train_names}
+    agent = {k: v for k, v in values.items() if k not in train_names}
+    return train, agent
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    algo = "decqn"
+    if argv and not argv[0].startswith("-"):
+        algo = argv.pop(0)
+        if algo not in ALGORITHMS:
+            known = ", ".join(sorted(ALGORITHMS))
+            raise ConfigError(f"unknown algorithm {algo!r}; available: {known}")
+    values = vars(_train_parser(algo).parse_args(argv))
+    vars_given = set(values)
+    resume = values.pop("resume", None)
+    preset = values.pop("preset", None)
+    if preset is None and "env" not in values and "quickstart" in PRESETS.get(algo, {}):
+        preset = "quickstart"
+    train_values, agent_values = _split(algo, values)
+    if resume is not None:
+        cfg = load_config(resume)
+        if cfg.algo != algo and argv:
+            raise ConfigError(f"{resume} is a {cfg.algo} run; resume it with 'factorl train "
+                              f"{cfg.algo} --resume {resume}'")  # fmt: skip
+        fixed = sorted(set(train_values) - RESUMABLE) + sorted(agent_values)
+        fixed += ["preset"] if "preset" in vars_given else []
+        if fixed:
+            raise ConfigError(
+                "cannot change "
+                + ", ".join("--" + k.replace("_", "-") for k in fixed)
+                + " when resuming (it would change the run); start a new run instead"
+            )
+        cfg = make_config(
+            cfg.algo, {**dataclasses.asdict(cfg.train), **train_values},
+            dataclasses.asdict(cfg.agent),
+        )  # fmt: skip
+    else:
+        cfg = make_config(algo, train_values, agent_values, preset=preset)
+    result = train(cfg, resume=resume)
+    summary = {
+        "run_dir": str(result.run_dir),
+        "env_step": result.env_step,
+        "last_eval_return": result.last_eval_return,
+        "status": result.status,
+    }
+    print(json.dumps(summary))
+    return 130 if result.status == "interrupted" else 0
+
+
+def cmd_eval(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="factorl eval", description="Evaluate the greedy policy of a saved run."
+    )
+    parser.add_argument("run_dir", help="a run folder written by 'factorl train'")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    parser.add_argument("--seed", type=int, default=None, help="evaluation seed")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    result = evaluate(args.run_dir, episodes=args.episodes, seed=args.seed)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_envs(argv: Sequence[str]) -> int:
+    from factorl.envs import available_envs
+
+    argparse.ArgumentParser(prog="factorl envs", description="List environment ids.").parse_args(
+        argv
+    )
+    for env_id in available_envs():
+        print(env_id)
+    print("gym:ID  (any registered Gymnasium id with a Box action space, e.g. gym:Pendulum-v1)")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs}
+USAGE = """usage: factorl COMMAND [ARGS]
+
+commands:
+  train [ALGO] [--flags]   train an agent (ALGO: {algos}; default decqn). 'factorl train ALGO -h'
+                           lists every flag. With no arguments: DecQN on gym:Pendulum-v1.
+  eval RUN_DIR             evaluate a saved agent
+  envs                     list environment ids
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = USAGE.format(algos=", ".join(sorted(ALGORITHMS)))
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(usage, file=sys.stderr)
+        print(f"factorl: error: unknown command {command!r}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[command](rest)
+    except ConfigError as e:
+        print(f"factorl: error: {e}", file=sys.stderr)
+        return 2
+    except (CheckpointError, TrainingStopped) as e:
+        print(f"factorl: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny, fast DecQN configuration and test-only environments."""
+
+import signal
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from factorl.train import make_config
+
+TINY_AGENT = {
+    "width": 32,
+    "batch_size": 32,
+    "learning_starts": 100,
+    "update_every": 2,
+    "target_update_period": 20,
+    "replay_capacity": 5000,
+}
+
+
+def tiny_config(run_dir, algo="decqn", steps=600, **train):
+    """A DecQN run on Pendulum that takes a couple of seconds."""
+    values = {
+        "env": "gym:Pendulum-v1",
+        "steps": steps,
+        "eval_every": 300,
+        "eval_episodes": 1,
+        "log_every": 100,
+        "checkpoint_every": 10_000,
+        "progress": "none",
+        "tensorboard": False,
+        "run_dir": str(run_dir),
+        **train,
+    }
+    return make_config(algo, values, dict(TINY_AGENT))
+
+
+class _FaultyPendulum(gym.Wrapper):
+    """Pendulum that misbehaves at a chosen step (counted over its whole life)."""
+
+    def __init__(self, fault: str, at_step: int):
+        super().__init__(gym.make("Pendulum-v1"))
+        self.fault, self.at_step, self.steps = fault, at_step, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        if self.steps == self.at_step:
+            if self.fault == "nan":
+                obs = np.full_like(obs, np.nan)
+            elif self.fault == "crash":
+                raise RuntimeError("simulator exploded")
+            elif self.fault == "sigint":
+                signal.raise_signal(signal.SIGINT)
+        return obs, reward, terminated, truncated, info
+
+
+for _fault in ("nan", "crash", "sigint"):
+    gym.register(
+        f"FactorlTest{_fault.capitalize()}-v0",
+        entry_point=lambda fault=_fault, at_step=250, **_: _FaultyPendulum(fault, at_step),
+    )
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return lambda **kw: tiny_config(tmp_path / "run", **kw)

@@ -1,0 +1,435 @@
+"""Tests for the host-side replay buffer and sum tree."""
+
+import numpy as np
+import pytest
+
+from factorl.replay import Batch, ReplayBuffer, SumTree
+
+# ---------------------------------------------------------------------------------------------
+# SumTree
+
+
+def test_sumtree_total_get_and_leaves():
+    rng = np.random.default_rng(0)
+    tree = SumTree(37)  # not a power of two: padding leaves must stay out of the sums
+    leaves = rng.random(37)
+    tree.update(np.arange(37), leaves)
+    assert tree.capacity == 37
+    assert tree.total() == pytest.approx(leaves.sum(), rel=1e-12)
+    np.testing.assert_array_equal(tree.get(np.array([0, 5, 36])), leaves[[0, 5, 36]])
+    np.testing.assert_array_equal(tree.leaves, leaves)
+    tree.update(np.array([5]), np.array([10.0]))
+    assert tree.total() == pytest.approx(leaves.sum() - leaves[5] + 10.0, rel=1e-12)
+
+
+def test_sumtree_find_exact_intervals():
+    tree = SumTree(4)
+    tree.update(np.arange(4), np.array([1.0, 0.0, 2.0, 3.0]))
+    values = np.array([0.0, 0.999, 1.0, 2.999, 3.0, 5.999])
+    np.testing.assert_array_equal(tree.find(values), [0, 0, 2, 2, 3, 3])
+
+
+def test_sumtree_find_proportions_and_never_zero():
+    leaves = np.array([0.0, 1.0, 2.0, 0.0, 3.0, 0.5, 0.0, 1.5, 2.0, 0.0, 0.0, 0.0, 0.0])
+    tree = SumTree(len(leaves))
+    tree.update(np.arange(len(leaves)), leaves)
+    rng = np.random.default_rng(1)
+    n = 200_000
+    idx = tree.find(rng.random(n) * tree.total())
+    freq = np.bincount(idx, minlength=len(leaves)) / n
+    assert (freq[leaves == 0] == 0).all()
+    np.testing.assert_allclose(freq, leaves / leaves.sum(), atol=0.005)
+
+
+def test_sumtree_right_edge_never_returns_zero_leaf():
+    # Trailing zero leaves: a value at (or past, by round-off) the total must not descend into them.
+    leaves = np.zeros(100)
+    leaves[:30] = 0.1
+    tree = SumTree(100)
+    tree.update(np.arange(100), leaves)
+    total = tree.total()
+    values = np.array([total, np.nextafter(total, 0.0), total * (1 + 1e-15), 10 * total])
+    idx = tree.find(values)
+    assert (leaves[idx] > 0).all()
+    np.testing.assert_array_equal(idx, [29, 29, 29, 29])
+
+
+def test_sumtree_duplicates_last_write_wins():
+    tree = SumTree(8)
+    tree.update(np.array([2, 2, 5, 2]), np.array([5.0, 1.0, 3.0, 7.0]))
+    assert tree.get(np.array([2]))[0] == 7.0
+    assert tree.total() == 10.0
+
+    rng = np.random.default_rng(2)
+    big = SumTree(50)
+    reference = np.zeros(50)
+    for _ in range(20):
+        idx = rng.integers(0, 50, size=40)  # many repeats
+        val = rng.random(40)
+        big.update(idx, val)
+        for i, v in zip(idx, val, strict=True):
+            reference[i] = v
+    np.testing.assert_array_equal(big.leaves, reference)
+    assert big.total() == pytest.approx(reference.sum(), rel=1e-12)
+
+
+def test_sumtree_rebuild_from_leaves_is_bit_identical():
+    rng = np.random.default_rng(3)
+    tree = SumTree(1000)
+    for _ in range(200):
+        idx = rng.integers(0, 1000, size=64)
+        # Spread magnitudes so accumulated deltas would drift away from a fresh rebuild.
+        tree.update(idx, rng.random(64) * 10.0 ** rng.integers(-6, 6, size=64))
+    rebuilt = SumTree(1000)
+    rebuilt.set_leaves(tree.leaves)
+    np.testing.assert_array_equal(rebuilt._nodes, tree._nodes)  # every internal sum
+    assert rebuilt.total() == tree.total()
+
+
+def test_sumtree_validation():
+    tree = SumTree(4)
+    with pytest.raises(ValueError, match="total priority is 0"):
+        tree.find(np.array([0.0]))
+    with pytest.raises(ValueError, match=">= 0"):
+        tree.update(np.array([0]), np.array([-1.0]))
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        tree.update(np.array([4]), np.array([1.0]))
+    with pytest.raises(ValueError, match="capacity"):
+        SumTree(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# n-step returns. Observations are 1-D "ids" and gamma = 0.5 so every expected value is exact.
+
+
+def _add_steps(buf, steps):
+    """steps: (obs_id, reward, next_obs_id, terminated, truncated); the action equals the obs id."""
+    for obs, reward, next_obs, terminated, truncated in steps:
+        o = np.array([obs], np.float32)
+        buf.add(o, o, reward, np.array([next_obs], np.float32), terminated, truncated)
+
+
+def _sample_by_obs(buf, n=2000, seed=0):
+    """Map obs id -> (reward, discount, next_obs id) over a large batch; checks repeats agree."""
+    batch = buf.sample(n, np.random.default_rng(seed))
+    out = {}
+    for i in range(n):
+        row = (float(batch.reward[i]), float(batch.discount[i]), float(batch.next_obs[i, 0]))
+        assert out.setdefault(float(batch.obs[i, 0]), row) == row
+        assert batch.action[i, 0] == batch.obs[i, 0]
+    return out
+
+
+def _episode(ids, rewards, final_next, terminated):
+    steps = []
+    for j, (o, r) in enumerate(zip(ids, rewards, strict=True)):
+        last = j == len(ids) - 1
+        nxt = final_next if last else ids[j + 1]
+        steps.append((o, r, nxt, last and terminated, last and not terminated))
+    return steps
+
+
+def test_nstep_terminated_episode():
+    buf = ReplayBuffer(16, (1,), (1,), n_step=3, gamma=0.5)
+    _add_steps(buf, _episode([0, 1, 2, 3], [1.0, 2.0, 3.0, 4.0], 99, terminated=True))
+    assert len(buf) == 4
+    assert _sample_by_obs(buf) == {
+        0.0: (1 + 0.5 * 2 + 0.25 * 3, 0.125, 3.0),
+        1.0: (2 + 0.5 * 3 + 0.25 * 4, 0.0, 99.0),  # window reaches the terminal step
+        2.0: (3 + 0.5 * 4, 0.0, 99.0),  # window shorter than n at the episode end
+        3.0: (4.0, 0.0, 99.0),
+    }
+
+
+def test_nstep_truncated_episode_bootstraps():
+    buf = ReplayBuffer(16, (1,), (1,), n_step=3, gamma=0.5)
+    _add_steps(buf, _episode([0, 1, 2, 3], [1.0, 2.0, 3.0, 4.0], 99, terminated=False))
+    assert _sample_by_obs(buf) == {
+        0.0: (2.75, 0.125, 3.0),
+        1.0: (4.5, 0.125, 99.0),
+        2.0: (5.0, 0.25, 99.0),  # m = 2: bootstrap from the final next_obs with gamma^2
+        3.0: (4.0, 0.5, 99.0),
+    }
+
+
+def test_nstep_one_step():
+    buf = ReplayBuffer(16, (1,), (1,), n_step=1, gamma=0.5)
+    _add_steps(buf, _episode([0, 1, 2], [1.0, 2.0, 3.0], 99, terminated=True))
+    assert _sample_by_obs(buf) == {
+        0.0: (1.0, 0.5, 1.0),
+        1.0: (2.0, 0.5, 2.0),
+        2.0: (3.0, 0.0, 99.0),
+    }
+
+
+def test_nstep_episode_shorter_than_n():
+    buf = ReplayBuffer(16, (1,), (1,), n_step=5, gamma=0.5)
+    _add_steps(buf, _episode([0, 1], [1.0, 2.0], 99, terminated=False))
+    assert _sample_by_obs(buf) == {0.0: (2.0, 0.25, 99.0), 1.0: (2.0, 0.5, 99.0)}
+
+
+def test_nstep_window_stops_at_episode_boundary():
+    buf = ReplayBuffer(16, (1,), (1,), n_step=3, gamma=0.5)
+    _add_steps(buf, _episode([0, 1], [1.0, 2.0], 50, terminated=False))
+    _add_steps(buf, _episode([10, 11, 12], [4.0, 8.0, 16.0], 60, terminated=True))
+    _add_steps(buf, [(20, 32.0, 21, False, False)])  # open episode: window incomplete
+    assert len(buf) == 5
+    assert _sample_by_obs(buf) == {
+        0.0: (2.0, 0.25, 50.0),
+        1.0: (2.0, 0.5, 50.0),
+        10.0: (12.0, 0.0, 60.0),
+        11.0: (16.0, 0.0, 60.0),
+        12.0: (16.0, 0.0, 60.0),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Activation and wrap-around
+
+
+def test_incomplete_window_is_never_sampled_until_episode_ends():
+    buf = ReplayBuffer(16, (1,), (1,), n_step=3, gamma=0.5)
+    with pytest.raises(ValueError, match="need at least 1"):
+        buf.sample(4, np.random.default_rng(0))
+    _add_steps(buf, [(0, 1.0, 1, False, False), (1, 2.0, 2, False, False)])
+    assert len(buf) == 0
+    with pytest.raises(ValueError, match="0 sampleable"):
+        buf.sample(4, np.random.default_rng(0))
+    _add_steps(buf, [(2, 4.0, 3, False, False)])
+    assert len(buf) == 1
+    assert _sample_by_obs(buf) == {0.0: (1 + 1 + 1.0, 0.125, 3.0)}
+    _add_steps(buf, [(3, 8.0, 4, False, False)])
+    assert set(_sample_by_obs(buf)) == {0.0, 1.0}
+    _add_steps(buf, [(4, 16.0, 5, False, True)])  # truncation activates everything pending
+    assert len(buf) == 5
+    assert set(_sample_by_obs(buf)) == {0.0, 1.0, 2.0, 3.0, 4.0}
+
+
+def test_overwritten_slot_is_unsampleable():
+    # capacity 5, n 3: step 5 overwrites slot 0 (step 0) and is itself still pending.
+    buf = ReplayBuffer(5, (1,), (1,), n_step=3, gamma=0.5)
+    _add_steps(buf, [(t, 1.0, t + 1, False, False) for t in range(6)])
+    assert len(buf) == 3
+    assert set(_sample_by_obs(buf)) == {1.0, 2.0, 3.0}
+
+
+def test_wrap_around_keeps_newest_and_correct_returns():
+    buf = ReplayBuffer(5, (1,), (1,), n_step=2, gamma=0.5)
+    _add_steps(buf, [(t, float(t + 1), t + 1, False, False) for t in range(12)])
+    # Slots hold steps 7..11; step 11 still waits for its second step. The window of step 9
+    # wraps from slot 4 to slot 0.
+    assert len(buf) == 4
+    assert _sample_by_obs(buf) == {
+        float(t): ((t + 1) + 0.5 * (t + 2), 0.25, float(t + 2)) for t in range(7, 11)
+    }
+    _add_steps(buf, [(12, 13.0, 100, False, True)])
+    assert len(buf) == 5
+    expected = {float(t): ((t + 1) + 0.5 * (t + 2), 0.25, float(t + 2)) for t in range(8, 11)}
+    expected[11.0] = (12 + 0.5 * 13, 0.25, 100.0)
+    expected[12.0] = (13.0, 0.5, 100.0)
+    assert _sample_by_obs(buf) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling modes
+
+
+def _filled(capacity=8, n_transitions=4, **kwargs):
+    buf = ReplayBuffer(capacity, (1,), (1,), n_step=1, gamma=0.5, **kwargs)
+    _add_steps(buf, _episode(list(range(n_transitions)), [1.0] * n_transitions, 99, True))
+    return buf
+
+
+def test_uniform_sampling_ignores_priorities():
+    buf = _filled(n_transitions=6)
+    buf.update_priorities(np.array([0, 1]), np.array([1000.0, 0.0]))  # no-op when uniform
+    batch = buf.sample(60_000, np.random.default_rng(4))
+    freq = np.bincount(batch.indices, minlength=8) / len(batch.indices)
+    np.testing.assert_allclose(freq[:6], 1 / 6, atol=0.01)
+    assert (freq[6:] == 0).all()
+    np.testing.assert_array_equal(batch.weights, 1.0)
+
+
+def test_prioritized_proportions_and_weights():
+    # alpha 0.5, eps 1: raw priorities [1, 4, 9, 16] -> leaves [1, 2, 3, 4], P = [.1, .2, .3, .4].
+    buf = _filled(prioritized=True, alpha=0.5, beta=1.0, priority_eps=1.0)
+    rng = np.random.default_rng(5)
+    uniform = buf.sample(1000, rng)  # everything starts at max priority 1 -> uniform, weight 1
+    np.testing.assert_array_equal(uniform.weights, 1.0)
+    buf.update_priorities(np.array([0, 1, 2, 3]), np.array([0.0, 3.0, 8.0, 15.0]))
+    batch = buf.sample(100_000, rng)
+    freq = np.bincount(batch.indices, minlength=4) / len(batch.indices)
+    np.testing.assert_allclose(freq, [0.1, 0.2, 0.3, 0.4], atol=0.01)
+    # beta 1: w = 1 / (N P), over max -> P_min / P; slot 0 (the max weight) is in the batch.
+    expected = np.array([1.0, 0.5, 1 / 3, 0.25], np.float32)
+    np.testing.assert_allclose(batch.weights, expected[batch.indices], rtol=1e-6)
+    assert buf.sample(1, rng).weights[0] == 1.0  # normalised by the batch's own max
+
+    buf.beta = 0.5
+    batch = buf.sample(5000, rng)
+    np.testing.assert_allclose(batch.weights, np.sqrt(expected)[batch.indices], rtol=1e-6)
+
+    # A new transition enters at (max raw priority 16) ** 0.5 = 4, so its weight is 1/4 again.
+    buf.beta = 1.0
+    _add_steps(buf, [(10, 1.0, 11, True, False)])
+    batch = buf.sample(20_000, rng)
+    assert 0 in batch.indices and 4 in batch.indices
+    np.testing.assert_allclose(batch.weights[batch.indices == 4], 0.25, rtol=1e-6)
+
+
+def test_update_priorities_skips_overwritten_slots():
+    buf = ReplayBuffer(2, (1,), (1,), n_step=2, gamma=0.5, prioritized=True)
+    _add_steps(buf, [(0, 1.0, 1, False, False), (1, 1.0, 2, False, False)])
+    stale = buf.sample(4, np.random.default_rng(0)).indices
+    np.testing.assert_array_equal(stale, 0)
+    _add_steps(buf, [(2, 1.0, 3, False, False)])  # overwrites slot 0, activates slot 1
+    buf.update_priorities(stale, np.full(4, 100.0))
+    batch = buf.sample(500, np.random.default_rng(1))
+    np.testing.assert_array_equal(batch.indices, 1)
+    np.testing.assert_array_equal(batch.obs[:, 0], 1.0)
+
+
+def test_batch_dtypes_and_shapes():
+    buf = ReplayBuffer(32, (3, 2), (4,), n_step=2, action_dtype=np.int32, prioritized=True)
+    for t in range(10):
+        obs = np.full((3, 2), t, np.float64)
+        buf.add(obs, np.full(4, t, np.int32), 1.0, obs + 1, False, t == 9)
+    batch = buf.sample(7, np.random.default_rng(0))
+    assert isinstance(batch, Batch)
+    assert batch.obs.shape == (7, 3, 2) and batch.obs.dtype == np.float32
+    assert batch.next_obs.shape == (7, 3, 2) and batch.next_obs.dtype == np.float32
+    assert batch.action.shape == (7, 4) and batch.action.dtype == np.int32
+    for name in ("reward", "discount", "weights"):
+        arr = getattr(batch, name)
+        assert arr.shape == (7,) and arr.dtype == np.float32, name
+    assert batch.indices.shape == (7,) and batch.indices.dtype == np.int64
+    with pytest.raises(ValueError, match="shape"):
+        buf.add(np.zeros(6), np.zeros(4), 0.0, np.zeros((3, 2)), False, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Determinism and checkpointing
+
+
+def _random_buffer(**overrides):
+    kwargs = dict(n_step=3, gamma=0.9, prioritized=True, alpha=0.6, beta=0.4)
+    kwargs.update(overrides)
+    return ReplayBuffer(50, (3,), (2,), **kwargs)
+
+
+def _drive(buf, data_rng, steps):
+    """Add steps with random episode ends (seeded by data_rng, not the sampling rng)."""
+    for _ in range(steps):
+        end = data_rng.random()
+        buf.add(
+            data_rng.normal(size=3),
+            data_rng.normal(size=2),
+            float(data_rng.normal()),
+            data_rng.normal(size=3),
+            bool(end < 0.05),
+            bool(0.05 <= end < 0.1),
+        )
+
+
+def _assert_batches_equal(a, b):
+    for name, x, y in zip(Batch._fields, a, b, strict=True):
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_sampling_is_deterministic_given_rng_state():
+    buf = _random_buffer()
+    _drive(buf, np.random.default_rng(0), 40)
+    rng = np.random.default_rng(7)
+    state = rng.bit_generator.state
+    first = buf.sample(32, rng)
+    rng.bit_generator.state = state
+    _assert_batches_equal(first, buf.sample(32, rng))
+    assert not np.array_equal(first.indices, buf.sample(32, rng).indices)
+
+
+@pytest.mark.parametrize("prioritized", [True, False])
+def test_state_dict_round_trip(tmp_path, prioritized):
+    data_rng = np.random.default_rng(1)
+    rng = np.random.default_rng(2)
+    buf = _random_buffer(prioritized=prioritized)
+    _drive(buf, data_rng, 130)  # wraps the 50-slot storage
+    for _ in range(3):
+        batch = buf.sample(16, rng)
+        buf.update_priorities(batch.indices, np.abs(rng.normal(size=16)) * 3)
+    _drive(buf, data_rng, 2)  # leave activations/deactivations not yet applied to the tree
+
+    state = buf.state_dict()
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+    path = tmp_path / "replay.npz"
+    np.savez(path, **state)
+    with np.load(path, allow_pickle=False) as saved:
+        fresh = _random_buffer(prioritized=prioritized)
+        fresh.load_state_dict(saved)
+
+    assert len(fresh) == len(buf)
+    np.testing.assert_array_equal(fresh._tree._nodes, buf._tree._nodes)
+    rng_a = np.random.default_rng(3)
+    rng_b = np.random.default_rng(3)
+    data_a = np.random.default_rng(4)
+    data_b = np.random.default_rng(4)
+    td_rng = np.random.default_rng(5)
+    for _ in range(5):
+        a, b = buf.sample(32, rng_a), fresh.sample(32, rng_b)
+        _assert_batches_equal(a, b)
+        td = np.abs(td_rng.normal(size=32))
+        buf.update_priorities(a.indices, td)
+        fresh.update_priorities(b.indices, td)
+        _drive(buf, data_a, 7)  # exercises the restored pending list and max priority
+        _drive(fresh, data_b, 7)
+    assert len(fresh) == len(buf)
+    np.testing.assert_array_equal(fresh._tree._nodes, buf._tree._nodes)
+
+
+def test_state_dict_only_filled_part():
+    buf = _random_buffer()
+    _drive(buf, np.random.default_rng(0), 12)
+    state = buf.state_dict()
+    assert state["obs"].shape == (12, 3)
+    assert state["leaves"].shape == (12,)
+    assert state["capacity"].shape == ()
+
+
+def test_load_state_dict_rejects_mismatches():
+    buf = _random_buffer()
+    _drive(buf, np.random.default_rng(0), 20)
+    state = buf.state_dict()
+    with pytest.raises(ValueError, match="obs_shape"):
+        ReplayBuffer(50, (4,), (2,), n_step=3, gamma=0.9, prioritized=True).load_state_dict(state)
+    with pytest.raises(ValueError, match="prioritized"):
+        _random_buffer(prioritized=False).load_state_dict(state)
+    with pytest.raises(ValueError, match="n_step"):
+        _random_buffer(n_step=2).load_state_dict(state)
+    with pytest.raises(ValueError, match=r"missing.*pending"):
+        _random_buffer().load_state_dict({k: v for k, v in state.items() if k != "pending"})
+    bad = dict(state, obs=state["obs"].astype(np.float64))
+    with pytest.raises(ValueError, match="'obs' has dtype float64"):
+        _random_buffer().load_state_dict(bad)
+    bad = dict(state, obs=state["obs"][:5])
+    with pytest.raises(ValueError, match="'obs' has shape"):
+        _random_buffer().load_state_dict(bad)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(capacity=0), r"capacity must be an integer >= 1"),
+        (dict(n_step=0), r"n_step must be an integer >= 1"),
+        (dict(capacity=2, n_step=3), r"capacity must be >= n_step"),
+        (dict(gamma=1.5), r"gamma must be in \[0, 1\]"),
+        (dict(gamma=-0.1), r"gamma must be in \[0, 1\]"),
+        (dict(alpha=-1.0), r"alpha must be finite and >= 0"),
+        (dict(beta=-0.5), r"beta must be finite and >= 0"),
+        (dict(priority_eps=-1.0), r"priority_eps must be finite and >= 0"),
+    ],
+)
+def test_constructor_validation(kwargs, match):
+    args = dict(capacity=10, obs_shape=(1,), action_shape=(1,))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        ReplayBuffer(**args)

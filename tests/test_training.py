@@ -1,0 +1,160 @@
+"""The training loop: determinism, exact resume, compile-once, and stopping safely."""
+
+import jax
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from factorl import checkpoint as ckpt
+from factorl.config import ConfigError
+from factorl.logging import read_metrics
+from factorl.train import TrainingStopped, evaluate, load_agent, make_config, train
+
+
+def _params(result):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(result.state))]
+
+
+def _records(run_dir):
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
+
+
+def _same_state(a, b):
+    pa, pb = _params(a), _params(b)
+    return len(pa) == len(pb) and all(np.array_equal(x, y) for x, y in zip(pa, pb, strict=True))
+
+
+def test_same_seed_same_numbers_and_other_seed_differs(tmp_path):
+    a = train(tiny_config(tmp_path / "a", steps=400))
+    b = train(tiny_config(tmp_path / "b", steps=400))
+    c = train(tiny_config(tmp_path / "c", steps=400, seed=1))
+    assert a.state.learner_step == b.state.learner_step > 0
+    assert _same_state(a, b)
+    assert _records(a.run_dir) == _records(b.run_dir)
+    assert not _same_state(a, c)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    straight = train(tiny_config(tmp_path / "straight", steps=600))
+    # stop at 330: mid-episode (Pendulum episodes are 200 steps) and between log points
+    first = train(tiny_config(tmp_path / "split", steps=600), stop_after=330)
+    assert first.env_step == 330
+    cfg = tiny_config(tmp_path / "split", steps=600)
+    resumed = train(cfg, resume=tmp_path / "split")
+    assert resumed.env_step == 600
+    assert int(resumed.state.learner_step) == int(straight.state.learner_step)
+    assert _same_state(straight, resumed)
+    assert _records(straight.run_dir) == _records(tmp_path / "split")
+
+
+def test_resume_without_replay_is_allowed(tmp_path):
+    first = train(tiny_config(tmp_path / "r", steps=400, save_replay=False), stop_after=200)
+    assert first.env_step == 200
+    resumed = train(tiny_config(tmp_path / "r", steps=400, save_replay=False), resume=first.run_dir)
+    assert resumed.env_step == 400
+
+
+def test_update_and_act_compile_once(tiny):
+    result = train(tiny(steps=700))
+    assert int(result.state.learner_step) > 100
+    # one trace for the update; one act trace per mode used (explore, greedy)
+    assert result.agent.trace_counts == {"update": 1, "act": 2}
+
+
+def test_run_folder_layout_and_records(tiny):
+    result = train(tiny(steps=600, tensorboard=True))
+    run = result.run_dir
+    assert (run / "config.json").is_file()
+    assert any((run / "tb").iterdir())
+    assert ckpt.latest_checkpoint(run / "checkpoints").name == "step_0000000600"
+    records = read_metrics(run)
+    kinds = {r["event"] for r in records}
+    assert kinds == {"train", "eval", "episode"}
+    train_records = [r for r in records if r["event"] == "train"]
+    assert [r["env_step"] for r in train_records] == [100, 200, 300, 400, 500, 600]
+    assert {"loss", "learner_step", "wall_time", "episode_return"} <= set(train_records[-1])
+    evals = [r for r in records if r["event"] == "eval"]
+    assert [r["env_step"] for r in evals] == [300, 600]
+    assert all(np.isfinite(r["eval_return"]) for r in evals)
+
+
+def test_existing_run_is_not_overwritten(tiny):
+    train(tiny(steps=200))
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny(steps=200))
+
+
+def test_load_agent_and_evaluate(tiny):
+    result = train(tiny(steps=300))
+    policy = load_agent(result.run_dir)
+    action = policy(np.zeros(3, np.float32))
+    assert action.shape == (1,) and action[0] in (-2.0, 0.0, 2.0)
+    out = evaluate(result.run_dir, episodes=2)
+    assert len(out["returns"]) == 2 and out["finite"]
+
+
+def test_nan_observation_stops_with_a_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path / "nan", env="gym:FactorlTestNan-v0")
+    with pytest.raises(TrainingStopped, match="env step 250"):
+        train(cfg)
+    path = ckpt.latest_checkpoint(tmp_path / "nan" / "checkpoints")
+    assert path.name == "step_0000000249"
+    assert ckpt.read_meta(path)["env_step"] == 249
+
+
+def test_nan_loss_stops_on_the_last_good_state(tmp_path):
+    values = {
+        "env": "gym:Pendulum-v1",
+        "steps": 2000,
+        "progress": "none",
+        "tensorboard": False,
+        "run_dir": str(tmp_path / "boom"),
+    }
+    agent = {"width": 32, "batch_size": 32, "learning_starts": 64, "update_every": 1}
+    cfg = make_config("decqn", values, {**agent, "learning_rate": 1e30, "max_grad_norm": 1e30})
+    with pytest.raises(TrainingStopped, match="non-finite loss") as err:
+        train(cfg)
+    assert "learner step" in str(err.value)
+    path = ckpt.latest_checkpoint(tmp_path / "boom" / "checkpoints")
+    policy = load_agent(tmp_path / "boom", path)
+    leaves = jax.tree_util.tree_leaves(policy.state.params)
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
+
+
+def test_crash_leaves_an_emergency_checkpoint_that_resumes(tmp_path):
+    cfg = tiny_config(tmp_path / "crash", env="gym:FactorlTestCrash-v0", steps=400)
+    with pytest.raises(RuntimeError, match="simulator exploded"):
+        train(cfg)
+    path = ckpt.latest_checkpoint(tmp_path / "crash" / "checkpoints")
+    assert path is not None and ckpt.read_meta(path)["env_step"] == 249
+
+
+def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path / "int", env="gym:FactorlTestSigint-v0", steps=600)
+    result = train(cfg)
+    assert result.status == "interrupted" and result.env_step == 250
+    assert ckpt.latest_checkpoint(tmp_path / "int" / "checkpoints").name == "step_0000000250"
+
+
+@pytest.mark.parametrize(
+    ("train_values", "agent_values", "match"),
+    [
+        ({"steps": -5}, {}, "train.steps must be >= 1"),
+        ({}, {"bins": 0}, "decqn.bins must be >= 2"),
+        ({}, {"epsilon": 1.5}, "decqn.epsilon"),
+        ({}, {"epsilon_mode": "sometimes"}, "one of 'dimension'"),
+        ({"progress": "fancy"}, {}, "train.progress"),
+        ({}, {"no_such_option": 1}, "unknown decqn option"),
+    ],
+)
+def test_bad_config_values_are_clear_errors(train_values, agent_values, match):
+    with pytest.raises(ConfigError, match=match):
+        make_config("decqn", train_values, agent_values)
+
+
+def test_unknown_algorithm_and_environment(tmp_path):
+    with pytest.raises(ConfigError, match="available: decqn"):
+        make_config("dqn9000")
+    cfg = tiny_config(tmp_path / "x", env="dmc:cheetah-runn")
+    with pytest.raises(ConfigError, match="cheetah-run"):
+        train(cfg)
