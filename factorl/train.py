@@ -267,7 +267,12 @@ class Trainer:
             self.loop = LoopState()
             self.obs, _ = self.env.reset(seed=episode_seed(t.seed, TRAIN_STREAM, 0))
         self.logger = RunLogger(
-            self.run_dir, t.steps, self.loop.env_step, t.progress, t.tensorboard, t.log_every
+            self.run_dir,
+            t.steps,
+            self.loop.env_step,
+            progress=t.progress,
+            tensorboard=t.tensorboard,
+            line_every=t.log_every,
         )
         where = f"from {checkpoint.name} at env step {self.loop.env_step}" if checkpoint else ""
         verb = f"resumed {self.run_dir} {where}" if checkpoint else "training"
@@ -275,7 +280,9 @@ class Trainer:
         for note in notes:
             self.logger.message(note)
         self._clock = time.perf_counter()
-        self._window = deque([(self._clock, self.loop.env_step)], maxlen=2)
+        # (time, step) samples every 0.5 s; the rate is taken over the last ~10 s, so an
+        # evaluation pause does not make the ETA jump
+        self._window = deque([(self._clock, self.loop.env_step)], maxlen=20)
 
     # ------------------------------------------------------------------------------- pieces
     def wall(self) -> float:
@@ -397,6 +404,25 @@ class Trainer:
         self.logger.progress(step, _progress_fields(self.loop, sps, self.cfg.train.steps))
 
     # ------------------------------------------------------------------------------- the loop
+    def step(self, end_step: int) -> bool:
+        """One iteration of the loop: an env step, then whatever falls due. True if it learned."""
+        loop, t, agent = self.loop, self.cfg.train, self.agent
+        self.env_step()
+        step = loop.env_step
+        # learning starts once replay holds enough transitions (Reverb's min size), which also
+        # covers a resume without the replay buffer
+        learned = step % agent.update_every == 0 and len(self.replay) >= agent.learning_starts
+        if learned:
+            self.learn()
+        if step % t.log_every == 0:
+            self.record_train()
+        if step % t.eval_every == 0:
+            self.evaluate()
+        if step % t.checkpoint_every == 0:
+            self.save()
+        self.show_progress(end_step)
+        return learned
+
     def run(self, stop_after: int | None = None) -> TrainResult:
         loop, t, agent = self.loop, self.cfg.train, self.agent
         end_step = t.steps if stop_after is None else min(t.steps, loop.env_step + stop_after)
@@ -404,19 +430,7 @@ class Trainer:
         try:
             with _StopFlag() as stop:
                 while loop.env_step < end_step:
-                    self.env_step()
-                    # learning starts once replay holds enough transitions (Reverb's min size),
-                    # which also covers a resume without the replay buffer
-                    step = loop.env_step
-                    if step % agent.update_every == 0 and len(self.replay) >= agent.learning_starts:
-                        self.learn()
-                    if step % t.log_every == 0:
-                        self.record_train()
-                    if step % t.eval_every == 0:
-                        self.evaluate()
-                    if step % t.checkpoint_every == 0:
-                        self.save()
-                    self.show_progress(end_step)
+                    self.step(end_step)
                     if stop.requested:
                         status = "interrupted"
                         break

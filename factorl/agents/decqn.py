@@ -210,7 +210,7 @@ class DecQN:
         new_state = state.replace(
             params=params, target_params=target_params, opt_state=opt_state, learner_step=step
         )
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         # a non-finite step leaves the state untouched, so the loop can stop on the last good one
         new_state = jax.tree_util.tree_map(partial(jnp.where, finite), new_state, state)

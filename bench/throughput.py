@@ -1,0 +1,660 @@
+"""Throughput benchmark: how fast the training loop runs, next to the floors it is built from.
+
+In one process, for each algorithm, this measures
+
+1. the raw environment floor: env steps/s with uniformly random actions (resets included);
+2. the update floor: ms per jitted learner update on batches from a replay buffer filled with real
+   transitions (replay sampling timed separately);
+3. the act floor: µs per `agent.act(..., mode="explore")` call on one observation;
+4. the real training loop (`factorl.train.Trainer`) after its jit warm-up;
+
+and compares the loop's time per env step with the sum of its parts. See bench/README.md.
+
+Usage::
+
+    python bench/throughput.py [--env dmc:cheetah-run] [--algos decqn] [--steps 20000]
+        [--warmup 3000] [--seed 0] [--agent-override key=value ...] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from factorl.agents import ALGORITHMS, CONFIGS
+from factorl.agents.base import TrainBatch
+from factorl.config import ConfigError, TrainConfig, field_type
+from factorl.envs import make_env
+from factorl.train import Trainer, build_agent, episode_seed, make_config
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PACKAGES = (
+    "factorl",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "numpy",
+    "gymnasium",
+    "dm_control",
+    "mujoco",
+)
+
+
+class BenchmarkError(RuntimeError):
+    """The benchmark cannot run with these settings; the message says what to change."""
+
+
+# ------------------------------------------------------------------------------------- settings
+@dataclasses.dataclass
+class Settings:
+    env: str
+    algos: list[str]
+    steps: int
+    warmup: int
+    seed: int
+    action_repeat: int
+    updates: int
+    acts: int
+    agent_overrides: list[str]
+    out: Path
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Settings:
+    """Command-line settings (see the module docstring and bench/README.md)."""
+    parser = argparse.ArgumentParser(
+        prog="python bench/throughput.py",
+        description="Training-loop throughput next to its floors (env, act, sample, update).",
+    )
+    parser.add_argument("--env", default="dmc:cheetah-run", help="environment id")
+    parser.add_argument(
+        "--algos",
+        default="decqn",
+        help=f"comma-separated algorithms (available: {', '.join(sorted(ALGORITHMS))})",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=20_000,
+        help="env steps timed for the raw env floor and for the training loop",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3_000,
+        help="untimed loop steps first (jit compilation and the learning_starts phase)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--action-repeat", type=int, default=TrainConfig.action_repeat, help="action repeat"
+    )
+    parser.add_argument(
+        "--updates", type=int, default=300, help="timed learner updates for the update floor"
+    )
+    parser.add_argument("--acts", type=int, default=2_000, help="timed act calls for the act floor")
+    parser.add_argument(
+        "--agent-override",
+        action="append",
+        default=[],
+        metavar="[ALGO.]KEY=VALUE",
+        help="override an agent option (repeatable); KEY=VALUE applies to every selected "
+        "algorithm that has KEY, ALGO.KEY=VALUE to one",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON output (default: bench/results/throughput-HOST-DATE.json)",
+    )
+    args = parser.parse_args(argv)
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    if not algos:
+        parser.error("--algos names no algorithm")
+    unknown = [a for a in algos if a not in ALGORITHMS]
+    if unknown:
+        parser.error(
+            f"unknown algorithm(s) {', '.join(unknown)}; available: {', '.join(sorted(ALGORITHMS))}"
+        )
+    for name in ("steps", "updates", "acts", "action_repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    out = args.out
+    if out is None:
+        host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = RESULTS_DIR / f"throughput-{host or 'host'}-{stamp}.json"
+    return Settings(
+        env=args.env,
+        algos=list(dict.fromkeys(algos)),
+        steps=args.steps,
+        warmup=args.warmup,
+        seed=args.seed,
+        action_repeat=args.action_repeat,
+        updates=args.updates,
+        acts=args.acts,
+        agent_overrides=list(args.agent_override),
+        out=out,
+    )
+
+
+def _parse_value(cls: type, key: str, text: str) -> Any:
+    kind = field_type(cls, key)
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be true or false, got {text!r}")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{key} must be {kind.__name__}, got {text!r}") from None
+    return text
+
+
+def agent_overrides(algos: Sequence[str], items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-algorithm agent dicts from `[ALGO.]KEY=VALUE` strings, typed by the config fields."""
+    result: dict[str, dict[str, Any]] = {a: {} for a in algos}
+    for item in items:
+        target, sep, text = item.partition("=")
+        if not sep or not target.strip():
+            raise ConfigError(f"--agent-override expects [ALGO.]KEY=VALUE, got {item!r}")
+        algo, dot, key = target.strip().rpartition(".")
+        key = key.replace("-", "_")
+        chosen = [algo] if dot else list(algos)
+        if dot and algo not in result:
+            raise ConfigError(
+                f"--agent-override {item!r} names {algo!r}, which is not among --algos "
+                f"({', '.join(algos)})"
+            )
+        applied = False
+        for name in chosen:
+            cls = CONFIGS[name]
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                result[name][key] = _parse_value(cls, key, text)
+                applied = True
+        if not applied:
+            known = sorted({f.name for a in chosen for f in dataclasses.fields(CONFIGS[a])})
+            raise ConfigError(
+                f"--agent-override {item!r}: no selected algorithm has option {key!r}; "
+                f"known: {', '.join(known)}"
+            )
+    return result
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _summary(seconds: list[float], scale: float) -> tuple[float, float]:
+    """(median, mean) of `seconds` multiplied by `scale`."""
+    return statistics.median(seconds) * scale, statistics.fmean(seconds) * scale
+
+
+def _memory_gb() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1024**2, 2)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _processor() -> str:
+    name = platform.processor()
+    if name and name not in ("x86_64", "aarch64", "arm64", "i386"):
+        return name
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return name or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the numbers were taken (the load average shows whether the machine was busy)."""
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "processor": _processor(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": _memory_gb(),
+        "python": platform.python_version(),
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):
+        info["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _block(tree: Any) -> Any:
+    return jax.block_until_ready(tree)
+
+
+# ------------------------------------------------------------------------------------- floors
+def env_floor(env_id: str, seed: int, action_repeat: int, steps: int) -> dict[str, Any]:
+    """Env steps/s with uniformly random actions, resets at episode ends included."""
+    env = make_env(env_id, seed=seed, action_repeat=action_repeat)
+    try:
+        space = env.action_space
+        env.reset(seed=episode_seed(seed, 0, 0))
+        for _ in range(min(100, steps)):  # touch every code path once before timing
+            env.step(space.sample())
+        episode, episodes_done = 1, 0
+        env.reset(seed=episode_seed(seed, 0, episode))
+        start = time.perf_counter()
+        for _ in range(steps):
+            _, _, terminated, truncated, _ = env.step(space.sample())
+            if terminated or truncated:
+                episode += 1
+                episodes_done += 1
+                env.reset(seed=episode_seed(seed, 0, episode))
+        seconds = time.perf_counter() - start
+    finally:
+        env.close()
+    return {
+        "steps": steps,
+        "seconds": seconds,
+        "raw_env_sps": steps / seconds,
+        "episodes_ended": episodes_done,
+    }
+
+
+@dataclasses.dataclass
+class Transitions:
+    """Real environment transitions (random actions), shared by every algorithm's replay."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+
+
+def collect(env_id: str, seed: int, action_repeat: int, count: int) -> Transitions:
+    """`count` transitions with uniformly random actions (untimed)."""
+    env = make_env(env_id, seed=seed + 7, action_repeat=action_repeat)
+    try:
+        space = env.action_space
+        episode = 0
+        obs, _ = env.reset(seed=episode_seed(seed + 7, 0, episode))
+        rows: dict[str, list[Any]] = {f.name: [] for f in dataclasses.fields(Transitions)}
+        for _ in range(count):
+            action = space.sample()
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            rows["obs"].append(np.asarray(obs, np.float32))
+            rows["action"].append(np.asarray(action, np.float32))
+            rows["reward"].append(float(reward))
+            rows["next_obs"].append(np.asarray(next_obs, np.float32))
+            rows["terminated"].append(bool(terminated))
+            rows["truncated"].append(bool(truncated))
+            obs = next_obs
+            if terminated or truncated:
+                episode += 1
+                obs, _ = env.reset(seed=episode_seed(seed + 7, 0, episode))
+    finally:
+        env.close()
+    return Transitions(**{k: np.asarray(v) for k, v in rows.items()})
+
+
+def fill_replay(agent: Any, data: Transitions) -> Any:
+    """The agent's own replay buffer holding the collected transitions."""
+    replay = agent.make_replay(data.obs.shape[1:])
+    for i in range(len(data.reward)):
+        replay.add(
+            data.obs[i],
+            data.action[i].reshape(replay.action_shape),
+            float(data.reward[i]),
+            data.next_obs[i],
+            bool(data.terminated[i]),
+            bool(data.truncated[i]),
+        )
+    return replay
+
+
+def update_floor(agent: Any, state: Any, replay: Any, seed: int, updates: int) -> dict[str, Any]:
+    """ms per learner update alone (compiled first), with sampling timed on its own."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+    batch_size = agent.config.batch_size
+
+    def one() -> tuple[float, float, float]:
+        nonlocal state
+        t0 = time.perf_counter()
+        batch = replay.sample(batch_size, rng)
+        t1 = time.perf_counter()
+        inputs = TrainBatch(
+            batch.obs, batch.action, batch.reward, batch.discount, batch.next_obs, batch.weights
+        )
+        state, metrics, td_abs = _block(agent.update(state, inputs))
+        t2 = time.perf_counter()
+        replay.update_priorities(batch.indices, np.asarray(td_abs))
+        t3 = time.perf_counter()
+        del metrics
+        return t1 - t0, t2 - t1, t3 - t2
+
+    compile_start = time.perf_counter()
+    one()
+    first_update_s = time.perf_counter() - compile_start
+    for _ in range(5):
+        one()
+    times = [one() for _ in range(updates)]
+    sample_s, update_s, priority_s = (list(col) for col in zip(*times, strict=True))
+    update_ms, update_ms_mean = _summary(update_s, 1e3)
+    sample_ms, sample_ms_mean = _summary(sample_s, 1e3)
+    priority_ms, priority_ms_mean = _summary(priority_s, 1e3)
+    return {
+        "state": state,
+        "numbers": {
+            "updates_timed": updates,
+            "replay_size": len(replay),
+            "first_update_s": first_update_s,
+            "update_ms": update_ms,
+            "update_ms_mean": update_ms_mean,
+            "sample_ms": sample_ms,
+            "sample_ms_mean": sample_ms_mean,
+            "priority_update_ms": priority_ms,
+            "priority_update_ms_mean": priority_ms_mean,
+        },
+    }
+
+
+def act_floor(agent: Any, state: Any, data: Transitions, acts: int) -> dict[str, Any]:
+    """µs per explore-mode act call on one observation (compiled first)."""
+    obs = data.obs
+    for i in range(20):
+        _, state = agent.act(state, obs[i % len(obs)], i, "explore")
+    seconds = []
+    for i in range(acts):
+        o = obs[i % len(obs)]
+        t0 = time.perf_counter()
+        action, state = agent.act(state, o, 1_000 + i, "explore")
+        np.asarray(action)
+        seconds.append(time.perf_counter() - t0)
+    act_us, act_us_mean = _summary(seconds, 1e6)
+    return {"acts_timed": acts, "act_us": act_us, "act_us_mean": act_us_mean}
+
+
+# ------------------------------------------------------------------------------------- the loop
+def training_loop(
+    algo: str, settings: Settings, agent_values: dict[str, Any], run_dir: Path
+) -> dict[str, Any]:
+    """Env steps/s of the real training loop, timed after `settings.warmup` untimed steps."""
+    total = settings.warmup + settings.steps
+    never = total + 1
+    cfg = make_config(
+        algo,
+        {
+            "env": settings.env,
+            "seed": settings.seed,
+            "action_repeat": settings.action_repeat,
+            "steps": total,
+            "eval_every": never,
+            "checkpoint_every": never,
+            "progress": "none",
+            "tensorboard": False,
+            "run_dir": str(run_dir),
+        },
+        dict(agent_values),
+    )
+    trainer = Trainer(cfg)
+    try:
+        warm_start = time.perf_counter()
+        warm_updates = sum(trainer.step(total) for _ in range(settings.warmup))
+        warmup_s = time.perf_counter() - warm_start
+        agent = trainer.agent
+        if warm_updates == 0 or trainer.loop.env_step < agent.random_steps:
+            raise BenchmarkError(
+                f"--warmup {settings.warmup} is too short for {algo}: learning had not started "
+                f"by then (learning_starts={agent.learning_starts}, "
+                f"random_steps={agent.random_steps}, update_every={agent.update_every}); the "
+                "timed part would include compilation. Use a larger --warmup."
+            )
+        updates = 0
+        start = time.perf_counter()
+        for _ in range(settings.steps):
+            updates += trainer.step(total)
+        seconds = time.perf_counter() - start
+        learner_steps = int(trainer.state.learner_step)
+    finally:
+        trainer.close()
+    return {
+        "warmup_steps": settings.warmup,
+        "warmup_s": warmup_s,
+        "warmup_updates": warm_updates,
+        "steps_timed": settings.steps,
+        "seconds": seconds,
+        "loop_sps": settings.steps / seconds,
+        "loop_updates": updates,
+        "loop_cycle_ms": seconds / updates * 1e3 if updates else None,
+        "learner_steps_total": learner_steps,
+    }
+
+
+# ------------------------------------------------------------------------------- one algorithm
+def prepare(algo: str, settings: Settings, agent_values: dict[str, Any]) -> tuple[Any, Any]:
+    """(config, agent) for `algo` with the overrides; checks that --warmup can cover learning."""
+    cfg = make_config(
+        algo,
+        {"env": settings.env, "seed": settings.seed, "action_repeat": settings.action_repeat},
+        dict(agent_values),
+    )
+    try:
+        env = make_env(settings.env, seed=settings.seed, action_repeat=settings.action_repeat)
+    except ValueError as e:  # unknown environment id
+        raise ConfigError(str(e)) from e
+    try:
+        agent = build_agent(cfg, env)
+    finally:
+        env.close()
+    needed = max(agent.learning_starts, agent.random_steps) + agent.update_every
+    if settings.warmup < needed:
+        raise BenchmarkError(
+            f"--warmup {settings.warmup} is too short for {algo}: learning starts after "
+            f"learning_starts={agent.learning_starts} transitions (random_steps="
+            f"{agent.random_steps}, update_every={agent.update_every}), so the timed part would "
+            f"include compilation; use --warmup of at least {needed} plus a margin"
+        )
+    return cfg, agent
+
+
+def bench_algo(
+    cfg: Any,
+    agent: Any,
+    settings: Settings,
+    agent_values: dict[str, Any],
+    data: Transitions,
+    raw_env_sps: float,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Every number for one algorithm, with the ratios against the floors."""
+    algo = cfg.algo
+    replay = fill_replay(agent, data)
+    if len(replay) == 0:
+        raise BenchmarkError(f"{algo}: the replay buffer holds no sampleable transition")
+    state = agent.init(settings.seed)
+    upd = update_floor(agent, state, replay, settings.seed, settings.updates)
+    act = act_floor(agent, upd["state"], data, settings.acts)
+    del upd["state"], state, replay
+    loop = training_loop(algo, settings, agent_values, workdir / f"run-{algo}")
+
+    numbers = upd["numbers"]
+    every = agent.update_every
+    ideal = (
+        1.0 / raw_env_sps
+        + act["act_us"] * 1e-6
+        + numbers["update_ms"] * 1e-3 / every
+        + numbers["sample_ms"] * 1e-3 / every
+    )
+    per_step = 1.0 / loop["loop_sps"]
+    return {
+        "agent_config": dataclasses.asdict(cfg.agent),
+        "agent_overrides": dict(agent_values),
+        "update_every": every,
+        "batch_size": agent.config.batch_size,
+        "raw_env_sps": raw_env_sps,
+        **act,
+        **numbers,
+        **loop,
+        "ideal_time_per_step_ms": ideal * 1e3,
+        "ideal_sps": 1.0 / ideal,
+        "loop_time_per_step_ms": per_step * 1e3,
+        "loop_overhead_ratio": per_step / ideal,
+        "loop_vs_update_floor": per_step / (numbers["update_ms"] * 1e-3 / every),
+    }
+
+
+# ------------------------------------------------------------------------------------- output
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` as JSON atomically (temporary file in the same folder, then os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; use the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, spec)
+
+
+def table(report: dict[str, Any]) -> str:
+    """A compact human-readable summary of `report`."""
+    rows: list[tuple[str, str, Callable[[dict[str, Any]], Any]]] = [
+        ("raw env floor", "steps/s", lambda r: _fmt(r["raw_env_sps"], ",.0f")),
+        ("act (explore)", "µs", lambda r: _fmt(r["act_us"], ".1f")),
+        ("replay sample", "ms", lambda r: _fmt(r["sample_ms"], ".3f")),
+        ("update median", "ms", lambda r: _fmt(r["update_ms"], ".2f")),
+        ("update mean", "ms", lambda r: _fmt(r["update_ms_mean"], ".2f")),
+        ("priority update", "ms", lambda r: _fmt(r["priority_update_ms"], ".3f")),
+        ("update every", "env steps", lambda r: str(r["update_every"])),
+        ("loop", "steps/s", lambda r: _fmt(r["loop_sps"], ",.0f")),
+        ("loop cycle", "ms/update", lambda r: _fmt(r["loop_cycle_ms"], ".2f")),
+        ("ideal from floors", "steps/s", lambda r: _fmt(r["ideal_sps"], ",.0f")),
+        ("loop overhead ratio", "x", lambda r: _fmt(r["loop_overhead_ratio"], ".3f")),
+        ("loop vs update floor", "x", lambda r: _fmt(r["loop_vs_update_floor"], ".3f")),
+    ]
+    results = report["results"]
+    algos = list(results)
+    head = ["", "unit", *algos]
+    body = [[name, unit, *(fn(results[a]) for a in algos)] for name, unit, fn in rows]
+    widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
+    lines = [
+        f"throughput on {report['config']['env']} "
+        f"(action repeat {report['config']['action_repeat']}, jax {report['jax_backend']})"
+    ]
+    for row in [head, *body]:
+        cells = [str(row[0]).ljust(widths[0]), str(row[1]).ljust(widths[1])]
+        cells += [str(c).rjust(w) for c, w in zip(row[2:], widths[2:], strict=True)]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- main
+def run(settings: Settings) -> dict[str, Any]:
+    """Measure everything and return the report (does not write it)."""
+    overrides = agent_overrides(settings.algos, settings.agent_overrides)
+    prepared = {a: prepare(a, settings, overrides[a]) for a in settings.algos}
+    created = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
+    report: dict[str, Any] = {
+        "benchmark": "throughput",
+        "created": created,
+        "machine": machine_info(),
+        "versions": versions(),
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [str(d) for d in jax.devices()],
+        "config": {
+            "env": settings.env,
+            "algos": list(settings.algos),
+            "steps": settings.steps,
+            "warmup": settings.warmup,
+            "seed": settings.seed,
+            "action_repeat": settings.action_repeat,
+            "updates": settings.updates,
+            "acts": settings.acts,
+            "agent_overrides": list(settings.agent_overrides),
+            "replay_fill": settings.warmup + settings.steps,
+        },
+        "results": {},
+    }
+    print(f"[bench] raw env floor: {settings.steps} random steps on {settings.env}", flush=True)
+    floor = env_floor(settings.env, settings.seed, settings.action_repeat, settings.steps)
+    report["env_floor"] = floor
+    fill = settings.warmup + settings.steps
+    print(f"[bench] collecting {fill} transitions for the replay buffers", flush=True)
+    data = collect(settings.env, settings.seed, settings.action_repeat, fill)
+    with tempfile.TemporaryDirectory(prefix="factorl-bench-") as workdir:
+        for algo in settings.algos:
+            print(f"[bench] {algo}: update, act and loop measurements", flush=True)
+            cfg, agent = prepared[algo]
+            report["results"][algo] = bench_algo(
+                cfg, agent, settings, overrides[algo], data, floor["raw_env_sps"], Path(workdir)
+            )
+    if hasattr(os, "getloadavg"):
+        report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark from command-line arguments, write the JSON, print the table."""
+    settings = parse_args(argv)
+    report = run(settings)
+    write_json(settings.out, report)
+    print(table(report))
+    print(f"[bench] wrote {settings.out}")
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (BenchmarkError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
