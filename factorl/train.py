@@ -141,12 +141,14 @@ def run_episodes(
 
 
 # ------------------------------------------------------------------------------------- checkpoints
-def _save(run_dir: Path, cfg: RunConfig, agent, state, replay, loop: LoopState, rng, obs) -> Path:
+def _save(
+    run_dir: Path, cfg: RunConfig, action_size: int, state, replay, loop: LoopState, rng, obs
+) -> Path:
     arrays = {
         "loop": {
             "obs": np.asarray(obs, np.float32),
             "episode_actions": np.asarray(loop.episode_actions, np.float32).reshape(
-                len(loop.episode_actions), agent.factorisation.num_dims
+                len(loop.episode_actions), action_size
             ),
             "recent_returns": np.asarray(loop.recent_returns, np.float64),
         }
@@ -293,8 +295,9 @@ class Trainer:
         loop = self.loop
         saved_wall, loop.wall_time = loop.wall_time, self.wall()
         try:
+            action_size = int(np.prod(self.env.action_space.shape))
             return _save(
-                self.run_dir, self.cfg, self.agent, self.state, self.replay, loop, self.rng,
+                self.run_dir, self.cfg, action_size, self.state, self.replay, loop, self.rng,
                 self.obs,
             )  # fmt: skip
         finally:

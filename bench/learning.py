@@ -1,0 +1,196 @@
+"""Learning benchmark: algorithms x environments x seeds for a step budget, one JSON per run.
+
+    python bench/learning.py --algos decqn --envs dmc:walker-walk,dmc:cheetah-run \
+        --seeds 0,1,2 --steps 100000 --eval-every 10000
+
+Each run trains with the algorithm's reference defaults (plus any `--agent-override KEY=VALUE`) in
+`--work-dir/ALGO__ENV__sSEED` and, when it finishes, writes `--out-dir/ALGO__ENV__sSEED.json`: the
+evaluation curve (env step, mean and per-episode eval returns, wall time), the config, the machine
+and library versions, and the command. Runs whose JSON exists are skipped; unfinished runs whose
+folder holds a checkpoint are resumed, so a sweep can be spread over several sessions (commit each
+JSON as it lands). `--from-run RUN_DIR` writes the JSON of a run trained some other way.
+`bench/report.py` turns the JSON files into a table and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from factorl import checkpoint as ckpt
+from factorl.config import ConfigError, field_type
+from factorl.logging import read_metrics
+from factorl.train import CHECKPOINT_DIR, load_config, make_config, train
+
+PACKAGES = (
+    "factorl",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "numpy",
+    "gymnasium",
+    "dm_control",
+    "mujoco",
+)
+
+
+def run_name(algo: str, env: str, seed: int) -> str:
+    return f"{algo}__{env.replace(':', '-').replace('/', '-')}__s{seed}"
+
+
+def machine() -> dict[str, Any]:
+    info = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_gb"] = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return info
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
+    """The results record of a finished run folder."""
+    cfg = load_config(run_dir)
+    records = read_metrics(run_dir)
+    curve = [
+        {
+            "env_step": r["env_step"],
+            "env_frames": r.get("env_frames", r["env_step"]),
+            "eval_return": r["eval_return"],
+            "eval_returns": r.get("eval_returns", []),
+            "wall_time": r["wall_time"],
+        }
+        for r in records
+        if r.get("event") == "eval"
+    ]
+    if not curve:
+        raise ValueError(f"{run_dir} has no evaluation records")
+    last = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
+    return {
+        "benchmark": "learning",
+        "algo": cfg.algo,
+        "env": cfg.train.env,
+        "seed": cfg.train.seed,
+        "steps": cfg.train.steps,
+        "final_env_step": curve[-1]["env_step"],
+        "wall_time_s": max(r.get("wall_time", 0.0) for r in records),
+        "curve": curve,
+        "config": cfg.to_dict(),
+        "checkpoint": str(last) if last else None,
+        "machine": machine(),
+        "versions": versions(),
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def parse_overrides(algo: str, items: list[str]) -> dict[str, Any]:
+    from factorl.agents import CONFIGS
+
+    cls = CONFIGS[algo]
+    names = {f for f in cls.__dataclass_fields__}
+    values: dict[str, Any] = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        scope, _, name = key.rpartition(".")
+        if scope and scope != algo:
+            continue
+        if name not in names:
+            continue  # an option of another algorithm in the sweep
+        kind = field_type(cls, name)
+        values[name] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algos", default="decqn", help="comma-separated algorithm names")
+    parser.add_argument("--envs", default="dmc:walker-walk", help="comma-separated env ids")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--agent-override", action="append", default=[], metavar="[ALGO.]K=V")
+    parser.add_argument("--work-dir", default="runs/learning", help="run folders (not committed)")
+    parser.add_argument("--out-dir", default="results/learning", help="where the JSON goes")
+    parser.add_argument("--from-run", metavar="RUN_DIR", help="only summarise this finished run")
+    args = parser.parse_args(argv)
+    command = "python bench/learning.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    out_dir = Path(args.out_dir)
+    if args.from_run:
+        data = summarise_run(Path(args.from_run), command)
+        path = out_dir / (run_name(data["algo"], data["env"], data["seed"]) + ".json")
+        write_json(path, data)
+        print(f"wrote {path}")
+        return 0
+    for algo in args.algos.split(","):
+        for env in args.envs.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                name = run_name(algo, env, seed)
+                out = out_dir / f"{name}.json"
+                if out.exists():
+                    print(f"skip {name}: {out} exists")
+                    continue
+                run_dir = Path(args.work_dir) / name
+                cfg = make_config(
+                    algo,
+                    {
+                        "env": env,
+                        "seed": seed,
+                        "steps": args.steps,
+                        "eval_every": args.eval_every,
+                        "eval_episodes": args.eval_episodes,
+                        "checkpoint_every": args.eval_every,
+                        "run_dir": str(run_dir),
+                        "progress": "lines",
+                        "log_every": args.eval_every,
+                    },
+                    parse_overrides(algo, args.agent_override),
+                )
+                resume = run_dir if ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR) else None
+                try:
+                    result = train(cfg, resume=resume)
+                except ConfigError as e:
+                    print(f"error: {name}: {e}", file=sys.stderr)
+                    return 2
+                if result.status != "completed":
+                    print(f"{name} interrupted at {result.env_step}; run again to resume")
+                    return 130
+                write_json(out, summarise_run(run_dir, command))
+                print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Turn learning-benchmark JSON files into a per-task table and learning-curve plots.
+
+    python bench/report.py --in results/learning --out results
+
+Writes `OUT/learning.md` (per task and algorithm: seeds, final eval return as mean and 95%
+confidence interval over seeds, env steps, wall time per run and return per CPU-hour) and
+`OUT/curves-TASK.png` (mean over seeds with the 95% interval shaded). The interval is Student's t
+over seeds (scipy), which with 3 seeds is wide, as it should be. Reference levels from
+`../shared/reference/algorithms.md` (3-bin factorised expert returns) are shown beside ours where
+the note gives one; they are returns of a trained data-collecting agent, not learning-curve points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: 3-bin factorised expert returns on DMC (REValueD authors' offline datasets), from the
+#: reference note; returns of a trained agent, not learning-curve points.
+EXPERT_LEVELS = {
+    "dmc:walker-walk": 900.3,
+    "dmc:walker-run": 701.2,
+    "dmc:cheetah-run": 664.57,
+    "dmc:quadruped-walk": 781.19,
+    "dmc:quadruped-run": 753.4,
+    "dmc:finger-spin": 853.62,
+    "dmc:fish-swim": 418.58,
+    "dmc:humanoid-stand": 711.9,
+    "dmc:dog-trot": 724.37,
+}
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of the 95% Student-t interval (half-width nan for one value)."""
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=float)
+    mean = float(arr.mean())
+    if len(arr) < 2:
+        return mean, math.nan
+    half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr)))
+    return mean, half
+
+
+def load_runs(folder: Path) -> list[dict[str, Any]]:
+    runs = []
+    for path in sorted(Path(folder).glob("*.json")):
+        data = json.loads(path.read_text())
+        if data.get("benchmark") == "learning":
+            runs.append(data)
+    return runs
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[(run["env"], run["algo"])].append(run)
+    lines = [
+        "| task | algorithm | seeds | env steps | final eval return (mean ± 95% CI) "
+        "| expert level | wall time per run (h) | return per CPU-hour |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (env, algo), group in sorted(groups.items()):
+        steps = min(r["final_env_step"] for r in group)
+        finals = [_value_at(r, steps) for r in group]
+        mean, half = t_interval(finals)
+        ci = f"{mean:.1f} ± {half:.1f}" if math.isfinite(half) else f"{mean:.1f}"
+        hours = [r["wall_time_s"] / 3600 for r in group]
+        cpus = group[0]["machine"].get("cpu_count") or 1
+        per_cpu_hour = mean / (np.mean(hours) * cpus) if np.mean(hours) > 0 else math.nan
+        expert = EXPERT_LEVELS.get(env)
+        lines.append(
+            f"| {env} | {algo} | {len(group)} | {steps:,} | {ci} | "
+            f"{expert if expert is not None else '-'} | {np.mean(hours):.2f} | "
+            f"{per_cpu_hour:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _value_at(run: dict[str, Any], step: int) -> float:
+    points = [p for p in run["curve"] if p["env_step"] <= step]
+    return float(points[-1]["eval_return"])
+
+
+def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_env: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        by_env[run["env"]][run["algo"]].append(run)
+    written = []
+    for env, algos in sorted(by_env.items()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for algo, group in sorted(algos.items()):
+            # the evaluation steps every seed has
+            steps = sorted(set.intersection(*({p["env_step"] for p in r["curve"]} for r in group)))
+            stats = [t_interval([_value_at(r, s) for r in group]) for s in steps]
+            mean = np.array([m for m, _ in stats])
+            half = np.array([h if math.isfinite(h) else 0.0 for _, h in stats])
+            ax.plot(steps, mean, label=f"{algo} ({len(group)} seed{'s' * (len(group) > 1)})")
+            ax.fill_between(steps, mean - half, mean + half, alpha=0.2)
+        if env in EXPERT_LEVELS:
+            ax.axhline(EXPERT_LEVELS[env], color="grey", ls="--", lw=1, label="3-bin expert level")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return")
+        ax.set_title(env)
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / f"curves-{env.replace(':', '-')}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--in", dest="inp", default="results/learning")
+    parser.add_argument("--out", default="results")
+    args = parser.parse_args(argv)
+    runs = load_runs(Path(args.inp))
+    if not runs:
+        print(f"no learning results in {args.inp}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learning.md").write_text(table(runs))
+    for path in [out / "learning.md", *plot(runs, out)]:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The learning benchmark's summary and report scripts, on data the test makes itself."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import tiny_config
+
+from factorl.train import train
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_run(algo, env, seed, finals, wall=3600.0):
+    curve = [
+        {"env_step": 1000 * (i + 1), "eval_return": v, "eval_returns": [v], "wall_time": 1.0}
+        for i, v in enumerate(finals)
+    ]
+    return {
+        "benchmark": "learning", "algo": algo, "env": env, "seed": seed,
+        "steps": 1000 * len(finals),
+        "final_env_step": 1000 * len(finals), "wall_time_s": wall, "curve": curve,
+        "machine": {"cpu_count": 2},
+    }  # fmt: skip
+
+
+def test_t_interval_matches_hand_computation():
+    report = _load("report")
+    mean, half = report.t_interval([1.0, 2.0, 3.0])
+    # std (ddof 1) = 1, t_{0.975, 2} = 4.302653, n = 3
+    assert mean == 2.0
+    assert half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+    assert math.isnan(report.t_interval([5.0])[1])
+
+
+def test_report_table_and_plots(tmp_path):
+    report = _load("report")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for seed, final in enumerate([100.0, 200.0, 300.0]):
+        data = _fake_run("decqn", "dmc:walker-walk", seed, [10.0, final])
+        (inp / f"r{seed}.json").write_text(json.dumps(data))
+    assert report.main(["--in", str(inp), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "learning.md").read_text()
+    row = next(line for line in text.splitlines() if "decqn" in line)
+    half = 4.302653 * 100.0 / math.sqrt(3)
+    assert f"200.0 ± {half:.1f}" in row
+    assert "900.3" in row  # the reference expert level for walker-walk
+    # 200 return over 1 h on 2 CPUs
+    assert row.rstrip(" |").endswith("100.0")
+    png = tmp_path / "out" / "curves-dmc-walker-walk.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learning_summary_of_a_real_run(tmp_path):
+    learning = _load("learning")
+    result = train(tiny_config(tmp_path / "run", steps=300))
+    out = tmp_path / "results"
+    assert learning.main(["--from-run", str(result.run_dir), "--out-dir", str(out)]) == 0
+    data = json.loads((out / "decqn__gym-Pendulum-v1__s0.json").read_text())
+    assert [p["env_step"] for p in data["curve"]] == [300]
+    assert data["versions"]["jax"] and data["machine"]["cpu_count"]
+    assert data["config"]["algo"] == "decqn"
