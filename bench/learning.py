@@ -16,62 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import socket
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from factorl import checkpoint as ckpt
 from factorl.config import ConfigError, field_type
 from factorl.logging import read_metrics
+from factorl.system import machine_info, versions
 from factorl.train import CHECKPOINT_DIR, load_config, make_config, train
-
-PACKAGES = (
-    "factorl",
-    "jax",
-    "jaxlib",
-    "flax",
-    "optax",
-    "numpy",
-    "gymnasium",
-    "dm_control",
-    "mujoco",
-)
 
 
 def run_name(algo: str, env: str, seed: int) -> str:
     return f"{algo}__{env.replace(':', '-').replace('/', '-')}__s{seed}"
-
-
-def machine() -> dict[str, Any]:
-    info = {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                info["memory_gb"] = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return info
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
@@ -103,7 +61,7 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
         "curve": curve,
         "config": cfg.to_dict(),
         "checkpoint": str(last) if last else None,
-        "machine": machine(),
+        "machine": machine_info(),
         "versions": versions(),
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -24,14 +24,12 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import socket
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +40,10 @@ from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.agents.base import TrainBatch
 from factorl.config import ConfigError, TrainConfig, field_type
 from factorl.envs import make_env
+from factorl.system import machine_info, versions
 from factorl.train import Trainer, build_agent, episode_seed, make_config
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-PACKAGES = (
-    "factorl",
-    "jax",
-    "jaxlib",
-    "flax",
-    "optax",
-    "numpy",
-    "gymnasium",
-    "dm_control",
-    "mujoco",
-)
 
 
 class BenchmarkError(RuntimeError):
@@ -207,58 +195,6 @@ def agent_overrides(algos: Sequence[str], items: Sequence[str]) -> dict[str, dic
 def _summary(seconds: list[float], scale: float) -> tuple[float, float]:
     """(median, mean) of `seconds` multiplied by `scale`."""
     return statistics.median(seconds) * scale, statistics.fmean(seconds) * scale
-
-
-def _memory_gb() -> float | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return round(int(line.split()[1]) / 1024**2, 2)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _processor() -> str:
-    name = platform.processor()
-    if name and name not in ("x86_64", "aarch64", "arm64", "i386"):
-        return name
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return name or platform.machine()
-
-
-def machine_info() -> dict[str, Any]:
-    """Where the numbers were taken (the load average shows whether the machine was busy)."""
-    info: dict[str, Any] = {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "processor": _processor(),
-        "cpu_count": os.cpu_count(),
-        "memory_gb": _memory_gb(),
-        "python": platform.python_version(),
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):
-        info["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
-
-
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def _block(tree: Any) -> Any:

@@ -1,0 +1,74 @@
+"""Where a measurement was taken: the machine and the library versions (recorded in benchmark
+and results files)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from importlib import metadata
+from typing import Any
+
+PACKAGES = (
+    "factorl",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "numpy",
+    "gymnasium",
+    "dm_control",
+    "mujoco",
+)
+
+
+def _memory_gb() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1024**2, 2)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _processor() -> str:
+    name = platform.processor()
+    if name and name not in ("x86_64", "aarch64", "arm64", "i386"):
+        return name
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return name or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the numbers were taken (the load average shows whether the machine was busy)."""
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "processor": _processor(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": _memory_gb(),
+        "python": platform.python_version(),
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):
+        info["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
