@@ -33,3 +33,25 @@ def test_decqn_learns_pendulum(tmp_path):
     # every one of the 10 evaluation episodes must be a swing-up, not just the mean
     assert final > -400, f"DecQN did not learn Pendulum: eval return {final:.1f}"
     assert np.min(evals[-1]["eval_returns"]) > -700
+
+
+@pytest.mark.slow
+def test_cqn_learns_pendulum(tmp_path):
+    """CQN (3 levels x 5 bins, 125 torques) with its quickstart preset, 10k steps."""
+    cfg = make_config(
+        "cqn",
+        {
+            "steps": 10_000,
+            "eval_every": 5_000,
+            "eval_episodes": 10,
+            "progress": "none",
+            "tensorboard": False,
+            "run_dir": str(tmp_path / "run"),
+        },
+        preset="quickstart",
+    )
+    result = train(cfg)
+    evals = [r for r in read_metrics(result.run_dir) if r["event"] == "eval"]
+    final = evals[-1]["eval_return"]
+    assert final > -400, f"CQN did not learn Pendulum: eval return {final:.1f}"
+    assert np.min(evals[-1]["eval_returns"]) > -700

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from factorl.agents.cqn import CQN, CQNConfig
 from factorl.agents.decqn import DecQN, DecQNConfig
 
-ALGORITHMS: dict[str, type] = {"decqn": DecQN}
-CONFIGS: dict[str, type] = {"decqn": DecQNConfig}
+ALGORITHMS: dict[str, type] = {"decqn": DecQN, "cqn": CQN}
+CONFIGS: dict[str, type] = {"decqn": DecQNConfig, "cqn": CQNConfig}
 
 
 def get_algorithm(name: str) -> type:

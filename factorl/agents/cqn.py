@@ -1,0 +1,282 @@
+"""CQN: Coarse-to-fine Q-Network (Seo, Uruc, James, CoRL 2024, arXiv 2407.07787).
+
+Each action dimension is chosen by zooming: at level l the critic scores `bins` equal
+sub-intervals of the interval chosen at level l-1, the agent takes the best one per dimension,
+and the interval shrinks to it; the action is the centre of the last interval (3 levels of 5 bins
+give a 125-point grid per dimension from 15 outputs). One network serves every level: its input is
+the observation, the centres of the current intervals of ALL dimensions (the only channel through
+which dimensions coordinate) and a one-hot of the level. Every (level, dimension) utility is
+regressed on its own to the full TD target, with no mean or sum across dimensions.
+
+We follow the official state-based code (younggyoseo/CQN-AS, dmc_src/cqn_state.py) unless noted:
+- torso [s, c, onehot(l)] -> Linear-LayerNorm-SiLU x 2 (width 512) -> Linear(M*B), head
+  initialised to zero; AdamW 1e-4 with weight decay 0.1; batch 512; n-step 1; gamma 0.99; hard
+  target copy every 100 updates; one update per env step; 2000 uniform random steps;
+- target per (l, d): y = R + gamma^n (1-done) Qbar_{l,d}(s', c'_{l-1}, b'_{l,d}), where the greedy
+  path b' (and so its centres c') is chosen by the ONLINE network and evaluated by the target one;
+- loss: mean squared error over batch, levels and dimensions (uniform replay);
+- exploration: greedy action + N(0, 0.1) in units of each dimension's half range, clipped to the
+  bounds and re-quantised to the finest grid.
+Where we differ: ties between equal utilities are broken at random (`random_ties`, default on).
+The official state code takes the first maximum, so with its zero-initialised head it acts at the
+lowest bin of every dimension (about -1) until the utilities separate; `--no-random-ties` restores
+that. `learning_starts` counts agent steps: the official "updates start at 8000 frames" is 4000
+agent steps at the Control Suite's usual action repeat of 2, our default.
+The distributional variant of the pixel/RLBench code is an option: `--distributional` uses C51
+(51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entropy loss, and
+`--dueling` splits the head into value and advantage streams, q = V + A - mean(A).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from factorl.agents.base import AgentState, TrainBatch
+from factorl.config import ConfigError, option
+from factorl.distributional import categorical_projection, expected_value, support
+from factorl.factorisation import CoarseToFine
+from factorl.mixers import select
+from factorl.replay import ReplayBuffer
+
+
+@dataclass
+class CQNConfig:
+    """CQN hyperparameters; defaults are the official state-based code's (walker_walk)."""
+
+    levels: int = option(3, "coarse-to-fine levels", low=1)
+    bins: int = option(5, "bins per level and dimension", low=2)
+    width: int = option(512, "hidden width", low=1)
+    n_step: int = option(1, "n-step return length", low=1)
+    gamma: float = option(0.99, "discount factor", low=0.0, high=1.0)
+    batch_size: int = option(512, "learner batch size", low=1)
+    learning_rate: float = option(1e-4, "AdamW learning rate", low=0.0, low_open=True)
+    weight_decay: float = option(0.1, "AdamW weight decay", low=0.0)
+    target_update_period: int = option(100, "hard target copy every N learner steps", low=1)
+    update_every: int = option(1, "environment steps per learner step", low=1)
+    learning_starts: int = option(4000, "transitions in replay before learning starts", low=1)
+    random_steps: int = option(2000, "uniform random actions for the first N env steps", low=0)
+    replay_capacity: int = option(1_000_000, "replay buffer capacity (transitions)", low=1)
+    explore_std: float = option(
+        0.1, "Gaussian exploration std, in units of each dimension's half range", low=0.0
+    )
+    random_ties: bool = option(True, "break ties between equal utilities at random")
+    distributional: bool = option(False, "C51 distributional critic (pixel/RLBench variant)")
+    dueling: bool = option(False, "dueling head: q = V + A - mean(A)")
+    num_atoms: int = option(51, "atoms of the C51 distribution", low=2)
+    v_min: float = option(0.0, "lowest atom (C51)")
+    v_max: float = option(200.0, "highest atom (C51)")
+
+    def check(self) -> None:
+        if self.distributional and self.v_max <= self.v_min:
+            raise ConfigError("cqn.v_max must be greater than cqn.v_min")
+        if self.replay_capacity < self.n_step:
+            raise ConfigError("cqn.replay_capacity must be at least cqn.n_step")
+
+
+class LevelCritic(nn.Module):
+    """[s, centres of all dimensions, onehot(level)] -> utilities [..., M, B] (or logits
+    [..., M, B, atoms] when atoms > 1). The output layers start at zero."""
+
+    num_dims: int
+    bins: int
+    width: int = 512
+    atoms: int = 1
+    dueling: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, centres: jax.Array, level: jax.Array) -> jax.Array:
+        h = jnp.concatenate([obs, centres, level], axis=-1)
+        for i in range(2):
+            h = nn.Dense(self.width, name=f"hidden_{i}")(h)
+            h = nn.silu(nn.LayerNorm(name=f"norm_{i}")(h))
+        zeros = nn.initializers.zeros
+        shape = (*h.shape[:-1], self.num_dims, self.bins, self.atoms)
+        adv = nn.Dense(self.num_dims * self.bins * self.atoms, kernel_init=zeros, name="head")(h)
+        out = adv.reshape(shape)
+        if self.dueling:
+            value = nn.Dense(self.num_dims * self.atoms, kernel_init=zeros, name="value")(h)
+            value = value.reshape(*h.shape[:-1], self.num_dims, 1, self.atoms)
+            out = value + out - jnp.mean(out, axis=-2, keepdims=True)
+        return out[..., 0] if self.atoms == 1 else out
+
+
+def argmax_random_ties(key: jax.Array | None, values: jax.Array) -> jax.Array:
+    """Argmax over the last axis; with a key, ties are broken uniformly at random."""
+    if key is None:
+        return jnp.argmax(values, axis=-1).astype(jnp.int32)
+    is_max = values >= jnp.max(values, axis=-1, keepdims=True)
+    logits = jnp.where(is_max, 0.0, -jnp.inf)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+class CQN:
+    """CQN agent for the shared training loop."""
+
+    name = "cqn"
+    Config = CQNConfig
+
+    def __init__(self, config: CQNConfig, observation_space, action_space) -> None:
+        self.config = c = config
+        self.obs_shape = tuple(observation_space.shape)
+        self.factorisation = CoarseToFine.from_space(action_space, c.bins, c.levels)
+        atoms = c.num_atoms if c.distributional else 1
+        self.network = LevelCritic(self.factorisation.num_dims, c.bins, c.width, atoms, c.dueling)
+        self.atoms = support(c.v_min, c.v_max, c.num_atoms) if c.distributional else None
+        self.optimizer = optax.adamw(c.learning_rate, weight_decay=c.weight_decay)
+        self.update_every = c.update_every
+        self.learning_starts = c.learning_starts
+        self.random_steps = c.random_steps
+        self.half_range = (self.factorisation.high - self.factorisation.low) / 2
+        self.trace_counts = {"update": 0, "act": 0}
+        self._update = jax.jit(self._update_impl, donate_argnums=0)
+        self._act = jax.jit(self._act_impl, static_argnames="mode")
+
+    # ----------------------------------------------------------------------------------- setup
+    def init(self, seed: int) -> AgentState:
+        k_params, k_run = jax.random.split(jax.random.PRNGKey(seed))
+        m, levels = self.factorisation.num_dims, self.config.levels
+        params = self.network.init(
+            k_params,
+            jnp.zeros((1, *self.obs_shape)),
+            jnp.zeros((1, m)),
+            jnp.zeros((1, levels)),
+        )
+        return AgentState(
+            params=params,
+            target_params=jax.tree_util.tree_map(jnp.copy, params),
+            opt_state=self.optimizer.init(params),
+            key=k_run,
+            learner_step=jnp.zeros((), jnp.int32),
+            explore=jnp.zeros((), jnp.float32),
+        )
+
+    def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:
+        c = self.config
+        return ReplayBuffer(
+            c.replay_capacity,
+            obs_shape,
+            (self.factorisation.num_dims,),
+            n_step=c.n_step,
+            gamma=c.gamma,
+        )
+
+    # ----------------------------------------------------------------------------------- values
+    def level_values(self, params, obs, centres, level: int | jax.Array):
+        """Utilities [..., M, B] of one level (expected values for the C51 critic)."""
+        onehot = jax.nn.one_hot(level, self.config.levels)
+        onehot = jnp.broadcast_to(onehot, (*obs.shape[:-1], self.config.levels))
+        out = self.network.apply(params, obs, centres, onehot)
+        return out if self.atoms is None else expected_value(out, self.atoms)
+
+    def greedy_path(self, params, obs: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """Zoom greedily from the full range: bin indices [..., L, M] (random ties with a key)."""
+        fact = self.factorisation
+        low, high = fact.initial_interval(obs.shape[:-1])
+        path = []
+        for level in range(self.config.levels):
+            q = self.level_values(params, obs, fact.centre(low, high), level)
+            sub = None if key is None else jax.random.fold_in(key, level)
+            idx = argmax_random_ties(sub, q)
+            path.append(idx)
+            low, high = fact.zoom(low, high, idx)
+        return jnp.stack(path, axis=-2)
+
+    def all_levels(self, params, obs, path):
+        """Outputs of every level along `path`, in one batched pass: [batch, L, M, B(, A)]."""
+        levels = self.config.levels
+        centres = self.factorisation.path_centres(path)  # [batch, L, M]
+        obs_l = jnp.broadcast_to(obs[:, None], (obs.shape[0], levels, obs.shape[-1]))
+        onehot = jnp.broadcast_to(jnp.eye(levels), (obs.shape[0], levels, levels))
+        return self.network.apply(params, obs_l, centres, onehot)
+
+    # ----------------------------------------------------------------------------------- acting
+    def _act_impl(self, params, explore, obs, key, env_step, mode: str):
+        self.trace_counts["act"] += 1
+        c, fact = self.config, self.factorisation
+        key = jax.random.fold_in(jax.random.fold_in(key, 0), env_step)
+        k_ties, k_noise = jax.random.split(key)
+        if mode == "random":
+            u = jax.random.uniform(k_noise, (fact.num_dims,))
+            return jnp.asarray(fact.low) + u * (jnp.asarray(fact.high) - fact.low), explore
+        path = self.greedy_path(params, obs[None], k_ties if c.random_ties else None)[0]
+        action = fact.decode(path)
+        if mode == "explore":
+            noise = c.explore_std * self.half_range * jax.random.normal(k_noise, action.shape)
+            action = fact.quantise(jnp.clip(action + noise, fact.low, fact.high))
+        return action, explore
+
+    def act(self, state: AgentState, obs: np.ndarray, env_step: int, mode: str = "greedy"):
+        """Continuous env action for one observation. mode: 'explore', 'greedy' or 'random'."""
+        action, explore = self._act(
+            state.params, state.explore, jnp.asarray(obs), state.key, env_step, mode=mode
+        )
+        return np.asarray(action), state.replace(explore=explore)
+
+    # ----------------------------------------------------------------------------------- learning
+    def loss(self, params, target_params, batch: TrainBatch, key: jax.Array):
+        """Per-(level, dimension) regression to the full TD target (MSE, or C51 cross-entropy)."""
+        c = self.config
+        path = self.factorisation.encode(batch.action)  # [batch, L, M]
+        out = self.all_levels(params, batch.obs, path)
+        online = jax.lax.stop_gradient(params)
+        next_path = self.greedy_path(online, batch.next_obs, key if c.random_ties else None)
+        next_out = self.all_levels(target_params, batch.next_obs, next_path)
+        reward = batch.reward[:, None, None]
+        discount = batch.discount[:, None, None]
+        if self.atoms is None:
+            q = select(out, path)  # [batch, L, M]
+            y = jax.lax.stop_gradient(reward + discount * select(next_out, next_path))
+            td = y - q
+            loss = jnp.mean(td**2)
+            q_mean, y_mean = jnp.mean(q), jnp.mean(y)
+        else:
+            pick = partial(jnp.take_along_axis, axis=-2)
+            logits = pick(out, path[..., None, None])[..., 0, :]  # [batch, L, M, A]
+            next_logits = pick(next_out, next_path[..., None, None])[..., 0, :]
+            next_probs = jax.nn.softmax(next_logits, axis=-1)
+            target = categorical_projection(next_probs, reward, discount, self.atoms)
+            loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+            q = expected_value(logits, self.atoms)
+            y = jnp.sum(target * self.atoms, axis=-1)
+            td = y - q
+            q_mean, y_mean = jnp.mean(q), jnp.mean(y)
+        aux = {"q_mean": q_mean, "target_mean": y_mean, "td_abs": jnp.mean(jnp.abs(td), (1, 2))}
+        return loss, aux
+
+    def _update_impl(self, state: AgentState, batch: TrainBatch):
+        self.trace_counts["update"] += 1
+        key = jax.random.fold_in(jax.random.fold_in(state.key, 1), state.learner_step)
+        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
+            state.params, state.target_params, batch, key
+        )
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        step = state.learner_step + 1
+        target_params = optax.periodic_update(
+            params, state.target_params, step, self.config.target_update_period
+        )
+        new_state = state.replace(
+            params=params, target_params=target_params, opt_state=opt_state, learner_step=step
+        )
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        new_state = jax.tree_util.tree_map(partial(jnp.where, finite), new_state, state)
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "q_mean": aux["q_mean"],
+            "target_mean": aux["target_mean"],
+            "finite": finite,
+        }
+        return new_state, metrics, aux["td_abs"]
+
+    def update(self, state: AgentState, batch: TrainBatch):
+        """One jitted learner step. The input state's buffers are donated: use the returned one."""
+        return self._update(state, batch)

@@ -1,0 +1,199 @@
+"""CQN: coarse-to-fine factorisation, greedy zoom, targets, and the agent in the loop."""
+
+import itertools
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from factorl.agents.base import TrainBatch
+from factorl.agents.cqn import CQN, CQNConfig, argmax_random_ties
+from factorl.distributional import categorical_projection
+from factorl.factorisation import CoarseToFine
+from factorl.train import make_config, train
+
+LOW, HIGH = np.array([-1.0, 0.0, -3.0], np.float32), np.array([1.0, 0.5, 5.0], np.float32)
+
+# ------------------------------------------------------------------------------ factorisation
+
+
+def test_zooming_keeps_every_interval_inside_the_bounds():
+    f = CoarseToFine(LOW, HIGH, bins=5, levels=4)
+    rng = np.random.default_rng(0)
+    idx = jnp.asarray(rng.integers(0, 5, size=(500, 4, 3)))
+    low, high = f.initial_interval((500,))
+    for level in range(4):
+        new_low, new_high = f.zoom(low, high, idx[:, level])
+        assert np.all(new_low >= low - 1e-6) and np.all(new_high <= high + 1e-6)
+        assert np.all(new_low >= LOW - 1e-6) and np.all(new_high <= HIGH + 1e-6)
+        expected = np.broadcast_to((HIGH - LOW) / 5 ** (level + 1), (500, 3))
+        np.testing.assert_allclose(new_high - new_low, expected, rtol=1e-4)
+        low, high = new_low, new_high
+
+
+@pytest.mark.parametrize(("bins", "levels"), [(2, 1), (3, 2), (5, 3)])
+def test_decode_of_encode_is_exact_on_the_grid(bins, levels):
+    f = CoarseToFine(LOW, HIGH, bins=bins, levels=levels)
+    paths = np.array(list(itertools.product(range(bins), repeat=levels)))  # [P, L]
+    idx = jnp.asarray(np.broadcast_to(paths[:, :, None], (*paths.shape, 3)))  # same path per dim
+    grid = np.asarray(f.decode(idx))  # every finest-grid action
+    np.testing.assert_array_equal(np.asarray(f.encode(grid)), np.asarray(idx))
+    np.testing.assert_array_equal(np.asarray(f.decode(f.encode(grid))), grid)
+    assert len(np.unique(grid[:, 0])) == bins**levels
+    assert np.all(grid >= LOW) and np.all(grid <= HIGH)
+
+
+def test_quantise_goes_to_the_centre_of_the_containing_finest_interval():
+    f = CoarseToFine(LOW, HIGH, bins=5, levels=3)
+    a = jnp.asarray(np.random.default_rng(1).uniform(LOW, HIGH, size=(1000, 3)), jnp.float32)
+    q = np.asarray(f.quantise(a))
+    finest = (HIGH - LOW) / 125
+    assert np.all(np.abs(q - np.asarray(a)) <= finest / 2 + 1e-5)
+    np.testing.assert_array_equal(np.asarray(f.quantise(q)), q)
+
+
+def test_path_centres_start_at_the_middle_of_the_range():
+    f = CoarseToFine(LOW, HIGH, bins=3, levels=2)
+    centres = np.asarray(f.path_centres(jnp.array([[[2, 0, 1], [0, 0, 0]]])))[0]
+    np.testing.assert_allclose(centres[0], (LOW + HIGH) / 2)
+    width = (HIGH - LOW) / 3
+    np.testing.assert_allclose(centres[1], LOW + np.array([2, 0, 1]) * width + width / 2, 1e-6)
+
+
+# ------------------------------------------------------------------------------ acting
+
+
+def _agent(**kw):
+    obs = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    act = gym.spaces.Box(LOW, HIGH)
+    return CQN(CQNConfig(width=16, batch_size=8, **kw), obs, act)
+
+
+def test_greedy_action_is_the_argmax_along_the_zoom_path():
+    """A critic whose bins score closeness to a target point must zoom onto that point."""
+    agent = _agent(levels=3, bins=5)
+    target = jnp.array([0.37, 0.11, -2.2])
+    fact = agent.factorisation
+
+    def values(params, obs, centres, level):
+        width = (fact.high - fact.low) / fact.bins ** (level + 1)
+        low = centres - width * fact.bins / 2  # the interval being split at this level
+        bin_centres = low[..., None] + (jnp.arange(fact.bins) + 0.5) * width[:, None]
+        return -jnp.abs(bin_centres - target[:, None])
+
+    agent.level_values = values
+    path = agent.greedy_path(None, jnp.zeros((1, 4)))[0]
+    np.testing.assert_array_equal(np.asarray(path), np.asarray(fact.encode(target)))
+    np.testing.assert_array_equal(np.asarray(fact.decode(path)), np.asarray(fact.quantise(target)))
+
+
+def test_random_tie_breaking_versus_the_official_first_maximum():
+    values = jnp.zeros((3, 5))
+    keys = jax.random.split(jax.random.PRNGKey(0), 200)
+    picks = np.asarray(jax.vmap(lambda k: argmax_random_ties(k, values))(keys))
+    assert set(np.unique(picks)) == {0, 1, 2, 3, 4}
+    assert np.all(np.asarray(argmax_random_ties(None, values)) == 0)
+    # a unique maximum is always taken
+    assert np.all(np.asarray(argmax_random_ties(keys[0], jnp.array([0.0, 2.0, 1.0]))) == 1)
+    # untrained agent (zero head): the official behaviour acts at the lowest bins...
+    official = _agent(random_ties=False)
+    state = official.init(0)
+    greedy, _ = official.act(state, np.ones(4, np.float32), 0, "greedy")
+    np.testing.assert_allclose(
+        greedy, np.asarray(official.factorisation.decode(jnp.zeros((3, 3), int)))
+    )
+    # ...while ours spreads its greedy actions
+    agent = _agent()
+    state = agent.init(0)
+    actions = np.array(
+        [agent.act(state, np.ones(4, np.float32), t, "greedy")[0] for t in range(30)]
+    )
+    assert len(np.unique(actions[:, 0])) > 5
+
+
+def test_exploration_stays_in_bounds_on_the_finest_grid():
+    agent = _agent(explore_std=2.0)  # large noise hits the bounds often
+    state = agent.init(0)
+    fact = agent.factorisation
+    for t in range(50):
+        a, _ = agent.act(state, np.ones(4, np.float32), t, "explore")
+        assert np.all(a >= LOW) and np.all(a <= HIGH)
+        # on the finest grid: the same zoom path, equal up to XLA's fused arithmetic (1 ulp)
+        np.testing.assert_array_equal(
+            np.asarray(fact.encode(a)), np.asarray(fact.encode(fact.quantise(a)))
+        )
+        np.testing.assert_allclose(a, np.asarray(fact.quantise(a)), rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+def test_categorical_projection_hand_worked():
+    atoms = jnp.array([0.0, 1.0, 2.0])
+    probs = jnp.array([0.0, 1.0, 0.0])
+    # r + z = 1.5 splits the mass between atoms 1 and 2
+    out = categorical_projection(probs, jnp.array(0.5), jnp.array(1.0), atoms)
+    np.testing.assert_allclose(np.asarray(out), [0.0, 0.5, 0.5], atol=1e-6)
+    # beyond the support everything lands on the last atom; discount 0 puts it at r
+    np.testing.assert_allclose(
+        np.asarray(categorical_projection(probs, jnp.array(5.0), jnp.array(1.0), atoms)), [0, 0, 1]
+    )
+    spread = jnp.array([0.2, 0.3, 0.5])
+    out = categorical_projection(spread, jnp.array(0.25), jnp.array(0.0), atoms)
+    np.testing.assert_allclose(np.asarray(out), [0.75, 0.25, 0.0], atol=1e-6)
+
+
+def test_loss_regresses_each_level_and_dimension_on_its_own():
+    agent = _agent(levels=2, bins=3)
+    # fake network outputs: the params value selects U(s) (online, 0) or Ubar(s') (target, 1)
+    out = jnp.arange(18.0).reshape(1, 2, 3, 3)  # [batch, L, M, B]
+    next_out = 100.0 + jnp.arange(18.0).reshape(1, 2, 3, 3)
+    online, target = jnp.array(0.0), jnp.array(1.0)
+    agent.all_levels = lambda params, obs, path: out if float(params) == 0.0 else next_out
+    next_path = jnp.array([[[2, 1, 0], [0, 0, 2]]])
+    agent.greedy_path = lambda params, obs, key=None: next_path
+    action = agent.factorisation.decode(jnp.array([[[1, 0, 2], [2, 1, 0]]]))
+    batch = TrainBatch(jnp.zeros((1, 4)), action, jnp.array([1.0]), jnp.array([0.5]),
+                       jnp.zeros((1, 4)), jnp.ones(1))  # fmt: skip
+    loss, _ = agent.loss(online, target, batch, jax.random.PRNGKey(0))
+    q = np.array([[1, 3, 8], [11, 13, 15]], float)  # out[l, d, path[l, d]]
+    y = 1.0 + 0.5 * (100.0 + np.array([[2, 4, 6], [9, 12, 17]], float))
+    assert float(loss) == pytest.approx(np.mean((y - q) ** 2), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ in the loop
+
+
+def _cfg(run_dir, steps=500, **agent):
+    values = {"width": 32, "batch_size": 32, "random_steps": 100, "learning_starts": 100,
+              "update_every": 2, "target_update_period": 20, "replay_capacity": 5000,
+              **agent}  # fmt: skip
+    return make_config(
+        "cqn",
+        {"env": "gym:Pendulum-v1", "steps": steps, "eval_every": 250, "eval_episodes": 1,
+         "log_every": 100, "progress": "none", "tensorboard": False, "run_dir": str(run_dir)},
+        values,
+    )  # fmt: skip
+
+
+def _leaves(result):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(result.state))]
+
+
+def test_cqn_determinism_resume_and_compile_once(tmp_path):
+    straight = train(_cfg(tmp_path / "a"))
+    assert straight.agent.trace_counts == {"update": 1, "act": 3}  # random, explore, greedy
+    train(_cfg(tmp_path / "b"), stop_after=230)
+    resumed = train(_cfg(tmp_path / "b"), resume=tmp_path / "b")
+    assert int(resumed.state.learner_step) == int(straight.state.learner_step) > 0
+    for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_cqn_distributional_dueling_runs(tmp_path):
+    result = train(_cfg(tmp_path / "c51", steps=300, distributional=True, dueling=True,
+                        v_min=-200.0, v_max=0.0))  # fmt: skip
+    assert np.isfinite(result.last_eval_return)
+    assert int(result.state.learner_step) > 0
