@@ -72,7 +72,7 @@ def test_default_train_uses_the_quickstart_preset(monkeypatch):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "nosuchalgo"], "available: decqn"),
+        (["train", "nosuchalgo"], "unknown algorithm 'nosuchalgo'; available: cqn, decqn"),
         (["train", "--bins", "0", "--steps", "10"], "decqn.bins must be >= 2"),
         (["train", "--steps", "-1"], "train.steps must be >= 1"),
         (["train", "--env", "dmc:cheetah-runn", "--steps", "10"], "cheetah-run"),

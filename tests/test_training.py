@@ -153,7 +153,7 @@ def test_bad_config_values_are_clear_errors(train_values, agent_values, match):
 
 
 def test_unknown_algorithm_and_environment(tmp_path):
-    with pytest.raises(ConfigError, match="available: decqn"):
+    with pytest.raises(ConfigError, match=r"available: (\w+, )*decqn"):
         make_config("dqn9000")
     cfg = tiny_config(tmp_path / "x", env="dmc:cheetah-runn")
     with pytest.raises(ConfigError, match="cheetah-run"):
