@@ -144,7 +144,8 @@ def test_decqn_loss_hand_worked():
     td = np.array([y0 - 3.0, y1 - 0.5])
     expected = 0.5 * np.sum(np.asarray(huber(jnp.asarray(td))))
     assert float(loss) == pytest.approx(expected, rel=1e-6)
-    np.testing.assert_allclose(np.asarray(aux["td_abs"])[:, 0], np.abs(td), rtol=1e-6)
+    # the replay priority is the mean over critics of |TD|
+    np.testing.assert_allclose(np.asarray(aux["td_abs"]), [np.mean(np.abs(td))], rtol=1e-6)
 
 
 # ------------------------------------------------------------------------------ exploration

@@ -38,7 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.agents.base import AgentState, TrainBatch
+from factorl.agents.base import (
+    AgentState,
+    TrainBatch,
+    hard_target_update,
+    value_learner_step,
+)
 from factorl.config import ConfigError, option
 from factorl.distributional import categorical_projection, expected_value, support
 from factorl.factorisation import CoarseToFine
@@ -134,6 +139,7 @@ class CQN:
         self.learning_starts = c.learning_starts
         self.random_steps = c.random_steps
         self.half_range = (self.factorisation.high - self.factorisation.low) / 2
+        self._target_update = hard_target_update(c.target_update_period)
         self.trace_counts = {"update": 0, "act": 0}
         self._update = jax.jit(self._update_impl, donate_argnums=0)
         self._act = jax.jit(self._act_impl, static_argnames="mode")
@@ -253,29 +259,8 @@ class CQN:
     def _update_impl(self, state: AgentState, batch: TrainBatch):
         self.trace_counts["update"] += 1
         key = jax.random.fold_in(jax.random.fold_in(state.key, 1), state.learner_step)
-        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            state.params, state.target_params, batch, key
-        )
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        step = state.learner_step + 1
-        target_params = optax.periodic_update(
-            params, state.target_params, step, self.config.target_update_period
-        )
-        new_state = state.replace(
-            params=params, target_params=target_params, opt_state=opt_state, learner_step=step
-        )
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        new_state = jax.tree_util.tree_map(partial(jnp.where, finite), new_state, state)
-        metrics = {
-            "loss": loss,
-            "grad_norm": grad_norm,
-            "q_mean": aux["q_mean"],
-            "target_mean": aux["target_mean"],
-            "finite": finite,
-        }
-        return new_state, metrics, aux["td_abs"]
+        aux = self.loss, self.optimizer, self._target_update
+        return value_learner_step(state, *aux, batch, key)
 
     def update(self, state: AgentState, batch: TrainBatch):
         """One jitted learner step. The input state's buffers are donated: use the returned one."""

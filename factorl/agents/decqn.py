@@ -26,7 +26,6 @@ New transitions enter prioritised replay with the largest priority seen so far (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import jax
@@ -34,7 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.agents.base import AgentState, TrainBatch
+from factorl.agents.base import (
+    AgentState,
+    TrainBatch,
+    hard_target_update,
+    value_learner_step,
+)
 from factorl.config import ConfigError, option
 from factorl.factorisation import ActionFactorisation
 from factorl.mixers import greedy, mean_mixer, select
@@ -120,6 +124,7 @@ class DecQN:
         self.learning_starts = config.learning_starts
         self.random_steps = config.random_steps
         #: number of times each jitted function was traced (tests check it stays at 1)
+        self._target_update = hard_target_update(config.target_update_period)
         self.trace_counts = {"update": 0, "act": 0}
         self._update = jax.jit(self._update_impl, donate_argnums=0)
         self._act = jax.jit(self._act_impl, static_argnames="mode")
@@ -193,35 +198,17 @@ class DecQN:
         td = y - q
         per_critic = jnp.mean(batch.weights[None] * huber(td, c.huber_delta), axis=1)
         loss = jnp.sum(per_critic)
-        aux = {"q_mean": jnp.mean(q), "target_mean": jnp.mean(y), "td_abs": jnp.abs(td)}
+        aux = {
+            "q_mean": jnp.mean(q),
+            "target_mean": jnp.mean(y),
+            "td_abs": jnp.mean(jnp.abs(td), 0),
+        }
         return loss, aux
 
     def _update_impl(self, state: AgentState, batch: TrainBatch):
         self.trace_counts["update"] += 1
-        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            state.params, state.target_params, batch
-        )
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        step = state.learner_step + 1
-        target_params = optax.periodic_update(
-            params, state.target_params, step, self.config.target_update_period
-        )
-        new_state = state.replace(
-            params=params, target_params=target_params, opt_state=opt_state, learner_step=step
-        )
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        # a non-finite step leaves the state untouched, so the loop can stop on the last good one
-        new_state = jax.tree_util.tree_map(partial(jnp.where, finite), new_state, state)
-        metrics = {
-            "loss": loss,
-            "grad_norm": grad_norm,
-            "q_mean": aux["q_mean"],
-            "target_mean": aux["target_mean"],
-            "finite": finite,
-        }
-        return new_state, metrics, jnp.mean(aux["td_abs"], axis=0)
+        aux = self.loss, self.optimizer, self._target_update
+        return value_learner_step(state, *aux, batch)
 
     def update(self, state: AgentState, batch: TrainBatch):
         """One jitted learner step. The input state's buffers are donated: use the returned one."""
