@@ -158,6 +158,7 @@ _CONFIG_KEYS = (
     "obs_shape",
     "action_shape",
     "n_step",
+    "action_horizon",
     "gamma",
     "prioritized",
     "alpha",
@@ -186,6 +187,11 @@ class ReplayBuffer:
     with `terminated` or `truncated`. A step becomes sampleable once its n-step window is
     complete (n steps stored from it, or its episode ended within them). Bootstrapping goes
     through truncation but never through termination.
+
+    With `action_horizon` K > 1 (action-sequence critics, CQN-AS), `sample` returns as `action`
+    the K actions actually executed from t, shape [B, K, *action_shape], padded with the episode's
+    last action past its end; a step then becomes sampleable once max(n, K) steps are stored
+    from it (or its episode ended), so the sequence is never cut short by the write head.
     """
 
     def __init__(
@@ -201,14 +207,18 @@ class ReplayBuffer:
         beta: float = 0.2,
         priority_eps: float = 1e-6,
         action_dtype: DTypeLike = np.float32,
+        action_horizon: int = 1,
     ) -> None:
         if int(capacity) != capacity or capacity < 1:
             raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
         if int(n_step) != n_step or n_step < 1:
             raise ValueError(f"n_step must be an integer >= 1, got {n_step!r}")
-        if capacity < n_step:
+        if int(action_horizon) != action_horizon or action_horizon < 1:
+            raise ValueError(f"action_horizon must be an integer >= 1, got {action_horizon!r}")
+        if capacity < max(n_step, action_horizon):
             raise ValueError(
-                f"capacity must be >= n_step ({n_step}) so an n-step window fits, got {capacity}"
+                f"capacity must be >= n_step ({n_step}) and action_horizon ({action_horizon}) so "
+                f"a window fits, got {capacity}"
             )
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
@@ -222,6 +232,9 @@ class ReplayBuffer:
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.action_shape = tuple(int(d) for d in action_shape)
         self.n_step = int(n_step)
+        self.action_horizon = int(action_horizon)
+        # steps that must follow a transition (or its episode end) before it can be sampled
+        self._window = max(self.n_step, self.action_horizon)
         self.gamma = float(gamma)
         self.prioritized = bool(prioritized)
         self.alpha = float(alpha)
@@ -313,8 +326,8 @@ class ReplayBuffer:
             for slot in pending:
                 self._activate(slot)
             pending.clear()
-        elif len(pending) == self.n_step:
-            # The oldest pending step now has n steps stored from it.
+        elif len(pending) == self._window:
+            # The oldest pending step now has its whole window stored after it.
             self._activate(pending.pop(0))
 
         pos += 1
@@ -369,13 +382,26 @@ class ReplayBuffer:
 
         return Batch(
             obs=self._obs[idx],
-            action=self._action[idx],
+            action=self._action[idx] if self.action_horizon == 1 else self._sequences(idx),
             reward=ret.astype(np.float32),
             discount=discount.astype(np.float32),
             next_obs=self._next_obs[last],
             weights=weights,
             indices=idx,
         )
+
+    def _sequences(self, idx: np.ndarray) -> np.ndarray:
+        """The action_horizon actions executed from each slot, padded with the episode's last."""
+        seq = np.empty((len(idx), self.action_horizon, *self.action_shape), self._action.dtype)
+        slot, alive = idx.copy(), np.ones(idx.shape, dtype=bool)
+        for k in range(self.action_horizon):
+            if k > 0:
+                step = slot + 1
+                step[step >= self.capacity] -= self.capacity
+                slot = np.where(alive, step, slot)  # past the episode end: keep the last slot
+            seq[:, k] = self._action[slot]
+            alive &= ~self._episode_end[slot]
+        return seq
 
     def update_priorities(self, indices: np.ndarray, td_abs: np.ndarray) -> None:
         """Set priorities of sampled slots from absolute TD errors: leaf = (td + eps) ** alpha.
@@ -413,6 +439,7 @@ class ReplayBuffer:
             "obs_shape": np.asarray(self.obs_shape, dtype=np.int64),
             "action_shape": np.asarray(self.action_shape, dtype=np.int64),
             "n_step": np.asarray(self.n_step, dtype=np.int64),
+            "action_horizon": np.asarray(self.action_horizon, dtype=np.int64),
             "gamma": np.asarray(self.gamma, dtype=np.float64),
             "prioritized": np.asarray(self.prioritized, dtype=bool),
             "alpha": np.asarray(self.alpha, dtype=np.float64),
@@ -445,6 +472,7 @@ class ReplayBuffer:
             "obs_shape": self.obs_shape,
             "action_shape": self.action_shape,
             "n_step": self.n_step,
+            "action_horizon": self.action_horizon,
             "gamma": self.gamma,
             "prioritized": self.prioritized,
             "alpha": self.alpha,
@@ -486,9 +514,9 @@ class ReplayBuffer:
         if (size < self.capacity and write_pos != size) or not 0 <= write_pos < self.capacity:
             raise ValueError(f"replay state write_pos={write_pos} is inconsistent with size={size}")
         pending = arrays["pending"]
-        if pending.ndim != 1 or len(pending) >= self.n_step:
+        if pending.ndim != 1 or len(pending) >= self._window:
             raise ValueError(
-                f"replay state pending must be 1-D with fewer than n_step={self.n_step} entries"
+                f"replay state pending must be 1-D with fewer than {self._window} entries"
             )
         if len(pending) and (pending.min() < 0 or pending.max() >= size):
             raise ValueError("replay state pending slots are outside the filled storage")

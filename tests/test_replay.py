@@ -433,3 +433,65 @@ def test_constructor_validation(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         ReplayBuffer(**args)
+
+
+# ------------------------------------------------------------------------------ action sequences
+
+
+def _seq_buffer(capacity=20, horizon=3, n_step=1):
+    return ReplayBuffer(capacity, (1,), (1,), n_step=n_step, action_horizon=horizon)
+
+
+def _add_episode(buf, actions, terminated=True):
+    for i, a in enumerate(actions):
+        last = i == len(actions) - 1
+        buf.add(
+            [float(a)], [float(a)], 0.0, [float(a)], last and terminated, last and not terminated
+        )
+
+
+def _sequences_by_first_action(buf, draws=400):
+    batch = buf.sample(draws, np.random.default_rng(0))
+    return {int(b.obs[0]): b.action[:, 0].tolist() for b in _rows(batch)}
+
+
+def _rows(batch):
+    for i in range(len(batch.indices)):
+        yield type(batch)(*(field[i] for field in batch))
+
+
+def test_sequences_are_the_executed_actions_padded_past_the_episode_end():
+    buf = _seq_buffer()
+    _add_episode(buf, [1, 2, 3, 4, 5])
+    _add_episode(buf, [6, 7])  # the next episode must never leak into the first one's sequences
+    seqs = _sequences_by_first_action(buf)
+    assert seqs[1] == [1, 2, 3] and seqs[3] == [3, 4, 5]
+    assert seqs[4] == [4, 5, 5] and seqs[5] == [5, 5, 5]
+    assert seqs[6] == [6, 7, 7] and seqs[7] == [7, 7, 7]
+
+
+def test_sequence_windows_wait_for_the_whole_horizon():
+    buf = _seq_buffer(horizon=3, n_step=1)
+    for a in (1, 2):
+        buf.add([a], [a], 0.0, [a], False, False)
+    assert len(buf) == 0  # n = 1 is complete, but not the 3-action sequence
+    buf.add([3], [3], 0.0, [3], False, False)
+    assert len(buf) == 1
+    assert _sequences_by_first_action(buf) == {1: [1, 2, 3]}
+
+
+def test_sequences_wrap_around_the_storage():
+    buf = _seq_buffer(capacity=6, horizon=3)
+    _add_episode(buf, range(1, 10), terminated=False)  # 9 steps into 6 slots
+    seqs = _sequences_by_first_action(buf)
+    assert set(seqs) == {4, 5, 6, 7, 8, 9}
+    assert seqs[5] == [5, 6, 7] and seqs[6] == [6, 7, 8] and seqs[8] == [8, 9, 9]
+
+
+def test_action_horizon_is_part_of_the_saved_configuration():
+    buf = _seq_buffer(horizon=3)
+    _add_episode(buf, [1, 2, 3])
+    with pytest.raises(ValueError, match="action_horizon"):
+        _seq_buffer(horizon=2).load_state_dict(buf.state_dict())
+    with pytest.raises(ValueError, match="action_horizon"):
+        ReplayBuffer(10, (1,), (1,), action_horizon=0)
