@@ -117,6 +117,12 @@ def build_agent(cfg: RunConfig, env) -> Any:
     return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space)
 
 
+def begin_episode(agent, state):
+    """Let an agent with acting memory (e.g. CQN-AS's sequences) forget the last episode."""
+    hook = getattr(agent, "begin_episode", None)
+    return state if hook is None else hook(state)
+
+
 def _finite(*arrays) -> bool:
     return all(np.all(np.isfinite(a)) for a in arrays)
 
@@ -129,6 +135,7 @@ def run_episodes(
     returns = []
     for ep in range(episodes):
         obs, _ = env.reset(seed=episode_seed(seed, EVAL_STREAM, *index, ep))
+        state = begin_episode(agent, state)
         total, done, step = 0.0, False, 0
         while not done:
             action, state = agent.act(state, obs, step, "greedy")
@@ -268,6 +275,7 @@ class Trainer:
         else:
             self.loop = LoopState()
             self.obs, _ = self.env.reset(seed=episode_seed(t.seed, TRAIN_STREAM, 0))
+            self.state = begin_episode(self.agent, self.state)
         self.logger = RunLogger(
             self.run_dir,
             t.steps,
@@ -338,6 +346,7 @@ class Trainer:
             loop.episode_return, loop.episode_length = 0.0, 0
             loop.episode_actions = []
             self.obs, _ = self.env.reset(seed=episode_seed(t.seed, TRAIN_STREAM, loop.episode))
+            self.state = begin_episode(self.agent, self.state)
 
     def learn(self) -> None:
         """One learner step on a replay sample; stops on non-finite numbers."""
@@ -495,6 +504,11 @@ class Policy:
 
     def __init__(self, config: RunConfig, agent, state) -> None:
         self.config, self.agent, self.state = config, agent, state
+        self._step = 0
+
+    def reset(self) -> None:
+        """Call at the start of every episode (agents that act on sequences keep memory)."""
+        self.state = begin_episode(self.agent, self.state)
         self._step = 0
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:

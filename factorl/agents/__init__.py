@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from factorl.agents.cqn import CQN, CQNConfig
+from factorl.agents.cqn_as import CQNAS, CQNASConfig
 from factorl.agents.decqn import DecQN, DecQNConfig
 
-ALGORITHMS: dict[str, type] = {"decqn": DecQN, "cqn": CQN}
-CONFIGS: dict[str, type] = {"decqn": DecQNConfig, "cqn": CQNConfig}
+ALGORITHMS: dict[str, type] = {"decqn": DecQN, "cqn": CQN, "cqn_as": CQNAS}
+CONFIGS: dict[str, type] = {"decqn": DecQNConfig, "cqn": CQNConfig, "cqn_as": CQNASConfig}
 
 
 def get_algorithm(name: str) -> type:

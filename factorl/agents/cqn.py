@@ -131,8 +131,7 @@ class CQN:
         self.config = c = config
         self.obs_shape = tuple(observation_space.shape)
         self.factorisation = CoarseToFine.from_space(action_space, c.bins, c.levels)
-        atoms = c.num_atoms if c.distributional else 1
-        self.network = LevelCritic(self.factorisation.num_dims, c.bins, c.width, atoms, c.dueling)
+        self.network = self._make_network()
         self.atoms = support(c.v_min, c.v_max, c.num_atoms) if c.distributional else None
         self.optimizer = optax.adamw(c.learning_rate, weight_decay=c.weight_decay)
         self.update_every = c.update_every
@@ -144,6 +143,26 @@ class CQN:
         self._update = jax.jit(self._update_impl, donate_argnums=0)
         self._act = jax.jit(self._act_impl, static_argnames="mode")
 
+    #: extra axes between the batch and the dimensions of a path (CQN-AS: the sequence step)
+    seq_shape: tuple[int, ...] = ()
+
+    def _make_network(self) -> nn.Module:
+        c = self.config
+        atoms = c.num_atoms if c.distributional else 1
+        return LevelCritic(self.factorisation.num_dims, c.bins, c.width, atoms, c.dueling)
+
+    def encode_path(self, action: jax.Array) -> jax.Array:
+        """Stored actions [batch, *seq, M] -> zoom paths [batch, L, *seq, M]."""
+        return jnp.moveaxis(self.factorisation.encode(action), -2, 1)
+
+    def path_centres(self, path: jax.Array) -> jax.Array:
+        """Centres fed to each level along `path`, same layout [batch, L, *seq, M]."""
+        return jnp.moveaxis(self.factorisation.path_centres(jnp.moveaxis(path, 1, -2)), -2, 1)
+
+    def explore_init(self):
+        """Acting memory kept in AgentState.explore (none for CQN)."""
+        return jnp.zeros((), jnp.float32)
+
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int) -> AgentState:
         k_params, k_run = jax.random.split(jax.random.PRNGKey(seed))
@@ -151,7 +170,7 @@ class CQN:
         params = self.network.init(
             k_params,
             jnp.zeros((1, *self.obs_shape)),
-            jnp.zeros((1, m)),
+            jnp.zeros((1, *self.seq_shape, m)),
             jnp.zeros((1, levels)),
         )
         return AgentState(
@@ -160,7 +179,7 @@ class CQN:
             opt_state=self.optimizer.init(params),
             key=k_run,
             learner_step=jnp.zeros((), jnp.int32),
-            explore=jnp.zeros((), jnp.float32),
+            explore=self.explore_init(),
         )
 
     def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:
@@ -182,9 +201,10 @@ class CQN:
         return out if self.atoms is None else expected_value(out, self.atoms)
 
     def greedy_path(self, params, obs: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """Zoom greedily from the full range: bin indices [..., L, M] (random ties with a key)."""
+        """Zoom greedily from the full range: bin indices [..., L, *seq, M] (random ties with a
+        key)."""
         fact = self.factorisation
-        low, high = fact.initial_interval(obs.shape[:-1])
+        low, high = fact.initial_interval((*obs.shape[:-1], *self.seq_shape))
         path = []
         for level in range(self.config.levels):
             q = self.level_values(params, obs, fact.centre(low, high), level)
@@ -192,12 +212,12 @@ class CQN:
             idx = argmax_random_ties(sub, q)
             path.append(idx)
             low, high = fact.zoom(low, high, idx)
-        return jnp.stack(path, axis=-2)
+        return jnp.stack(path, axis=obs.ndim - 1)
 
     def all_levels(self, params, obs, path):
         """Outputs of every level along `path`, in one batched pass: [batch, L, M, B(, A)]."""
         levels = self.config.levels
-        centres = self.factorisation.path_centres(path)  # [batch, L, M]
+        centres = self.path_centres(path)  # [batch, L, *seq, M]
         obs_l = jnp.broadcast_to(obs[:, None], (obs.shape[0], levels, obs.shape[-1]))
         onehot = jnp.broadcast_to(jnp.eye(levels), (obs.shape[0], levels, levels))
         return self.network.apply(params, obs_l, centres, onehot)
@@ -229,13 +249,14 @@ class CQN:
     def loss(self, params, target_params, batch: TrainBatch, key: jax.Array):
         """Per-(level, dimension) regression to the full TD target (MSE, or C51 cross-entropy)."""
         c = self.config
-        path = self.factorisation.encode(batch.action)  # [batch, L, M]
+        path = self.encode_path(batch.action)  # [batch, L, *seq, M]
         out = self.all_levels(params, batch.obs, path)
         online = jax.lax.stop_gradient(params)
         next_path = self.greedy_path(online, batch.next_obs, key if c.random_ties else None)
         next_out = self.all_levels(target_params, batch.next_obs, next_path)
-        reward = batch.reward[:, None, None]
-        discount = batch.discount[:, None, None]
+        per_sample = (-1,) + (1,) * (path.ndim - 1)  # broadcast over levels, steps, dimensions
+        reward = batch.reward.reshape(per_sample)
+        discount = batch.discount.reshape(per_sample)
         if self.atoms is None:
             q = select(out, path)  # [batch, L, M]
             y = jax.lax.stop_gradient(reward + discount * select(next_out, next_path))
@@ -253,7 +274,8 @@ class CQN:
             y = jnp.sum(target * self.atoms, axis=-1)
             td = y - q
             q_mean, y_mean = jnp.mean(q), jnp.mean(y)
-        aux = {"q_mean": q_mean, "target_mean": y_mean, "td_abs": jnp.mean(jnp.abs(td), (1, 2))}
+        td_abs = jnp.mean(jnp.abs(td), axis=tuple(range(1, td.ndim)))
+        aux = {"q_mean": q_mean, "target_mean": y_mean, "td_abs": td_abs}
         return loss, aux
 
     def _update_impl(self, state: AgentState, batch: TrainBatch):

@@ -1,0 +1,127 @@
+"""CQN-AS: sequence critic, temporal ensembling, re-planning, and the agent in the loop."""
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from factorl.agents.cqn_as import CQNAS, CQNASConfig, SequenceCritic, ensemble_weights
+from factorl.config import ConfigError
+from factorl.train import make_config, train
+
+LN2 = float(np.log(2.0))
+
+
+def test_ensemble_weights_hand_worked():
+    full = jnp.array([True, True, True])
+    np.testing.assert_allclose(ensemble_weights(full, LN2, "newest"), np.array([4, 2, 1]) / 7, 1e-6)
+    np.testing.assert_allclose(ensemble_weights(full, LN2, "oldest"), np.array([1, 2, 4]) / 7, 1e-6)
+    # early in an episode only the last two predictions exist
+    part = jnp.array([True, True, False])
+    np.testing.assert_allclose(ensemble_weights(part, LN2, "newest"), [2 / 3, 1 / 3, 0], 1e-6)
+    np.testing.assert_allclose(ensemble_weights(part, LN2, "oldest"), [1 / 3, 2 / 3, 0], 1e-6)
+
+
+def _agent(**kw):
+    obs = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    act = gym.spaces.Box(np.array([-10.0, -10.0], np.float32), np.array([100.0, 100.0], np.float32))
+    return CQNAS(CQNASConfig(width=8, batch_size=4, horizon=3, **kw), obs, act)
+
+
+def _with_fake_predictions(agent):
+    """Sequence predicted at time t (carried in obs[0]): step k proposes 10 t + k; at t = 0 the
+    whole sequence is exactly 0.0 for step 0, a valid grid value that must not be dropped."""
+    agent._predict = lambda params, obs, key, mode: jnp.broadcast_to(
+        (10.0 * obs[0] + jnp.arange(3.0))[:, None], (3, 2)
+    )
+    return agent
+
+
+def _run(agent, steps, reset_at=()):
+    state = agent.begin_episode(agent.init(0))
+    actions = []
+    for t in range(steps):
+        if t in reset_at:
+            state = agent.begin_episode(state)
+        action, state = agent.act(state, np.array([t, 0.0], np.float32), t, "greedy")
+        actions.append(float(action[0]))
+    return actions
+
+
+def test_temporal_ensembling_averages_overlapping_predictions():
+    agent = _with_fake_predictions(_agent(ensemble_decay=LN2, ensemble_weighting="newest"))
+    actions = _run(agent, 4)
+    # t=0: only the prediction made now (its step 0 is exactly 0.0, and it counts)
+    assert actions[0] == pytest.approx(0.0)
+    # t=1: now (10) weight 1, made 1 step ago proposing its step 1 (0 + 1) weight 1/2
+    assert actions[1] == pytest.approx((10 * 1 + 1 * 0.5) / 1.5)
+    # t=3: made now (30), 1 ago (20 + 1), 2 ago (10 + 2): weights 4, 2, 1
+    assert actions[3] == pytest.approx((30 * 4 + 21 * 2 + 12 * 1) / 7)
+    official = _with_fake_predictions(_agent(ensemble_decay=LN2, ensemble_weighting="oldest"))
+    assert _run(official, 4)[3] == pytest.approx((30 * 1 + 21 * 2 + 12 * 4) / 7)
+
+
+def test_episode_start_forgets_old_predictions():
+    agent = _with_fake_predictions(_agent(ensemble_decay=LN2))
+    actions = _run(agent, 4, reset_at=(2,))
+    assert actions[2] == pytest.approx(20.0)  # only the prediction made at the reset
+    assert actions[3] == pytest.approx((30 * 2 + 21 * 1) / 3)
+
+
+def test_replan_executes_each_sequence_open_loop():
+    agent = _with_fake_predictions(_agent(execution="replan"))
+    # sequences predicted at t = 0 and t = 3 are executed whole
+    assert _run(agent, 6) == pytest.approx([0.0, 1.0, 2.0, 30.0, 31.0, 32.0])
+    assert _run(agent, 4, reset_at=(2,)) == pytest.approx([0.0, 1.0, 20.0, 21.0])
+
+
+def test_sequence_critic_is_causal_across_steps():
+    net = SequenceCritic(num_dims=2, bins=3, horizon=3, width=16)
+    obs, level = jnp.ones((1, 5)), jnp.array([[1.0, 0.0]])
+    centres = jnp.zeros((1, 3, 2))
+    params = net.init(jax.random.PRNGKey(0), obs, centres, level)
+    # give the zero-initialised head random weights so outputs depend on the input
+    head = params["params"]["head"]
+    params["params"]["head"]["kernel"] = jax.random.normal(
+        jax.random.PRNGKey(1), head["kernel"].shape
+    )
+    base = net.apply(params, obs, centres, level)
+    assert base.shape == (1, 3, 2, 3)
+    changed = net.apply(params, obs, centres.at[:, 0].set(0.7), level)  # change step 0 only
+    assert not np.allclose(base[:, 2], changed[:, 2])  # later steps see earlier steps (GRU)
+    changed_last = net.apply(params, obs, centres.at[:, 2].set(0.7), level)
+    np.testing.assert_allclose(base[:, :2], changed_last[:, :2])  # earlier steps do not see later
+
+
+def test_distributional_is_refused():
+    with pytest.raises(ConfigError, match="distributional"):
+        make_config("cqn_as", {}, {"distributional": True})
+
+
+def _cfg(run_dir, steps=400, **agent):
+    values = {"width": 16, "batch_size": 16, "random_steps": 100, "learning_starts": 100,
+              "target_update_period": 20, "replay_capacity": 5000, "horizon": 3,
+              **agent}  # fmt: skip
+    return make_config(
+        "cqn_as",
+        {"env": "gym:Pendulum-v1", "steps": steps, "eval_every": 200, "eval_episodes": 1,
+         "log_every": 100, "progress": "none", "tensorboard": False, "run_dir": str(run_dir)},
+        values,
+    )  # fmt: skip
+
+
+def _leaves(result):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(result.state))]
+
+
+@pytest.mark.parametrize("execution", ["ensemble", "replan"])
+def test_cqn_as_determinism_resume_and_compile_once(tmp_path, execution):
+    straight = train(_cfg(tmp_path / "a", execution=execution))
+    assert straight.agent.trace_counts == {"update": 1, "act": 3}
+    # stop mid-episode: the acting memory (sequences in flight) must be restored exactly
+    train(_cfg(tmp_path / "b", execution=execution), stop_after=250)
+    resumed = train(_cfg(tmp_path / "b", execution=execution), resume=tmp_path / "b")
+    assert int(resumed.state.learner_step) == int(straight.state.learner_step) > 0
+    for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
+        np.testing.assert_array_equal(x, y)
