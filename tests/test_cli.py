@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from factorl import checkpoint as ckpt
+from factorl.agents import ALGORITHMS
 from factorl.cli import main
 from factorl.logging import read_metrics
 from factorl.train import load_config
@@ -72,7 +73,7 @@ def test_default_train_uses_the_quickstart_preset(monkeypatch):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "nosuchalgo"], "unknown algorithm 'nosuchalgo'; available: cqn, decqn"),
+        (["train", "nosuchalgo"], "available: " + ", ".join(sorted(ALGORITHMS))),
         (["train", "--bins", "0", "--steps", "10"], "decqn.bins must be >= 2"),
         (["train", "--steps", "-1"], "train.steps must be >= 1"),
         (["train", "--env", "dmc:cheetah-runn", "--steps", "10"], "cheetah-run"),
