@@ -57,3 +57,76 @@ def stack_apply(module: nn.Module, params, *inputs: jax.Array) -> jax.Array:
 def param_count(params) -> int:
     """Number of scalar parameters in a pytree."""
     return int(sum(jnp.size(x) for x in jax.tree_util.tree_leaves(params)))
+
+
+# ------------------------------------------------------------------------- actor-critic modules
+# The continuous baselines (SAC, TD3) work in a normalised action space [-1, 1]^M: actors output
+# there and critics take actions there, and the agent maps to each dimension's own [low, high].
+
+
+class MLP(nn.Module):
+    """ReLU Dense layers of the given widths, then a linear output layer of `out` units."""
+
+    hidden: tuple[int, ...]
+    out: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, width in enumerate(self.hidden):
+            x = nn.relu(nn.Dense(width, name=f"hidden_{i}")(x))
+        return nn.Dense(self.out, name="out")(x)
+
+
+class GaussianActor(nn.Module):
+    """Observation -> (mean, log_std), each [..., M], of a diagonal Gaussian before the tanh.
+
+    log_std is clipped to [log_std_min, log_std_max]; the defaults (-20, 2) are the original SAC
+    code's (haarnoja/sac, also Stable-Baselines3).
+    """
+
+    num_dims: int
+    hidden: tuple[int, ...] = (256, 256)
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden, 2 * self.num_dims, name="mlp")(obs)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+class BernoulliActor(nn.Module):
+    """Observation -> logits [..., M]: log-odds of choosing each dimension's upper extreme."""
+
+    num_dims: int
+    hidden: tuple[int, ...] = (256, 256)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.hidden, self.num_dims, name="mlp")(obs)
+
+
+class DeterministicActor(nn.Module):
+    """Observation -> action in [-1, 1]^M through a final tanh (TD3's actor)."""
+
+    num_dims: int
+    hidden: tuple[int, ...] = (256, 256)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jnp.tanh(MLP(self.hidden, self.num_dims, name="mlp")(obs))
+
+
+class StateActionCritic(nn.Module):
+    """(observation [..., D], normalised action [..., M]) -> Q value [...].
+
+    Leading axes of the two inputs must match; ensembles come from `init_ensemble`/`stack_apply`.
+    """
+
+    hidden: tuple[int, ...] = (256, 256)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action.astype(obs.dtype)], axis=-1)
+        return MLP(self.hidden, 1, name="mlp")(x)[..., 0]

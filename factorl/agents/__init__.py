@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from factorl.agents.cqn import CQN, CQNConfig
-from factorl.agents.cqn_as import CQNAS, CQNASConfig
-from factorl.agents.decqn import DecQN, DecQNConfig
+from factorl.agents.cqn import CQN
+from factorl.agents.cqn_as import CQNAS
+from factorl.agents.decqn import DecQN
+from factorl.agents.sac import SAC
+from factorl.agents.td3 import TD3
 
-ALGORITHMS: dict[str, type] = {"decqn": DecQN, "cqn": CQN, "cqn_as": CQNAS}
-CONFIGS: dict[str, type] = {"decqn": DecQNConfig, "cqn": CQNConfig, "cqn_as": CQNASConfig}
+ALGORITHMS: dict[str, type] = {
+    "decqn": DecQN,
+    "cqn": CQN,
+    "cqn_as": CQNAS,
+    "sac": SAC,
+    "td3": TD3,
+}
+#: each algorithm's config dataclass (its flags and defaults)
+CONFIGS: dict[str, type] = {name: cls.Config for name, cls in ALGORITHMS.items()}
 
 
 def get_algorithm(name: str) -> type:
