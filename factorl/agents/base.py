@@ -117,3 +117,52 @@ def value_learner_step(
         "finite": finite,
     }
     return keep_if_finite(finite, new_state, state), metrics, aux["td_abs"]
+
+
+class JaxAgent:
+    """Plumbing every agent shares: the loop-facing settings, the jitted `act` and `update`
+    wrappers, and trace counters (tests check each function compiles once).
+
+    A subclass sets `self.config` (with update_every, learning_starts, random_steps), calls
+    `self._compile()` at the end of its `__init__`, and implements
+    `_act_impl(params, explore, obs, key, env_step, mode) -> (action, explore)` and
+    `_update_impl(state, batch) -> (state, metrics, td_abs)`, each incrementing its
+    `trace_counts` entry (that line runs only while tracing).
+    """
+
+    config: Any
+
+    def _compile(self) -> None:
+        c = self.config
+        self.update_every = c.update_every
+        self.learning_starts = c.learning_starts
+        self.random_steps = c.random_steps
+        self.trace_counts = {"update": 0, "act": 0}
+        self._update = jax.jit(self._update_impl, donate_argnums=0)
+        self._act = jax.jit(self._act_impl, static_argnames="mode")
+
+    def acting_params(self, state: AgentState) -> Any:
+        """The part of the parameters acting needs (all of them, unless overridden)."""
+        return state.params
+
+    def act(
+        self, state: AgentState, obs: np.ndarray, env_step: int, mode: str = "greedy"
+    ) -> tuple[np.ndarray, AgentState]:
+        """Continuous env action for one observation. mode: 'explore', 'greedy' or 'random'."""
+        action, explore = self._act(
+            self.acting_params(state),
+            state.explore,
+            jnp.asarray(obs, jnp.float32),
+            state.key,
+            env_step,
+            mode=mode,
+        )
+        return np.asarray(action), state.replace(explore=explore)
+
+    def update(self, state: AgentState, batch: TrainBatch):
+        """One jitted learner step. The input state's buffers are donated: use the returned one."""
+        return self._update(state, batch)
+
+    def begin_episode(self, state: AgentState) -> AgentState:
+        """Reset acting memory at an episode start (none by default)."""
+        return state

@@ -35,11 +35,11 @@ from functools import partial
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from factorl.agents.base import (
     AgentState,
+    JaxAgent,
     TrainBatch,
     hard_target_update,
     value_learner_step,
@@ -121,7 +121,7 @@ def argmax_random_ties(key: jax.Array | None, values: jax.Array) -> jax.Array:
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-class CQN:
+class CQN(JaxAgent):
     """CQN agent for the shared training loop."""
 
     name = "cqn"
@@ -134,14 +134,9 @@ class CQN:
         self.network = self._make_network()
         self.atoms = support(c.v_min, c.v_max, c.num_atoms) if c.distributional else None
         self.optimizer = optax.adamw(c.learning_rate, weight_decay=c.weight_decay)
-        self.update_every = c.update_every
-        self.learning_starts = c.learning_starts
-        self.random_steps = c.random_steps
         self.half_range = (self.factorisation.high - self.factorisation.low) / 2
         self._target_update = hard_target_update(c.target_update_period)
-        self.trace_counts = {"update": 0, "act": 0}
-        self._update = jax.jit(self._update_impl, donate_argnums=0)
-        self._act = jax.jit(self._act_impl, static_argnames="mode")
+        self._compile()
 
     #: extra axes between the batch and the dimensions of a path (CQN-AS: the sequence step)
     seq_shape: tuple[int, ...] = ()
@@ -238,13 +233,6 @@ class CQN:
             action = fact.quantise(jnp.clip(action + noise, fact.low, fact.high))
         return action, explore
 
-    def act(self, state: AgentState, obs: np.ndarray, env_step: int, mode: str = "greedy"):
-        """Continuous env action for one observation. mode: 'explore', 'greedy' or 'random'."""
-        action, explore = self._act(
-            state.params, state.explore, jnp.asarray(obs), state.key, env_step, mode=mode
-        )
-        return np.asarray(action), state.replace(explore=explore)
-
     # ----------------------------------------------------------------------------------- learning
     def loss(self, params, target_params, batch: TrainBatch, key: jax.Array):
         """Per-(level, dimension) regression to the full TD target (MSE, or C51 cross-entropy)."""
@@ -283,7 +271,3 @@ class CQN:
         key = jax.random.fold_in(jax.random.fold_in(state.key, 1), state.learner_step)
         aux = self.loss, self.optimizer, self._target_update
         return value_learner_step(state, *aux, batch, key)
-
-    def update(self, state: AgentState, batch: TrainBatch):
-        """One jitted learner step. The input state's buffers are donated: use the returned one."""
-        return self._update(state, batch)

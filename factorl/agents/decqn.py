@@ -35,6 +35,7 @@ import optax
 
 from factorl.agents.base import (
     AgentState,
+    JaxAgent,
     TrainBatch,
     hard_target_update,
     value_learner_step,
@@ -106,7 +107,7 @@ def epsilon_greedy(
     return jnp.where(replace, random_idx, greedy_idx)
 
 
-class DecQN:
+class DecQN(JaxAgent):
     """DecQN agent: networks, acting and the jitted update for the shared training loop."""
 
     name = "decqn"
@@ -120,14 +121,8 @@ class DecQN:
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
         )
-        self.update_every = config.update_every
-        self.learning_starts = config.learning_starts
-        self.random_steps = config.random_steps
-        #: number of times each jitted function was traced (tests check it stays at 1)
         self._target_update = hard_target_update(config.target_update_period)
-        self.trace_counts = {"update": 0, "act": 0}
-        self._update = jax.jit(self._update_impl, donate_argnums=0)
-        self._act = jax.jit(self._act_impl, static_argnames="mode")
+        self._compile()
 
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int) -> AgentState:
@@ -175,15 +170,6 @@ class DecQN:
                 idx = epsilon_greedy(key, idx, c.bins, c.epsilon, c.epsilon_mode)
         return self.factorisation.decode(idx), explore
 
-    def act(
-        self, state: AgentState, obs: np.ndarray, env_step: int, mode: str = "greedy"
-    ) -> tuple[np.ndarray, AgentState]:
-        """Continuous env action for one observation. mode: 'explore', 'greedy' or 'random'."""
-        action, explore = self._act(
-            state.params, state.explore, jnp.asarray(obs), state.key, env_step, mode=mode
-        )
-        return np.asarray(action), state.replace(explore=explore)
-
     # ----------------------------------------------------------------------------------- learning
     def loss(self, params, target_params, batch: TrainBatch):
         """Importance-weighted Huber loss on the joint TD error, summed over critics."""
@@ -209,10 +195,6 @@ class DecQN:
         self.trace_counts["update"] += 1
         aux = self.loss, self.optimizer, self._target_update
         return value_learner_step(state, *aux, batch)
-
-    def update(self, state: AgentState, batch: TrainBatch):
-        """One jitted learner step. The input state's buffers are donated: use the returned one."""
-        return self._update(state, batch)
 
 
 def greedy_action_indices(agent: DecQN, params: Any, obs: np.ndarray) -> np.ndarray:

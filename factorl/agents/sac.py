@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.agents.base import AgentState, TrainBatch
+from factorl.agents.base import AgentState, JaxAgent, TrainBatch
 from factorl.config import option
 from factorl.networks import (
     BernoulliActor,
@@ -221,7 +221,7 @@ class SACConfig:
     replay_capacity: int = option(1_000_000, "replay buffer capacity (transitions)", low=1)
 
 
-class SAC:
+class SAC(JaxAgent):
     """Soft Actor-Critic (Gaussian or Bernoulli policy) for the shared training loop."""
 
     name = "sac"
@@ -247,13 +247,7 @@ class SAC:
             "critic": optax.adam(c.critic_learning_rate),
             "log_alpha": optax.adam(c.alpha_learning_rate),
         }
-        self.update_every = c.update_every
-        self.learning_starts = c.learning_starts
-        self.random_steps = c.random_steps
-        #: number of times each jitted function was traced (tests check it stays at 1 per mode)
-        self.trace_counts = {"update": 0, "act": 0}
-        self._update = jax.jit(self._update_impl, donate_argnums=0)
-        self._act = jax.jit(self._act_impl, static_argnames="mode")
+        self._compile()
 
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int) -> AgentState:
@@ -299,7 +293,14 @@ class SAC:
         y, log_prob = sample_tanh_gaussian(key, mean, log_std)
         return y, -log_prob, None
 
-    def _act_impl(self, actor_params, obs, key, env_step, mode: str):
+    def acting_params(self, state: AgentState):
+        return state.params["actor"]
+
+    def _act_impl(self, actor_params, explore, obs, key, env_step, mode: str):
+        # no acting memory: exploration is the policy's own noise
+        return self._policy_action(actor_params, obs, key, env_step, mode), explore
+
+    def _policy_action(self, actor_params, obs, key, env_step, mode: str):
         self.trace_counts["act"] += 1
         m = self.bounds.num_dims
         key = jax.random.fold_in(jax.random.fold_in(key, 0), env_step)
@@ -319,15 +320,6 @@ class SAC:
         else:
             y = jnp.tanh(self.actor.apply(actor_params, obs[None])[0][0])
         return self.bounds.to_env(y)
-
-    def act(
-        self, state: AgentState, obs: np.ndarray, env_step: int, mode: str = "greedy"
-    ) -> tuple[np.ndarray, AgentState]:
-        """Environment action for one observation. mode: 'explore', 'greedy' or 'random'."""
-        action = self._act(
-            state.params["actor"], jnp.asarray(obs, jnp.float32), state.key, env_step, mode=mode
-        )
-        return np.asarray(action), state
 
     # ----------------------------------------------------------------------------------- losses
     def q_values(self, critic_params, obs: jax.Array, unit_action: jax.Array) -> jax.Array:
@@ -421,7 +413,3 @@ class SAC:
             "finite": finite,
         }
         return new_state, metrics, jnp.mean(aux["td_abs"], axis=0)
-
-    def update(self, state: AgentState, batch: TrainBatch):
-        """One jitted learner step. The input state's buffers are donated: use the returned one."""
-        return self._update(state, batch)

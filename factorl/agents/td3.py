@@ -30,10 +30,9 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from factorl.agents.base import AgentState, TrainBatch
+from factorl.agents.base import AgentState, JaxAgent, TrainBatch
 from factorl.agents.sac import ActionBounds, clipped_double_q, polyak
 from factorl.config import option
 from factorl.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
@@ -78,7 +77,7 @@ class TD3Config:
     replay_capacity: int = option(1_000_000, "replay buffer capacity (transitions)", low=1)
 
 
-class TD3:
+class TD3(JaxAgent):
     """TD3 agent for the shared training loop."""
 
     name = "td3"
@@ -95,13 +94,7 @@ class TD3:
             "actor": optax.adam(c.actor_learning_rate),
             "critic": optax.adam(c.critic_learning_rate),
         }
-        self.update_every = c.update_every
-        self.learning_starts = c.learning_starts
-        self.random_steps = c.random_steps
-        #: number of times each jitted function was traced (tests check it stays at 1 per mode)
-        self.trace_counts = {"update": 0, "act": 0}
-        self._update = jax.jit(self._update_impl, donate_argnums=0)
-        self._act = jax.jit(self._act_impl, static_argnames="mode")
+        self._compile()
 
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int) -> AgentState:
@@ -130,7 +123,14 @@ class TD3:
         )
 
     # ----------------------------------------------------------------------------------- acting
-    def _act_impl(self, actor_params, obs, key, env_step, mode: str):
+    def acting_params(self, state: AgentState):
+        return state.params["actor"]
+
+    def _act_impl(self, actor_params, explore, obs, key, env_step, mode: str):
+        # no acting memory: exploration is the policy's own noise
+        return self._policy_action(actor_params, obs, key, env_step, mode), explore
+
+    def _policy_action(self, actor_params, obs, key, env_step, mode: str):
         self.trace_counts["act"] += 1
         m = self.bounds.num_dims
         key = jax.random.fold_in(jax.random.fold_in(key, 0), env_step)
@@ -142,15 +142,6 @@ class TD3:
                 noise = self.config.exploration_noise * jax.random.normal(key, (m,))
                 y = jnp.clip(y + noise, -1.0, 1.0)
         return self.bounds.to_env(y)
-
-    def act(
-        self, state: AgentState, obs: np.ndarray, env_step: int, mode: str = "greedy"
-    ) -> tuple[np.ndarray, AgentState]:
-        """Environment action for one observation. mode: 'explore', 'greedy' or 'random'."""
-        action = self._act(
-            state.params["actor"], jnp.asarray(obs, jnp.float32), state.key, env_step, mode=mode
-        )
-        return np.asarray(action), state
 
     # ----------------------------------------------------------------------------------- losses
     def q_values(self, critic_params, obs: jax.Array, unit_action: jax.Array) -> jax.Array:
@@ -227,7 +218,3 @@ class TD3:
             "finite": finite,
         }
         return new_state, metrics, jnp.mean(aux["td_abs"], axis=0)
-
-    def update(self, state: AgentState, batch: TrainBatch):
-        """One jitted learner step. The input state's buffers are donated: use the returned one."""
-        return self._update(state, batch)
