@@ -117,12 +117,6 @@ def build_agent(cfg: RunConfig, env) -> Any:
     return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space)
 
 
-def begin_episode(agent, state):
-    """Let an agent with acting memory (e.g. CQN-AS's sequences) forget the last episode."""
-    hook = getattr(agent, "begin_episode", None)
-    return state if hook is None else hook(state)
-
-
 def _finite(*arrays) -> bool:
     return all(np.all(np.isfinite(a)) for a in arrays)
 
@@ -135,7 +129,7 @@ def run_episodes(
     returns = []
     for ep in range(episodes):
         obs, _ = env.reset(seed=episode_seed(seed, EVAL_STREAM, *index, ep))
-        state = begin_episode(agent, state)
+        state = agent.begin_episode(state)
         total, done, step = 0.0, False, 0
         while not done:
             action, state = agent.act(state, obs, step, "greedy")
@@ -275,7 +269,7 @@ class Trainer:
         else:
             self.loop = LoopState()
             self.obs, _ = self.env.reset(seed=episode_seed(t.seed, TRAIN_STREAM, 0))
-            self.state = begin_episode(self.agent, self.state)
+            self.state = self.agent.begin_episode(self.state)
         self.logger = RunLogger(
             self.run_dir,
             t.steps,
@@ -346,7 +340,7 @@ class Trainer:
             loop.episode_return, loop.episode_length = 0.0, 0
             loop.episode_actions = []
             self.obs, _ = self.env.reset(seed=episode_seed(t.seed, TRAIN_STREAM, loop.episode))
-            self.state = begin_episode(self.agent, self.state)
+            self.state = self.agent.begin_episode(self.state)
 
     def learn(self) -> None:
         """One learner step on a replay sample; stops on non-finite numbers."""
@@ -508,7 +502,7 @@ class Policy:
 
     def reset(self) -> None:
         """Call at the start of every episode (agents that act on sequences keep memory)."""
-        self.state = begin_episode(self.agent, self.state)
+        self.state = self.agent.begin_episode(self.state)
         self._step = 0
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from factorl.agents.cqn import CQN
 from factorl.agents.cqn_as import CQNAS
 from factorl.agents.decqn import DecQN
+from factorl.agents.revalued import REValueD
 from factorl.agents.sac import SAC
 from factorl.agents.td3 import TD3
 
 ALGORITHMS: dict[str, type] = {
     "decqn": DecQN,
+    "revalued": REValueD,
     "cqn": CQN,
     "cqn_as": CQNAS,
     "sac": SAC,

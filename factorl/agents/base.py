@@ -65,6 +65,10 @@ class Agent(Protocol):
 
     def make_replay(self, obs_shape: tuple[int, ...]) -> Any: ...
 
+    def begin_episode(self, state: Any) -> Any:
+        """Called at every environment reset (agents with acting memory clear it here)."""
+        ...
+
 
 def keep_if_finite(finite: jax.Array, new: Any, old: Any) -> Any:
     """`new` where `finite`, else `old`: a non-finite step leaves the state untouched, so the loop
@@ -92,8 +96,9 @@ def value_learner_step(
     """One step of a value-based learner: gradient of loss_fn(params, target_params, *loss_args),
     optimiser update, target update, and the non-finite guard.
 
-    loss_fn returns (loss, aux) with aux holding "q_mean", "target_mean" and "td_abs" (per
-    sample, used as replay priorities). Returns (state, metrics, td_abs).
+    loss_fn returns (loss, aux): aux["td_abs"] is the per-sample |TD| (replay priorities) and
+    every other entry a scalar diagnostic that is logged with the loss. Returns
+    (state, metrics, td_abs).
     """
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.target_params, *loss_args
@@ -109,13 +114,8 @@ def value_learner_step(
     )
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    metrics = {
-        "loss": loss,
-        "grad_norm": grad_norm,
-        "q_mean": aux["q_mean"],
-        "target_mean": aux["target_mean"],
-        "finite": finite,
-    }
+    diagnostics = {k: v for k, v in aux.items() if k != "td_abs"}
+    metrics = {"loss": loss, "grad_norm": grad_norm, **diagnostics, "finite": finite}
     return keep_if_finite(finite, new_state, state), metrics, aux["td_abs"]
 
 
