@@ -103,11 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default="runs/learning", help="run folders (not committed)")
     parser.add_argument("--out-dir", default="results/learning", help="where the JSON goes")
     parser.add_argument("--from-run", metavar="RUN_DIR", help="only summarise this finished run")
+    parser.add_argument(
+        "--train-command", help="with --from-run: the command that trained it (recorded as is)"
+    )
     args = parser.parse_args(argv)
     command = "python bench/learning.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out_dir = Path(args.out_dir)
     if args.from_run:
-        data = summarise_run(Path(args.from_run), command)
+        data = summarise_run(Path(args.from_run), args.train_command or command)
         path = out_dir / (run_name(data["algo"], data["env"], data["seed"]) + ".json")
         write_json(path, data)
         print(f"wrote {path}")
