@@ -464,3 +464,14 @@ def test_id_without_prefix_suggests_the_prefixed_form(env_id, suggestion):
     assert f"Did you mean {suggestion}" in message
     assert "gym:" in message
     assert "dmc:" in message
+
+
+def test_gymnasium_mujoco_tasks_work():
+    """Gymnasium's MuJoCo tasks (the SAC/TD3 comparison uses HalfCheetah-v5) need its extra."""
+    env = make_env("gym:HalfCheetah-v5", seed=0)
+    obs, _ = env.reset()
+    assert obs.shape == (17,) and obs.dtype == np.float32
+    assert env.action_space.shape == (6,)
+    obs, reward, terminated, truncated, _ = env.step(np.zeros(6, np.float32))
+    assert np.isfinite(reward) and not terminated and not truncated
+    env.close()
