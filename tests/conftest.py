@@ -18,8 +18,9 @@ TINY_AGENT = {
 }
 
 
-def tiny_config(run_dir, algo="decqn", steps=600, **train):
-    """A DecQN run on Pendulum that takes a couple of seconds."""
+def tiny_config(run_dir, algo="decqn", steps=600, agent=None, **train):
+    """A run on Pendulum that takes a couple of seconds (`agent`: the algorithm's options;
+    default: a tiny DecQN)."""
     values = {
         "env": "gym:Pendulum-v1",
         "steps": steps,
@@ -32,7 +33,7 @@ def tiny_config(run_dir, algo="decqn", steps=600, **train):
         "run_dir": str(run_dir),
         **train,
     }
-    return make_config(algo, values, dict(TINY_AGENT))
+    return make_config(algo, values, dict(TINY_AGENT) if agent is None else agent)
 
 
 class _FaultyPendulum(gym.Wrapper):

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_config
 
 from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.agents.base import TrainBatch
@@ -373,19 +374,7 @@ TINY = {
 
 
 def _tiny_run(run_dir, steps=600, agent=None, **train_values):
-    values = {
-        "env": "gym:Pendulum-v1",
-        "steps": steps,
-        "eval_every": 300,
-        "eval_episodes": 1,
-        "log_every": 100,
-        "checkpoint_every": 10_000,
-        "progress": "none",
-        "tensorboard": False,
-        "run_dir": str(run_dir),
-        **train_values,
-    }
-    return make_config("revalued", values, {**TINY, **(agent or {})})
+    return tiny_config(run_dir, "revalued", steps, agent={**TINY, **(agent or {})}, **train_values)
 
 
 def _leaves(result):

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_config
 from gymnasium import spaces
 
 from factorl.agents.base import TrainBatch
@@ -296,19 +297,7 @@ VARIANTS = {
 
 def _tiny(run_dir, variant, steps=600, **train_values):
     algo, agent = VARIANTS[variant]
-    values = {
-        "env": "gym:Pendulum-v1",
-        "steps": steps,
-        "eval_every": 300,
-        "eval_episodes": 1,
-        "log_every": 100,
-        "checkpoint_every": 10_000,
-        "progress": "none",
-        "tensorboard": False,
-        "run_dir": str(run_dir),
-        **train_values,
-    }
-    return make_config(algo, values, {**TINY_AC, **agent})
+    return tiny_config(run_dir, algo, steps, agent={**TINY_AC, **agent}, **train_values)
 
 
 def _records(run_dir):

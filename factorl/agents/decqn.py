@@ -121,22 +121,35 @@ class DecQN(JaxAgent):
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
         )
-        self._target_update = hard_target_update(config.target_update_period)
+        self._target_update = self.make_target_update()
         self._compile()
 
     # ----------------------------------------------------------------------------------- setup
+    # hooks an ensemble variant (REValueD) overrides
+    @property
+    def ensemble_size(self) -> int:
+        """Number of independent critics."""
+        return self.config.num_critics
+
+    def make_target_update(self):
+        return hard_target_update(self.config.target_update_period)
+
+    def explore_init(self) -> jax.Array:
+        """Acting state kept in AgentState.explore (unused by DecQN: epsilon is constant)."""
+        return jnp.zeros((), jnp.float32)
+
     def init(self, seed: int) -> AgentState:
-        key = jax.random.PRNGKey(seed)
-        k_params, k_run = jax.random.split(key)
+        """Independently initialised critics, equal target copies, fresh optimiser state."""
+        k_params, k_run = jax.random.split(jax.random.PRNGKey(seed))
         dummy = jnp.zeros((1, *self.obs_shape), jnp.float32)
-        params = init_ensemble(self.network, k_params, self.config.num_critics, dummy)
+        params = init_ensemble(self.network, k_params, self.ensemble_size, dummy)
         return AgentState(
             params=params,
             target_params=jax.tree_util.tree_map(jnp.copy, params),
             opt_state=self.optimizer.init(params),
             key=k_run,
             learner_step=jnp.zeros((), jnp.int32),
-            explore=jnp.zeros((), jnp.float32),  # unused by DecQN (constant epsilon)
+            explore=self.explore_init(),
         )
 
     def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:

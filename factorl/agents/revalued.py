@@ -54,19 +54,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from factorl.agents.base import (
     AgentState,
-    JaxAgent,
     TrainBatch,
     polyak_target_update,
     value_learner_step,
 )
+from factorl.agents.decqn import DecQN
 from factorl.config import ConfigError, option
-from factorl.factorisation import ActionFactorisation
 from factorl.mixers import greedy, mean_mixer, select
-from factorl.networks import UtilityCritic, init_ensemble, stack_apply
 from factorl.replay import ReplayBuffer
 from factorl.targets import (
     double_q_ensemble_target,
@@ -157,38 +154,22 @@ def joint_epsilon_greedy(
     return idx, decayed_epsilon(epsilon, took_random, decay, minimum)
 
 
-class REValueD(JaxAgent):
+class REValueD(DecQN):
     """REValueD agent: an ensemble of DecQN critics, acting and the jitted update for the loop."""
 
     name = "revalued"
     Config = REValueDConfig
 
-    def __init__(self, config: REValueDConfig, observation_space, action_space) -> None:
-        self.config = config
-        self.obs_shape = tuple(observation_space.shape)
-        self.factorisation = ActionFactorisation.from_space(action_space, config.bins)
-        self.network = UtilityCritic(self.factorisation.num_dims, config.bins, config.width)
-        self.optimizer = optax.chain(
-            optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
-        )
-        self._target_update = polyak_target_update(config.tau)
-        self._compile()
+    @property
+    def ensemble_size(self) -> int:
+        return self.config.ensemble_size
 
-    # ----------------------------------------------------------------------------------- setup
-    def init(self, seed: int) -> AgentState:
-        """Fresh state: K independently initialised members, equal target copies, epsilon_start."""
-        key = jax.random.PRNGKey(seed)
-        k_params, k_run = jax.random.split(key)
-        dummy = jnp.zeros((1, *self.obs_shape), jnp.float32)
-        params = init_ensemble(self.network, k_params, self.config.ensemble_size, dummy)
-        return AgentState(
-            params=params,
-            target_params=jax.tree_util.tree_map(jnp.copy, params),
-            opt_state=self.optimizer.init(params),
-            key=k_run,
-            learner_step=jnp.zeros((), jnp.int32),
-            explore=jnp.asarray(self.config.epsilon_start, jnp.float32),
-        )
+    def make_target_update(self):
+        return polyak_target_update(self.config.tau)
+
+    def explore_init(self) -> jax.Array:
+        """The decaying epsilon, starting at epsilon_start."""
+        return jnp.asarray(self.config.epsilon_start, jnp.float32)
 
     def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:
         """Uniform n-step replay (the reference has no prioritisation)."""
@@ -203,10 +184,6 @@ class REValueD(JaxAgent):
         )
 
     # ----------------------------------------------------------------------------------- acting
-    def utilities(self, params: Any, obs: jax.Array) -> jax.Array:
-        """Utilities of every member: [K, ..., M, B]."""
-        return stack_apply(self.network, params, obs)
-
     def _act_impl(self, params, explore, obs, key, env_step, mode: str):
         """'explore' is greedy w.r.t. one member drawn afresh every step, with joint
         epsilon-greedy on top (returning the decayed epsilon); 'greedy' acts on the ensemble
