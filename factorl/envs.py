@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes.util
 import difflib
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -67,6 +68,18 @@ def _configure_mujoco_gl() -> None:
 _configure_mujoco_gl()
 
 from dm_control import suite  # noqa: E402  (MUJOCO_GL must be chosen first)
+
+
+class _SettotalmassFilter(logging.Filter):
+    """dm_control 1.0.x models use MuJoCo's deprecated 'settotalmass' attribute, and MuJoCo 3.x
+    logs a warning through absl on every model load (each env and eval env). Users can do nothing
+    about it, so we drop exactly that message and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "settotalmass" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_SettotalmassFilter())
 
 _PREFIXES = ("dmc:", "gym:")
 _RENDER_HINT = (

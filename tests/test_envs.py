@@ -475,3 +475,11 @@ def test_gymnasium_mujoco_tasks_work():
     obs, reward, terminated, truncated, _ = env.step(np.zeros(6, np.float32))
     assert np.isfinite(reward) and not terminated and not truncated
     env.close()
+
+
+def test_mujoco_settotalmass_deprecation_is_not_logged(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        make_env("dmc:cheetah-run", seed=0).close()
+    assert not [r for r in caplog.records if "settotalmass" in r.getMessage()]
