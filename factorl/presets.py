@@ -65,6 +65,22 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
             },
         },
     },
+    "cqn_as": {
+        "quickstart": {
+            # measured here (seed 0, 5 episodes): eval -1296/-1176/-1219/-1201 at 2k-8k steps,
+            # then -178 at 10k and -290 at 12k: it learns Pendulum, but later and less steadily
+            # than CQN (re-planning reached -180 only at 12k)
+            "train": {"env": "gym:Pendulum-v1", "steps": 12_000, "eval_every": 2_000},
+            "agent": {
+                "width": 128,
+                "batch_size": 128,
+                "learning_rate": 1e-3,
+                "update_every": 1,
+                "random_steps": 1000,
+                "learning_starts": 1000,
+            },
+        },
+    },
 }
 
 

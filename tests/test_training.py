@@ -158,3 +158,11 @@ def test_unknown_algorithm_and_environment(tmp_path):
     cfg = tiny_config(tmp_path / "x", env="dmc:cheetah-runn")
     with pytest.raises(ConfigError, match="cheetah-run"):
         train(cfg)
+
+
+def test_every_algorithm_has_a_valid_quickstart_preset():
+    from factorl.agents import ALGORITHMS
+
+    for algo in ALGORITHMS:
+        cfg = make_config(algo, {}, {}, preset="quickstart")
+        assert cfg.train.env == "gym:Pendulum-v1" and cfg.train.steps <= 20_000, algo
