@@ -82,11 +82,19 @@ def _split(algo: str, values: dict) -> tuple[dict, dict]:
 def cmd_train(argv: Sequence[str]) -> int:
     argv = list(argv)
     algo = "decqn"
-    if argv and not argv[0].startswith("-"):
+    explicit = bool(argv) and not argv[0].startswith("-")
+    if explicit:
         algo = argv.pop(0)
         if algo not in ALGORITHMS:
             known = ", ".join(sorted(ALGORITHMS))
             raise ConfigError(f"unknown algorithm {algo!r}; available: {known}")
+    else:
+        # `factorl train --resume RUN_DIR` continues whatever algorithm that run used
+        peek = argparse.ArgumentParser(add_help=False)
+        peek.add_argument("--resume")
+        run = peek.parse_known_args(argv)[0].resume
+        if run is not None:
+            algo = load_config(run).algo
     values = vars(_train_parser(algo).parse_args(argv))
     vars_given = set(values)
     resume = values.pop("resume", None)
@@ -96,7 +104,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     train_values, agent_values = _split(algo, values)
     if resume is not None:
         cfg = load_config(resume)
-        if cfg.algo != algo and argv:
+        if cfg.algo != algo:
             raise ConfigError(f"{resume} is a {cfg.algo} run; resume it with 'factorl train "
                               f"{cfg.algo} --resume {resume}'")  # fmt: skip
         fixed = sorted(set(train_values) - RESUMABLE) + sorted(agent_values)

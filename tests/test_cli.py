@@ -44,6 +44,20 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
     assert len(result["returns"]) == 2 and result["env"] == "gym:Pendulum-v1"
 
 
+def test_resume_without_an_algorithm_name_continues_the_runs_own(tmp_path, capsys):
+    run = tmp_path / "cqn"
+    cqn = ["--width", "16", "--batch-size", "16", "--random-steps", "50", "--learning-starts",
+           "50", "--eval-every", "100", "--eval-episodes", "1", "--progress", "none",
+           "--no-tensorboard"]  # fmt: skip
+    assert main(["train", "cqn", "--env", "gym:Pendulum-v1", "--steps", "100",
+                 "--run-dir", str(run), *cqn]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "150"]) == 0
+    assert _json_line(capsys.readouterr().out)["env_step"] == 150
+    assert main(["train", "decqn", "--resume", str(run)]) == 2
+    assert "is a cqn run" in capsys.readouterr().err
+
+
 def test_resume_refuses_to_change_the_run(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--env", "gym:Pendulum-v1", "--steps", "100", "--run-dir", str(run),
