@@ -64,7 +64,7 @@ def table(runs: list[dict[str, Any]]) -> str:
         groups[(run["env"], run["algo"])].append(run)
     lines = [
         "| task | algorithm | seeds | env steps | final eval return (mean ± 95% CI) "
-        "| expert level | wall time per run (h) | return per CPU-hour |",
+        "| expert level | wall time to that step (h) | return per CPU-hour |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (env, algo), group in sorted(groups.items()):
@@ -72,7 +72,7 @@ def table(runs: list[dict[str, Any]]) -> str:
         finals = [_value_at(r, steps) for r in group]
         mean, half = t_interval(finals)
         ci = f"{mean:.1f} ± {half:.1f}" if math.isfinite(half) else f"{mean:.1f}"
-        hours = [r["wall_time_s"] / 3600 for r in group]
+        hours = [_point_at(r, steps)["wall_time"] / 3600 for r in group]  # time to reach `steps`
         cpus = group[0]["machine"].get("cpu_count") or 1
         per_cpu_hour = mean / (np.mean(hours) * cpus) if np.mean(hours) > 0 else math.nan
         expert = EXPERT_LEVELS.get(env)
@@ -84,9 +84,13 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _point_at(run: dict[str, Any], step: int) -> dict[str, Any]:
+    """The last evaluation at or before `step`."""
+    return [p for p in run["curve"] if p["env_step"] <= step][-1]
+
+
 def _value_at(run: dict[str, Any], step: int) -> float:
-    points = [p for p in run["curve"] if p["env_step"] <= step]
-    return float(points[-1]["eval_return"])
+    return float(_point_at(run, step)["eval_return"])
 
 
 def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:

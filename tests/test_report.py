@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import tiny_config
 
@@ -23,10 +24,12 @@ def _load(name):
 
 
 def _fake_run(algo, env, seed, finals, wall=3600.0):
+    """Evaluations every 1000 steps, the last one reached after `wall` seconds."""
     curve = [
-        {"env_step": 1000 * (i + 1), "eval_return": v, "eval_returns": [v], "wall_time": 1.0}
+        {"env_step": 1000 * (i + 1), "eval_return": v, "eval_returns": [v],
+         "wall_time": wall * (i + 1) / len(finals)}
         for i, v in enumerate(finals)
-    ]
+    ]  # fmt: skip
     return {
         "benchmark": "learning", "algo": algo, "env": env, "seed": seed,
         "steps": 1000 * len(finals),
@@ -51,14 +54,19 @@ def test_report_table_and_plots(tmp_path):
     for seed, final in enumerate([100.0, 200.0, 300.0]):
         data = _fake_run("decqn", "dmc:walker-walk", seed, [10.0, final])
         (inp / f"r{seed}.json").write_text(json.dumps(data))
+    # a longer run of the same group: compared at the common 2000 steps, where it took 0.5 h
+    longer = _fake_run("decqn", "dmc:walker-walk", 3, [10.0, 200.0, 999.0, 999.0], wall=3600)
+    (inp / "r3.json").write_text(json.dumps(longer))
     assert report.main(["--in", str(inp), "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "learning.md").read_text()
     row = next(line for line in text.splitlines() if "decqn" in line)
-    half = 4.302653 * 100.0 / math.sqrt(3)
-    assert f"200.0 ± {half:.1f}" in row
+    values = [100.0, 200.0, 300.0, 200.0]
+    half = 3.182446 * np.std(values, ddof=1) / 2  # t_{0.975, 3}, n = 4
+    assert f"200.0 ± {half:.1f}" in row and "| 2,000 |" in row
     assert "900.3" in row  # the reference expert level for walker-walk
-    # 200 return over 1 h on 2 CPUs
-    assert row.rstrip(" |").endswith("100.0")
+    # wall time to 2000 steps: 1 h for three runs, 0.5 h for the longer one -> 0.875 h mean;
+    # 200 return over 0.875 h on 2 CPUs
+    assert "| 0.88 |" in row and row.rstrip(" |").endswith(f"{200 / (0.875 * 2):.1f}")
     png = tmp_path / "out" / "curves-dmc-walker-walk.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
