@@ -55,3 +55,30 @@ def test_cqn_learns_pendulum(tmp_path):
     final = evals[-1]["eval_return"]
     assert final > -400, f"CQN did not learn Pendulum: eval return {final:.1f}"
     assert np.min(evals[-1]["eval_returns"]) > -700
+
+
+@pytest.mark.slow
+def test_cqn_as_learns_pendulum(tmp_path):
+    """CQN-AS (4-step sequences, re-planning) with its quickstart settings, 16k steps.
+
+    On Pendulum it learns later than CQN: with this seed the greedy return was about -1290 at 8k
+    steps, -815 at 10k, -325 at 12k, -152 at 14k and -205 at 16k (5 episodes each). Re-planning
+    is used because temporal ensembling was less steady here (see docs/cqn_as.md)."""
+    cfg = make_config(
+        "cqn_as",
+        {
+            "seed": 1,
+            "steps": 16_000,
+            "eval_every": 16_000,
+            "eval_episodes": 10,
+            "progress": "none",
+            "tensorboard": False,
+            "run_dir": str(tmp_path / "run"),
+        },
+        {"execution": "replan"},
+        preset="quickstart",
+    )
+    result = train(cfg)
+    final = [r for r in read_metrics(result.run_dir) if r["event"] == "eval"][-1]
+    assert final["env_step"] == 16_000
+    assert final["eval_return"] > -400, f"CQN-AS did not learn: {final['eval_return']:.1f}"
