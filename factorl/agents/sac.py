@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import jax
@@ -48,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.agents.base import AgentState, JaxAgent, TrainBatch
+from factorl.agents.base import AgentState, JaxAgent, TrainBatch, keep_if_finite
 from factorl.config import option
 from factorl.networks import (
     BernoulliActor,
@@ -399,7 +398,7 @@ class SAC(JaxAgent):
             jnp.isfinite(jnp.stack([c_loss, a_loss, t_loss, c_norm, a_norm, log_alpha]))
         )
         # a non-finite step leaves the state untouched, so the loop can stop on the last good one
-        new_state = jax.tree_util.tree_map(partial(jnp.where, finite), new_state, state)
+        new_state = keep_if_finite(finite, new_state, state)
         metrics = {
             "critic_loss": c_loss,
             "actor_loss": a_loss,

@@ -26,13 +26,12 @@ the learner step, taken when (learner step + 1) is a multiple of the delay (the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from factorl.agents.base import AgentState, JaxAgent, TrainBatch
+from factorl.agents.base import AgentState, JaxAgent, TrainBatch, keep_if_finite
 from factorl.agents.sac import ActionBounds, clipped_double_q, polyak
 from factorl.config import option
 from factorl.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
@@ -208,7 +207,7 @@ class TD3(JaxAgent):
         c_norm = optax.tree.norm(c_grads)
         finite = jnp.all(jnp.isfinite(jnp.stack([c_loss, a_loss, c_norm, a_norm])))
         # a non-finite step leaves the state untouched, so the loop can stop on the last good one
-        new_state = jax.tree_util.tree_map(partial(jnp.where, finite), new_state, state)
+        new_state = keep_if_finite(finite, new_state, state)
         metrics = {
             "critic_loss": c_loss,
             "actor_loss": a_loss,
