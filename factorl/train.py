@@ -372,8 +372,13 @@ class Trainer:
         }
         if loop.recent_returns:
             record["episode_return"] = float(np.mean(loop.recent_returns))
+        # a learner metric that is NaN was not measured at that step (TD3's actor loss on the
+        # steps its actor does not move; real NaNs stop the run in `learn`), so it is left out of
+        # the average, and out of the record when no step in the window measured it
         for key in loop.pending_metrics[0] if loop.pending_metrics else ():
-            record[key] = float(np.mean([m[key] for m in loop.pending_metrics]))
+            values = np.array([m[key] for m in loop.pending_metrics], dtype=np.float64)
+            if not np.isnan(values).all():
+                record[key] = float(np.nanmean(values))
         loop.pending_metrics = []
         self.logger.record(record)
 

@@ -245,11 +245,17 @@ def test_td3_delays_the_actor_and_targets_to_every_second_step():
     snapshot = jax.device_get(s0)  # the update donates its input
     s1, m1, td = agent.update(s0, _batch(agent, seed=1))
     assert bool(m1["finite"]) and td.shape == (8,)
+    assert np.isnan(float(m1["actor_loss"]))  # not computed on a critic-only step
     assert _changed(s1.params["critic"], snapshot.params["critic"])
     assert not _changed(s1.params["actor"], snapshot.params["actor"])
     assert not _changed(s1.target_params, snapshot.target_params)
     s1_copy = jax.device_get(s1)
-    s2, _, _ = agent.update(s1, _batch(agent, seed=2))
+    batch2 = _batch(agent, seed=2)
+    s2, m2, _ = agent.update(s1, batch2)
+    assert bool(m2["finite"])
+    # the reported actor loss is the one the actor stepped on: -Q_1(s, mu(s)) with the new critic
+    expected = agent.actor_loss(s1_copy.params["actor"], s2.params["critic"], batch2.obs)
+    assert float(m2["actor_loss"]) == pytest.approx(float(expected), rel=1e-5)
     assert _changed(s2.params["actor"], s1_copy.params["actor"])
     assert _changed(s2.target_params["actor"], s1_copy.target_params["actor"])
     assert _changed(s2.target_params["critic"], s1_copy.target_params["critic"])
@@ -328,6 +334,8 @@ def test_deterministic_exact_resume_and_compile_once(tmp_path, variant):
     assert not _same_state(other, first)
     train_records = [r for r in read_metrics(straight.run_dir) if r["event"] == "train"]
     assert {"critic_loss", "actor_loss", "q_mean"} <= set(train_records[-1])
+    # TD3's NaN "not measured" actor losses are averaged out, never written
+    assert all(math.isfinite(r.get("actor_loss", 0.0)) for r in train_records)
 
 
 def test_cli_trains_sac_with_the_bernoulli_policy(tmp_path, capsys):

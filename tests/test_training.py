@@ -8,7 +8,7 @@ from conftest import tiny_config
 from factorl import checkpoint as ckpt
 from factorl.config import ConfigError
 from factorl.logging import read_metrics
-from factorl.train import TrainingStopped, evaluate, load_agent, make_config, train
+from factorl.train import Trainer, TrainingStopped, evaluate, load_agent, make_config, train
 
 
 def _params(result):
@@ -166,3 +166,19 @@ def test_every_algorithm_has_a_valid_quickstart_preset():
     for algo in ALGORITHMS:
         cfg = make_config(algo, {}, {}, preset="quickstart")
         assert cfg.train.env == "gym:Pendulum-v1" and cfg.train.steps <= 20_000, algo
+
+
+def test_learner_metrics_that_were_not_measured_are_left_out_of_the_average(tiny):
+    # NaN marks a metric an update did not compute (TD3's actor loss on critic-only steps)
+    trainer = Trainer(tiny(steps=100))
+    trainer.loop.pending_metrics = [
+        {"loss": 1.0, "actor_loss": float("nan")},
+        {"loss": 3.0, "actor_loss": 5.0},
+    ]
+    trainer.record_train()
+    trainer.loop.pending_metrics = [{"loss": 2.0, "actor_loss": float("nan")}]
+    trainer.record_train()
+    trainer.close()
+    first, second = [r for r in read_metrics(trainer.run_dir) if r["event"] == "train"]
+    assert first["loss"] == 2.0 and first["actor_loss"] == 5.0
+    assert second["loss"] == 2.0 and "actor_loss" not in second
