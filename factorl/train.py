@@ -348,16 +348,19 @@ class Trainer:
         inputs = TrainBatch(
             batch.obs, batch.action, batch.reward, batch.discount, batch.next_obs, batch.weights
         )
-        self.state, metrics, td_abs = self.agent.update(self.state, inputs)
+        new_state, metrics, td_abs = self.agent.update(self.state, inputs)
         metrics = jax.device_get(metrics)
         if not bool(metrics.pop("finite")):
+            # the update leaves its input intact, so self.state is still the last good state
             path = self.save()
             raise TrainingStopped(
                 f"non-finite loss or gradient at env step {self.loop.env_step} (learner step "
                 f"{int(self.state.learner_step) + 1}); the update was discarded and the last good "
                 f"state saved to {path}. Try a lower learning rate."
             )
-        self.replay.update_priorities(batch.indices, np.asarray(td_abs))
+        self.state = new_state
+        if self.replay.prioritized:  # uniform replay has no priorities to move
+            self.replay.update_priorities(batch.indices, np.asarray(td_abs))
         self.loop.pending_metrics.append({k: float(v) for k, v in metrics.items()})
 
     def record_train(self) -> None:
@@ -453,8 +456,8 @@ class Trainer:
         except (TrainingStopped, ckpt.CheckpointError):
             raise
         except BaseException as crash:
-            # save what we can so a crash loses nothing (a failed update may have consumed the
-            # donated state buffers, in which case no checkpoint can be written)
+            # save what we can so a crash loses nothing (updates do not consume their input
+            # state, so the last completed step is there to save unless saving itself fails)
             try:
                 path = self.save()
                 self.logger.message(f"[factorl] crashed ({crash!r}); emergency checkpoint {path}")

@@ -242,7 +242,7 @@ def _changed(a, b):
 def test_td3_delays_the_actor_and_targets_to_every_second_step():
     agent = TD3(TD3Config(**SMALL), OBS, ASYM)
     s0 = agent.init(0)
-    snapshot = jax.device_get(s0)  # the update donates its input
+    snapshot = jax.device_get(s0)
     s1, m1, td = agent.update(s0, _batch(agent, seed=1))
     assert bool(m1["finite"]) and td.shape == (8,)
     assert np.isnan(float(m1["actor_loss"]))  # not computed on a critic-only step

@@ -182,3 +182,35 @@ def test_learner_metrics_that_were_not_measured_are_left_out_of_the_average(tiny
     first, second = [r for r in read_metrics(trainer.run_dir) if r["event"] == "train"]
     assert first["loss"] == 2.0 and first["actor_loss"] == 5.0
     assert second["loss"] == 2.0 and "actor_loss" not in second
+
+
+@pytest.mark.parametrize("algo", ["decqn", "revalued", "cqn", "cqn_as", "sac", "td3"])
+def test_a_non_finite_update_is_flagged_and_leaves_its_input_state_intact(algo):
+    import gymnasium as gym
+
+    from factorl.agents.base import TrainBatch
+    from factorl.train import build_agent
+
+    cfg = make_config(algo, {}, {"batch_size": 8}, preset="quickstart")
+    env = gym.make("Pendulum-v1")
+    agent = build_agent(cfg, env)
+    replay = agent.make_replay(env.observation_space.shape)
+    obs, _ = env.reset(seed=0)
+    for _ in range(20):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        replay.add(
+            obs, action.reshape(replay.action_shape), reward, next_obs, terminated, truncated
+        )
+        obs = next_obs
+    env.close()
+    b = replay.sample(8, np.random.default_rng(0))
+    reward = np.full_like(b.reward, np.nan)
+    state = agent.init(0)
+    before = [np.array(x) for x in jax.tree_util.tree_leaves(state)]
+    _, metrics, _ = agent.update(
+        state, TrainBatch(b.obs, b.action, reward, b.discount, b.next_obs, b.weights)
+    )
+    assert not bool(metrics["finite"])
+    after = [np.asarray(x) for x in jax.tree_util.tree_leaves(state)]  # still readable
+    assert all(np.array_equal(x, y) for x, y in zip(before, after, strict=True))

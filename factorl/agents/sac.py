@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.agents.base import AgentState, JaxAgent, TrainBatch, keep_if_finite
+from factorl.agents.base import AgentState, JaxAgent, TrainBatch
 from factorl.config import option
 from factorl.networks import (
     BernoulliActor,
@@ -397,8 +397,6 @@ class SAC(JaxAgent):
         finite = jnp.all(
             jnp.isfinite(jnp.stack([c_loss, a_loss, t_loss, c_norm, a_norm, log_alpha]))
         )
-        # a non-finite step leaves the state untouched, so the loop can stop on the last good one
-        new_state = keep_if_finite(finite, new_state, state)
         metrics = {
             "critic_loss": c_loss,
             "actor_loss": a_loss,

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from factorl.agents.base import AgentState, JaxAgent, TrainBatch, keep_if_finite
+from factorl.agents.base import AgentState, JaxAgent, TrainBatch
 from factorl.agents.sac import ActionBounds, clipped_double_q, polyak
 from factorl.config import option
 from factorl.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
@@ -210,8 +210,6 @@ class TD3(JaxAgent):
         c_norm = optax.tree.norm(c_grads)
         actor_finite = jnp.isfinite(a_loss) & jnp.isfinite(a_norm)
         finite = jnp.isfinite(c_loss) & jnp.isfinite(c_norm) & (actor_finite | ~actor_step)
-        # a non-finite step leaves the state untouched, so the loop can stop on the last good one
-        new_state = keep_if_finite(finite, new_state, state)
         metrics = {
             "critic_loss": c_loss,
             "actor_loss": a_loss,
