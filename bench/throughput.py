@@ -43,7 +43,10 @@ from factorl.envs import make_env
 from factorl.system import machine_info, versions
 from factorl.train import Trainer, build_agent, episode_seed, make_config
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+#: TD3's default random-action phase, for the derived cumulative rates
+TD3_DEFAULT_RANDOM_STEPS = CONFIGS["td3"]().random_steps
 
 
 class BenchmarkError(RuntimeError):
@@ -62,6 +65,7 @@ class Settings:
     updates: int
     acts: int
     agent_overrides: list[str]
+    plain_td3: bool
     out: Path
 
 
@@ -106,6 +110,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         "algorithm that has KEY, ALGO.KEY=VALUE to one",
     )
     parser.add_argument(
+        "--plain-td3",
+        action="store_true",
+        help="with td3 in --algos: also time a plain single-file JAX TD3 loop (bench/plain_td3.py) "
+        "at the same settings, interleaved with factorl's loop, and report the ratio",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -120,6 +130,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         parser.error(
             f"unknown algorithm(s) {', '.join(unknown)}; available: {', '.join(sorted(ALGORITHMS))}"
         )
+    if args.plain_td3 and "td3" not in algos:
+        parser.error("--plain-td3 compares against factorl's td3: add td3 to --algos")
     for name in ("steps", "updates", "acts", "action_repeat"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -140,6 +152,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         updates=args.updates,
         acts=args.acts,
         agent_overrides=list(args.agent_override),
+        plain_td3=args.plain_td3,
         out=out,
     )
 
@@ -346,13 +359,11 @@ def act_floor(agent: Any, state: Any, data: Transitions, acts: int) -> dict[str,
 
 
 # ------------------------------------------------------------------------------------- the loop
-def training_loop(
-    algo: str, settings: Settings, agent_values: dict[str, Any], run_dir: Path
-) -> dict[str, Any]:
-    """Env steps/s of the real training loop, timed after `settings.warmup` untimed steps."""
+def _loop_config(algo: str, settings: Settings, agent_values: dict[str, Any], run_dir: Path) -> Any:
+    """A run of warmup + steps env steps with evaluation and checkpoints that never fire."""
     total = settings.warmup + settings.steps
     never = total + 1
-    cfg = make_config(
+    return make_config(
         algo,
         {
             "env": settings.env,
@@ -367,6 +378,14 @@ def training_loop(
         },
         dict(agent_values),
     )
+
+
+def training_loop(
+    algo: str, settings: Settings, agent_values: dict[str, Any], run_dir: Path
+) -> dict[str, Any]:
+    """Env steps/s of the real training loop, timed after `settings.warmup` untimed steps."""
+    total = settings.warmup + settings.steps
+    cfg = _loop_config(algo, settings, agent_values, run_dir)
     trainer = Trainer(cfg)
     try:
         warm_start = time.perf_counter()
@@ -399,6 +418,79 @@ def training_loop(
         "loop_cycle_ms": seconds / updates * 1e3 if updates else None,
         "learner_steps_total": learner_steps,
     }
+
+
+def plain_td3_comparison(
+    settings: Settings, agent_values: dict[str, Any], run_dir: Path, chunk: int = 500
+) -> dict[str, Any]:
+    """factorl's TD3 loop and bench/plain_td3.py at the same settings, timed in alternating chunks
+    of `chunk` env steps (so load changes hit both alike): the random-action phase (after 100
+    untimed steps) and, after --warmup steps, --steps learning steps."""
+    if str(BENCH_DIR) not in sys.path:  # the sibling module, also when loaded by path in tests
+        sys.path.insert(0, str(BENCH_DIR))
+    from plain_td3 import PlainTD3Loop
+
+    total = settings.warmup + settings.steps
+    cfg = _loop_config("td3", settings, agent_values, run_dir)
+    trainer = Trainer(cfg)
+    plain = PlainTD3Loop(settings.env, settings.seed, cfg.agent, settings.action_repeat)
+    # the step that fills replay to learning_starts also runs (and compiles) the first update
+    random_steps = min(cfg.agent.random_steps, cfg.agent.learning_starts) - 1
+    loops: dict[str, Callable[[], bool]] = {
+        "factorl": lambda: trainer.step(total),
+        "plain": plain.step,
+    }
+    done = dict.fromkeys(loops, 0)
+    seconds = {phase: dict.fromkeys(loops, 0.0) for phase in ("random", "learning")}
+    counted = {phase: dict.fromkeys(loops, 0) for phase in ("random", "learning")}
+
+    def advance(until: int, phase: str | None) -> None:
+        while min(done.values()) < until:
+            for name, step in loops.items():
+                n = min(chunk, until - done[name])
+                start = time.perf_counter()
+                for _ in range(n):
+                    step()
+                if phase is not None:
+                    seconds[phase][name] += time.perf_counter() - start
+                    counted[phase][name] += n
+                done[name] += n
+
+    try:
+        advance(min(100, random_steps), None)
+        advance(random_steps, "random")
+        advance(settings.warmup, None)  # learning starts, the updates compile
+        if trainer.loop.env_step < trainer.agent.learning_starts or plain.updates == 0:
+            raise BenchmarkError(
+                f"--warmup {settings.warmup} is too short for the TD3 comparison: learning had "
+                "not started by then; use a larger --warmup"
+            )
+        advance(total, "learning")
+    finally:
+        trainer.close()
+        plain.close()
+
+    def sps(phase: str, name: str) -> float | None:
+        return counted[phase][name] / seconds[phase][name] if seconds[phase][name] else None
+
+    out: dict[str, Any] = {"chunk_steps": chunk, "random_steps_timed": counted["random"]["plain"]}
+    for name in loops:
+        out[f"{name}_random_sps"] = sps("random", name)
+        out[f"{name}_learning_sps"] = sps("learning", name)
+    out["learning_sps_ratio"] = out["factorl_learning_sps"] / out["plain_learning_sps"]
+    # What a run reports as "global step / elapsed time" part-way through (the way single-file
+    # scripts print SPS), with TD3's default 25k random steps, derived from the two phase rates.
+    starts = TD3_DEFAULT_RANDOM_STEPS
+    out["derived_cumulative_sps"] = {
+        name: {
+            str(n): n
+            / (starts / out[f"{name}_random_sps"] + (n - starts) / out[f"{name}_learning_sps"])
+            for n in (50_000, 100_000, 1_000_000)
+        }
+        for name in loops
+        if out[f"{name}_random_sps"] and out[f"{name}_learning_sps"]
+    }
+    return out
 
 
 # ------------------------------------------------------------------------------- one algorithm
@@ -533,6 +625,21 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plain_table(paired: dict[str, Any]) -> str:
+    """The TD3 comparison as a few lines of text."""
+    lines = ["td3: factorl loop vs plain single-file JAX loop (same settings, interleaved)"]
+    for phase in ("random", "learning"):
+        f, p = paired[f"factorl_{phase}_sps"], paired[f"plain_{phase}_sps"]
+        lines.append(f"  {phase:9s} steps/s  factorl {_fmt(f, ',.0f')}  plain {_fmt(p, ',.0f')}")
+    lines.append(
+        f"  learning-phase ratio factorl/plain: {_fmt(paired['learning_sps_ratio'], '.3f')}"
+    )
+    for name, rates in paired["derived_cumulative_sps"].items():
+        cells = ", ".join(f"{int(n):,}: {_fmt(v, ',.0f')}" for n, v in rates.items())
+        lines.append(f"  derived cumulative steps/s ({name}) at step {cells}")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------- main
 def run(settings: Settings) -> dict[str, Any]:
     """Measure everything and return the report (does not write it)."""
@@ -556,6 +663,7 @@ def run(settings: Settings) -> dict[str, Any]:
             "updates": settings.updates,
             "acts": settings.acts,
             "agent_overrides": list(settings.agent_overrides),
+            "plain_td3": settings.plain_td3,
             "replay_fill": settings.warmup + settings.steps,
         },
         "results": {},
@@ -573,6 +681,12 @@ def run(settings: Settings) -> dict[str, Any]:
             report["results"][algo] = bench_algo(
                 cfg, agent, settings, overrides[algo], data, floor["raw_env_sps"], Path(workdir)
             )
+    if settings.plain_td3:
+        print("[bench] td3: factorl's loop next to a plain single-file JAX TD3 loop", flush=True)
+        with tempfile.TemporaryDirectory(prefix="factorl-bench-") as workdir:
+            report["plain_td3"] = plain_td3_comparison(
+                settings, overrides["td3"], Path(workdir) / "run-td3-paired"
+            )
     if hasattr(os, "getloadavg"):
         report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
@@ -584,6 +698,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report = run(settings)
     write_json(settings.out, report)
     print(table(report))
+    if "plain_td3" in report:
+        print(plain_table(report["plain_td3"]))
     print(f"[bench] wrote {settings.out}")
     return report
 

@@ -6,6 +6,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "throughput.py"
 
 
@@ -66,3 +68,39 @@ def test_throughput_benchmark_runs_and_writes_its_report(tmp_path):
     # one update every 2 env steps in the timed part, learning having started in the warm-up
     assert result["loop_updates"] == 100
     assert not list(out.parent.glob("*.tmp"))  # the atomic write left no temporary file
+
+
+def test_plain_td3_comparison_runs_both_loops_on_the_same_steps(tmp_path):
+    bench = _load_bench()
+    out = tmp_path / "td3.json"
+    argv = ["--env", "gym:Pendulum-v1", "--algos", "td3", "--steps", "300", "--warmup", "250"]
+    argv += ["--updates", "5", "--acts", "20", "--plain-td3", "--out", str(out)]
+    for key, value in {
+        "width": 16,
+        "batch_size": 16,
+        "learning_starts": 200,
+        "random_steps": 200,
+    }.items():
+        argv += ["--agent-override", f"{key}={value}"]
+    bench.main(argv)
+
+    paired = json.loads(out.read_text())["plain_td3"]
+    # random phase: steps 100..198 (step 199 fills replay to learning_starts and learns)
+    assert paired["random_steps_timed"] == 99
+    for key in (
+        "factorl_random_sps",
+        "plain_random_sps",
+        "factorl_learning_sps",
+        "plain_learning_sps",
+    ):
+        assert math.isfinite(paired[key]) and paired[key] > 0, key
+    ratio = paired["factorl_learning_sps"] / paired["plain_learning_sps"]
+    assert paired["learning_sps_ratio"] == ratio
+    assert set(paired["derived_cumulative_sps"]) == {"factorl", "plain"}
+
+
+def test_plain_td3_comparison_needs_td3(capsys):
+    bench = _load_bench()
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--algos", "decqn", "--plain-td3"])
+    assert "add td3 to --algos" in capsys.readouterr().err
