@@ -117,8 +117,8 @@ def build_agent(cfg: RunConfig, env) -> Any:
     return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space)
 
 
-def _finite(*arrays) -> bool:
-    return all(np.all(np.isfinite(a)) for a in arrays)
+def _finite(obs: np.ndarray, reward: float) -> bool:
+    return bool(np.isfinite(obs).all()) and math.isfinite(reward)
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -287,6 +287,7 @@ class Trainer:
         # (time, step) samples every 0.5 s; the rate is taken over the last ~10 s, so an
         # evaluation pause does not make the ETA jump
         self._window = deque([(self._clock, self.loop.env_step)], maxlen=20)
+        self._progress: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------- pieces
     def wall(self) -> float:
@@ -410,12 +411,16 @@ class Trainer:
         )
 
     def show_progress(self, end_step: int) -> None:
+        # the fields are refreshed twice a second, not every step: formatting them each step
+        # cost about as much as the replay insert
         now, step = time.perf_counter(), self.loop.env_step
-        if now - self._window[-1][0] > 0.5 or step == end_step:
+        line_due = step % self.logger.line_every == 0
+        if now - self._window[-1][0] > 0.5 or step == end_step or line_due:
             self._window.append((now, step))
-        (t0, s0), (t1, s1) = self._window[0], self._window[-1]
-        sps = (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
-        self.logger.progress(step, _progress_fields(self.loop, sps, self.cfg.train.steps))
+            (t0, s0), (t1, s1) = self._window[0], self._window[-1]
+            sps = (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
+            self._progress = _progress_fields(self.loop, sps, self.cfg.train.steps)
+        self.logger.progress(step, self._progress)
 
     # ------------------------------------------------------------------------------- the loop
     def step(self, end_step: int) -> bool:
