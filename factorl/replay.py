@@ -348,10 +348,13 @@ class ReplayBuffer:
                 f"(a step becomes sampleable once {self.n_step} steps are stored from it or its "
                 "episode ends)"
             )
-        self._flush()
-        tree = self._tree
-        total = tree.total()
-        idx = tree.find(rng.random(int(batch_size)) * total)
+        u = rng.random(int(batch_size))
+        idx = None if self.prioritized else self._uniform_slots(u)
+        if idx is None:
+            self._flush()
+            tree = self._tree
+            total = tree.total()
+            idx = tree.find(u * total)
 
         if self.prioritized:
             probs = tree.get(idx) / total
@@ -389,6 +392,27 @@ class ReplayBuffer:
             weights=weights,
             indices=idx,
         )
+
+    def _uniform_slots(self, u: np.ndarray) -> np.ndarray | None:
+        """The slots `SumTree.find(u * total)` returns when every leaf is 1 (active) or 0, without
+        the tree: the floor(u * total)-th active slot in slot order, for each u.
+
+        Sums of 0/1 leaves are exact integers in float64 and subtracting them from v is exact, so
+        the tree's descent computes exactly this; here it takes a few vectorised operations
+        instead of two passes over the tree's depth (about 0.2 ms per batch at capacity 1M). The
+        inactive slots are the pending ones (windows still incomplete) and, until the buffer is
+        full, the unwritten tail, which no k < total reaches. Returns None if the buffer is not
+        in that layout, and the caller takes the tree path.
+        """
+        holes = sorted(self._pending)
+        n = self._num_active
+        if len(holes) != self._size - n or self._active[holes].any():
+            return None
+        k = np.floor(u * float(n)).astype(np.int64)  # the same product the tree path forms
+        np.minimum(k, n - 1, out=k)  # u * n can round up to n; the tree clamps to the last leaf
+        for hole in holes:  # ascending: step over each inactive slot at or below k
+            k += k >= hole
+        return k
 
     def _sequences(self, idx: np.ndarray) -> np.ndarray:
         """The action_horizon actions executed from each slot, padded with the episode's last."""

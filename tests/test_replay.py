@@ -495,3 +495,33 @@ def test_action_horizon_is_part_of_the_saved_configuration():
         _seq_buffer(horizon=2).load_state_dict(buf.state_dict())
     with pytest.raises(ValueError, match="action_horizon"):
         ReplayBuffer(10, (1,), (1,), action_horizon=0)
+
+
+@pytest.mark.parametrize(("n_step", "horizon"), [(1, 1), (3, 1), (1, 4), (3, 5)])
+def test_uniform_fast_path_picks_exactly_the_slots_the_sum_tree_picks(n_step, horizon):
+    # the uniform path skips the tree; it must agree with it slot for slot, through episode ends,
+    # pending windows and wrap-around, so results do not depend on which path ran
+    capacity = 37
+    buf = ReplayBuffer(capacity, (1,), (1,), n_step=n_step, action_horizon=horizon)
+    rng = np.random.default_rng(n_step * 10 + horizon)
+    fast_used = sampled = 0
+    for t in range(200):
+        end = rng.random() < 0.08
+        o = np.array([t], np.float32)
+        buf.add(o, o, 1.0, o + 1, end and rng.random() < 0.5, end)
+        if len(buf) == 0:
+            continue
+        sampled += 1
+        u = rng.random(64)
+        u[:3] = [0.0, np.nextafter(1.0, 0.0), 0.5]  # both edges of [0, 1)
+        fast = buf._uniform_slots(u)
+        buf._flush()
+        expected = buf._tree.find(u * buf._tree.total())
+        if fast is not None:
+            fast_used += 1
+            np.testing.assert_array_equal(fast, expected)
+            assert buf._active[fast].all()
+    assert fast_used == sampled  # the fast path is the one normally taken
+    # a layout the fast path does not recognise falls back to the tree
+    buf._pending.append(int(np.flatnonzero(buf._active)[0]))
+    assert buf._uniform_slots(np.array([0.5])) is None
