@@ -135,7 +135,7 @@ class JaxAgent:
         # no buffer donation: the input state stays valid, so a caller can drop a non-finite
         # step's output and keep the last good state. That costs nothing measurable, where a
         # select of new-or-old inside the update cost about 4% of TD3's update
-        # (bench notes in docs/td3.md).
+        # (docs/td3.md, "Throughput").
         self._update = jax.jit(self._update_impl)
         self._act = jax.jit(self._act_impl, static_argnames="mode")
 
