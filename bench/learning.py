@@ -24,8 +24,11 @@ from typing import Any
 from factorl import checkpoint as ckpt
 from factorl.config import ConfigError, field_type
 from factorl.logging import read_metrics
-from factorl.system import machine_info, versions
+from factorl.system import machine_info, source_revision, versions
 from factorl.train import CHECKPOINT_DIR, load_config, make_config, train
+
+#: the code this process runs, taken at start: commits made while a long run goes on do not count
+SOURCE_REVISION = source_revision()
 
 
 def run_name(algo: str, env: str, seed: int) -> str:
@@ -63,6 +66,7 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
         "checkpoint": str(last) if last else None,
         "machine": machine_info(),
         "versions": versions(),
+        "source_revision": SOURCE_REVISION,
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -40,8 +40,11 @@ from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.agents.base import TrainBatch
 from factorl.config import ConfigError, TrainConfig, field_type
 from factorl.envs import make_env
-from factorl.system import machine_info, versions
+from factorl.system import machine_info, source_revision, versions
 from factorl.train import Trainer, build_agent, episode_seed, make_config
+
+#: the code this process runs, taken at start: commits made while a long run goes on do not count
+SOURCE_REVISION = source_revision()
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -651,6 +654,7 @@ def run(settings: Settings) -> dict[str, Any]:
         "created": created,
         "machine": machine_info(),
         "versions": versions(),
+        "source_revision": SOURCE_REVISION,
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],
         "config": {

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = (
@@ -72,3 +74,28 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[name] = None
     return found
+
+
+def source_revision(root: str | Path | None = None) -> str | None:
+    """The git commit of the source tree at `root` (default: factorl's own), with "+dirty" if
+    tracked files have uncommitted changes; None outside a git checkout (e.g. an installed wheel)
+    or without git."""
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head or None

@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import math
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -104,3 +106,21 @@ def test_plain_td3_comparison_needs_td3(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--algos", "decqn", "--plain-td3"])
     assert "add td3 to --algos" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_source_revision_names_the_commit_and_flags_uncommitted_changes(tmp_path):
+    from factorl.system import source_revision
+
+    assert source_revision(tmp_path) is None  # not a checkout
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "a.txt").write_text("one")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    assert source_revision(repo) == head.stdout.strip()
+    (repo / "a.txt").write_text("two")
+    assert source_revision(repo) == head.stdout.strip() + "+dirty"

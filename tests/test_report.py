@@ -80,3 +80,4 @@ def test_learning_summary_of_a_real_run(tmp_path):
     assert [p["env_step"] for p in data["curve"]] == [300]
     assert data["versions"]["jax"] and data["machine"]["cpu_count"]
     assert data["config"]["algo"] == "decqn"
+    assert data["source_revision"] == learning.SOURCE_REVISION  # None outside a git checkout
