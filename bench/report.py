@@ -84,6 +84,23 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """One row per run: its last evaluation, its wall time and the code it ran."""
+    lines = [
+        "| task | algorithm | seed | env steps | final eval return | wall time (h) | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in sorted(runs, key=lambda r: (r["env"], r["algo"], r["seed"])):
+        revision = run.get("source_revision") or "-"  # files written before it was recorded
+        short = revision[:10] + ("+dirty" if revision.endswith("+dirty") else "")
+        last = run["curve"][-1]
+        lines.append(
+            f"| {run['env']} | {run['algo']} | {run['seed']} | {run['final_env_step']:,} | "
+            f"{float(last['eval_return']):.1f} | {run['wall_time_s'] / 3600:.2f} | {short} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _point_at(run: dict[str, Any], step: int) -> dict[str, Any]:
     """The last evaluation at or before `step`."""
     return [p for p in run["curve"] if p["env_step"] <= step][-1]
@@ -139,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "learning.md").write_text(table(runs))
+    (out / "learning.md").write_text(
+        f"{table(runs)}\n## Every run\n\nLast evaluation of each run and its total wall time.\n\n"
+        f"{runs_table(runs)}"
+    )
     for path in [out / "learning.md", *plot(runs, out)]:
         print(f"wrote {path}")
     return 0

@@ -67,6 +67,8 @@ def test_report_table_and_plots(tmp_path):
     # wall time to 2000 steps: 1 h for three runs, 0.5 h for the longer one -> 0.875 h mean;
     # 200 return over 0.875 h on 2 CPUs
     assert "| 0.88 |" in row and row.rstrip(" |").endswith(f"{200 / (0.875 * 2):.1f}")
+    every_run = text.split("## Every run")[1]
+    assert "| dmc:walker-walk | decqn | 3 | 4,000 | 999.0 |" in every_run
     png = tmp_path / "out" / "curves-dmc-walker-walk.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
