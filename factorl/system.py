@@ -80,15 +80,17 @@ def source_revision(root: str | Path | None = None) -> str | None:
     """The git commit of the source tree at `root` (default: factorl's own), with "+dirty" if
     tracked files have uncommitted changes; None outside a git checkout (e.g. an installed wheel)
     or without git."""
-    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
+    root = (Path(__file__).resolve().parent.parent if root is None else Path(root)).resolve()
     try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
+        top, head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
-        ).stdout.strip()
+        ).stdout.split()
+        if Path(top).resolve() != root:
+            return None  # e.g. an installed copy inside some other repository's tree
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
@@ -96,6 +98,6 @@ def source_revision(root: str | Path | None = None) -> str | None:
             timeout=10,
             check=True,
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    return f"{head}+dirty" if dirty else head or None
+    return f"{head}+dirty" if dirty else head

@@ -124,3 +124,5 @@ def test_source_revision_names_the_commit_and_flags_uncommitted_changes(tmp_path
     assert source_revision(repo) == head.stdout.strip()
     (repo / "a.txt").write_text("two")
     assert source_revision(repo) == head.stdout.strip() + "+dirty"
+    (repo / "sub").mkdir()
+    assert source_revision(repo / "sub") is None  # inside a repository but not its root
