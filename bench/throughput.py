@@ -299,6 +299,16 @@ def fill_replay(agent: Any, data: Transitions) -> Any:
     return replay
 
 
+def compiled_flops(fn: Callable[..., Any], *args: Any) -> float | None:
+    """Floating-point operations of one call of `fn(*args)` by XLA's cost analysis of the compiled
+    function (both branches of a `lax.cond` are counted); None where the backend gives none."""
+    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(analysis, list):  # older JAX: one dict per device
+        analysis = analysis[0] if analysis else None
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops is not None and flops >= 0 else None
+
+
 def update_floor(agent: Any, state: Any, replay: Any, seed: int, updates: int) -> dict[str, Any]:
     """ms per learner update alone (compiled first), with sampling timed on its own."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
@@ -319,6 +329,14 @@ def update_floor(agent: Any, state: Any, replay: Any, seed: int, updates: int) -
         del metrics
         return t1 - t0, t2 - t1, t3 - t2
 
+    probe = replay.sample(batch_size, rng)
+    flops = compiled_flops(
+        agent._update_impl,
+        state,
+        TrainBatch(
+            probe.obs, probe.action, probe.reward, probe.discount, probe.next_obs, probe.weights
+        ),
+    )
     compile_start = time.perf_counter()
     one()
     first_update_s = time.perf_counter() - compile_start
@@ -333,6 +351,7 @@ def update_floor(agent: Any, state: Any, replay: Any, seed: int, updates: int) -
         "state": state,
         "numbers": {
             "updates_timed": updates,
+            "update_flops": flops,
             "replay_size": len(replay),
             "first_update_s": first_update_s,
             "update_ms": update_ms,
@@ -459,6 +478,18 @@ def plain_td3_comparison(
                     counted[phase][name] += n
                 done[name] += n
 
+    probe = np.zeros((cfg.agent.batch_size, *plain.buf_obs.shape[1:]), np.float32)
+    act_probe = np.zeros((cfg.agent.batch_size, plain.buf_act.shape[1]), np.float32)
+    rewards = np.zeros(cfg.agent.batch_size, np.float32)
+    plain_flops = {
+        "plain_critic_step_flops": compiled_flops(
+            plain._critic_step,
+            plain.params,
+            (probe, act_probe, rewards, probe, rewards),
+            jax.random.PRNGKey(0),
+        ),
+        "plain_actor_step_flops": compiled_flops(plain._actor_step, plain.params, probe),
+    }
     try:
         advance(min(100, random_steps), None)
         advance(random_steps, "random")
@@ -476,7 +507,11 @@ def plain_td3_comparison(
     def sps(phase: str, name: str) -> float | None:
         return counted[phase][name] / seconds[phase][name] if seconds[phase][name] else None
 
-    out: dict[str, Any] = {"chunk_steps": chunk, "random_steps_timed": counted["random"]["plain"]}
+    out: dict[str, Any] = {
+        "chunk_steps": chunk,
+        "random_steps_timed": counted["random"]["plain"],
+        **plain_flops,
+    }
     for name in loops:
         out[f"{name}_random_sps"] = sps("random", name)
         out[f"{name}_learning_sps"] = sps("learning", name)
