@@ -76,28 +76,22 @@ def versions() -> dict[str, str | None]:
     return found
 
 
+def _git(root: Path, *args: str) -> str:
+    """stdout of `git -C root ARGS`; raises OSError/SubprocessError when git fails."""
+    command = ["git", "-C", str(root), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout
+
+
 def source_revision(root: str | Path | None = None) -> str | None:
     """The git commit of the source tree at `root` (default: factorl's own), with "+dirty" if
     tracked files have uncommitted changes; None outside a git checkout (e.g. an installed wheel)
     or without git."""
     root = (Path(__file__).resolve().parent.parent if root is None else Path(root)).resolve()
     try:
-        top, head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.split()
+        top, head = _git(root, "rev-parse", "--show-toplevel", "HEAD").split()
         if Path(top).resolve() != root:
             return None  # e.g. an installed copy inside some other repository's tree
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no").strip()
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
     return f"{head}+dirty" if dirty else head
