@@ -299,10 +299,11 @@ def fill_replay(agent: Any, data: Transitions) -> Any:
     return replay
 
 
-def compiled_flops(fn: Callable[..., Any], *args: Any) -> float | None:
-    """Floating-point operations of one call of `fn(*args)` by XLA's cost analysis of the compiled
-    function (both branches of a `lax.cond` are counted); None where the backend gives none."""
-    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+def compiled_flops(jitted: Any, *args: Any) -> float | None:
+    """Floating-point operations of one call of the jitted function `jitted(*args)` by XLA's cost
+    analysis of its compiled form (both branches of a `lax.cond` are counted); None where the
+    backend gives none."""
+    analysis = jitted.lower(*args).compile().cost_analysis()
     if isinstance(analysis, list):  # older JAX: one dict per device
         analysis = analysis[0] if analysis else None
     flops = (analysis or {}).get("flops")
@@ -319,23 +320,15 @@ def update_floor(agent: Any, state: Any, replay: Any, seed: int, updates: int) -
         t0 = time.perf_counter()
         batch = replay.sample(batch_size, rng)
         t1 = time.perf_counter()
-        inputs = TrainBatch(
-            batch.obs, batch.action, batch.reward, batch.discount, batch.next_obs, batch.weights
-        )
-        state, metrics, td_abs = _block(agent.update(state, inputs))
+        state, metrics, td_abs = _block(agent.update(state, TrainBatch.from_sample(batch)))
         t2 = time.perf_counter()
         replay.update_priorities(batch.indices, np.asarray(td_abs))
         t3 = time.perf_counter()
         del metrics
         return t1 - t0, t2 - t1, t3 - t2
 
-    probe = replay.sample(batch_size, rng)
     flops = compiled_flops(
-        agent._update_impl,
-        state,
-        TrainBatch(
-            probe.obs, probe.action, probe.reward, probe.discount, probe.next_obs, probe.weights
-        ),
+        agent._update, state, TrainBatch.from_sample(replay.sample(batch_size, rng))
     )
     compile_start = time.perf_counter()
     one()
@@ -483,12 +476,12 @@ def plain_td3_comparison(
     rewards = np.zeros(cfg.agent.batch_size, np.float32)
     plain_flops = {
         "plain_critic_step_flops": compiled_flops(
-            plain._critic_step,
+            plain._update_critic,
             plain.params,
             (probe, act_probe, rewards, probe, rewards),
             jax.random.PRNGKey(0),
         ),
-        "plain_actor_step_flops": compiled_flops(plain._actor_step, plain.params, probe),
+        "plain_actor_step_flops": compiled_flops(plain._update_actor, plain.params, probe),
     }
     try:
         advance(min(100, random_steps), None)

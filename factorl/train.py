@@ -346,10 +346,7 @@ class Trainer:
     def learn(self) -> None:
         """One learner step on a replay sample; stops on non-finite numbers."""
         batch = self.replay.sample(self.agent.config.batch_size, self.rng)
-        inputs = TrainBatch(
-            batch.obs, batch.action, batch.reward, batch.discount, batch.next_obs, batch.weights
-        )
-        new_state, metrics, td_abs = self.agent.update(self.state, inputs)
+        new_state, metrics, td_abs = self.agent.update(self.state, TrainBatch.from_sample(batch))
         metrics = jax.device_get(metrics)
         if not bool(metrics.pop("finite")):
             # the update leaves its input intact, so self.state is still the last good state

@@ -28,6 +28,19 @@ class TrainBatch(NamedTuple):
     next_obs: Any
     weights: Any
 
+    @classmethod
+    def from_sample(cls, sample: Any) -> TrainBatch:
+        """The update's view of a replay sample (`factorl.replay.Batch`): everything but the
+        slot indices, which only the host needs (for priorities)."""
+        return cls(
+            sample.obs,
+            sample.action,
+            sample.reward,
+            sample.discount,
+            sample.next_obs,
+            sample.weights,
+        )
+
 
 class AgentState(struct.PyTreeNode):
     """Learner state shared by the value-based agents.
