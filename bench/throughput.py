@@ -322,7 +322,8 @@ def update_floor(agent: Any, state: Any, replay: Any, seed: int, updates: int) -
         t1 = time.perf_counter()
         state, metrics, td_abs = _block(agent.update(state, TrainBatch.from_sample(batch)))
         t2 = time.perf_counter()
-        replay.update_priorities(batch.indices, np.asarray(td_abs))
+        if replay.prioritized:  # as the trainer: uniform replay has no priorities to move
+            replay.update_priorities(batch.indices, np.asarray(td_abs))
         t3 = time.perf_counter()
         del metrics
         return t1 - t0, t2 - t1, t3 - t2
@@ -339,7 +340,9 @@ def update_floor(agent: Any, state: Any, replay: Any, seed: int, updates: int) -
     sample_s, update_s, priority_s = (list(col) for col in zip(*times, strict=True))
     update_ms, update_ms_mean = _summary(update_s, 1e3)
     sample_ms, sample_ms_mean = _summary(sample_s, 1e3)
-    priority_ms, priority_ms_mean = _summary(priority_s, 1e3)
+    priority_ms, priority_ms_mean = (
+        _summary(priority_s, 1e3) if replay.prioritized else (None, None)
+    )
     return {
         "state": state,
         "numbers": {

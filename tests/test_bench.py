@@ -61,6 +61,7 @@ def test_throughput_benchmark_runs_and_writes_its_report(tmp_path):
         "loop_overhead_ratio",
         "loop_vs_update_floor",
         "update_flops",
+        "priority_update_ms",  # DecQN's replay is prioritised
     )
     for key in positive:
         value = result[key]
@@ -103,6 +104,7 @@ def test_plain_td3_comparison_runs_both_loops_on_the_same_steps(tmp_path):
     # the two loops do the same arithmetic: factorl's update counts both branches of its cond;
     # its extras (norms, |TD| for priorities, weights) are 3% at this toy size, 0.14% at 256 x 256
     report = json.loads(out.read_text())
+    assert report["results"]["td3"]["priority_update_ms"] is None  # uniform replay: none to move
     flops = report["results"]["td3"]["update_flops"]
     plain = paired["plain_critic_step_flops"] + paired["plain_actor_step_flops"]
     assert flops == pytest.approx(plain, rel=0.05)
