@@ -8,8 +8,10 @@ Each run trains with the algorithm's reference defaults (plus any `--agent-overr
 evaluation curve (env step, mean and per-episode eval returns, wall time), the config, the machine
 and library versions, and the command. Runs whose JSON exists are skipped; unfinished runs whose
 folder holds a checkpoint are resumed, so a sweep can be spread over several sessions (commit each
-JSON as it lands). `--from-run RUN_DIR` writes the JSON of a run trained some other way.
-`bench/report.py` turns the JSON files into a table and plots.
+JSON as it lands). Each process that trains a run first adds its code revision and starting env
+step to the run folder's `segments.json`, which the JSON carries as `segments`, so a run resumed
+across sessions names every commit that trained it. `--from-run RUN_DIR` writes the JSON of a run
+trained some other way. `bench/report.py` turns the JSON files into a table and plots.
 """
 
 from __future__ import annotations
@@ -29,10 +31,29 @@ from factorl.train import CHECKPOINT_DIR, load_config, make_config, train
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count
 SOURCE_REVISION = source_revision()
+#: in a run folder: the code revision of every process that trained the run, with its start step
+SEGMENTS_FILE = "segments.json"
 
 
 def run_name(algo: str, env: str, seed: int) -> str:
     return f"{algo}__{env.replace(':', '-').replace('/', '-')}__s{seed}"
+
+
+def record_segment(run_dir: Path) -> None:
+    """Add this process to the run's segments before it trains: a run resumed across sessions
+    may have been trained by several commits, and its results should name each of them."""
+    path = Path(run_dir) / SEGMENTS_FILE
+    segments = json.loads(path.read_text()) if path.exists() else []
+    checkpoint = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
+    start = json.loads((checkpoint / ckpt.META_FILE).read_text())["env_step"] if checkpoint else 0
+    segments.append(
+        {
+            "from_env_step": start,
+            "source_revision": SOURCE_REVISION,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
+    write_json(path, segments)
 
 
 def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
@@ -53,6 +74,7 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
     if not curve:
         raise ValueError(f"{run_dir} has no evaluation records")
     last = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
+    segments_path = Path(run_dir) / SEGMENTS_FILE
     return {
         "benchmark": "learning",
         "algo": cfg.algo,
@@ -66,7 +88,9 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
         "checkpoint": str(last) if last else None,
         "machine": machine_info(),
         "versions": versions(),
-        "source_revision": SOURCE_REVISION,
+        "source_revision": SOURCE_REVISION,  # the process writing this file
+        # each process that trained the run (absent for runs trained outside a sweep)
+        "segments": json.loads(segments_path.read_text()) if segments_path.exists() else None,
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -145,11 +169,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 resume = run_dir if ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR) else None
                 try:
+                    record_segment(run_dir)
                     result = train(cfg, resume=resume)
                 except ConfigError as e:
                     print(f"error: {name}: {e}", file=sys.stderr)
                     return 2
-                if result.status != "completed":
+                if result.status != "completed" or result.env_step < args.steps:
                     print(f"{name} interrupted at {result.env_step}; run again to resume")
                     return 130
                 write_json(out, summarise_run(run_dir, command))

@@ -84,15 +84,28 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _short(revision: str | None) -> str:
+    if not revision:
+        return "-"  # files written before revisions were recorded
+    return revision[:10] + ("+dirty" if revision.endswith("+dirty") else "")
+
+
+def _revisions(run: dict[str, Any]) -> list[str | None]:
+    """The code revisions that trained `run`, in order: one per session for a resumed run."""
+    segments = run.get("segments") or [{"source_revision": run.get("source_revision")}]
+    revisions = [segment["source_revision"] for segment in segments]
+    return [r for i, r in enumerate(revisions) if i == 0 or r != revisions[i - 1]]
+
+
 def runs_table(runs: list[dict[str, Any]]) -> str:
-    """One row per run: its last evaluation, its wall time and the code it ran."""
+    """One row per run: its last evaluation, its wall time and the code it ran (every commit, in
+    order, for a run resumed across sessions)."""
     lines = [
         "| task | algorithm | seed | env steps | final eval return | wall time (h) | commit |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in sorted(runs, key=lambda r: (r["env"], r["algo"], r["seed"])):
-        revision = run.get("source_revision") or "-"  # files written before it was recorded
-        short = revision[:10] + ("+dirty" if revision.endswith("+dirty") else "")
+        short = " → ".join(_short(r) for r in _revisions(run))
         last = run["curve"][-1]
         lines.append(
             f"| {run['env']} | {run['algo']} | {run['seed']} | {run['final_env_step']:,} | "

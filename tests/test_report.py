@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import TINY_AGENT, tiny_config
 
 from factorl.train import train
 
@@ -53,9 +53,15 @@ def test_report_table_and_plots(tmp_path):
     inp.mkdir()
     for seed, final in enumerate([100.0, 200.0, 300.0]):
         data = _fake_run("decqn", "dmc:walker-walk", seed, [10.0, final])
+        data["source_revision"] = "c" * 40 if seed == 0 else None  # the writing process's
         (inp / f"r{seed}.json").write_text(json.dumps(data))
     # a longer run of the same group: compared at the common 2000 steps, where it took 0.5 h
     longer = _fake_run("decqn", "dmc:walker-walk", 3, [10.0, 200.0, 999.0, 999.0], wall=3600)
+    longer["segments"] = [
+        {"from_env_step": 0, "source_revision": "a" * 40},
+        {"from_env_step": 1500, "source_revision": "a" * 40},
+        {"from_env_step": 2500, "source_revision": "b" * 40 + "+dirty"},
+    ]
     (inp / "r3.json").write_text(json.dumps(longer))
     assert report.main(["--in", str(inp), "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "learning.md").read_text()
@@ -69,6 +75,10 @@ def test_report_table_and_plots(tmp_path):
     assert "| 0.88 |" in row and row.rstrip(" |").endswith(f"{200 / (0.875 * 2):.1f}")
     every_run = text.split("## Every run")[1]
     assert "| dmc:walker-walk | decqn | 3 | 4,000 | 999.0 |" in every_run
+    # a run resumed under another commit names both, in order; repeats of one commit collapse
+    assert "| 4,000 | 999.0 | 1.00 | aaaaaaaaaa → bbbbbbbbbb+dirty |" in every_run
+    assert "| 0 | 2,000 | 100.0 | 1.00 | cccccccccc |" in every_run
+    assert "| 1 | 2,000 | 200.0 | 1.00 | - |" in every_run
     png = tmp_path / "out" / "curves-dmc-walker-walk.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -83,3 +93,34 @@ def test_learning_summary_of_a_real_run(tmp_path):
     assert data["versions"]["jax"] and data["machine"]["cpu_count"]
     assert data["config"]["algo"] == "decqn"
     assert data["source_revision"] == learning.SOURCE_REVISION  # None outside a git checkout
+
+
+def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkeypatch):
+    learning = _load("learning")
+    real_train = learning.train
+    argv = ["--algos", "decqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
+    argv += ["--eval-every", "150", "--eval-episodes", "1"]
+    argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
+    for key, value in TINY_AGENT.items():
+        argv += ["--agent-override", f"{key}={value}"]
+
+    # session 1 stops after 150 steps (as Ctrl-C would); session 2 runs other code
+    monkeypatch.setattr(learning, "SOURCE_REVISION", "1" * 40)
+    monkeypatch.setattr(
+        learning, "train", lambda cfg, resume: real_train(cfg, resume=resume, stop_after=150)
+    )
+    assert learning.main(argv) == 130
+    monkeypatch.setattr(learning, "SOURCE_REVISION", "2" * 40)
+    monkeypatch.setattr(learning, "train", real_train)
+    assert learning.main(argv) == 0
+
+    data = json.loads((tmp_path / "out" / "decqn__gym-Pendulum-v1__s0.json").read_text())
+    assert [p["env_step"] for p in data["curve"]] == [150, 300]
+    assert [(s["from_env_step"], s["source_revision"]) for s in data["segments"]] == [
+        (0, "1" * 40),
+        (150, "2" * 40),
+    ]
+    assert data["source_revision"] == "2" * 40
+    assert learning.main(argv) == 0  # a finished run is skipped, not trained again
+    assert len(json.loads((tmp_path / "runs" / "decqn__gym-Pendulum-v1__s0" / "segments.json")
+               .read_text())) == 2  # fmt: skip
