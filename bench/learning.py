@@ -89,7 +89,7 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
         "machine": machine_info(),
         "versions": versions(),
         "source_revision": SOURCE_REVISION,  # the process writing this file
-        # each process that trained the run (absent for runs trained outside a sweep)
+        # each process that trained the run (null for a run trained outside a sweep)
         "segments": json.loads(segments_path.read_text()) if segments_path.exists() else None,
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
