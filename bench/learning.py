@@ -39,21 +39,23 @@ def run_name(algo: str, env: str, seed: int) -> str:
     return f"{algo}__{env.replace(':', '-').replace('/', '-')}__s{seed}"
 
 
-def record_segment(run_dir: Path) -> None:
-    """Add this process to the run's segments before it trains: a run resumed across sessions
-    may have been trained by several commits, and its results should name each of them."""
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def read_segments(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The run's segments (see `record_segment`); None for a run trained outside a sweep."""
     path = Path(run_dir) / SEGMENTS_FILE
-    segments = json.loads(path.read_text()) if path.exists() else []
-    checkpoint = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def record_segment(run_dir: Path, checkpoint: Path | None) -> None:
+    """Add this process to the run's segments before it trains from `checkpoint` (None: from
+    the start): a run resumed across sessions may have been trained by several commits, and its
+    results should name each of them."""
     start = json.loads((checkpoint / ckpt.META_FILE).read_text())["env_step"] if checkpoint else 0
-    segments.append(
-        {
-            "from_env_step": start,
-            "source_revision": SOURCE_REVISION,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-    )
-    write_json(path, segments)
+    segment = {"from_env_step": start, "source_revision": SOURCE_REVISION, "started": _now()}
+    write_json(Path(run_dir) / SEGMENTS_FILE, [*(read_segments(run_dir) or []), segment])
 
 
 def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
@@ -74,7 +76,6 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
     if not curve:
         raise ValueError(f"{run_dir} has no evaluation records")
     last = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
-    segments_path = Path(run_dir) / SEGMENTS_FILE
     return {
         "benchmark": "learning",
         "algo": cfg.algo,
@@ -89,10 +90,9 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
         "machine": machine_info(),
         "versions": versions(),
         "source_revision": SOURCE_REVISION,  # the process writing this file
-        # each process that trained the run (null for a run trained outside a sweep)
-        "segments": json.loads(segments_path.read_text()) if segments_path.exists() else None,
+        "segments": read_segments(run_dir),  # each process that trained the run
         "command": command,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": _now(),
     }
 
 
@@ -167,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                     },
                     parse_overrides(algo, args.agent_override),
                 )
-                resume = run_dir if ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR) else None
+                checkpoint = ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
                 try:
-                    record_segment(run_dir)
-                    result = train(cfg, resume=resume)
+                    record_segment(run_dir, checkpoint)
+                    result = train(cfg, resume=run_dir if checkpoint else None)
                 except ConfigError as e:
                     print(f"error: {name}: {e}", file=sys.stderr)
                     return 2
