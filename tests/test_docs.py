@@ -1,0 +1,81 @@
+"""Each algorithm page's config table lists every config field with the default the code has.
+
+The pages are the reference users read for flags and defaults; this keeps them from drifting
+when a default changes in code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from factorl.agents import CONFIGS
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+#: pages that document only what they change or add to another page's table
+BASE_PAGE = {"cqn_as": "cqn"}
+
+
+def config_table(page: str) -> dict[str, str]:
+    """field name -> default cell, from the table under "## Config fields" of docs/{page}.md.
+
+    A row may name several fields ("levels, bins | 3, 5"); their defaults are then split on
+    commas too, unless the counts differ (one default shared by all).
+    """
+    text = (DOCS / f"{page}.md").read_text()
+    assert "## Config fields" in text, f"docs/{page}.md has no '## Config fields' section"
+    section = text.split("## Config fields", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    column = header.index("default")
+    table = {}
+    for row in rows[2:]:  # skip the header and the |---| rule
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        names = [name.strip() for name in cells[0].split(",")]
+        defaults = [value.strip() for value in cells[column].split(",")]
+        if len(defaults) != len(names):
+            defaults = [cells[column]] * len(names)
+        table.update(zip(names, defaults, strict=True))
+    return table
+
+
+def matches(cell: str, default: object) -> bool:
+    cell = cell.strip("`").replace("_", "")
+    if isinstance(default, bool):
+        return cell.lower() in (("true", "on") if default else ("false", "off"))
+    if isinstance(default, int | float):
+        try:
+            return float(cell) == float(default)
+        except ValueError:
+            return False
+    if isinstance(default, tuple):
+        compact = cell.replace(" ", "")
+        return compact in (str(default).replace(" ", ""), "x".join(map(str, default)))
+    return cell == str(default).replace("_", "")
+
+
+def test_parser_reads_multi_field_rows_and_rejects_wrong_defaults():
+    table = config_table("cqn")
+    assert table["levels"] == "3" and table["num_atoms"] == "51" and table["v_max"] == "200"
+    assert matches("1e-4", 1e-4) and matches("1000000", 1_000_000) and matches("on", True)
+    assert not matches("1e-3", 1e-4) and not matches("false", True) and not matches("x", 3)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_config_table_matches_code(name):
+    table = config_table(name)
+    if name in BASE_PAGE:
+        table = {**config_table(BASE_PAGE[name]), **table}
+    fields = {f.name: f.default for f in dataclasses.fields(CONFIGS[name])}
+    problems = [
+        f"{k}: not in the table (default {v!r})" for k, v in fields.items() if k not in table
+    ]
+    problems += [
+        f"{k}: table says {table[k]!r}, code has {v!r}"
+        for k, v in fields.items()
+        if k in table and not matches(table[k], v)
+    ]
+    problems += [f"{k}: in the table but not a config field" for k in table if k not in fields]
+    assert not problems, f"docs/{name}.md is out of date:\n" + "\n".join(problems)
