@@ -26,7 +26,7 @@ from typing import Any
 from factorl import checkpoint as ckpt
 from factorl.config import ConfigError, field_type
 from factorl.logging import read_metrics
-from factorl.system import machine_info, source_revision, versions
+from factorl.system import machine_info, process_settings, source_revision, versions
 from factorl.train import CHECKPOINT_DIR, load_config, make_config, train
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count
@@ -54,7 +54,12 @@ def record_segment(run_dir: Path, checkpoint: Path | None) -> None:
     the start): a run resumed across sessions may have been trained by several commits, and its
     results should name each of them."""
     start = json.loads((checkpoint / ckpt.META_FILE).read_text())["env_step"] if checkpoint else 0
-    segment = {"from_env_step": start, "source_revision": SOURCE_REVISION, "started": _now()}
+    segment = {
+        "from_env_step": start,
+        "source_revision": SOURCE_REVISION,
+        "started": _now(),
+        **process_settings(),  # a pinned or single-threaded session runs at other speeds
+    }
     write_json(Path(run_dir) / SEGMENTS_FILE, [*(read_segments(run_dir) or []), segment])
 
 

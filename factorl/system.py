@@ -59,11 +59,21 @@ def machine_info() -> dict[str, Any]:
         "memory_gb": _memory_gb(),
         "python": platform.python_version(),
     }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    info.update(process_settings())
     if hasattr(os, "getloadavg"):
         info["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     return info
+
+
+def process_settings() -> dict[str, Any]:
+    """Settings of this process that change speed (and XLA's reduction order): the CPUs it may
+    run on and the XLA flags it was started with."""
+    settings: dict[str, Any] = {"xla_flags": os.environ.get("XLA_FLAGS")}
+    if hasattr(os, "sched_getaffinity"):
+        usable = sorted(os.sched_getaffinity(0))
+        settings["cpus_usable"] = len(usable)
+        settings["cpu_affinity"] = usable
+    return settings
 
 
 def versions() -> dict[str, str | None]:

@@ -104,13 +104,15 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
     for key, value in TINY_AGENT.items():
         argv += ["--agent-override", f"{key}={value}"]
 
-    # session 1 stops after 150 steps (as Ctrl-C would); session 2 runs other code
+    # session 1 stops after 150 steps (as Ctrl-C would); session 2 runs other code and flags
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
     monkeypatch.setattr(learning, "SOURCE_REVISION", "1" * 40)
     monkeypatch.setattr(
         learning, "train", lambda cfg, resume: real_train(cfg, resume=resume, stop_after=150)
     )
     assert learning.main(argv) == 130
     monkeypatch.setattr(learning, "SOURCE_REVISION", "2" * 40)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
     monkeypatch.setattr(learning, "train", real_train)
     assert learning.main(argv) == 0
 
@@ -119,6 +121,11 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
     assert [(s["from_env_step"], s["source_revision"]) for s in data["segments"]] == [
         (0, "1" * 40),
         (150, "2" * 40),
+    ]
+    # each segment records the XLA flags of the process that trained it
+    assert [s["xla_flags"] for s in data["segments"]] == [
+        None,
+        "--xla_cpu_multi_thread_eigen=false",
     ]
     assert data["source_revision"] == "2" * 40
     assert learning.main(argv) == 0  # a finished run is skipped, not trained again
