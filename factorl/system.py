@@ -66,8 +66,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def process_settings() -> dict[str, Any]:
-    """Settings of this process that change speed (and XLA's reduction order): the CPUs it may
-    run on and the XLA flags it was started with."""
+    """Settings of this process that change its speed (and can change XLA's floating-point
+    reduction order): the CPUs it may run on and the XLA flags it was started with."""
     settings: dict[str, Any] = {"xla_flags": os.environ.get("XLA_FLAGS")}
     if hasattr(os, "sched_getaffinity"):
         usable = sorted(os.sched_getaffinity(0))
