@@ -53,7 +53,7 @@ def record_segment(run_dir: Path, checkpoint: Path | None) -> None:
     """Add this process to the run's segments before it trains from `checkpoint` (None: from
     the start): a run resumed across sessions may have been trained by several commits, and its
     results should name each of them."""
-    start = json.loads((checkpoint / ckpt.META_FILE).read_text())["env_step"] if checkpoint else 0
+    start = ckpt.read_meta(checkpoint)["env_step"] if checkpoint else 0
     segment = {
         "from_env_step": start,
         "source_revision": SOURCE_REVISION,
