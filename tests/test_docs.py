@@ -42,18 +42,18 @@ def config_table(page: str) -> dict[str, str]:
 
 
 def matches(cell: str, default: object) -> bool:
-    cell = cell.strip("`").replace("_", "")
+    cell = cell.strip("`")
     if isinstance(default, bool):
         return cell.lower() in (("true", "on") if default else ("false", "off"))
     if isinstance(default, int | float):
         try:
-            return float(cell) == float(default)
+            return float(cell.replace("_", "")) == float(default)  # 1_000_000 reads as a number
         except ValueError:
             return False
     if isinstance(default, tuple):
         compact = cell.replace(" ", "")
         return compact in (str(default).replace(" ", ""), "x".join(map(str, default)))
-    return cell == str(default).replace("_", "")
+    return cell == str(default)
 
 
 def test_parser_reads_multi_field_rows_and_rejects_wrong_defaults():
