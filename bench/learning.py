@@ -27,7 +27,7 @@ from factorl import checkpoint as ckpt
 from factorl.config import ConfigError, field_type
 from factorl.logging import read_metrics
 from factorl.system import machine_info, process_settings, source_revision, versions
-from factorl.train import CHECKPOINT_DIR, load_config, make_config, train
+from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_config, train
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count
 SOURCE_REVISION = source_revision()
@@ -179,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
                 except ConfigError as e:
                     print(f"error: {name}: {e}", file=sys.stderr)
                     return 2
+                except (ckpt.CheckpointError, TrainingStopped) as e:
+                    # as the CLI does: one line naming the run, not a traceback; the other
+                    # runs' results are already written, so nothing else is lost
+                    print(f"error: {name}: {e}", file=sys.stderr)
+                    return 1
                 if result.status != "completed" or result.env_step < args.steps:
                     print(f"{name} interrupted at {result.env_step}; run again to resume")
                     return 130

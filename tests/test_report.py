@@ -131,3 +131,17 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
     assert learning.main(argv) == 0  # a finished run is skipped, not trained again
     assert len(json.loads((tmp_path / "runs" / "decqn__gym-Pendulum-v1__s0" / "segments.json")
                .read_text())) == 2  # fmt: skip
+
+
+def test_a_corrupt_checkpoint_ends_the_sweep_with_one_line_naming_the_run(tmp_path, capsys):
+    learning = _load("learning")
+    argv = ["--algos", "decqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
+    argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
+    bad = tmp_path / "runs" / "decqn__gym-Pendulum-v1__s0" / "checkpoints" / "step_0000000150"
+    bad.mkdir(parents=True)
+    (bad / "meta.json").write_text("{not json")
+    assert learning.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: decqn__gym-Pendulum-v1__s0: checkpoint ")
+    assert "corrupt" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # no results file for a run that did not finish
