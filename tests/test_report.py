@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import TINY_AGENT, tiny_config
 
+from factorl import checkpoint as ckpt
 from factorl.train import train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -137,9 +138,10 @@ def test_a_corrupt_checkpoint_ends_the_sweep_with_one_line_naming_the_run(tmp_pa
     learning = _load("learning")
     argv = ["--algos", "decqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
     argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
-    bad = tmp_path / "runs" / "decqn__gym-Pendulum-v1__s0" / "checkpoints" / "step_0000000150"
+    run_dir = tmp_path / "runs" / learning.run_name("decqn", "gym:Pendulum-v1", 0)
+    bad = run_dir / learning.CHECKPOINT_DIR / "step_0000000150"
     bad.mkdir(parents=True)
-    (bad / "meta.json").write_text("{not json")
+    (bad / ckpt.META_FILE).write_text("{not json")
     assert learning.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: decqn__gym-Pendulum-v1__s0: checkpoint ")
