@@ -5,7 +5,10 @@
 Writes `OUT/learning.md` (per task and algorithm: seeds, final eval return as mean and 95%
 confidence interval over seeds, env steps, wall time per run and return per CPU-hour) and
 `OUT/curves-TASK.png` (mean over seeds with the 95% interval shaded). The interval is Student's t
-over seeds (scipy), which with 3 seeds is wide, as it should be. Reference levels from
+over seeds (scipy), which with 3 seeds is wide, as it should be. On the Control Suite, where an
+episode's return lies in [0, 1000], the shaded band is cut to that range: a mean return cannot lie
+outside it, and a band reaching below zero only hides the other curves. The table gives the
+interval uncut. Reference levels from
 `../shared/reference/algorithms.md` (3-bin factorised expert returns) are shown beside ours where
 the note gives one; they are returns of a trained data-collecting agent, not learning-curve points.
 """
@@ -123,6 +126,25 @@ def _value_at(run: dict[str, Any], step: int) -> float:
     return float(_point_at(run, step)["eval_return"])
 
 
+def return_range(env: str) -> tuple[float, float]:
+    """The range an episode's return can take: [0, 1000] on the Control Suite (rewards in [0, 1]
+    on each of 1000 control steps, also when action repeat sums them), unbounded elsewhere."""
+    return (0.0, 1000.0) if env.startswith("dmc:") else (-math.inf, math.inf)
+
+
+def curve_band(
+    group: list[dict[str, Any]], env: str
+) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """Steps every run of `group` evaluated at, the mean over runs there, and the 95% band,
+    cut to `return_range(env)` (a band of zero width for a single run)."""
+    steps = sorted(set.intersection(*({p["env_step"] for p in r["curve"]} for r in group)))
+    stats = [t_interval([_value_at(r, s) for r in group]) for s in steps]
+    mean = np.array([m for m, _ in stats])
+    half = np.array([h if math.isfinite(h) else 0.0 for _, h in stats])
+    low, high = return_range(env)
+    return steps, mean, np.clip(mean - half, low, high), np.clip(mean + half, low, high)
+
+
 def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -136,13 +158,9 @@ def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     for env, algos in sorted(by_env.items()):
         fig, ax = plt.subplots(figsize=(6, 4))
         for algo, group in sorted(algos.items()):
-            # the evaluation steps every seed has
-            steps = sorted(set.intersection(*({p["env_step"] for p in r["curve"]} for r in group)))
-            stats = [t_interval([_value_at(r, s) for r in group]) for s in steps]
-            mean = np.array([m for m, _ in stats])
-            half = np.array([h if math.isfinite(h) else 0.0 for _, h in stats])
+            steps, mean, band_low, band_high = curve_band(group, env)
             ax.plot(steps, mean, label=f"{algo} ({len(group)} seed{'s' * (len(group) > 1)})")
-            ax.fill_between(steps, mean - half, mean + half, alpha=0.2)
+            ax.fill_between(steps, band_low, band_high, alpha=0.2)
         if env in EXPERT_LEVELS:
             ax.axhline(EXPERT_LEVELS[env], color="grey", ls="--", lw=1, label="3-bin expert level")
         ax.set_xlabel("environment steps")

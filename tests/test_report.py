@@ -84,6 +84,22 @@ def test_report_table_and_plots(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_curve_band_is_cut_to_the_returns_a_task_can_have():
+    report = _load("report")
+    # three seeds far apart: the t band (half-width 4.30 * 400 / sqrt 3, about 994) spans
+    # [-594, 1394] at the second evaluation
+    group = [_fake_run("cqn", "dmc:cheetah-run", s, [10.0, v]) for s, v in enumerate([0, 400, 800])]
+    steps, mean, low, high = report.curve_band(group, "dmc:cheetah-run")
+    assert steps == [1000, 2000] and mean[1] == pytest.approx(400.0)
+    assert low[1] == 0.0 and high[1] == 1000.0  # Control Suite returns lie in [0, 1000]
+    assert low[0] == high[0] == 10.0  # no spread, no band
+    gym = [_fake_run("cqn", "gym:Pendulum-v1", s, [10.0, v]) for s, v in enumerate([0, 400, 800])]
+    _, _, low, high = report.curve_band(gym, "gym:Pendulum-v1")
+    half = 4.302653 * 400 / math.sqrt(3)  # no known range: the band is left as it is
+    assert low[1] == pytest.approx(400 - half, rel=1e-5)
+    assert high[1] == pytest.approx(400 + half, rel=1e-5)
+
+
 def test_learning_summary_of_a_real_run(tmp_path):
     learning = _load("learning")
     result = train(tiny_config(tmp_path / "run", steps=300))
