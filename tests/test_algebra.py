@@ -56,6 +56,63 @@ def test_factorisation_rejects_bad_spaces(kwargs):
         ActionFactorisation(**kwargs)
 
 
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
+@pytest.mark.parametrize("field", ["levels", "horizon"])
+def test_levels_and_horizon_must_be_none_or_a_positive_integer(field, bad):
+    with pytest.raises(ValueError, match=f"{field} must be None or an integer >= 1"):
+        ActionFactorisation(low=[0.0], high=[1.0], bins=3, **{field: bad})
+
+
+def test_one_object_describes_bins_levels_and_sequences():
+    low, high = [-1.0, 0.0], [1.0, 4.0]
+    flat = ActionFactorisation(low, high, bins=3)
+    zoom = ActionFactorisation(low, high, bins=3, levels=2)
+    seq = ActionFactorisation(low, high, bins=3, levels=2, horizon=4)
+    assert (flat.action_shape, flat.index_shape, flat.sequence_shape) == ((2,), (2,), ())
+    assert (zoom.action_shape, zoom.index_shape) == ((2,), (2, 2))
+    assert (seq.action_shape, seq.index_shape, seq.sequence_shape) == ((4, 2), (4, 2, 2), (4,))
+    # a sequence of one keeps its axis: CQN-AS with K = 1 still has a step axis
+    assert ActionFactorisation(low, high, bins=3, horizon=1).index_shape == (1, 2)
+    # joint action sets: P**(M*K) with P points per dimension and step
+    assert flat.num_joint_actions == 3**2
+    assert zoom.num_joint_actions == 9**2 and seq.num_joint_actions == 9 ** (2 * 4)
+    # levels: the grid is the centres of the 9 finest intervals, not linspace's endpoints
+    np.testing.assert_allclose(zoom.grid[1], (np.arange(9) + 0.5) * 4 / 9, rtol=1e-6)
+    np.testing.assert_array_equal(flat.grid[1], [0.0, 2.0, 4.0])
+
+
+@pytest.mark.parametrize("levels", [None, 1, 3])
+def test_sequences_encode_and_decode_step_by_step(levels):
+    """The step axis of a sequence is a batch axis to encode/decode: every step on its own."""
+    f = ActionFactorisation([-1.0, 0.0, -3.0], [1.0, 0.5, 5.0], bins=3, levels=levels, horizon=4)
+    rng = np.random.default_rng(0)
+    grid = np.asarray(f.grid)  # [M, P]
+    cols = rng.integers(0, grid.shape[1], size=(6, 4, 3))  # [batch, K, M]
+    actions = np.take_along_axis(
+        np.broadcast_to(grid, (6, 4, 3, grid.shape[1])), cols[..., None], -1
+    )[..., 0]
+    idx = np.asarray(f.encode(actions))
+    assert idx.shape == (6, *f.index_shape)
+    np.testing.assert_allclose(np.asarray(f.decode(idx)), actions, rtol=1e-6, atol=1e-6)
+    for k in range(4):  # the same as encoding each step alone
+        np.testing.assert_array_equal(np.asarray(f.encode(actions[:, k])), idx[:, k])
+
+
+def test_the_grid_of_levels_is_every_zoom_path_decoded():
+    f = ActionFactorisation([-1.0, 0.0], [1.0, 0.5], bins=3, levels=2)
+    paths = np.array(list(itertools.product(range(3), repeat=2)))  # [9, L], in grid order
+    idx = np.broadcast_to(paths[:, :, None], (9, 2, 2))
+    np.testing.assert_allclose(np.asarray(f.decode(idx)).T, f.grid, rtol=1e-6, atol=1e-7)
+
+
+def test_zoom_methods_need_levels():
+    f = ActionFactorisation([0.0], [1.0], bins=3)
+    with pytest.raises(ValueError, match="levels=L"):
+        f.initial_interval()
+    with pytest.raises(ValueError, match="levels=L"):
+        f.path_centres(np.zeros((1, 1), np.int32))
+
+
 # ------------------------------------------------------------------------------ mixers
 
 

@@ -11,7 +11,7 @@ import pytest
 from factorl.agents.base import TrainBatch
 from factorl.agents.cqn import CQN, CQNConfig, argmax_random_ties
 from factorl.distributional import categorical_projection
-from factorl.factorisation import CoarseToFine
+from factorl.factorisation import ActionFactorisation
 from factorl.train import make_config, train
 
 LOW, HIGH = np.array([-1.0, 0.0, -3.0], np.float32), np.array([1.0, 0.5, 5.0], np.float32)
@@ -20,7 +20,7 @@ LOW, HIGH = np.array([-1.0, 0.0, -3.0], np.float32), np.array([1.0, 0.5, 5.0], n
 
 
 def test_zooming_keeps_every_interval_inside_the_bounds():
-    f = CoarseToFine(LOW, HIGH, bins=5, levels=4)
+    f = ActionFactorisation(LOW, HIGH, bins=5, levels=4)
     rng = np.random.default_rng(0)
     idx = jnp.asarray(rng.integers(0, 5, size=(500, 4, 3)))
     low, high = f.initial_interval((500,))
@@ -35,7 +35,7 @@ def test_zooming_keeps_every_interval_inside_the_bounds():
 
 @pytest.mark.parametrize(("bins", "levels"), [(2, 1), (3, 2), (5, 3)])
 def test_decode_of_encode_is_exact_on_the_grid(bins, levels):
-    f = CoarseToFine(LOW, HIGH, bins=bins, levels=levels)
+    f = ActionFactorisation(LOW, HIGH, bins=bins, levels=levels)
     paths = np.array(list(itertools.product(range(bins), repeat=levels)))  # [P, L]
     idx = jnp.asarray(np.broadcast_to(paths[:, :, None], (*paths.shape, 3)))  # same path per dim
     grid = np.asarray(f.decode(idx))  # every finest-grid action
@@ -46,7 +46,7 @@ def test_decode_of_encode_is_exact_on_the_grid(bins, levels):
 
 
 def test_quantise_goes_to_the_centre_of_the_containing_finest_interval():
-    f = CoarseToFine(LOW, HIGH, bins=5, levels=3)
+    f = ActionFactorisation(LOW, HIGH, bins=5, levels=3)
     a = jnp.asarray(np.random.default_rng(1).uniform(LOW, HIGH, size=(1000, 3)), jnp.float32)
     q = np.asarray(f.quantise(a))
     finest = (HIGH - LOW) / 125
@@ -55,7 +55,7 @@ def test_quantise_goes_to_the_centre_of_the_containing_finest_interval():
 
 
 def test_path_centres_start_at_the_middle_of_the_range():
-    f = CoarseToFine(LOW, HIGH, bins=3, levels=2)
+    f = ActionFactorisation(LOW, HIGH, bins=3, levels=2)
     centres = np.asarray(f.path_centres(jnp.array([[[2, 0, 1], [0, 0, 0]]])))[0]
     np.testing.assert_allclose(centres[0], (LOW + HIGH) / 2)
     width = (HIGH - LOW) / 3

@@ -125,3 +125,11 @@ def test_cqn_as_determinism_resume_and_compile_once(tmp_path, execution):
     assert int(resumed.state.learner_step) == int(straight.state.learner_step) > 0
     for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("execution", ["ensemble", "replan"])
+def test_a_sequence_of_one_action_trains(tmp_path, execution):
+    """K = 1 is allowed: replay returns single actions and the agent restores the step axis."""
+    result = train(_cfg(tmp_path / "run", steps=250, horizon=1, execution=execution))
+    assert result.agent.factorisation.index_shape == (1, 3, 1)  # K, L, M on Pendulum
+    assert int(result.state.learner_step) > 0 and np.isfinite(result.last_eval_return)

@@ -20,8 +20,11 @@ We follow the official state-based code (younggyoseo/CQN-AS, dmc_src/cqn_state.p
 Where we differ: ties between equal utilities are broken at random (`random_ties`, default on).
 The official state code takes the first maximum, so with its zero-initialised head it acts at the
 lowest bin of every dimension (about -1) until the utilities separate; `--no-random-ties` restores
-that. `learning_starts` counts agent steps: the official "updates start at 8000 frames" is 4000
-agent steps at the Control Suite's usual action repeat of 2, our default.
+that. `learning_starts` counts agent steps: 4000 is the official "updates start at 8000 frames"
+at the Control Suite's usual action repeat of 2. Our loop's `action_repeat` defaults to 1 (and
+every run in results/ used 1), so there the warm-up is 4000 frames and updates come once per
+frame, where the official code updates once per two frames; `--action-repeat 2` restores its
+frame accounting.
 The distributional variant of the pixel/RLBench code is an option: `--distributional` uses C51
 (51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entropy loss, and
 `--dueling` splits the head into value and advantage streams, q = V + A - mean(A).
@@ -46,7 +49,7 @@ from factorl.agents.base import (
 )
 from factorl.config import ConfigError, option
 from factorl.distributional import categorical_projection, expected_value, support
-from factorl.factorisation import CoarseToFine
+from factorl.factorisation import ActionFactorisation
 from factorl.mixers import select
 from factorl.replay import ReplayBuffer
 
@@ -130,7 +133,7 @@ class CQN(JaxAgent):
     def __init__(self, config: CQNConfig, observation_space, action_space) -> None:
         self.config = c = config
         self.obs_shape = tuple(observation_space.shape)
-        self.factorisation = CoarseToFine.from_space(action_space, c.bins, c.levels)
+        self.factorisation = self.make_factorisation(action_space)
         self.network = self._make_network()
         self.atoms = support(c.v_min, c.v_max, c.num_atoms) if c.distributional else None
         self.optimizer = optax.adamw(c.learning_rate, weight_decay=c.weight_decay)
@@ -138,8 +141,9 @@ class CQN(JaxAgent):
         self._target_update = hard_target_update(c.target_update_period)
         self._compile()
 
-    #: extra axes between the batch and the dimensions of a path (CQN-AS: the sequence step)
-    seq_shape: tuple[int, ...] = ()
+    def make_factorisation(self, action_space) -> ActionFactorisation:
+        """L levels of B bins per dimension, one action at a time."""
+        return ActionFactorisation.from_space(action_space, self.config.bins, self.config.levels)
 
     def _make_network(self) -> nn.Module:
         c = self.config
@@ -161,12 +165,11 @@ class CQN(JaxAgent):
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int) -> AgentState:
         k_params, k_run = jax.random.split(jax.random.PRNGKey(seed))
-        m, levels = self.factorisation.num_dims, self.config.levels
         params = self.network.init(
             k_params,
             jnp.zeros((1, *self.obs_shape)),
-            jnp.zeros((1, *self.seq_shape, m)),
-            jnp.zeros((1, levels)),
+            jnp.zeros((1, *self.factorisation.action_shape)),  # centres: shaped like an action
+            jnp.zeros((1, self.config.levels)),
         )
         return AgentState(
             params=params,
@@ -199,7 +202,7 @@ class CQN(JaxAgent):
         """Zoom greedily from the full range: bin indices [..., L, *seq, M] (random ties with a
         key)."""
         fact = self.factorisation
-        low, high = fact.initial_interval((*obs.shape[:-1], *self.seq_shape))
+        low, high = fact.initial_interval((*obs.shape[:-1], *fact.sequence_shape))
         path = []
         for level in range(self.config.levels):
             q = self.level_values(params, obs, fact.centre(low, high), level)
@@ -237,7 +240,9 @@ class CQN(JaxAgent):
     def loss(self, params, target_params, batch: TrainBatch, key: jax.Array):
         """Per-(level, dimension) regression to the full TD target (MSE, or C51 cross-entropy)."""
         c = self.config
-        path = self.encode_path(batch.action)  # [batch, L, *seq, M]
+        # replay drops the sequence axis of length one (CQN-AS with K = 1); the reshape restores it
+        action = batch.action.reshape(-1, *self.factorisation.action_shape)
+        path = self.encode_path(action)  # [batch, L, *seq, M]
         out = self.all_levels(params, batch.obs, path)
         online = jax.lax.stop_gradient(params)
         next_path = self.greedy_path(online, batch.next_obs, key if c.random_ties else None)

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from factorl.agents.base import AgentState
 from factorl.agents.cqn import CQN, CQNConfig
 from factorl.config import ConfigError, option
+from factorl.factorisation import ActionFactorisation
 from factorl.replay import ReplayBuffer
 
 
@@ -121,9 +122,10 @@ class CQNAS(CQN):
     name = "cqn_as"
     Config = CQNASConfig
 
-    def __init__(self, config: CQNASConfig, observation_space, action_space) -> None:
-        self.seq_shape = (config.horizon,)
-        super().__init__(config, observation_space, action_space)
+    def make_factorisation(self, action_space) -> ActionFactorisation:
+        """CQN's zoom over sequences of K actions."""
+        c = self.config
+        return ActionFactorisation.from_space(action_space, c.bins, c.levels, horizon=c.horizon)
 
     def _make_network(self) -> nn.Module:
         c = self.config
@@ -137,7 +139,7 @@ class CQNAS(CQN):
             (self.factorisation.num_dims,),
             n_step=c.n_step,
             gamma=c.gamma,
-            action_horizon=c.horizon,
+            action_horizon=self.factorisation.horizon,
         )
 
     # ----------------------------------------------------------------------------------- acting
