@@ -163,6 +163,79 @@ def test_loss_regresses_each_level_and_dimension_on_its_own():
     assert float(loss) == pytest.approx(np.mean((y - q) ** 2), rel=1e-6)
 
 
+def _by_params(online_value, target_value):
+    """A stand-in for a network method: the params (0.0 online, 1.0 target) pick the output."""
+    return lambda params, *_: online_value if float(params) == 0.0 else target_value
+
+
+def test_the_next_path_is_chosen_by_the_online_network_and_valued_by_the_target():
+    agent = _agent(levels=2, bins=3, random_ties=False)
+    online, target = jnp.array(0.0), jnp.array(1.0)
+
+    # greedy zoom at s': the online utilities prefer bin 2 everywhere, the target ones bin 0
+    def level_values(params, obs, centres, level):
+        scores = jnp.array([0.0, 1.0, 2.0]) * (1.0 - 2.0 * params)
+        return jnp.broadcast_to(scores, (*obs.shape[:-1], 3, 3))
+
+    agent.level_values = level_values
+    out = jnp.arange(18.0).reshape(1, 2, 3, 3)  # [batch, L, M, B]
+    next_out = 100.0 + jnp.arange(18.0).reshape(1, 2, 3, 3)
+    agent.all_levels = _by_params(out, next_out)
+    path = jnp.array([[[1, 0, 2], [2, 1, 0]]])
+    batch = TrainBatch(jnp.zeros((1, 4)), agent.factorisation.decode(path), jnp.array([1.0]),
+                       jnp.array([0.5]), jnp.zeros((1, 4)), jnp.ones(1))  # fmt: skip
+    loss, aux = agent.loss(online, target, batch, jax.random.PRNGKey(0))
+    q = np.array([[1, 3, 8], [11, 13, 15]], float)
+    y = 1.0 + 0.5 * (100.0 + np.array([[2, 5, 8], [11, 14, 17]], float))  # bin 2 of next_out
+    assert float(aux["target_mean"]) == pytest.approx(y.mean())
+    assert float(loss) == pytest.approx(np.mean((y - q) ** 2), rel=1e-6)
+
+
+def test_distributional_loss_is_the_cross_entropy_to_the_projected_target():
+    agent = _agent(levels=1, bins=2, distributional=True, num_atoms=3, v_min=0.0, v_max=2.0)
+    online, target = jnp.array(0.0), jnp.array(1.0)
+    agent.level_values = lambda params, obs, centres, level: jnp.broadcast_to(
+        jnp.array([0.0, 1.0]), (*obs.shape[:-1], 3, 2)
+    )  # greedy bin 1 at s', every dimension
+    # logits [batch, L, M, B, atoms]: online bin 0 says (0.2, 0.3, 0.5); the target's bin 1
+    # puts all mass on atom 1 (value 1), its bin 0 on atom 0
+    logits = jnp.broadcast_to(
+        jnp.log(jnp.array([[0.2, 0.3, 0.5], [1.0, 1.0, 1.0]])), (1, 1, 3, 2, 3)
+    )
+    sharp = jnp.array([[50.0, 0.0, 0.0], [0.0, 50.0, 0.0]])
+    agent.all_levels = _by_params(logits, jnp.broadcast_to(sharp, (1, 1, 3, 2, 3)))
+    action = agent.factorisation.decode(jnp.zeros((1, 1, 3), int))  # bin 0 everywhere
+    batch = TrainBatch(jnp.zeros((1, 4)), action, jnp.array([0.5]), jnp.array([1.0]),
+                       jnp.zeros((1, 4)), jnp.ones(1))  # fmt: skip
+    loss, aux = agent.loss(online, target, batch, jax.random.PRNGKey(0))
+    # r + z = 0.5 + 1 = 1.5: half the mass on atom 1, half on atom 2
+    assert float(loss) == pytest.approx(-(0.5 * np.log(0.3) + 0.5 * np.log(0.5)), rel=1e-5)
+    assert float(aux["target_mean"]) == pytest.approx(1.5, rel=1e-5)
+    assert float(aux["q_mean"]) == pytest.approx(0.3 + 2 * 0.5, rel=1e-5)
+
+
+@pytest.mark.parametrize("atoms", [1, 4])
+def test_dueling_head_is_value_plus_centred_advantage(atoms):
+    from factorl.agents.cqn import LevelCritic
+
+    args = (jnp.ones((2, 4)), jnp.zeros((2, 3)), jnp.ones((2, 2)))
+    net = LevelCritic(num_dims=3, bins=5, width=8, atoms=atoms, dueling=True)
+    params = net.init(jax.random.PRNGKey(0), *args)
+    leaves, tree = jax.tree_util.tree_flatten(params)  # the heads start at zero: randomise all
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    params = jax.tree_util.tree_unflatten(
+        tree, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves, strict=True)]
+    )
+    full = np.asarray(net.apply(params, *args))
+    plain = {"params": {k: v for k, v in params["params"].items() if k != "value"}}
+    adv = np.asarray(LevelCritic(3, 5, 8, atoms, dueling=False).apply(plain, *args))
+    no_adv = jax.tree_util.tree_map(jnp.zeros_like, params["params"]["head"])
+    value = np.asarray(net.apply({"params": {**params["params"], "head": no_adv}}, *args))
+    np.testing.assert_allclose(full, value + adv - adv.mean(axis=2, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(full.mean(axis=2), value.mean(axis=2), atol=1e-5)
+    assert np.ptp(adv, axis=2).min() > 0  # the advantages do differ across bins
+
+
 # ------------------------------------------------------------------------------ in the loop
 
 

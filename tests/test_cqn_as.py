@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from factorl.agents.base import TrainBatch
 from factorl.agents.cqn_as import CQNAS, CQNASConfig, SequenceCritic, ensemble_weights
 from factorl.config import ConfigError
 from factorl.train import make_config, train
@@ -62,6 +63,18 @@ def test_temporal_ensembling_averages_overlapping_predictions():
     assert _run(official, 4)[3] == pytest.approx((30 * 1 + 21 * 2 + 12 * 4) / 7)
 
 
+def test_an_exact_zero_proposal_is_averaged_in_with_the_others():
+    """The official code treats 0.0 as "no prediction"; here it is a grid value like any other."""
+    agent = _agent(ensemble_decay=LN2, ensemble_weighting="newest")
+    # the sequence predicted at t proposes 10 t + k - 1 for its step k: at t = 1 the prediction
+    # made at t = 0 proposes exactly 0.0 (its step 1) beside the new one's 9
+    agent._predict = lambda params, obs, key, mode: jnp.broadcast_to(
+        (10.0 * obs[0] + jnp.arange(3.0) - 1.0)[:, None], (3, 2)
+    )
+    actions = _run(agent, 2)
+    assert actions[1] == pytest.approx((9 * 1 + 0.0 * 0.5) / 1.5)  # 6, not 9
+
+
 def test_episode_start_forgets_old_predictions():
     agent = _with_fake_predictions(_agent(ensemble_decay=LN2))
     actions = _run(agent, 4, reset_at=(2,))
@@ -92,6 +105,35 @@ def test_sequence_critic_is_causal_across_steps():
     assert not np.allclose(base[:, 2], changed[:, 2])  # later steps see earlier steps (GRU)
     changed_last = net.apply(params, obs, centres.at[:, 2].set(0.7), level)
     np.testing.assert_allclose(base[:, :2], changed_last[:, :2])  # earlier steps do not see later
+
+
+def test_target_and_loss_are_per_level_step_and_dimension():
+    """L = 2 levels, K = 3 steps, M = 2 dimensions, B = 3 bins: every utility on its own."""
+    agent = _agent(levels=2, bins=3)  # horizon 3
+    fact = agent.factorisation
+    idx = np.array([[[0, 1], [2, 2]], [[1, 0], [0, 1]], [[2, 2], [1, 0]]])  # [K, L, M]
+    action = fact.decode(jnp.asarray(idx))[None]  # [1, K, M]
+    path = np.asarray(agent.encode_path(action))[0]  # the loss's layout: [L, K, M]
+    np.testing.assert_array_equal(path, idx.transpose(1, 0, 2))
+    # the centres each level of each step sees are that step's own zoom path
+    centres = np.asarray(agent.path_centres(jnp.asarray(path)[None]))[0]
+    for k in range(3):
+        np.testing.assert_allclose(centres[:, k], np.asarray(fact.path_centres(idx[k])), 1e-6)
+
+    out = jnp.arange(36.0).reshape(1, 2, 3, 2, 3)  # [batch, L, K, M, B]
+    next_out = 100.0 + out
+    next_path = jnp.asarray(np.array([[[2, 0], [1, 1], [0, 2]], [[1, 1], [2, 0], [0, 0]]]))[None]
+    agent.all_levels = lambda params, obs, p: out if float(params) == 0.0 else next_out
+    agent.greedy_path = lambda params, obs, key=None: next_path
+    batch = TrainBatch(jnp.zeros((1, 2)), action, jnp.array([2.0]), jnp.array([0.25]),
+                       jnp.zeros((1, 2)), jnp.ones(1))  # fmt: skip
+    loss, _ = agent.loss(jnp.array(0.0), jnp.array(1.0), batch, jax.random.PRNGKey(0))
+    flat = np.arange(36.0).reshape(2, 3, 2, 3)
+    q = np.take_along_axis(flat, path[..., None], -1)[..., 0]
+    y = 2.0 + 0.25 * (
+        100.0 + np.take_along_axis(flat, np.asarray(next_path)[0, ..., None], -1)[..., 0]
+    )
+    assert float(loss) == pytest.approx(np.mean((y - q) ** 2), rel=1e-6)
 
 
 def test_distributional_is_refused():

@@ -525,3 +525,21 @@ def test_uniform_fast_path_picks_exactly_the_slots_the_sum_tree_picks(n_step, ho
     # a layout the fast path does not recognise falls back to the tree
     buf._pending.append(int(np.flatnonzero(buf._active)[0]))
     assert buf._uniform_slots(np.array([0.5])) is None
+
+
+def test_n_step_returns_and_action_sequences_have_independent_lengths():
+    """n = 2 and K = 4: reward, discount and next observation follow n; actions follow K."""
+    gamma = 0.5
+    buf = ReplayBuffer(20, (1,), (1,), n_step=2, gamma=gamma, action_horizon=4)
+    for t in range(1, 7):  # obs t, action t, reward 10 t, next obs t + 1; terminates after 6
+        buf.add([t], [t], 10.0 * t, [t + 1], t == 6, False)
+    rows = {int(b.obs[0]): b for b in _rows(buf.sample(400, np.random.default_rng(0)))}
+    assert set(rows) == {1, 2, 3, 4, 5, 6}
+    for t, row in rows.items():
+        assert row.action[:, 0].tolist() == [min(t + k, 6) for k in range(4)]
+        if t <= 4:  # two whole steps, bootstrapped from the obs after them
+            assert row.reward == pytest.approx(10 * t + gamma * 10 * (t + 1))
+            assert row.discount == pytest.approx(gamma**2) and row.next_obs[0] == t + 2
+        else:  # the episode terminates inside the n-step window: no bootstrap
+            assert row.reward == pytest.approx(sum(10 * s * gamma ** (s - t) for s in range(t, 7)))
+            assert row.discount == 0.0
