@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from factorl import checkpoint as ckpt
-from factorl.config import ConfigError, field_type
+from factorl.agents import agent_overrides
+from factorl.config import ConfigError
 from factorl.logging import read_metrics
 from factorl.system import machine_info, process_settings, source_revision, versions
 from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_config, train
@@ -106,24 +107,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     ckpt.atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
-def parse_overrides(algo: str, items: list[str]) -> dict[str, Any]:
-    from factorl.agents import CONFIGS
-
-    cls = CONFIGS[algo]
-    names = {f for f in cls.__dataclass_fields__}
-    values: dict[str, Any] = {}
-    for item in items:
-        key, _, raw = item.partition("=")
-        scope, _, name = key.rpartition(".")
-        if scope and scope != algo:
-            continue
-        if name not in names:
-            continue  # an option of another algorithm in the sweep
-        kind = field_type(cls, name)
-        values[name] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
-    return values
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algos", default="decqn", help="comma-separated algorithm names")
@@ -148,7 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         write_json(path, data)
         print(f"wrote {path}")
         return 0
-    for algo in args.algos.split(","):
+    algos = args.algos.split(",")
+    try:
+        overrides = agent_overrides(algos, args.agent_override)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for algo in algos:
         for env in args.envs.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 name = run_name(algo, env, seed)
@@ -157,23 +146,23 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"skip {name}: {out} exists")
                     continue
                 run_dir = Path(args.work_dir) / name
-                cfg = make_config(
-                    algo,
-                    {
-                        "env": env,
-                        "seed": seed,
-                        "steps": args.steps,
-                        "eval_every": args.eval_every,
-                        "eval_episodes": args.eval_episodes,
-                        "checkpoint_every": args.eval_every,
-                        "run_dir": str(run_dir),
-                        "progress": "lines",
-                        "log_every": args.eval_every,
-                    },
-                    parse_overrides(algo, args.agent_override),
-                )
-                checkpoint = ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
                 try:
+                    cfg = make_config(
+                        algo,
+                        {
+                            "env": env,
+                            "seed": seed,
+                            "steps": args.steps,
+                            "eval_every": args.eval_every,
+                            "eval_episodes": args.eval_episodes,
+                            "checkpoint_every": args.eval_every,
+                            "run_dir": str(run_dir),
+                            "progress": "lines",
+                            "log_every": args.eval_every,
+                        },
+                        overrides[algo],
+                    )
+                    checkpoint = ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
                     record_segment(run_dir, checkpoint)
                     result = train(cfg, resume=run_dir if checkpoint else None)
                 except ConfigError as e:

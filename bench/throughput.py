@@ -36,9 +36,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from factorl.agents import ALGORITHMS, CONFIGS
+from factorl.agents import ALGORITHMS, CONFIGS, agent_overrides
 from factorl.agents.base import TrainBatch
-from factorl.config import ConfigError, TrainConfig, field_type
+from factorl.config import ConfigError, TrainConfig
 from factorl.envs import make_env
 from factorl.system import machine_info, source_revision, versions
 from factorl.train import Trainer, build_agent, episode_seed, make_config
@@ -158,53 +158,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         plain_td3=args.plain_td3,
         out=out,
     )
-
-
-def _parse_value(cls: type, key: str, text: str) -> Any:
-    kind = field_type(cls, key)
-    if kind is bool:
-        lowered = text.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{key} must be true or false, got {text!r}")
-    if kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            raise ConfigError(f"{key} must be {kind.__name__}, got {text!r}") from None
-    return text
-
-
-def agent_overrides(algos: Sequence[str], items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per-algorithm agent dicts from `[ALGO.]KEY=VALUE` strings, typed by the config fields."""
-    result: dict[str, dict[str, Any]] = {a: {} for a in algos}
-    for item in items:
-        target, sep, text = item.partition("=")
-        if not sep or not target.strip():
-            raise ConfigError(f"--agent-override expects [ALGO.]KEY=VALUE, got {item!r}")
-        algo, dot, key = target.strip().rpartition(".")
-        key = key.replace("-", "_")
-        chosen = [algo] if dot else list(algos)
-        if dot and algo not in result:
-            raise ConfigError(
-                f"--agent-override {item!r} names {algo!r}, which is not among --algos "
-                f"({', '.join(algos)})"
-            )
-        applied = False
-        for name in chosen:
-            cls = CONFIGS[name]
-            if key in {f.name for f in dataclasses.fields(cls)}:
-                result[name][key] = _parse_value(cls, key, text)
-                applied = True
-        if not applied:
-            known = sorted({f.name for a in chosen for f in dataclasses.fields(CONFIGS[a])})
-            raise ConfigError(
-                f"--agent-override {item!r}: no selected algorithm has option {key!r}; "
-                f"known: {', '.join(known)}"
-            )
-    return result
 
 
 # ------------------------------------------------------------------------------------- helpers

@@ -135,3 +135,29 @@ def test_source_revision_names_the_commit_and_flags_uncommitted_changes(tmp_path
     assert source_revision(repo) == head.stdout.strip() + "+dirty"
     (repo / "sub").mkdir()
     assert source_revision(repo / "sub") is None  # inside a repository but not its root
+
+
+def test_agent_overrides_are_typed_scoped_and_checked():
+    from factorl.agents import agent_overrides
+    from factorl.config import ConfigError
+
+    got = agent_overrides(
+        ["decqn", "cqn"],
+        ["width=64", "cqn.levels=2", "decqn.prioritized=false", "learning-rate=3e-4"],
+    )
+    assert got["decqn"] == {"width": 64, "prioritized": False, "learning_rate": 3e-4}
+    assert got["cqn"] == {"width": 64, "levels": 2, "learning_rate": 3e-4}
+    bad = {
+        "widht=64": "no selected algorithm has option 'widht'",  # a typo is not dropped
+        "td3.width=64": "not among the algorithms",
+        "width": "expects",
+        "width=wide": "width must be int",
+        "cqn.random_ties=maybe": "random_ties must be true or false",
+        # decqn's option, not cqn's
+        "cqn.prioritized=true": "no selected algorithm has option 'prioritized'",
+    }
+    for item, message in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            agent_overrides(["decqn", "cqn"], [item])
+    with pytest.raises(ConfigError, match="unknown algorithm 'dqn'"):
+        agent_overrides(["dqn"], [])

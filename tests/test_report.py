@@ -163,3 +163,17 @@ def test_a_corrupt_checkpoint_ends_the_sweep_with_one_line_naming_the_run(tmp_pa
     assert err.startswith("error: decqn__gym-Pendulum-v1__s0: checkpoint ")
     assert "corrupt" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # no results file for a run that did not finish
+
+
+def test_a_mistyped_override_stops_the_sweep_before_it_trains(tmp_path, capsys):
+    learning = _load("learning")
+    argv = ["--algos", "decqn,cqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
+    argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
+    assert learning.main([*argv, "--agent-override", "cqn.level=2"]) == 2
+    err = capsys.readouterr().err
+    assert "no selected algorithm has option 'level'" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+    # a value out of range is caught by the config, also before anything trains
+    assert learning.main([*argv, "--agent-override", "width=0"]) == 2
+    assert "width" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
