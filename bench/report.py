@@ -8,9 +8,12 @@ confidence interval over seeds, env steps, wall time per run and return per CPU-
 over seeds (scipy), which with 3 seeds is wide, as it should be. On the Control Suite, where an
 episode's return lies in [0, 1000], the shaded band is cut to that range: a mean return cannot lie
 outside it, and a band reaching below zero only hides the other curves. The table gives the
-interval uncut. Reference levels from
-`../shared/reference/algorithms.md` (3-bin factorised expert returns) are shown beside ours where
-the note gives one; they are returns of a trained data-collecting agent, not learning-curve points.
+interval uncut.
+
+Two kinds of reference figure from `../shared/reference/algorithms.md` are shown beside ours where
+the note has one: the 3-bin factorised expert returns (returns of a trained data-collecting agent,
+not learning-curve points; a column and a dashed line), and the official code's own eval return on
+walker-walk, seed 0 (a column, with our mean at the same step, and a cross on the plot).
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ EXPERT_LEVELS = {
     "dmc:fish-swim": 418.58,
     "dmc:humanoid-stand": 711.9,
     "dmc:dog-trot": 724.37,
+}
+
+#: The official code's own figures from the reference note (walker-walk, seed 0, the same 2-core
+#: machine kind): (env step, greedy eval return). DecQN's is the REValueD repository's DecQN
+#: variant. One seed each, so a point to read beside ours, not a comparison.
+OFFICIAL_POINTS = {
+    ("dmc:walker-walk", "decqn"): (100_000, 372.5),
+    ("dmc:walker-walk", "revalued"): (30_000, 166.3),
+    ("dmc:walker-walk", "cqn"): (50_000, 379.5),
 }
 
 
@@ -67,8 +79,9 @@ def table(runs: list[dict[str, Any]]) -> str:
         groups[(run["env"], run["algo"])].append(run)
     lines = [
         "| task | algorithm | seeds | env steps | final eval return (mean ± 95% CI) "
-        "| expert level | wall time to that step (h) | return per CPU-hour |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| expert level | official code, seed 0 (ours, mean) | wall time to that step (h) "
+        "| return per CPU-hour |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (env, algo), group in sorted(groups.items()):
         steps = min(r["final_env_step"] for r in group)
@@ -81,10 +94,20 @@ def table(runs: list[dict[str, Any]]) -> str:
         expert = EXPERT_LEVELS.get(env)
         lines.append(
             f"| {env} | {algo} | {len(group)} | {steps:,} | {ci} | "
-            f"{expert if expert is not None else '-'} | {np.mean(hours):.2f} | "
-            f"{per_cpu_hour:.1f} |"
+            f"{expert if expert is not None else '-'} | {_official_cell(env, algo, group)} | "
+            f"{np.mean(hours):.2f} | {per_cpu_hour:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _official_cell(env: str, algo: str, group: list[dict[str, Any]]) -> str:
+    """The official code's figure and our mean at the same step ("-" where we have none)."""
+    if (env, algo) not in OFFICIAL_POINTS:
+        return "-"
+    step, value = OFFICIAL_POINTS[(env, algo)]
+    reached = all(step in {p["env_step"] for p in r["curve"]} for r in group)
+    ours = f"{np.mean([_value_at(r, step) for r in group]):.1f}" if reached else "-"
+    return f"{value:.1f} at {step // 1000}k ({ours})"
 
 
 def _short(revision: str | None) -> str:
@@ -159,8 +182,14 @@ def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for algo, group in sorted(algos.items()):
             steps, mean, band_low, band_high = curve_band(group, env)
-            ax.plot(steps, mean, label=f"{algo} ({len(group)} seed{'s' * (len(group) > 1)})")
+            (line,) = ax.plot(
+                steps, mean, label=f"{algo} ({len(group)} seed{'s' * (len(group) > 1)})"
+            )
             ax.fill_between(steps, band_low, band_high, alpha=0.2)
+            if (env, algo) in OFFICIAL_POINTS:
+                step, value = OFFICIAL_POINTS[(env, algo)]
+                ax.plot([step], [value], "x", color=line.get_color(), ms=9, mew=2,
+                        label=f"{algo}, official code (seed 0)")  # fmt: skip
         if env in EXPERT_LEVELS:
             ax.axhline(EXPERT_LEVELS[env], color="grey", ls="--", lw=1, label="3-bin expert level")
         ax.set_xlabel("environment steps")

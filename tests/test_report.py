@@ -71,6 +71,8 @@ def test_report_table_and_plots(tmp_path):
     half = 3.182446 * np.std(values, ddof=1) / 2  # t_{0.975, 3}, n = 4
     assert f"200.0 ± {half:.1f}" in row and "| 2,000 |" in row
     assert "900.3" in row  # the reference expert level for walker-walk
+    # the official code's figure (100k steps, which these 2k-step runs never reached)
+    assert "| 372.5 at 100k (-) |" in row
     # wall time to 2000 steps: 1 h for three runs, 0.5 h for the longer one -> 0.875 h mean;
     # 200 return over 0.875 h on 2 CPUs
     assert "| 0.88 |" in row and row.rstrip(" |").endswith(f"{200 / (0.875 * 2):.1f}")
@@ -98,6 +100,21 @@ def test_the_curve_band_is_cut_to_the_returns_a_task_can_have():
     half = 4.302653 * 400 / math.sqrt(3)  # no known range: the band is left as it is
     assert low[1] == pytest.approx(400 - half, rel=1e-5)
     assert high[1] == pytest.approx(400 + half, rel=1e-5)
+
+
+def test_the_official_figure_sits_beside_our_mean_at_its_step(tmp_path):
+    report = _load("report")
+    runs = []
+    for seed, at_50k in enumerate([300.0, 400.0, 500.0]):
+        run = _fake_run("cqn", "dmc:walker-walk", seed, [0.0] * 49 + [at_50k] + [600.0] * 50)
+        runs.append(run)
+    runs.append(_fake_run("td3", "dmc:walker-walk", 0, [1.0]))  # no official figure for td3
+    rows = report.table(runs).splitlines()
+    cqn = next(line for line in rows if "| cqn |" in line)
+    assert "| 379.5 at 50k (400.0) |" in cqn  # the note's CQN point, our mean at 50k
+    assert "| 900.3 | - |" in next(line for line in rows if "| td3 |" in line)
+    report.plot(runs, tmp_path)  # the cross is drawn without error
+    assert (tmp_path / "curves-dmc-walker-walk.png").exists()
 
 
 def test_learning_summary_of_a_real_run(tmp_path):
