@@ -21,6 +21,22 @@ def bootstrap(reward: jax.Array, discount: jax.Array, next_value: jax.Array) -> 
     return reward + discount * next_value
 
 
+def per_utility_target(
+    next_utilities: jax.Array, next_choice: jax.Array, reward: jax.Array, discount: jax.Array
+) -> jax.Array:
+    """CQN's target: every utility gets the full TD target on its own, with no mixing.
+
+    y_u = R^(n) + gamma^m (1 - terminated) Ubar_u(s', b'_u) for each utility u (a level and a
+    dimension, and for CQN-AS a sequence step), where b' is the path the caller chose at s' (the
+    online network's greedy zoom) and `next_utilities` are the target network's outputs along it.
+    next_utilities [batch, ..., B], next_choice [batch, ...] int, reward and discount [batch]
+    -> [batch, ...].
+    """
+    per_sample = (-1,) + (1,) * (next_choice.ndim - 1)  # broadcast over the utilities
+    next_value = select(next_utilities, next_choice)
+    return bootstrap(reward.reshape(per_sample), discount.reshape(per_sample), next_value)
+
+
 def double_q_ensemble_target(
     online_next: jax.Array,
     target_next: jax.Array,

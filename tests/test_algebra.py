@@ -242,3 +242,17 @@ def test_ensemble_members_are_independent_networks():
     out = stack_apply(net, params, jax.random.normal(jax.random.PRNGKey(1), (5, 4)))
     assert out.shape == (2, 5, 2, 3)
     assert not np.allclose(np.asarray(out[0]), np.asarray(out[1]))
+
+
+def test_per_utility_target_gives_every_utility_its_own_full_target():
+    from factorl.targets import per_utility_target
+
+    # batch 2, 2 levels x 3 dimensions, 2 bins: each utility bootstraps from its own chosen bin
+    next_u = jnp.arange(24.0).reshape(2, 2, 3, 2)
+    choice = jnp.array([[[0, 1, 1], [1, 0, 0]], [[1, 1, 0], [0, 0, 1]]])
+    y = per_utility_target(next_u, choice, jnp.array([1.0, -1.0]), jnp.array([0.5, 0.0]))
+    expected = [
+        [[1 + 0.5 * 0, 1 + 0.5 * 3, 1 + 0.5 * 5], [1 + 0.5 * 7, 1 + 0.5 * 8, 1 + 0.5 * 10]],
+        [[-1.0] * 3, [-1.0] * 3],  # terminated: the reward alone, for every utility
+    ]
+    np.testing.assert_allclose(np.asarray(y), expected)

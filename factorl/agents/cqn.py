@@ -52,6 +52,7 @@ from factorl.distributional import categorical_projection, expected_value, suppo
 from factorl.factorisation import ActionFactorisation
 from factorl.mixers import select
 from factorl.replay import ReplayBuffer
+from factorl.targets import per_utility_target
 
 
 @dataclass
@@ -247,13 +248,10 @@ class CQN(JaxAgent):
         online = jax.lax.stop_gradient(params)
         next_path = self.greedy_path(online, batch.next_obs, key if c.random_ties else None)
         next_out = self.all_levels(target_params, batch.next_obs, next_path)
-        per_sample = (-1,) + (1,) * (path.ndim - 1)  # broadcast over levels, steps, dimensions
-        reward = batch.reward.reshape(per_sample)
-        discount = batch.discount.reshape(per_sample)
         if self.atoms is None:
-            q = select(out, path)  # [batch, L, M]
-            y = jax.lax.stop_gradient(reward + discount * select(next_out, next_path))
-            td = y - q
+            q = select(out, path)  # [batch, L, *seq, M]
+            y = per_utility_target(next_out, next_path, batch.reward, batch.discount)
+            td = jax.lax.stop_gradient(y) - q
             loss = jnp.mean(td**2)
             q_mean, y_mean = jnp.mean(q), jnp.mean(y)
         else:
@@ -261,6 +259,9 @@ class CQN(JaxAgent):
             logits = pick(out, path[..., None, None])[..., 0, :]  # [batch, L, M, A]
             next_logits = pick(next_out, next_path[..., None, None])[..., 0, :]
             next_probs = jax.nn.softmax(next_logits, axis=-1)
+            per_sample = (-1,) + (1,) * (path.ndim - 1)  # broadcast over the utilities
+            reward = batch.reward.reshape(per_sample)
+            discount = batch.discount.reshape(per_sample)
             target = categorical_projection(next_probs, reward, discount, self.atoms)
             loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(logits, axis=-1), axis=-1))
             q = expected_value(logits, self.atoms)
