@@ -1,7 +1,7 @@
 """Each algorithm page's config table lists every config field with the default the code has.
 
 The pages are the reference users read for flags and defaults; this keeps them from drifting
-when a default changes in code.
+when a default changes in code. The README's factorisation example is run too.
 """
 
 from __future__ import annotations
@@ -79,3 +79,16 @@ def test_config_table_matches_code(name):
     ]
     problems += [f"{k}: in the table but not a config field" for k in table if k not in fields]
     assert not problems, f"docs/{name}.md is out of date:\n" + "\n".join(problems)
+
+
+def test_the_readme_factorisation_example_runs_as_its_comments_say():
+    readme = (DOCS.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    (example,) = [b for b in blocks if b.startswith("from factorl import ActionFactorisation")]
+    scope: dict = {}
+    exec(example, scope)  # the README's own code, nothing else
+    assert scope["bins"].encode([[0.4, -0.9]]).tolist() == [[1, 0]]
+    assert scope["path"].shape == (1, 3, 2)
+    assert scope["seq"].index_shape == (4, 3, 2)
+    centre = scope["zoom"].decode(scope["path"])[0]
+    assert abs(float(centre[0]) - 0.3) <= 2 / 125 / 2 and abs(float(centre[1]) + 0.8) <= 2 / 250
