@@ -145,13 +145,18 @@ def test_categorical_projection_hand_worked():
     np.testing.assert_allclose(np.asarray(out), [0.75, 0.25, 0.0], atol=1e-6)
 
 
+def _by_params(online_value, target_value):
+    """A stand-in for a network method: the params (0.0 online, 1.0 target) pick the output."""
+    return lambda params, *_: online_value if float(params) == 0.0 else target_value
+
+
 def test_loss_regresses_each_level_and_dimension_on_its_own():
     agent = _agent(levels=2, bins=3)
     # fake network outputs: the params value selects U(s) (online, 0) or Ubar(s') (target, 1)
     out = jnp.arange(18.0).reshape(1, 2, 3, 3)  # [batch, L, M, B]
     next_out = 100.0 + jnp.arange(18.0).reshape(1, 2, 3, 3)
     online, target = jnp.array(0.0), jnp.array(1.0)
-    agent.all_levels = lambda params, obs, path: out if float(params) == 0.0 else next_out
+    agent.all_levels = _by_params(out, next_out)
     next_path = jnp.array([[[2, 1, 0], [0, 0, 2]]])
     agent.greedy_path = lambda params, obs, key=None: next_path
     action = agent.factorisation.decode(jnp.array([[[1, 0, 2], [2, 1, 0]]]))
@@ -161,11 +166,6 @@ def test_loss_regresses_each_level_and_dimension_on_its_own():
     q = np.array([[1, 3, 8], [11, 13, 15]], float)  # out[l, d, path[l, d]]
     y = 1.0 + 0.5 * (100.0 + np.array([[2, 4, 6], [9, 12, 17]], float))
     assert float(loss) == pytest.approx(np.mean((y - q) ** 2), rel=1e-6)
-
-
-def _by_params(online_value, target_value):
-    """A stand-in for a network method: the params (0.0 online, 1.0 target) pick the output."""
-    return lambda params, *_: online_value if float(params) == 0.0 else target_value
 
 
 def test_the_next_path_is_chosen_by_the_online_network_and_valued_by_the_target():
