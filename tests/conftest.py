@@ -36,6 +36,12 @@ def tiny_config(run_dir, algo="decqn", steps=600, agent=None, **train):
     return make_config(algo, values, dict(TINY_AGENT) if agent is None else agent)
 
 
+def by_params(online_value, target_value):
+    """A stand-in for a network method in loss tests: the params passed (0.0 for the online
+    network, anything else for the target) pick which fixed output it returns."""
+    return lambda params, *_: online_value if float(params) == 0.0 else target_value
+
+
 class _FaultyPendulum(gym.Wrapper):
     """Pendulum that misbehaves at a chosen step (counted over its whole life)."""
 

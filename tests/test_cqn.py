@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import by_params
 
 from factorl.agents.base import TrainBatch
 from factorl.agents.cqn import CQN, CQNConfig, argmax_random_ties
@@ -145,18 +146,13 @@ def test_categorical_projection_hand_worked():
     np.testing.assert_allclose(np.asarray(out), [0.75, 0.25, 0.0], atol=1e-6)
 
 
-def _by_params(online_value, target_value):
-    """A stand-in for a network method: the params (0.0 online, 1.0 target) pick the output."""
-    return lambda params, *_: online_value if float(params) == 0.0 else target_value
-
-
 def test_loss_regresses_each_level_and_dimension_on_its_own():
     agent = _agent(levels=2, bins=3)
     # fake network outputs: the params value selects U(s) (online, 0) or Ubar(s') (target, 1)
     out = jnp.arange(18.0).reshape(1, 2, 3, 3)  # [batch, L, M, B]
     next_out = 100.0 + jnp.arange(18.0).reshape(1, 2, 3, 3)
     online, target = jnp.array(0.0), jnp.array(1.0)
-    agent.all_levels = _by_params(out, next_out)
+    agent.all_levels = by_params(out, next_out)
     next_path = jnp.array([[[2, 1, 0], [0, 0, 2]]])
     agent.greedy_path = lambda params, obs, key=None: next_path
     action = agent.factorisation.decode(jnp.array([[[1, 0, 2], [2, 1, 0]]]))
@@ -180,7 +176,7 @@ def test_the_next_path_is_chosen_by_the_online_network_and_valued_by_the_target(
     agent.level_values = level_values
     out = jnp.arange(18.0).reshape(1, 2, 3, 3)  # [batch, L, M, B]
     next_out = 100.0 + jnp.arange(18.0).reshape(1, 2, 3, 3)
-    agent.all_levels = _by_params(out, next_out)
+    agent.all_levels = by_params(out, next_out)
     path = jnp.array([[[1, 0, 2], [2, 1, 0]]])
     batch = TrainBatch(jnp.zeros((1, 4)), agent.factorisation.decode(path), jnp.array([1.0]),
                        jnp.array([0.5]), jnp.zeros((1, 4)), jnp.ones(1))  # fmt: skip
@@ -203,7 +199,7 @@ def test_distributional_loss_is_the_cross_entropy_to_the_projected_target():
         jnp.log(jnp.array([[0.2, 0.3, 0.5], [1.0, 1.0, 1.0]])), (1, 1, 3, 2, 3)
     )
     sharp = jnp.array([[50.0, 0.0, 0.0], [0.0, 50.0, 0.0]])
-    agent.all_levels = _by_params(logits, jnp.broadcast_to(sharp, (1, 1, 3, 2, 3)))
+    agent.all_levels = by_params(logits, jnp.broadcast_to(sharp, (1, 1, 3, 2, 3)))
     action = agent.factorisation.decode(jnp.zeros((1, 1, 3), int))  # bin 0 everywhere
     batch = TrainBatch(jnp.zeros((1, 4)), action, jnp.array([0.5]), jnp.array([1.0]),
                        jnp.zeros((1, 4)), jnp.ones(1))  # fmt: skip

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import by_params
 
 from factorl.agents.base import TrainBatch
 from factorl.agents.cqn_as import CQNAS, CQNASConfig, SequenceCritic, ensemble_weights
@@ -123,7 +124,7 @@ def test_target_and_loss_are_per_level_step_and_dimension():
     out = jnp.arange(36.0).reshape(1, 2, 3, 2, 3)  # [batch, L, K, M, B]
     next_out = 100.0 + out
     next_path = jnp.asarray(np.array([[[2, 0], [1, 1], [0, 2]], [[1, 1], [2, 0], [0, 0]]]))[None]
-    agent.all_levels = lambda params, obs, p: out if float(params) == 0.0 else next_out
+    agent.all_levels = by_params(out, next_out)
     agent.greedy_path = lambda params, obs, key=None: next_path
     batch = TrainBatch(jnp.zeros((1, 2)), action, jnp.array([2.0]), jnp.array([0.25]),
                        jnp.zeros((1, 2)), jnp.ones(1))  # fmt: skip
