@@ -16,6 +16,11 @@ def expected_value(logits: jax.Array, atoms: jax.Array) -> jax.Array:
     return jnp.sum(jax.nn.softmax(logits, axis=-1) * atoms, axis=-1)
 
 
+def select_distribution(logits: jax.Array, choice: jax.Array) -> jax.Array:
+    """The logits of the chosen bin: logits [..., B, A], choice [...] int -> [..., A]."""
+    return jnp.take_along_axis(logits, choice[..., None, None], axis=-2)[..., 0, :]
+
+
 def categorical_projection(
     next_probs: jax.Array, reward: jax.Array, discount: jax.Array, atoms: jax.Array
 ) -> jax.Array:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from factorl.distributional import categorical_projection, select_distribution
 from factorl.mixers import greedy, mean_mixer, select
 
 
@@ -32,9 +33,32 @@ def per_utility_target(
     next_utilities [batch, ..., B], next_choice [batch, ...] int, reward and discount [batch]
     -> [batch, ...].
     """
-    per_sample = (-1,) + (1,) * (next_choice.ndim - 1)  # broadcast over the utilities
     next_value = select(next_utilities, next_choice)
-    return bootstrap(reward.reshape(per_sample), discount.reshape(per_sample), next_value)
+    reward, discount = _per_sample(reward, next_choice), _per_sample(discount, next_choice)
+    return bootstrap(reward, discount, next_value)
+
+
+def per_utility_categorical_target(
+    next_logits: jax.Array,
+    next_choice: jax.Array,
+    reward: jax.Array,
+    discount: jax.Array,
+    atoms: jax.Array,
+) -> jax.Array:
+    """The C51 form of `per_utility_target`: each utility's own target distribution.
+
+    For each utility u, the distribution of R^(n) + gamma^m (1 - terminated) Zbar_u(s', b'_u)
+    projected onto the fixed atoms. next_logits [batch, ..., B, A] (target network), next_choice
+    [batch, ...] int, reward and discount [batch], atoms [A] -> probabilities [batch, ..., A].
+    """
+    chosen = select_distribution(next_logits, next_choice)
+    reward, discount = _per_sample(reward, next_choice), _per_sample(discount, next_choice)
+    return categorical_projection(jax.nn.softmax(chosen, axis=-1), reward, discount, atoms)
+
+
+def _per_sample(x: jax.Array, like: jax.Array) -> jax.Array:
+    """[batch] -> [batch, 1, ...] with as many axes as `like`, to broadcast over the utilities."""
+    return x.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
 def double_q_ensemble_target(

@@ -13,6 +13,7 @@ from factorl.agents.base import TrainBatch
 from factorl.agents.cqn import CQN, CQNConfig, argmax_random_ties
 from factorl.distributional import categorical_projection
 from factorl.factorisation import ActionFactorisation
+from factorl.targets import per_utility_categorical_target
 from factorl.train import make_config, train
 
 LOW, HIGH = np.array([-1.0, 0.0, -3.0], np.float32), np.array([1.0, 0.5, 5.0], np.float32)
@@ -144,6 +145,21 @@ def test_categorical_projection_hand_worked():
     spread = jnp.array([0.2, 0.3, 0.5])
     out = categorical_projection(spread, jnp.array(0.25), jnp.array(0.0), atoms)
     np.testing.assert_allclose(np.asarray(out), [0.75, 0.25, 0.0], atol=1e-6)
+
+
+def test_per_utility_categorical_target_hand_worked():
+    """Each utility projects the distribution of its own chosen bin, with its sample's reward."""
+    atoms = jnp.array([-1.0, 0.0, 1.0])
+    sure = 50.0  # a logit this far above the others puts all the mass on one atom
+    # [batch 2, utilities 2, bins 2, atoms 3]: bin 0 is sure of atom -1, bin 1 of atom 0
+    logits = jnp.broadcast_to(jnp.array([[sure, 0, 0], [0, sure, 0]]), (2, 2, 2, 3))
+    choice = jnp.array([[1, 0], [0, 0]])  # sample 0: utility 0 takes bin 1, utility 1 bin 0
+    reward, discount = jnp.array([0.5, -0.25]), jnp.array([1.0, 0.5])
+    out = np.asarray(per_utility_categorical_target(logits, choice, reward, discount, atoms))
+    np.testing.assert_allclose(out[0, 0], [0.0, 0.5, 0.5], atol=1e-6)  # 0.5 + 0
+    np.testing.assert_allclose(out[0, 1], [0.5, 0.5, 0.0], atol=1e-6)  # 0.5 - 1
+    np.testing.assert_allclose(out[1, 0], [0.75, 0.25, 0.0], atol=1e-6)  # -0.25 - 0.5
+    np.testing.assert_allclose(out[1, 1], out[1, 0], atol=1e-6)
 
 
 def test_loss_regresses_each_level_and_dimension_on_its_own():

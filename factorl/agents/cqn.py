@@ -33,7 +33,6 @@ The distributional variant of the pixel/RLBench code is an option: `--distributi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import flax.linen as nn
 import jax
@@ -48,11 +47,11 @@ from factorl.agents.base import (
     value_learner_step,
 )
 from factorl.config import ConfigError, option
-from factorl.distributional import categorical_projection, expected_value, support
+from factorl.distributional import expected_value, select_distribution, support
 from factorl.factorisation import ActionFactorisation
 from factorl.mixers import select
 from factorl.replay import ReplayBuffer
-from factorl.targets import per_utility_target
+from factorl.targets import per_utility_categorical_target, per_utility_target
 
 
 @dataclass
@@ -255,14 +254,10 @@ class CQN(JaxAgent):
             loss = jnp.mean(td**2)
             q_mean, y_mean = jnp.mean(q), jnp.mean(y)
         else:
-            pick = partial(jnp.take_along_axis, axis=-2)
-            logits = pick(out, path[..., None, None])[..., 0, :]  # [batch, L, M, A]
-            next_logits = pick(next_out, next_path[..., None, None])[..., 0, :]
-            next_probs = jax.nn.softmax(next_logits, axis=-1)
-            per_sample = (-1,) + (1,) * (path.ndim - 1)  # broadcast over the utilities
-            reward = batch.reward.reshape(per_sample)
-            discount = batch.discount.reshape(per_sample)
-            target = categorical_projection(next_probs, reward, discount, self.atoms)
+            logits = select_distribution(out, path)  # [batch, L, M, A]
+            target = per_utility_categorical_target(
+                next_out, next_path, batch.reward, batch.discount, self.atoms
+            )
             loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(logits, axis=-1), axis=-1))
             q = expected_value(logits, self.atoms)
             y = jnp.sum(target * self.atoms, axis=-1)
