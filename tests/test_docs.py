@@ -91,4 +91,5 @@ def test_the_readme_factorisation_example_runs_as_its_comments_say():
     assert scope["path"].shape == (1, 3, 2)
     assert scope["seq"].index_shape == (4, 3, 2)
     centre = scope["zoom"].decode(scope["path"])[0]
-    assert abs(float(centre[0]) - 0.3) <= 2 / 125 / 2 and abs(float(centre[1]) + 0.8) <= 2 / 250
+    half_finest = 2 / 125 / 2  # half the width of a finest interval on [-1, 1]
+    assert abs(float(centre[0]) - 0.3) <= half_finest and abs(float(centre[1]) + 0.8) <= half_finest
