@@ -5,14 +5,16 @@ A checkpoint is a directory `CKPT_ROOT/step_<env step>/` holding
   counters), written with `flax.serialization` (msgpack: data only, never code);
 - `*.npz`: named groups of NumPy arrays (the replay buffer, the loop's episode in progress), read
   back with `allow_pickle=False`;
-- `meta.json`: counters and RNG states as JSON plus the SHA-256 of every other file.
+- `meta.json`: counters and RNG states as JSON plus the SHA-256 of every other file, and a
+  SHA-256 of its own content (so an edited counter is caught like a modified array).
 
 Writing goes to a hidden temporary directory that is renamed into place only when every file is
 flushed to disk, then the `latest` pointer is replaced atomically: killing the process at any moment
 leaves the previous checkpoint loadable. Loading verifies every hash before parsing anything, and
 checks the restored pytree against the structure, shapes and dtypes the agent expects, so a
 truncated, tampered or foreign file gives a clear error instead of a wrong run. A malicious file
-can make loading fail but cannot run code.
+can make loading fail but cannot run code. Symbolic links inside a checkpoint are refused, so a
+checkpoint cannot make factorl read files outside it.
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ import jax
 import numpy as np
 from flax import serialization
 
-FORMAT_VERSION = 1
+#: 2 added the manifest's own digest; format 1 (no digest) is still read
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 STATE_FILE = "state.msgpack"
 META_FILE = "meta.json"
+META_DIGEST = "meta_sha256"
 LATEST_FILE = "latest"
 _NAME = re.compile(r"^step_\d+$")
+#: what a write in progress is called, and the old copy a re-save of the same step swaps out
+_TMP = re.compile(r"^\.tmp-(step_\d+)-\d+$")
+_OLD = re.compile(r"^\.old-(step_\d+)-\d+$")
 
 
 class CheckpointError(RuntimeError):
@@ -80,6 +88,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _meta_digest(meta: dict[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != META_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def _write_file(path: Path, writer) -> None:
     with open(path, "wb") as f:
         writer(f)
@@ -115,6 +128,7 @@ def save_checkpoint(
             _write_file(tmp / f"{group}.npz", lambda f, a=group_arrays: np.savez(f, **a))
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         full_meta = {"format": FORMAT_VERSION, "env_step": env_step, "files": files, **meta}
+        full_meta[META_DIGEST] = _meta_digest(full_meta)
         _write_file(tmp / META_FILE, lambda f: f.write(json.dumps(full_meta, indent=1).encode()))
         _fsync_dir(tmp)
         if final.exists():  # re-saving the same step: swap the old one out first
@@ -144,6 +158,25 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(root / stale, ignore_errors=True)
 
 
+def recover_partial_writes(root: Path) -> list[str]:
+    """Tidy what a writer killed mid-save left in `root`: a temporary folder is removed; an old
+    copy swapped out for a re-save of the same step is put back if the new one never landed, else
+    removed. Only for the process that owns the run folder. Returns what was done."""
+    root = Path(root)
+    done: list[str] = []
+    if not root.is_dir():
+        return done
+    for path in sorted(root.iterdir()):
+        tmp, old = _TMP.match(path.name), _OLD.match(path.name)
+        if old and not (root / old.group(1)).exists():
+            os.rename(path, root / old.group(1))
+            done.append(f"restored {old.group(1)} from an interrupted re-save")
+        elif tmp or old:
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name} left by an interrupted checkpoint write")
+    return done
+
+
 def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints under `root`, oldest first (temporary directories are ignored)."""
     root = Path(root)
@@ -168,16 +201,25 @@ def latest_checkpoint(root: Path) -> Path | None:
 def read_meta(path: Path) -> dict[str, Any]:
     """Read and verify a checkpoint's manifest and file hashes (parses nothing else)."""
     path = Path(path)
+    if path.is_symlink():
+        raise CheckpointError(f"checkpoint {path} is a symbolic link; factorl refuses links")
+    if (path / META_FILE).is_symlink():
+        raise CheckpointError(f"checkpoint {path} is corrupt: {META_FILE} is a symbolic link")
     try:
         meta = json.loads((path / META_FILE).read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path} is not a checkpoint (no {META_FILE})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"checkpoint {path} is corrupt: {META_FILE} is not valid JSON") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         raise CheckpointError(
             f"checkpoint {path} has format {meta.get('format') if isinstance(meta, dict) else '?'}"
-            f", this factorl reads format {FORMAT_VERSION}"
+            f", this factorl reads formats {', '.join(map(str, READABLE_FORMATS))}"
+        )
+    if meta["format"] >= 2 and meta.get(META_DIGEST) != _meta_digest(meta):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {META_FILE} does not match its recorded SHA-256 "
+            "(edited by hand?). Resume from an earlier checkpoint or start again."
         )
     files = meta.get("files")
     if not isinstance(files, dict) or STATE_FILE not in files:
@@ -186,6 +228,8 @@ def read_meta(path: Path) -> dict[str, Any]:
         if "/" in fname or "\\" in fname or fname.startswith("."):
             raise CheckpointError(f"checkpoint {path} names an unsafe file {fname!r}")
         fpath = path / fname
+        if fpath.is_symlink():
+            raise CheckpointError(f"checkpoint {path} is corrupt: {fname} is a symbolic link")
         if not fpath.is_file():
             raise CheckpointError(f"checkpoint {path} is incomplete: {fname} is missing")
         if _sha256(fpath) != digest:

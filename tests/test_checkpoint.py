@@ -59,6 +59,7 @@ def _rehash(path):
     """What a malicious author would do: make the manifest agree with the tampered files."""
     meta = json.loads((path / "meta.json").read_text())
     meta["files"] = {name: ckpt._sha256(path / name) for name in meta["files"]}
+    meta[ckpt.META_DIGEST] = ckpt._meta_digest(meta)
     (path / "meta.json").write_text(json.dumps(meta))
 
 
@@ -89,6 +90,7 @@ def test_manifest_cannot_point_outside_the_checkpoint(tmp_path):
     path = _save(tmp_path)
     meta = json.loads((path / "meta.json").read_text())
     meta["files"]["../../etc/passwd"] = "0" * 64
+    meta[ckpt.META_DIGEST] = ckpt._meta_digest(meta)  # a deliberate edit, not an accident
     (path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ckpt.CheckpointError, match="unsafe file"):
         ckpt.load_checkpoint(path, STATE)
