@@ -15,6 +15,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+#: seeds go to NumPy's RandomState (env seed + 1 included) and JAX keys: 31 bits fit them all
+SEED_MAX = 2**31 - 2
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what it accepts."""
@@ -95,7 +98,10 @@ class TrainConfig:
         "gym:Pendulum-v1", "environment id: dmc:DOMAIN-TASK or gym:ID (Box action space)"
     )
     seed: int = option(
-        0, "random seed (networks, exploration, replay sampling, environments)", low=0
+        0,
+        "random seed (networks, exploration, replay sampling, environments)",
+        low=0,
+        high=SEED_MAX,
     )
     steps: int = option(1_000_000, "environment steps to train for (agent steps)", low=1)
     action_repeat: int = option(1, "repeat each action this many env steps", low=1)
@@ -103,6 +109,12 @@ class TrainConfig:
     eval_episodes: int = option(5, "episodes per evaluation", low=1)
     log_every: int = option(1_000, "write a metrics record every N env steps", low=1)
     checkpoint_every: int = option(50_000, "save a checkpoint every N env steps", low=1)
+    checkpoint_minutes: float = option(
+        5.0,
+        "also save a checkpoint when this many minutes of wall time have passed since the last "
+        "one, so a killed run loses at most that much (0: off)",
+        low=0.0,
+    )
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep", low=1)
     save_replay: bool = option(True, "include the replay buffer in checkpoints (exact resume)")
     run_dir: str | None = option(None, "run folder (default: runs/ALGO-ENV-sSEED-TIME)")
@@ -137,6 +149,27 @@ class RunConfig:
         validate(self.agent, f"{self.algo}.")
         if hasattr(self.agent, "check"):
             self.agent.check()
+        self._check_learning_can_start()
+
+    def _check_learning_can_start(self) -> None:
+        """Refuse a replay too small to ever hold `learning_starts` sampleable transitions.
+
+        A step becomes sampleable once the n-step (or action-sequence) window after it is stored,
+        so a full buffer holds capacity - window + 1 of them between episode ends.
+        """
+        a, algo = self.agent, self.algo
+        capacity = getattr(a, "replay_capacity", None)
+        starts = getattr(a, "learning_starts", None)
+        if capacity is None or starts is None:
+            return
+        window = max(getattr(a, "n_step", 1), getattr(a, "horizon", 1))
+        usable = capacity - window + 1
+        if starts > usable:
+            raise ConfigError(
+                f"{algo}.replay_capacity {capacity} holds at most {usable} sampleable transitions,"
+                f" fewer than {algo}.learning_starts {starts}, so learning would never start; "
+                "raise --replay-capacity or lower --learning-starts"
+            )
 
 
 def from_dict(cls: type, values: dict[str, Any], section: str) -> Any:

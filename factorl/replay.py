@@ -243,6 +243,7 @@ class ReplayBuffer:
         self.priority_eps = float(priority_eps)
 
         cap = self.capacity
+        self._check_memory(np.dtype(action_dtype).itemsize)
         self._obs = np.zeros((cap, *self.obs_shape), dtype=np.float32)
         self._action = np.zeros((cap, *self.action_shape), dtype=action_dtype)
         self._reward = np.zeros(cap, dtype=np.float32)
@@ -253,6 +254,25 @@ class ReplayBuffer:
         self._tree = SumTree(cap)
         self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
         self._reset_counters()
+
+    def _check_memory(self, action_itemsize: int) -> None:
+        """Refuse a buffer larger than the memory available, before allocating it: NumPy's
+        zeroed arrays are only backed by memory as they fill, so an oversized buffer would
+        otherwise fail hours into a run, or take the machine down with it."""
+        from factorl.system import available_memory_bytes
+
+        obs_size, action_size = int(np.prod(self.obs_shape)), int(np.prod(self.action_shape))
+        per_step = 2 * 4 * obs_size + action_itemsize * action_size + 4 + 3  # + reward, flags
+        tree = 16 * (1 << (self.capacity - 1).bit_length())  # SumTree: 2 x next power of two
+        needed = self.capacity * per_step + tree
+        available = available_memory_bytes()
+        if available is not None and needed > available:
+            fits = max(int(available / (per_step + 32)), 0)
+            raise ValueError(
+                f"a replay buffer of capacity {self.capacity:,} needs {needed / 2**30:.1f} GiB "
+                f"but {available / 2**30:.1f} GiB of memory is available; at most about {fits:,} "
+                "transitions fit"
+            )
 
     def _reset_counters(self) -> None:
         self._write_pos = 0

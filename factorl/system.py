@@ -35,6 +35,27 @@ def _memory_gb() -> float | None:
     return None
 
 
+def available_memory_bytes() -> int | None:
+    """Memory this process can still take: the kernel's MemAvailable, capped by a cgroup v2
+    limit (containers, CI) when one is set; None where neither can be read."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
 def _processor() -> str:
     name = platform.processor()
     if name and name not in ("x86_64", "aarch64", "arm64", "i386"):
