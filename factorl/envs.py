@@ -261,14 +261,15 @@ def _check_action_repeat(repeat: Any) -> int:
 def _make_gym(name: str, seed: int | None, render_mode: str | None) -> gymnasium.Env:
     env_name = name
     if ":" in name:
-        # Gymnasium's own "module:EnvId" form: importing the module registers its envs.
+        # Gymnasium's "module:EnvId" form imports the module, that is, runs its code. An id can
+        # come from a run folder's config.json, so an id never imports anything: the user names
+        # modules to import on the command line (--import) or imports them in Python.
         module, env_name = name.split(":", 1)
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ValueError(
-                f"Cannot import {module!r} to register Gymnasium env {env_name!r}: {exc}"
-            ) from exc
+        raise ValueError(
+            f"'gym:{name}' would import the Python module {module!r}, and factorl never imports "
+            f"code named in an environment id. Import it explicitly: 'factorl train --import "
+            f"{module} --env gym:{env_name}' (or 'import {module}' before calling factorl)."
+        )
     if env_name not in gymnasium.registry:
         registered = [f"gym:{k}" for k in gymnasium.registry]
         raise ValueError(
@@ -295,6 +296,17 @@ def _make_gym(name: str, seed: int | None, render_mode: str | None) -> gymnasium
     return env
 
 
+def import_env_modules(modules: list[str] | tuple[str, ...]) -> None:
+    """Import modules that register environments (the CLI's explicit `--import MODULE`)."""
+    for module in modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ValueError(f"--import expects a module name such as my_envs, got {module!r}")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"--import {module}: cannot import it ({exc})") from exc
+
+
 def make_env(
     env_id: str,
     *,
@@ -305,7 +317,8 @@ def make_env(
     """Build an environment from "dmc:<domain>-<task>" or "gym:<Gymnasium id>".
 
     Observations are flat float32 vectors; the action space is a `Box` (float32 for dmc, the env's
-    own for Gymnasium).
+    own for Gymnasium). An id never imports code: Gymnasium's "module:Id" form is refused (see
+    `import_env_modules`).
     `seed` seeds the first episode (and the action space); later `reset()` calls continue the
     random stream unless given a seed. `action_repeat` repeats each action, summing rewards.
     """
