@@ -27,6 +27,7 @@ from factorl import checkpoint as ckpt
 from factorl.agents import agent_overrides
 from factorl.config import ConfigError
 from factorl.logging import read_metrics
+from factorl.runfolder import CONFIG_FILE, RunFolderError
 from factorl.system import machine_info, process_settings, source_revision, versions
 from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_config, train
 
@@ -164,11 +165,13 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     checkpoint = ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
                     record_segment(run_dir, checkpoint)
-                    result = train(cfg, resume=run_dir if checkpoint else None)
+                    # a run killed before its first checkpoint has a config to restart from
+                    started = (run_dir / CONFIG_FILE).is_file()
+                    result = train(cfg, resume=run_dir if started else None)
                 except ConfigError as e:
                     print(f"error: {name}: {e}", file=sys.stderr)
                     return 2
-                except (ckpt.CheckpointError, TrainingStopped) as e:
+                except (ckpt.CheckpointError, TrainingStopped, RunFolderError) as e:
                     # as the CLI does: one line naming the run, not a traceback; the other
                     # runs' results are already written, so nothing else is lost
                     print(f"error: {name}: {e}", file=sys.stderr)

@@ -12,25 +12,21 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.checkpoint import CheckpointError
-from factorl.config import ConfigError, TrainConfig, field_type
-from factorl.presets import PRESETS
-from factorl.train import TrainingStopped, evaluate, load_config, make_config, train
-
-#: loop settings that may change when a run is resumed (the rest would change the run itself)
-RESUMABLE = {
-    "steps",
-    "eval_every",
-    "eval_episodes",
-    "log_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "progress",
-    "tensorboard",
-    "save_replay",
-}
+from factorl.config import SEED_MAX, ConfigError, TrainConfig, field_type
+from factorl.presets import PRESETS, apply_preset
+from factorl.runfolder import RunFolderError
+from factorl.train import (
+    StoppedAtOnce,
+    TrainingStopped,
+    evaluate,
+    load_config,
+    make_config,
+    train,
+)
 
 
 def _add_fields(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
@@ -51,6 +47,27 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
             )  # fmt: skip
 
 
+def _add_import(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE",
+        help="import MODULE first, e.g. a package that registers Gymnasium environments "
+        "(repeatable). Environment ids never import code, and a run folder's config cannot ask "
+        "for an import: name it here each time",
+    )
+
+
+def _import_modules(modules: list[str] | None) -> None:
+    from factorl.envs import import_env_modules
+
+    try:
+        import_env_modules(modules or [])
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
 def _train_parser(algo: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"factorl train {algo}",
@@ -60,6 +77,13 @@ def _train_parser(algo: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let a new run replace a previous run in --run-dir (its config, metrics, TensorBoard "
+        "files and checkpoints); without it such a folder is refused",
+    )
+    _add_import(parser)
     presets = ["none", *sorted(PRESETS.get(algo, {}))]
     parser.add_argument(
         "--preset",
@@ -96,32 +120,33 @@ def cmd_train(argv: Sequence[str]) -> int:
         if run is not None:
             algo = load_config(run).algo
     values = vars(_train_parser(algo).parse_args(argv))
-    vars_given = set(values)
     resume = values.pop("resume", None)
     preset = values.pop("preset", None)
+    overwrite = values.pop("overwrite", False)
+    _import_modules(values.pop("imports", None))
     if preset is None and "env" not in values and "quickstart" in PRESETS.get(algo, {}):
-        preset = "quickstart"
+        preset = "quickstart" if resume is None else None
     train_values, agent_values = _split(algo, values)
     if resume is not None:
+        if overwrite:
+            raise ConfigError("--overwrite starts a new run; it cannot be used with --resume")
         cfg = load_config(resume)
         if cfg.algo != algo:
             raise ConfigError(f"{resume} is a {cfg.algo} run; resume it with 'factorl train "
                               f"{cfg.algo} --resume {resume}'")  # fmt: skip
-        fixed = sorted(set(train_values) - RESUMABLE) + sorted(agent_values)
-        fixed += ["preset"] if "preset" in vars_given else []
-        if fixed:
-            raise ConfigError(
-                "cannot change "
-                + ", ".join("--" + k.replace("_", "-") for k in fixed)
-                + " when resuming (it would change the run); start a new run instead"
-            )
+        if preset not in (None, "none"):
+            train_values, agent_values = apply_preset(algo, preset, train_values, agent_values)
+        given_dir = train_values.pop("run_dir", None)
+        if given_dir is not None and Path(given_dir).resolve() != Path(resume).resolve():
+            raise ConfigError(f"--run-dir {given_dir} differs from --resume {resume}; give one")
+        # the Trainer refuses any change that would change the run, naming each
         cfg = make_config(
             cfg.algo, {**dataclasses.asdict(cfg.train), **train_values},
-            dataclasses.asdict(cfg.agent),
+            {**dataclasses.asdict(cfg.agent), **agent_values},
         )  # fmt: skip
     else:
         cfg = make_config(algo, train_values, agent_values, preset=preset)
-    result = train(cfg, resume=resume)
+    result = train(cfg, resume=resume, overwrite=overwrite)
     summary = {
         "run_dir": str(result.run_dir),
         "env_step": result.env_step,
@@ -129,7 +154,10 @@ def cmd_train(argv: Sequence[str]) -> int:
         "status": result.status,
     }
     print(json.dumps(summary))
-    return 130 if result.status == "interrupted" else 0
+    if result.status != "interrupted":
+        return 0
+    # the shell's codes for a process ended by that signal, as schedulers expect
+    return 143 if result.stop_signal == "SIGTERM" else 130
 
 
 def cmd_eval(argv: Sequence[str]) -> int:
@@ -139,9 +167,13 @@ def cmd_eval(argv: Sequence[str]) -> int:
     parser.add_argument("run_dir", help="a run folder written by 'factorl train'")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="evaluation seed")
+    _add_import(parser)
     args = parser.parse_args(argv)
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise ConfigError(f"--seed must be in [0, {SEED_MAX}], got {args.seed}")
+    _import_modules(args.imports)
     result = evaluate(args.run_dir, episodes=args.episodes, seed=args.seed)
     print(json.dumps(result))
     return 0
@@ -186,7 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"factorl: error: {e}", file=sys.stderr)
         return 2
-    except (CheckpointError, TrainingStopped) as e:
+    except StoppedAtOnce as e:
+        print(f"factorl: {e}", file=sys.stderr)
+        return 130
+    except (CheckpointError, TrainingStopped, RunFolderError) as e:
         print(f"factorl: error: {e}", file=sys.stderr)
         return 1
 

@@ -4,10 +4,16 @@
 losses, returns): the file other tools (plots, reports) read. TensorBoard files are written with
 tensorboardX, which needs no TensorFlow. The progress display is a tqdm bar on a terminal and
 periodic plain lines otherwise (CI, a log file).
+
+A sink that fails (a full disk, say) never hangs or kills the run mid-step. TensorBoard is then
+dropped with a message: metrics.jsonl still has every record. A failed metrics.jsonl write is
+undone (the file is cut back to its last whole record) and this and every later record are kept
+in `unwritten`; `error` tells the loop to stop at its next safe point, which checkpoints them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -15,8 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from factorl.checkpoint import atomic_write_text
-
-METRICS_FILE = "metrics.jsonl"
+from factorl.runfolder import METRICS_FILE, TENSORBOARD_DIR, describe_os_error
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -39,6 +44,34 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class _TensorBoardEvents:
+    """Scalars to a TensorBoard event file, written in the caller's thread.
+
+    tensorboardX's SummaryWriter hands events to a writer thread through a bounded queue; when
+    that thread dies on a write error (ENOSPC) the queue fills and the next `add_scalar` blocks
+    forever, beyond the reach of Ctrl-C. Its synchronous `EventsWriter` raises the error here
+    instead. A record's scalars go in one event, flushed with the record.
+    """
+
+    def __init__(self, logdir: Path) -> None:
+        from tensorboardX.event_file_writer import EventsWriter
+
+        logdir.mkdir(parents=True, exist_ok=True)
+        self._writer = EventsWriter(str(logdir / "events"))
+
+    def write(self, step: int, scalars: dict[str, float], wall_time: float) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+        event = Event(wall_time=wall_time, step=step, summary=Summary(value=values))
+        self._writer.write_event(event)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class RunLogger:
     """Writes metrics records and TensorBoard scalars, and drives the progress display."""
 
@@ -55,12 +88,11 @@ class RunLogger:
         self.run_dir = Path(run_dir)
         self.stream = stream or sys.stderr
         self.total_steps = total_steps
-        self._metrics = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
-        self._tb = None
-        if tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.run_dir / "tb"))
+        # unbuffered: one record is one write(), so a failed write can be cut back cleanly
+        self._metrics = open(self.run_dir / METRICS_FILE, "ab", buffering=0)  # noqa: SIM115
+        #: the metrics.jsonl failure that stopped writing, and the records not written since
+        self.error: OSError | None = None
+        self.unwritten: list[dict[str, Any]] = []
         if progress == "auto":
             progress = "bar" if self.stream.isatty() else "lines"
         self.mode = progress
@@ -78,28 +110,73 @@ class RunLogger:
                 smoothing=0.05,
             )
         self._last_step = start_step
+        self._tb: _TensorBoardEvents | None = None
+        if tensorboard:
+            try:
+                self._tb = _TensorBoardEvents(self.run_dir / TENSORBOARD_DIR)
+            except OSError as e:
+                self._tb_failed(e)
 
     @staticmethod
-    def truncate(run_dir: Path, env_step: int) -> None:
-        """Drop records after `env_step` (used on resume, so the file matches the checkpoint)."""
+    def rewind(run_dir: Path, env_step: int, unwritten: list[dict[str, Any]] = ()) -> None:
+        """Make metrics.jsonl what it was at a checkpoint of `env_step`, for a resume: records
+        after it are dropped, records the checkpoint kept because they could not be written are
+        added, and a final evaluation (taken because the budget ended there) is dropped, since
+        the resumed run trains on past it."""
         records = [r for r in read_metrics(run_dir) if r.get("env_step", 0) <= env_step]
-        text = "".join(json.dumps(r) + "\n" for r in records)
+        records += unwritten
+        text = "".join(json.dumps(r) + "\n" for r in records if not r.get("final"))
         atomic_write_text(Path(run_dir) / METRICS_FILE, text)
 
     def record(self, record: dict[str, Any]) -> None:
-        """Append one record to metrics.jsonl and TensorBoard."""
+        """Append one record to metrics.jsonl and TensorBoard; never raises on a write error."""
         record = {k: _clean(v) for k, v in record.items()}
-        self._metrics.write(json.dumps(record) + "\n")
-        self._metrics.flush()
+        self._write_metrics(record)
         if self._tb is not None:
-            step = record["env_step"]
             kind = record.get("event", "train")
-            for key, value in record.items():
-                if key in ("event", "env_step") or not isinstance(value, int | float):
-                    continue
-                if isinstance(value, bool):
-                    continue
-                self._tb.add_scalar(f"{kind}/{key}", value, step)
+            scalars = {
+                f"{kind}/{key}": float(value)
+                for key, value in record.items()
+                if key not in ("event", "env_step")
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            }
+            try:
+                self._tb.write(int(record["env_step"]), scalars, float(record.get("wall_time", 0)))
+            except OSError as e:
+                self._tb_failed(e)
+
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        if self.error is not None:
+            self.unwritten.append(record)
+            return
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        end = self._metrics.tell()
+        try:
+            written = self._metrics.write(line)
+            if written != len(line):
+                raise OSError(f"short write ({written} of {len(line)} bytes)")
+        except OSError as e:
+            # a torn last line would hide the next record; if even cutting it fails, read_metrics
+            # skips it and the record is kept in `unwritten` anyway
+            with contextlib.suppress(OSError):
+                self._metrics.truncate(end)
+            self.error = e
+            self.unwritten.append(record)
+
+    def describe_error(self) -> str:
+        """One line on the failed metrics write (call when `error` is set)."""
+        return f"could not write {self.run_dir / METRICS_FILE} ({_os_text(self.error)})"
+
+    def _tb_failed(self, error: OSError) -> None:
+        self.message(
+            f"[factorl] TensorBoard files could not be written ({_os_text(error)}); continuing "
+            f"without TensorBoard ({METRICS_FILE} still gets every record)"
+        )
+        if self._tb is not None:
+            with contextlib.suppress(OSError):  # the same failure again; the sink is dropped
+                self._tb.close()
+        self._tb = None
 
     def progress(self, env_step: int, fields: dict[str, str]) -> None:
         """Update the display: bar postfix, or a plain line every `line_every` steps."""
@@ -124,5 +201,13 @@ class RunLogger:
         if self._bar is not None:
             self._bar.close()
         if self._tb is not None:
-            self._tb.close()
-        self._metrics.close()
+            try:
+                self._tb.close()
+            except OSError as e:
+                self._tb_failed(e)
+        with contextlib.suppress(OSError):  # unbuffered: a failing close loses no record
+            self._metrics.close()
+
+
+def _os_text(error: OSError | None) -> str:
+    return describe_os_error(error) if error is not None else "unknown error"

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -33,10 +34,22 @@ from factorl.config import ConfigError, RunConfig, TrainConfig, from_dict
 from factorl.envs import make_env
 from factorl.logging import RunLogger
 from factorl.presets import apply_preset
+from factorl.runfolder import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    LOCK_FILE,
+    RunFolderError,
+    RunFolderLock,
+    clear_run,
+    describe_os_error,
+    holds_a_run,
+    refuse_links,
+    remove_leftovers,
+)
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-TRAIN_STREAM, EVAL_STREAM = 0, 1
+#: seed streams of `episode_seed`: training episodes, periodic and final evaluations (2 is the
+#: replay sampler's)
+TRAIN_STREAM, EVAL_STREAM, FINAL_EVAL_STREAM = 0, 1, 3
 
 
 class TrainingStopped(RuntimeError):
@@ -53,6 +66,7 @@ class TrainResult:
     env_step: int
     last_eval_return: float | None
     status: str  # "completed" or "interrupted"
+    stop_signal: str | None = None  # "SIGINT" or "SIGTERM" when a signal stopped the run
 
 
 @dataclass
@@ -70,6 +84,41 @@ class LoopState:
     recent_returns: deque = field(default_factory=lambda: deque(maxlen=10))
     episode_actions: list = field(default_factory=list)
     pending_metrics: list = field(default_factory=list)  # learner metrics since the last record
+
+
+#: loop settings that may change when a run is resumed (the rest would change the run itself)
+RESUMABLE = {
+    "steps",
+    "eval_every",
+    "eval_episodes",
+    "log_every",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "keep_checkpoints",
+    "progress",
+    "tensorboard",
+    "save_replay",
+}
+
+
+def config_changes(saved: RunConfig, given: RunConfig) -> list[str]:
+    """What `given` changes in a saved run's config beyond the RESUMABLE loop settings, one
+    "--flag (saved X, given Y)" per field. The run folder is whatever is being resumed."""
+    if saved.algo != given.algo:
+        return [f"the algorithm (saved {saved.algo!r}, given {given.algo!r})"]
+    changes = []
+    for section in ("train", "agent"):
+        old, new = (
+            dataclasses.asdict(getattr(saved, section)),
+            dataclasses.asdict(getattr(given, section)),
+        )
+        for key, value in new.items():
+            if section == "train" and key in (*RESUMABLE, "run_dir"):
+                continue
+            if value != old[key]:
+                flag = "--" + key.replace("_", "-")
+                changes.append(f"{flag} (saved {old[key]!r}, given {value!r})")
+    return changes
 
 
 def episode_seed(seed: int, stream: int, *index: int) -> int:
@@ -99,11 +148,18 @@ def load_config(run_dir: Path) -> RunConfig:
     """The resolved config a run was started with."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
+        if (Path(run_dir) / LOCK_FILE).is_file():  # stopped while starting, before its config
+            raise ConfigError(
+                f"{run_dir} holds no run yet (it was stopped before writing its {CONFIG_FILE}); "
+                "start it again with the command that started it"
+            )
         raise ConfigError(f"{run_dir} is not a factorl run folder (no {CONFIG_FILE})")
     try:
         data = json.loads(path.read_text())
         return make_config(data["algo"], data["train"], data["agent"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({describe_os_error(e)})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is not a valid factorl config: {e}") from e
 
 
@@ -123,12 +179,12 @@ def _finite(obs: np.ndarray, reward: float) -> bool:
 
 # ------------------------------------------------------------------------------------- evaluation
 def run_episodes(
-    agent, state, env, seed: int, index: tuple[int, ...], episodes: int
+    agent, state, env, seed: int, index: tuple[int, ...], episodes: int, stream: int = EVAL_STREAM
 ) -> list[float]:
     """Greedy returns of `episodes` episodes with reproducible resets."""
     returns = []
     for ep in range(episodes):
-        obs, _ = env.reset(seed=episode_seed(seed, EVAL_STREAM, *index, ep))
+        obs, _ = env.reset(seed=episode_seed(seed, stream, *index, ep))
         state = agent.begin_episode(state)
         total, done, step = 0.0, False, 0
         while not done:
@@ -143,8 +199,9 @@ def run_episodes(
 
 # ------------------------------------------------------------------------------------- checkpoints
 def _save(
-    run_dir: Path, cfg: RunConfig, action_size: int, state, replay, loop: LoopState, rng, obs
-) -> Path:
+    run_dir: Path, cfg: RunConfig, action_size: int, state, replay, loop: LoopState, rng, obs,
+    unwritten: list[dict[str, Any]],
+) -> Path:  # fmt: skip
     arrays = {
         "loop": {
             "obs": np.asarray(obs, np.float32),
@@ -166,21 +223,87 @@ def _save(
         "numpy_rng": rng.bit_generator.state,
         "learner_step": int(state.learner_step),
         "versions": {"jax": jax.__version__, "numpy": np.__version__},
+        # metrics records a failed metrics.jsonl write could not take; written back on resume
+        "unwritten_records": unwritten,
     }
     return ckpt.save_checkpoint(
         run_dir / CHECKPOINT_DIR, loop.env_step, state, arrays, meta, cfg.train.keep_checkpoints
     )
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+#: what each saved loop counter must be; a checkpoint is read as data, never trusted
+_LOOP_FIELDS = {
+    "env_step": _is_count,
+    "episode": _is_count,
+    "episode_return": _is_number,
+    "episode_length": _is_count,
+    "episodes_done": _is_count,
+    "eval_round": _is_count,
+    "last_eval_return": lambda v: v is None or _is_number(v),
+    "wall_time": lambda v: _is_number(v) and v >= 0,
+    "pending_metrics": lambda v: (
+        isinstance(v, list)
+        and all(isinstance(m, dict) and all(_is_number(x) for x in m.values()) for m in v)
+    ),
+}
+
+
+def _checked_loop(path: Path, meta: dict[str, Any], arrays: dict, obs_shape, action_size: int):
+    """The loop state and episode arrays of a checkpoint, each field checked."""
+
+    def bad(what: str) -> ckpt.CheckpointError:
+        return ckpt.CheckpointError(
+            f"checkpoint {path} is corrupt: {what}. Resume from an earlier checkpoint or start "
+            "again."
+        )
+
+    saved = meta.get("loop")
+    if not isinstance(saved, dict):
+        raise bad("its loop counters are missing")
+    for name, ok in _LOOP_FIELDS.items():
+        if name not in saved or not ok(saved[name]):
+            raise bad(f"loop field {name!r} is {saved.get(name, 'missing')!r}")
+    if saved["env_step"] != meta.get("env_step"):
+        raise bad(f"loop env_step {saved['env_step']} differs from the checkpoint's")
+    unwritten = meta.get("unwritten_records", [])
+    if not (isinstance(unwritten, list) and all(isinstance(r, dict) for r in unwritten)):
+        raise bad("unwritten_records is not a list of records")
+    loop = LoopState(**{name: saved[name] for name in _LOOP_FIELDS})
+    group = arrays.get("loop", {})
+    obs = group.get("obs")
+    actions = group.get("episode_actions", np.zeros((0, action_size), np.float32))
+    returns = group.get("recent_returns", np.zeros(0))
+    if obs is not None and (obs.shape != tuple(obs_shape) or obs.dtype != np.float32):
+        expected = f"float32{list(obs_shape)}"
+        raise bad(f"loop.npz obs is {obs.dtype}{list(obs.shape)}, expected {expected}")
+    if actions.dtype != np.float32 or actions.shape != (loop.episode_length, action_size):
+        raise bad(
+            f"loop.npz episode_actions is {actions.dtype}{list(actions.shape)}, expected "
+            f"float32{[loop.episode_length, action_size]}"
+        )
+    if returns.ndim != 1 or len(returns) > 10 or not np.issubdtype(returns.dtype, np.floating):
+        raise bad(f"loop.npz recent_returns is {returns.dtype}{list(returns.shape)}")
+    loop.recent_returns = deque(returns.tolist(), maxlen=10)
+    loop.episode_actions = list(actions)
+    return loop, obs, unwritten
+
+
 def _restore(path: Path, cfg: RunConfig, agent, template, replay, rng, env, notes: list[str]):
     state, arrays, meta = ckpt.load_checkpoint(path, template)
     if meta.get("algo") != cfg.algo:
         raise ckpt.CheckpointError(f"{path} was written by {meta.get('algo')!r}, not {cfg.algo!r}")
-    saved = meta["loop"]
-    loop = LoopState(**{k: v for k, v in saved.items() if k in LoopState.__dataclass_fields__})
-    loop_arrays = arrays.get("loop", {})
-    loop.recent_returns = deque(loop_arrays.get("recent_returns", []).tolist(), maxlen=10)
-    loop.episode_actions = [np.asarray(a) for a in loop_arrays.get("episode_actions", [])]
+    action_size = int(np.prod(env.action_space.shape))
+    loop, saved_obs, unwritten = _checked_loop(
+        path, meta, arrays, env.observation_space.shape, action_size
+    )
     try:
         rng.bit_generator.state = meta["numpy_rng"]
     except (TypeError, ValueError, KeyError) as e:
@@ -196,94 +319,198 @@ def _restore(path: Path, cfg: RunConfig, agent, template, replay, rng, env, note
     obs, _ = env.reset(seed=episode_seed(cfg.train.seed, TRAIN_STREAM, loop.episode))
     for action in loop.episode_actions:
         obs, *_ = env.step(action.reshape(env.action_space.shape))
-    saved_obs = loop_arrays.get("obs")
     if saved_obs is not None and not np.array_equal(np.asarray(obs, np.float32), saved_obs):
         notes.append(
             "[factorl] warning: replaying the episode in progress did not reproduce the saved "
             "observation (non-deterministic environment?); continuing from the replayed state"
         )
-    return state, loop, obs
+    return state, loop, obs, unwritten
 
 
 # ------------------------------------------------------------------------------------- the loop
+class StoppedAtOnce(TrainingStopped):
+    """A second Ctrl-C or SIGTERM stopped training in the middle of a step."""
+
+
 class _StopFlag:
-    """First Ctrl-C asks the loop to stop at a safe point (with a checkpoint); a second one
-    interrupts at once."""
+    """The first Ctrl-C or SIGTERM asks the loop to stop at a safe point (with a checkpoint); a
+    second one interrupts at once. Clusters (SLURM, Ray, Kubernetes) stop jobs with SIGTERM."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.received: str | None = None  # name of the first stop signal
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.received is not None
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.received = signal.Signals(signum).name
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def _env_or_config_error(cfg: RunConfig, seed: int | None = None):
+    """`make_env` for a config, with an unknown or unusable environment as a ConfigError."""
+    try:
+        return make_env(cfg.train.env, seed=seed, action_repeat=cfg.train.action_repeat)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def _folder_error(run_dir: Path, error: OSError, what: str) -> RunFolderError:
+    return RunFolderError(
+        f"could not {what} in {run_dir} ({describe_os_error(error)}); free disk space or fix the "
+        "folder's permissions, then run again"
+    )
 
 
 class Trainer:
-    """One run: the environments, agent, replay and counters, and one method per concern."""
+    """One run: the environments, agent, replay and counters, and one method per concern.
 
-    def __init__(self, config: RunConfig, resume: str | Path | None = None) -> None:
+    The run folder is locked for the Trainer's life (`close` releases it). Resuming a run that
+    has already used its budget writes nothing: `finished` is then True and `run` returns at once.
+    """
+
+    def __init__(
+        self, config: RunConfig, resume: str | Path | None = None, *, overwrite: bool = False
+    ) -> None:
         config.validate()
         self.cfg = cfg = config
         t = cfg.train
+        self.logger: RunLogger | None = None
+        self.env = self.eval_env = None
+        self.finished = False
         checkpoint = None
         if resume is not None:
             self.run_dir = Path(resume)
+            changes = config_changes(load_config(self.run_dir), cfg)
+            if changes:
+                raise ConfigError(
+                    f"cannot change {', '.join(changes)} when resuming {self.run_dir} (it would "
+                    "change the run); start a new run instead"
+                )
             checkpoint = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
-            if checkpoint is None:
-                raise ckpt.CheckpointError(f"{self.run_dir} has no checkpoint to resume from")
+            if checkpoint is not None:
+                meta = ckpt.read_meta(checkpoint)
+                if isinstance(meta.get("env_step"), int) and meta["env_step"] >= t.steps:
+                    self._open_finished(checkpoint)
+                    return
         else:
             self.run_dir = Path(t.run_dir) if t.run_dir else default_run_dir(cfg)
-            if ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR) is not None:
-                raise ConfigError(
-                    f"{self.run_dir} already holds a run; continue it with --resume "
-                    f"{self.run_dir} or choose another --run-dir"
-                )
+        self._lock: RunFolderLock | None = None
         try:
-            self.env = make_env(t.env, seed=t.seed, action_repeat=t.action_repeat)
-            self.eval_env = make_env(t.env, seed=t.seed + 1, action_repeat=t.action_repeat)
+            self._build()  # before touching the folder: a bad environment or size writes nothing
+            self._lock = RunFolderLock(self.run_dir).acquire()
+            self._open(checkpoint, resume is not None, overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_finished(self, checkpoint: Path) -> None:
+        """A resume with no budget left: load the agent for the result, touch nothing."""
+        self._lock = None
+        self.finished = True
+        env = _env_or_config_error(self.cfg, self.cfg.train.seed)
+        try:
+            self.agent = build_agent(self.cfg, env)
+        finally:
+            env.close()
+        self.state, _, meta = ckpt.load_checkpoint(checkpoint, self.agent.init(self.cfg.train.seed))
+        saved = meta.get("loop", {}) if isinstance(meta.get("loop"), dict) else {}
+        self.loop = LoopState(env_step=meta["env_step"])
+        last = saved.get("last_eval_return")
+        self.loop.last_eval_return = float(last) if _is_number(last) else None
+
+    def _build(self) -> None:
+        """The environments, agent, replay buffer and initial state (nothing is written)."""
+        cfg, t = self.cfg, self.cfg.train
+        self.env = _env_or_config_error(cfg, t.seed)
+        self.eval_env = _env_or_config_error(cfg, t.seed + 1)
+        try:
             self.agent = build_agent(cfg, self.env)
-        except ValueError as e:  # unknown environment or unusable action space: a config problem
+        except ValueError as e:  # an action space the algorithm cannot use: a config problem
             raise ConfigError(str(e)) from e
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_text(self.run_dir / CONFIG_FILE, cfg.to_json() + "\n")
-        self.replay = self.agent.make_replay(self.env.observation_space.shape)
+        try:
+            self.replay = self.agent.make_replay(self.env.observation_space.shape)
+        except ValueError as e:
+            raise ConfigError(f"--replay-capacity: {e}") from e
         self.rng = np.random.default_rng(np.random.SeedSequence([t.seed, 2]))
         self.state = self.agent.init(t.seed)
-        notes: list[str] = []
+
+    def _open(self, checkpoint: Path | None, resuming: bool, overwrite: bool) -> None:
+        cfg, t, run_dir = self.cfg, self.cfg.train, self.run_dir
+        refuse_links(run_dir)
+        try:
+            notes = [f"[factorl] {note}" for note in remove_leftovers(run_dir)]
+        except OSError as e:
+            raise _folder_error(run_dir, e, "tidy an interrupted checkpoint write") from e
+        if not resuming and holds_a_run(run_dir):
+            if not overwrite:
+                raise ConfigError(
+                    f"{run_dir} already holds a run; continue it with --resume {run_dir}, start "
+                    "it over with --overwrite, or choose another --run-dir"
+                )
+            notes.append(f"[factorl] --overwrite: removed the previous run in {run_dir}")
+        elif resuming and checkpoint is None:
+            notes.append(
+                f"[factorl] {run_dir} has no checkpoint yet (it stopped before its first one); "
+                "starting it again from env step 0 with its saved config"
+            )
+        fresh = checkpoint is None
+        unwritten: list[dict[str, Any]] = []
         if checkpoint is not None:
-            self.state, self.loop, self.obs = _restore(
+            self.state, self.loop, self.obs, unwritten = _restore(
                 checkpoint, cfg, self.agent, self.state, self.replay, self.rng, self.env, notes
             )
-            RunLogger.truncate(self.run_dir, self.loop.env_step)
         else:
             self.loop = LoopState()
             self.obs, _ = self.env.reset(seed=episode_seed(t.seed, TRAIN_STREAM, 0))
             self.state = self.agent.begin_episode(self.state)
-        self.logger = RunLogger(
-            self.run_dir,
-            t.steps,
-            self.loop.env_step,
-            progress=t.progress,
-            tensorboard=t.tensorboard,
-            line_every=t.log_every,
-        )
+        try:
+            if fresh:
+                clear_run(run_dir)
+            else:
+                RunLogger.rewind(run_dir, self.loop.env_step, unwritten)
+            ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.to_json() + "\n")
+            self.logger = RunLogger(
+                run_dir,
+                t.steps,
+                self.loop.env_step,
+                progress=t.progress,
+                tensorboard=t.tensorboard,
+                line_every=t.log_every,
+            )
+        except OSError as e:
+            raise _folder_error(run_dir, e, "write the run's files") from e
         where = f"from {checkpoint.name} at env step {self.loop.env_step}" if checkpoint else ""
-        verb = f"resumed {self.run_dir} {where}" if checkpoint else "training"
-        self.logger.message(f"[factorl] {verb} {cfg.algo} on {t.env}; run folder {self.run_dir}")
+        verb = f"resumed {run_dir} {where}" if checkpoint else "training"
+        self.logger.message(f"[factorl] {verb} {cfg.algo} on {t.env}; run folder {run_dir}")
+        if t.steps < self.agent.learning_starts:
+            notes.append(
+                f"[factorl] note: the budget of {t.steps} env steps ends before learning starts "
+                f"(after {self.agent.learning_starts} transitions); this run will not learn "
+                "unless resumed with more --steps"
+            )
         for note in notes:
             self.logger.message(note)
         self._clock = time.perf_counter()
+        self._last_save = self._clock
+        # the step in progress has changed the replay or the counters: a checkpoint now would
+        # not be one the run passes through, so an emergency stop writes none
+        self._mid_step = False
         # (time, step) samples every 0.5 s; the rate is taken over the last ~10 s, so an
         # evaluation pause does not make the ETA jump
         self._window = deque([(self._clock, self.loop.env_step)], maxlen=20)
@@ -299,25 +526,36 @@ class Trainer:
         saved_wall, loop.wall_time = loop.wall_time, self.wall()
         try:
             action_size = int(np.prod(self.env.action_space.shape))
-            return _save(
+            path = _save(
                 self.run_dir, self.cfg, action_size, self.state, self.replay, loop, self.rng,
-                self.obs,
+                self.obs, self.logger.unwritten,
             )  # fmt: skip
         finally:
             loop.wall_time = saved_wall
+        self._last_save = time.perf_counter()
+        return path
 
     def env_step(self) -> None:
         """Act, step the environment, store the transition, handle the episode end."""
         loop, t = self.loop, self.cfg.train
         mode = "random" if loop.env_step < self.agent.random_steps else "explore"
-        action, self.state = self.agent.act(self.state, self.obs, loop.env_step, mode)
-        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        state_before = self.state
+        try:
+            action, self.state = self.agent.act(self.state, self.obs, loop.env_step, mode)
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        except BaseException:
+            # nothing of this step is stored yet: the state before it is the one to save (the
+            # simulator is rebuilt on resume by replaying the episode's actions)
+            self.state = state_before
+            raise
         if not _finite(next_obs, reward):
+            self.state = state_before
             path = self.save()
             raise TrainingStopped(
                 "the environment returned a non-finite observation or reward at env step "
                 f"{loop.env_step + 1}; stopped, last good state saved to {path}"
             )
+        self._mid_step = True
         self.replay.add(self.obs, action, float(reward), next_obs, terminated, truncated)
         loop.env_step += 1
         loop.episode_return += float(reward)
@@ -383,25 +621,30 @@ class Trainer:
         loop.pending_metrics = []
         self.logger.record(record)
 
-    def evaluate(self) -> None:
+    def evaluate(self, final: bool = False) -> None:
+        """Greedy evaluation. A `final` one (the budget ended between evaluation points) has
+        seeds of its own and leaves the round counter alone, so a run whose budget is later
+        extended goes on exactly as one that had the larger budget from the start."""
         loop, t = self.loop, self.cfg.train
+        stream = FINAL_EVAL_STREAM if final else EVAL_STREAM
+        index = loop.env_step if final else loop.eval_round
         returns = run_episodes(
-            self.agent, self.state, self.eval_env, t.seed, (loop.eval_round,), t.eval_episodes
+            self.agent, self.state, self.eval_env, t.seed, (index,), t.eval_episodes, stream
         )
-        loop.eval_round += 1
+        if not final:
+            loop.eval_round += 1
         loop.last_eval_return = float(np.mean(returns))
-        self.logger.record(
-            {
-                "event": "eval",
-                "env_step": loop.env_step,
-                "env_frames": loop.env_step * t.action_repeat,
-                "learner_step": int(self.state.learner_step),
-                "wall_time": round(self.wall(), 3),
-                "eval_return": loop.last_eval_return,
-                "eval_return_std": float(np.std(returns)),
-                "eval_returns": [float(r) for r in returns],
-            }
-        )
+        record = {
+            "event": "eval",
+            "env_step": loop.env_step,
+            "env_frames": loop.env_step * t.action_repeat,
+            "learner_step": int(self.state.learner_step),
+            "wall_time": round(self.wall(), 3),
+            "eval_return": loop.last_eval_return,
+            "eval_return_std": float(np.std(returns)),
+            "eval_returns": [float(r) for r in returns],
+        }
+        self.logger.record({**record, "final": True} if final else record)
         self.logger.message(
             f"[factorl] eval at step {loop.env_step}: return {loop.last_eval_return:.1f}"
             f" ± {np.std(returns):.1f} over {len(returns)} episodes"
@@ -420,6 +663,14 @@ class Trainer:
         self.logger.progress(step, self._progress)
 
     # ------------------------------------------------------------------------------- the loop
+    def checkpoint_due(self) -> bool:
+        """Every `checkpoint_every` env steps, and once `checkpoint_minutes` have passed."""
+        t = self.cfg.train
+        if self.loop.env_step % t.checkpoint_every == 0:
+            return True
+        minutes = t.checkpoint_minutes
+        return minutes > 0 and time.perf_counter() - self._last_save >= 60 * minutes
+
     def step(self, end_step: int) -> bool:
         """One iteration of the loop: an env step, then whatever falls due. True if it learned."""
         loop, t, agent = self.loop, self.cfg.train, self.agent
@@ -434,59 +685,121 @@ class Trainer:
             self.record_train()
         if step % t.eval_every == 0:
             self.evaluate()
-        if step % t.checkpoint_every == 0:
+        self._mid_step = False
+        if self.checkpoint_due() and self.logger.error is None:
             self.save()
         self.show_progress(end_step)
         return learned
 
     def run(self, stop_after: int | None = None) -> TrainResult:
         loop, t, agent = self.loop, self.cfg.train, self.agent
+        if self.finished:
+            print(
+                f"[factorl] {self.run_dir} has already used its budget of {t.steps} env steps "
+                f"(it is at env step {loop.env_step}); nothing to do. Pass --steps N with N > "
+                f"{loop.env_step} to train further.",
+                file=sys.stderr,
+            )
+            return TrainResult(
+                self.run_dir, agent, self.state, loop.env_step, loop.last_eval_return, "completed"
+            )
         end_step = t.steps if stop_after is None else min(t.steps, loop.env_step + stop_after)
-        status = "completed"
+        status, stop = "completed", _StopFlag()
         try:
-            with _StopFlag() as stop:
+            with stop:
                 while loop.env_step < end_step:
                     self.step(end_step)
+                    if self.logger.error is not None:
+                        self._stop_on_logging_failure()
                     if stop.requested:
                         status = "interrupted"
                         break
-            if status == "completed" and loop.env_step >= t.steps and loop.env_step % t.eval_every:
-                self.evaluate()
-            path = self.save()
-            note = "interrupted" if status == "interrupted" else "finished"
-            self.logger.message(f"[factorl] {note} at env step {loop.env_step}; checkpoint {path}")
-        except (TrainingStopped, ckpt.CheckpointError):
+                at_budget = status == "completed" and loop.env_step >= t.steps
+                if at_budget and loop.env_step % t.eval_every:
+                    self._mid_step = True  # a checkpoint without it would skip it on resume
+                    self.evaluate(final=True)
+                    self._mid_step = False
+                    if self.logger.error is not None:
+                        self._stop_on_logging_failure()
+                path = self.save()
+            if status == "interrupted" and stop.received:
+                self.logger.message(
+                    f"[factorl] stopped by {stop.received} at env step {loop.env_step}; "
+                    f"checkpoint {path}. Continue with: factorl train --resume {self.run_dir}"
+                )
+            else:
+                note = "interrupted" if status == "interrupted" else "finished"
+                where = f"at env step {loop.env_step}; checkpoint {path}"
+                self.logger.message(f"[factorl] {note} {where}")
+        except (TrainingStopped, ckpt.CheckpointError, RunFolderError):
             raise
         except BaseException as crash:
-            # save what we can so a crash loses nothing (updates do not consume their input
-            # state, so the last completed step is there to save unless saving itself fails)
-            try:
-                path = self.save()
-                self.logger.message(f"[factorl] crashed ({crash!r}); emergency checkpoint {path}")
-            except Exception as e:
-                self.logger.message(f"[factorl] crashed ({crash!r}); no checkpoint written ({e})")
+            saved = self._emergency_checkpoint()
+            if isinstance(crash, KeyboardInterrupt):
+                raise StoppedAtOnce(
+                    f"stopped at once by a second {stop.received or 'interrupt'} at env step "
+                    f"{loop.env_step}; {saved}"
+                ) from None
+            self.logger.message(f"[factorl] crashed ({crash!r}); {saved}")
             raise
         finally:
             self.close()
         return TrainResult(
-            self.run_dir, agent, self.state, loop.env_step, loop.last_eval_return, status
+            self.run_dir, agent, self.state, loop.env_step, loop.last_eval_return, status,
+            stop.received,
+        )  # fmt: skip
+
+    def _emergency_checkpoint(self) -> str:
+        """Save what a crash left, if it is a state the run passes through; say what was done."""
+        latest = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
+        resume = f"continue with --resume {self.run_dir}"
+        if self._mid_step:
+            where = f"the latest checkpoint is {latest}" if latest else "there is no checkpoint"
+            return f"stopped in the middle of a step, so no checkpoint was written; {where}"
+        try:
+            return f"emergency checkpoint {self.save()}; {resume}"
+        except Exception as e:
+            return f"no checkpoint written ({e})"
+
+    def _stop_on_logging_failure(self) -> None:
+        what = f"{self.logger.describe_error()} at env step {self.loop.env_step}"
+        what += ", so training stopped"
+        try:
+            path = self.save()
+        except ckpt.CheckpointError as e:
+            raise TrainingStopped(f"{what}; {e}") from None
+        raise TrainingStopped(
+            f"{what}; checkpoint {path} keeps the records not written. Free disk space, then "
+            f"continue with --resume {self.run_dir}"
         )
 
     def close(self) -> None:
-        self.logger.close()
-        self.env.close()
-        self.eval_env.close()
+        """Close the logger and environments and release the run folder (idempotent)."""
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+        for env in (self.env, self.eval_env):
+            if env is not None:
+                env.close()
+        self.env = self.eval_env = None
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
 
 
 def train(
-    config: RunConfig, resume: str | Path | None = None, *, stop_after: int | None = None
+    config: RunConfig,
+    resume: str | Path | None = None,
+    *,
+    stop_after: int | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train `config.algo` on `config.train.env`; with `resume`, continue that run folder.
 
     `stop_after` (env steps) ends this call early, with a checkpoint, as an interruption would:
-    used by tests of resume and handy for time-sliced jobs.
+    used by tests of resume and handy for time-sliced jobs. `overwrite` lets a fresh run replace
+    a previous run in its folder (otherwise refused).
     """
-    return Trainer(config, resume).run(stop_after)
+    return Trainer(config, resume, overwrite=overwrite).run(stop_after)
 
 
 def _progress_fields(loop: LoopState, sps: float, total: int) -> dict[str, str]:
@@ -528,9 +841,11 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pol
     path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
     if path is None:
         raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
-    env = make_env(cfg.train.env, seed=cfg.train.seed, action_repeat=cfg.train.action_repeat)
-    agent = build_agent(cfg, env)
-    env.close()
+    env = _env_or_config_error(cfg, cfg.train.seed)
+    try:
+        agent = build_agent(cfg, env)
+    finally:
+        env.close()
     state, _, _ = ckpt.load_checkpoint(path, agent.init(cfg.train.seed))
     return Policy(cfg, agent, state)
 
@@ -539,7 +854,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None) -
     """Evaluate a saved agent greedily; returns mean/std/returns."""
     policy = load_agent(run_dir)
     cfg = policy.config
-    env = make_env(cfg.train.env, action_repeat=cfg.train.action_repeat)
+    env = _env_or_config_error(cfg)
     seed = cfg.train.seed + 10_000 if seed is None else seed
     returns = run_episodes(policy.agent, policy.state, env, seed, (0,), episodes)
     env.close()

@@ -71,7 +71,7 @@ def test_default_train_uses_the_quickstart_preset(monkeypatch):
     import factorl.cli as cli
 
     seen = {}
-    monkeypatch.setattr(cli, "train", lambda cfg, resume=None: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr(cli, "train", lambda cfg, **_: seen.setdefault("cfg", cfg))
     with pytest.raises(AttributeError):  # the fake train returns a config, not a result
         cli.main(["train"])
     cfg = seen["cfg"]

@@ -1,0 +1,128 @@
+"""The run folder as a resource one process owns: an exclusive lock, leftovers from killed
+processes, links that would send writes elsewhere, and what counts as an existing run.
+
+The lock is an advisory `flock` on `RUN_DIR/.lock`, held for the life of the training process.
+The kernel drops it when the process dies, however it dies (kill -9 included), so a stale lock
+never blocks a resume. The file holds the holder's PID, only so that a refused second process can
+name it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from pathlib import Path
+
+from factorl import checkpoint as ckpt
+
+LOCK_FILE = ".lock"
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tb"
+#: what factorl writes in a run folder: the only entries `--overwrite` removes
+RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR)
+
+
+class RunFolderError(RuntimeError):
+    """The run folder cannot be used (held by another process, unwritable, holds a link that
+    points elsewhere, or already holds a run); the message says what to do."""
+
+
+def describe_os_error(error: OSError) -> str:
+    """`strerror` of an OSError, or its text when it has none."""
+    return error.strerror or str(error)
+
+
+class RunFolderLock:
+    """Exclusive ownership of a run folder for as long as the lock is held."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._fd: int | None = None
+
+    def acquire(self) -> RunFolderLock:
+        import fcntl  # POSIX only; factorl's simulators (MuJoCo, dm_control) run on POSIX hosts
+
+        path = self.run_dir / LOCK_FILE
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if path.is_symlink():
+                raise RunFolderError(f"{path} is a symbolic link; remove it and run again")
+            # no O_TRUNC: a refused process must not wipe the holder's PID before reading it
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            raise RunFolderError(
+                f"cannot write to run folder {self.run_dir} ({describe_os_error(e)}); choose "
+                "another --run-dir or fix its permissions"
+            ) from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise RunFolderError(
+                    f"{self.run_dir} is in use by another factorl process (PID {holder}); wait "
+                    "for it to finish or stop it, or choose another --run-dir"
+                ) from None
+            raise RunFolderError(f"cannot lock {path} ({describe_os_error(e)})") from e
+        with contextlib.suppress(OSError):  # the PID is information only
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> RunFolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def refuse_links(run_dir: Path) -> None:
+    """Refuse a run folder whose factorl entries are symbolic links: writes (metrics appends,
+    checkpoint renames) would land wherever a link points."""
+    for name in (*RUN_ENTRIES, LOCK_FILE):
+        path = Path(run_dir) / name
+        if path.is_symlink():
+            raise RunFolderError(
+                f"{path} is a symbolic link; factorl does not write through links in a run folder"
+                " (remove it, or copy the run folder without links)"
+            )
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    """Whether the folder already has a run's records: metrics, checkpoints or a config."""
+    run_dir = Path(run_dir)
+    if (run_dir / METRICS_FILE).exists() or (run_dir / CONFIG_FILE).exists():
+        return True
+    return bool(ckpt.list_checkpoints(run_dir / CHECKPOINT_DIR))
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove a previous run's entries (the `--overwrite` of a fresh run); nothing else."""
+    for name in RUN_ENTRIES:
+        path = Path(run_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def remove_leftovers(run_dir: Path) -> list[str]:
+    """Remove what a process killed mid-write leaves behind: temporary checkpoint folders and
+    temporary files of atomic writes. Call only while holding the lock. Returns what was done."""
+    done = ckpt.recover_partial_writes(Path(run_dir) / CHECKPOINT_DIR)
+    for path in Path(run_dir).glob(".*.tmp-*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            done.append(f"removed {path.name}")
+    return done

@@ -1,0 +1,538 @@
+"""What a run survives: run folders from untrusted sources, signals, kill -9, two processes on one
+folder, budgets that end between evaluations, full disks and bad input. Each test here failed on
+the code before these guarantees were added."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import gymnasium as gym
+import jax
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from factorl import checkpoint as ckpt
+from factorl.cli import main
+from factorl.config import ConfigError
+from factorl.logging import read_metrics
+from factorl.runfolder import RunFolderError, RunFolderLock
+from factorl.train import StoppedAtOnce, Trainer, evaluate, load_agent, make_config, train
+
+#: conftest's tiny_config as flags, so CLI runs and `train(tiny_config(...))` runs are the same run
+TINY_FLAGS = [
+    "--width", "32", "--batch-size", "32", "--learning-starts", "100", "--update-every", "2",
+    "--target-update-period", "20", "--replay-capacity", "5000", "--eval-every", "300",
+    "--eval-episodes", "1", "--log-every", "100", "--checkpoint-every", "10000",
+    "--progress", "lines", "--no-tensorboard",
+]  # fmt: skip
+
+
+def _records(run_dir):
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
+
+
+def _leaves(state):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(state))]
+
+
+def _same_final_checkpoint(a, b):
+    """The newest checkpoints of two runs hold the same learner state, replay and loop arrays."""
+    pa, pb = (ckpt.latest_checkpoint(p / "checkpoints") for p in (a, b))
+    if (
+        pa.name != pb.name
+        or (pa / "state.msgpack").read_bytes() != (pb / "state.msgpack").read_bytes()
+    ):
+        return False
+    for group in ("replay.npz", "loop.npz"):
+        with np.load(pa / group) as x, np.load(pb / group) as y:
+            if x.files != y.files or not all(np.array_equal(x[k], y[k]) for k in x.files):
+                return False
+    return True
+
+
+def _cli(*args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "factorl.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def _wait_for_step(run_dir, step, proc, timeout=120):
+    """Block until the run's metrics reach `step` (the process is then past compilation)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(r.get("env_step", 0) >= step for r in read_metrics(run_dir)):
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"{run_dir} did not reach env step {step} in {timeout} s")
+
+
+# -------------------- 1. no code from a run folder
+@pytest.fixture
+def booby_trap(tmp_path, monkeypatch):
+    """A module that would leave a file behind if anything imported it (found on sys.path and in
+    the working directory, where a hostile run folder would put it)."""
+    marker = tmp_path / "imported"
+    (tmp_path / "factorl_trap.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return marker
+
+
+def test_an_environment_id_never_imports_a_module(tmp_path, booby_trap, capsys):
+    from factorl.envs import make_env
+
+    with pytest.raises(ValueError, match="--import factorl_trap --env gym:Pendulum-v1"):
+        make_env("gym:factorl_trap:Pendulum-v1")
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=100))
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["env"] = "gym:factorl_trap:Pendulum-v1"
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["eval", str(run)]) == 2
+    assert "never imports code" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--steps", "200"]) == 2
+    for load in (load_agent, evaluate):
+        with pytest.raises(ConfigError, match="never imports code"):
+            load(run)
+    assert not booby_trap.exists()
+
+
+def test_import_is_an_explicit_command_line_opt_in(tmp_path, monkeypatch, capsys):
+    (tmp_path / "factorl_test_registry.py").write_text(
+        textwrap.dedent("""
+        import gymnasium
+        gymnasium.register("FactorlRegistered-v0", entry_point="gymnasium.envs.classic_control:PendulumEnv", max_episode_steps=200)
+        """)  # noqa: E501
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = tmp_path / "run"
+    argv = ["train", "--env", "gym:FactorlRegistered-v0", "--steps", "100", "--run-dir", str(run)]
+    assert main([*argv, *TINY_FLAGS, "--import", "factorl_test_registry"]) == 0
+    # a saved config asks for no import; evaluating needs the same explicit --import
+    gym.registry.pop("FactorlRegistered-v0")
+    assert main(["eval", str(run), "--episodes", "1"]) == 2
+    assert "Unknown Gymnasium id" in capsys.readouterr().err
+    sys.modules.pop("factorl_test_registry")
+    assert main(["eval", str(run), "--episodes", "1", "--import", "factorl_test_registry"]) == 0
+    gym.registry.pop("FactorlRegistered-v0")
+
+
+# -------------------- 2. SIGTERM
+def test_sigterm_stops_with_a_checkpoint_and_resume_is_exact(tmp_path):
+    straight = tmp_path / "straight"
+    train(tiny_config(straight, steps=4000, eval_every=1000, log_every=500))
+    run = tmp_path / "run"
+    proc = _cli(
+        "train", "--env", "gym:Pendulum-v1", "--steps", "4000", "--run-dir", str(run),
+        *TINY_FLAGS, "--eval-every", "1000", "--log-every", "500", "--checkpoint-every", "10000",
+    )  # fmt: skip
+    _wait_for_step(run, 500, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "--resume" in err
+    stopped_at = ckpt.read_meta(ckpt.latest_checkpoint(run / "checkpoints"))["env_step"]
+    assert 500 <= stopped_at < 4000
+    train(tiny_config(run, steps=4000, eval_every=1000, log_every=500), resume=run)
+    assert _records(run) == _records(straight)
+    assert _same_final_checkpoint(run, straight)
+
+
+# -------------------- 3. time-based checkpoints, kill -9
+def test_checkpoints_fall_due_by_wall_time(tiny, monkeypatch):
+    trainer = Trainer(tiny(steps=1000, checkpoint_every=10_000, checkpoint_minutes=2.0))
+    now = [trainer._last_save]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    trainer.loop.env_step = 7  # not a multiple of checkpoint_every
+    assert not trainer.checkpoint_due()
+    now[0] += 119.0
+    assert not trainer.checkpoint_due()
+    now[0] += 1.0
+    assert trainer.checkpoint_due()
+    trainer.save()
+    assert not trainer.checkpoint_due()
+    trainer.close()
+
+
+def test_interrupted_checkpoint_writes_are_tidied_on_the_next_start(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=200, checkpoint_every=100, keep_checkpoints=1))
+    root = run / "checkpoints"
+    (root / ".tmp-step_0000000300-4242").mkdir()  # killed while writing step 300
+    (root / ".tmp-step_0000000300-4242" / "state.msgpack").write_bytes(b"\0" * 8)
+    # killed while re-saving step 200: the old copy is swapped out, the new one never landed
+    (root / "step_0000000200").rename(root / ".old-step_0000000200-4243")
+    (run / ".metrics.jsonl.tmp-4244").write_text("torn")
+    train(tiny_config(run, steps=400, checkpoint_every=100, keep_checkpoints=1), resume=run)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_0000000400"]
+    assert not (run / ".metrics.jsonl.tmp-4244").exists()
+    straight = train(tiny_config(tmp_path / "straight", steps=400))
+    assert _records(run) == _records(straight.run_dir)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_never_breaks_resume_and_ends_identical(tmp_path):
+    flags = [
+        "--env", "gym:Pendulum-v1", "--steps", "6000", *TINY_FLAGS, "--eval-every", "1000",
+        "--log-every", "500", "--checkpoint-minutes", "0.01",
+    ]  # fmt: skip
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    assert _cli("train", *flags, "--run-dir", str(straight)).wait(timeout=300) == 0
+    rng = np.random.default_rng(0)
+    command = ["train", *flags, "--run-dir", str(run)]
+    kills = after_a_checkpoint = 0
+    for _ in range(4):
+        proc = _cli(*command)
+        time.sleep(rng.uniform(2.0, 9.0))
+        if proc.poll() is not None:
+            break
+        proc.kill()
+        proc.wait()
+        kills += 1
+        after_a_checkpoint += ckpt.latest_checkpoint(run / "checkpoints") is not None
+        command = ["train", "--resume", str(run)]  # always possible, with or without a checkpoint
+    finish = _cli("train", "--resume", str(run))
+    out, err = finish.communicate(timeout=300)
+    assert finish.returncode == 0, err
+    assert kills >= 3 and after_a_checkpoint >= 1
+    assert json.loads(out.splitlines()[-1])["env_step"] == 6000
+    assert _records(run) == _records(straight)
+    assert _same_final_checkpoint(run, straight)
+
+
+# -------------------- 4. resume with unchanged flags
+def test_resume_accepts_repeated_flags_and_names_a_real_change(tmp_path, capsys):
+    run = tmp_path / "run"
+    start = ["--env", "gym:Pendulum-v1", "--seed", "3", "--run-dir", str(run), *TINY_FLAGS]
+    assert main(["train", *start, "--steps", "100"]) == 0
+    assert main(["train", "--resume", str(run), *start, "--steps", "200"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["env_step"] == 200
+    assert main(["train", "--resume", str(run), "--seed", "4", "--width", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed (saved 3, given 4)" in err and "--width (saved 32, given 64)" in err
+
+
+# -------------------- 5. one process per run folder
+def test_a_second_process_on_a_run_folder_is_refused_with_the_holders_pid(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from factorl.runfolder import RunFolderLock
+            RunFolderLock({str(run)!r}).acquire()
+            print("held", flush=True)
+            time.sleep(120)
+            """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(
+            RunFolderError, match=f"in use by another factorl process \\(PID {holder.pid}\\)"
+        ):
+            train(tiny_config(run, steps=100))
+        assert not (run / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel drops the lock of a killed holder: no stale lock to clear by hand
+    assert train(tiny_config(run, steps=100)).env_step == 100
+    with RunFolderLock(run), pytest.raises(RunFolderError, match=f"PID {os.getpid()}"):
+        train(tiny_config(run, steps=200), resume=run)
+
+
+def test_a_fresh_run_refuses_a_folder_with_metrics_unless_told_to_overwrite(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    # a run killed before its first checkpoint leaves metrics (and its config) behind
+    (run / "metrics.jsonl").write_text('{"event": "train", "env_step": 100}\n')
+    with pytest.raises(ConfigError, match="--overwrite"):
+        train(tiny_config(run, steps=200))
+    argv = ["train", "--env", "gym:Pendulum-v1", "--steps", "200", "--run-dir", str(run)]
+    assert main([*argv, *TINY_FLAGS]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*argv, *TINY_FLAGS, "--overwrite"]) == 0
+    straight = train(tiny_config(tmp_path / "straight", steps=200, eval_every=300))
+    assert _records(run) == _records(straight.run_dir)
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=200))
+    shutil.rmtree(run / "checkpoints")  # as if killed before its first checkpoint
+    result = train(tiny_config(run, steps=300), resume=run)
+    straight = train(tiny_config(tmp_path / "straight", steps=300))
+    assert result.env_step == 300
+    assert _records(run) == _records(straight.run_dir)
+
+
+# -------------------- 6. budgets and finished runs
+def test_extending_a_budget_that_ended_between_evaluations_is_exact(tmp_path):
+    straight = train(tiny_config(tmp_path / "straight", steps=600))
+    run = tmp_path / "run"
+    first = train(tiny_config(run, steps=450))  # eval_every 300: a final evaluation at 450
+    assert [r["env_step"] for r in read_metrics(run) if r["event"] == "eval"] == [300, 450]
+    assert first.last_eval_return is not None
+    resumed = train(tiny_config(run, steps=600), resume=run)
+    assert _records(run) == _records(straight.run_dir)
+    assert all(
+        np.array_equal(x, y)
+        for x, y in zip(_leaves(resumed.state), _leaves(straight.state), strict=True)
+    )
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--env", "gym:Pendulum-v1", "--steps", "450", "--run-dir", str(run)]
+    assert main([*argv, *TINY_FLAGS]) == 0
+    capsys.readouterr()
+
+    def snapshot():
+        return {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    for _ in range(2):
+        assert main(["train", "--resume", str(run)]) == 0
+        assert "already used its budget of 450 env steps" in capsys.readouterr().err
+    assert snapshot() == before
+
+
+# -------------------- 7. failing log sinks
+class _FailingFile:
+    """A metrics file on a disk that fills up after `ok` writes."""
+
+    def __init__(self, real, ok):
+        self.real, self.ok = real, ok
+
+    def write(self, data):
+        if self.ok == 0:
+            self.real.write(data[: len(data) // 2])  # part of the line lands, as on a real disk
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.ok -= 1
+        return self.real.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_full_disk_on_metrics_stops_with_a_checkpoint_and_loses_no_record(tmp_path):
+    straight = train(tiny_config(tmp_path / "straight", steps=600))
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(run, steps=600))
+    trainer.logger._metrics = _FailingFile(trainer.logger._metrics, ok=3)
+    with pytest.raises(Exception, match="No space left on device") as err:
+        trainer.run()
+    assert "keeps the records not written" in str(err.value)
+    assert "--resume" in str(err.value)
+    resumed = train(tiny_config(run, steps=600), resume=run)
+    assert resumed.env_step == 600
+    assert _records(run) == _records(straight.run_dir)
+
+
+def test_a_failing_tensorboard_writer_is_dropped_not_waited_on(tiny, monkeypatch, capsys):
+    from tensorboardX.event_file_writer import EventsWriter
+
+    calls = []
+
+    def full_disk(self, event):
+        calls.append(event)
+        if len(calls) > 3:  # the file header and a few records land, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(EventsWriter, "write_event", full_disk)
+    result = train(tiny(steps=600, tensorboard=True, progress="lines"))
+    assert result.status == "completed"
+    assert "continuing without TensorBoard" in capsys.readouterr().err
+    assert [r["env_step"] for r in read_metrics(result.run_dir) if r["event"] == "train"] == [
+        100, 200, 300, 400, 500, 600
+    ]  # fmt: skip
+
+
+def test_a_full_disk_while_resuming_is_one_line_and_changes_nothing(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=300), stop_after=150)
+    before = (run / "metrics.jsonl").read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("factorl.logging.atomic_write_text", full_disk)
+    with pytest.raises(RunFolderError, match=r"No space left on device.*free disk space"):
+        train(tiny_config(run, steps=300), resume=run)
+    assert (run / "metrics.jsonl").read_bytes() == before
+
+
+# -------------------- 8. one-line errors
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--replay-capacity", "1000000000000"], "GiB of memory is available"),
+        (["--seed", "99999999999999999999"], "train.seed must be >= 0 and <= 2147483646"),
+        # 9. a replay that can never hold learning_starts transitions
+        (["--replay-capacity", "500", "--learning-starts", "1000"], "learning would never start"),
+    ],
+)
+def test_impossible_settings_are_refused_before_anything_runs(tmp_path, capsys, flags, message):
+    run = tmp_path / "run"
+    argv = ["train", "--env", "gym:Pendulum-v1", "--steps", "2000", "--run-dir", str(run)]
+    assert main([*argv, *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_an_unwritable_run_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    real_open = os.open
+
+    def read_only(path, flags, *args):  # as root a chmod would not stop us, so fake EROFS
+        if str(path).startswith(str(tmp_path / "ro")) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    argv = [
+        "train",
+        "--env",
+        "gym:Pendulum-v1",
+        "--steps",
+        "100",
+        "--run-dir",
+        str(tmp_path / "ro"),
+    ]
+    assert main([*argv, *TINY_FLAGS]) == 1
+    assert "cannot write to run folder" in capsys.readouterr().err
+
+
+def _edit_meta(path, edit, rehash=True):
+    meta = json.loads((path / "meta.json").read_text())
+    edit(meta)
+    if rehash:  # what a deliberate edit would do; an accidental one leaves the digest stale
+        meta["files"] = {name: ckpt._sha256(path / name) for name in meta["files"]}
+        meta[ckpt.META_DIGEST] = ckpt._meta_digest(meta)
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda p: _edit_meta(p, lambda m: m["loop"].update(episode=-3), False), "meta.json"),
+        (lambda p: _edit_meta(p, lambda m: m["loop"].update(episode=-3)), "'episode' is -3"),
+        (lambda p: _edit_meta(p, lambda m: m["loop"].update(env_step="x")), "'env_step'"),
+        (lambda p: _edit_meta(p, lambda m: m["loop"].pop("wall_time")), "'wall_time'"),
+        (lambda p: _edit_meta(p, lambda m: m.update(unwritten_records=5)), "unwritten_records"),
+        (
+            lambda p: _wrong_loop_array(p, "episode_actions", np.zeros((50, 3), np.float32)),
+            "episode_actions",
+        ),
+        (lambda p: _wrong_loop_array(p, "obs", np.zeros(7, np.float32)), "obs"),
+        (lambda p: _link(p, "replay.npz"), "symbolic link"),
+    ],
+)
+def test_a_tampered_checkpoint_is_one_line(tmp_path, capsys, tamper, message):
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=300), stop_after=250)  # mid-episode: 50 actions in progress
+    tamper(ckpt.latest_checkpoint(run / "checkpoints"))
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _wrong_loop_array(path, name, value):
+    with np.load(path / "loop.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays[name] = value
+    np.savez(path / "loop.npz", **arrays)
+    _edit_meta(path, lambda m: None)
+
+
+def _link(path, name):
+    outside = path.parent.parent / "elsewhere.npz"
+    (path / name).rename(outside)
+    (path / name).symlink_to(outside)
+
+
+def test_a_symlinked_metrics_file_is_refused(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=300), stop_after=150)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to(victim)
+    with pytest.raises(RunFolderError, match="symbolic link"):
+        train(tiny_config(run, steps=300), resume=run)
+    assert victim.read_text() == "keep me\n"
+
+
+def test_a_config_naming_a_vanished_environment_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=100))
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["env"] = "gym:FactorlNoLongerThere-v3"
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["eval", str(run)]) == 2
+    assert main(["train", "--resume", str(run), "--steps", "200"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all("FactorlNoLongerThere-v3" in line for line in lines)
+
+
+class _DoubleCtrlC(gym.Wrapper):
+    """An evaluation environment whose user presses Ctrl-C twice in the middle of an episode."""
+
+    def __init__(self, env, at_step):
+        super().__init__(env)
+        self.steps, self.at_step = 0, at_step
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == self.at_step:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return self.env.step(action)
+
+
+def test_ctrl_c_twice_during_an_evaluation_is_one_line_and_resume_is_exact(tmp_path, capsys):
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(run, steps=600, checkpoint_every=100))
+    trainer.eval_env = _DoubleCtrlC(trainer.eval_env, at_step=50)  # the evaluation at 300
+    with pytest.raises(StoppedAtOnce, match="second SIGINT at env step 300") as err:
+        trainer.run()
+    assert "step_0000000200" in str(err.value)  # the step's checkpoint had not been written yet
+    assert ckpt.latest_checkpoint(run / "checkpoints").name == "step_0000000200"
+    train(tiny_config(run, steps=600, checkpoint_every=100), resume=run)
+    straight = train(tiny_config(tmp_path / "straight", steps=600, checkpoint_every=100))
+    assert _records(run) == _records(straight.run_dir)
+    assert _same_final_checkpoint(run, straight.run_dir)
+
+
+def test_stopped_at_once_is_exit_code_130_with_one_line(tmp_path, monkeypatch, capsys):
+    import factorl.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise StoppedAtOnce("stopped at once by a second SIGINT at env step 7; no checkpoint")
+
+    monkeypatch.setattr(cli, "train", interrupted)
+    assert main(["train", "--steps", "10", "--run-dir", str(tmp_path / "r")]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "factorl: stopped at once by a second SIGINT at env step 7; no checkpoint"
+    ]
+
+
+def test_make_config_refuses_a_replay_that_never_fills():
+    with pytest.raises(ConfigError, match="never start"):
+        make_config("decqn", {}, {"replay_capacity": 500, "learning_starts": 1000})
+    # n-step windows: 1002 slots hold 1000 sampleable 3-step transitions between episode ends
+    make_config("decqn", {}, {"replay_capacity": 1002, "learning_starts": 1000, "n_step": 3})
+    with pytest.raises(ConfigError, match="at most 999"):
+        make_config("decqn", {}, {"replay_capacity": 1001, "learning_starts": 1000, "n_step": 3})
