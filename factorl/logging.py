@@ -180,26 +180,40 @@ class RunLogger:
 
     def progress(self, env_step: int, fields: dict[str, str]) -> None:
         """Update the display: bar postfix, or a plain line every `line_every` steps."""
-        if self._bar is not None:
-            self._bar.update(env_step - self._last_step)
-            self._bar.set_postfix(fields, refresh=False)
-        elif self.mode == "lines" and env_step % self.line_every == 0:
-            text = " ".join(f"{k}={v}" for k, v in fields.items())
-            print(f"[factorl] step {env_step}/{self.total_steps} {text}", file=self.stream)
-            self.stream.flush()
+        try:
+            if self._bar is not None:
+                self._bar.update(env_step - self._last_step)
+                self._bar.set_postfix(fields, refresh=False)
+            elif self.mode == "lines" and env_step % self.line_every == 0:
+                text = " ".join(f"{k}={v}" for k, v in fields.items())
+                print(f"[factorl] step {env_step}/{self.total_steps} {text}", file=self.stream)
+                self.stream.flush()
+        except (OSError, ValueError) as e:  # ValueError: the stream was closed under us
+            self._display_failed(e)
         self._last_step = env_step
 
     def message(self, text: str) -> None:
         """A line that does not break the progress bar."""
-        if self._bar is not None:
-            self._bar.write(text, file=self.stream)
-        elif self.mode != "none":
-            print(text, file=self.stream)
-            self.stream.flush()
+        try:
+            if self._bar is not None:
+                self._bar.write(text, file=self.stream)
+            elif self.mode != "none":
+                print(text, file=self.stream)
+                self.stream.flush()
+        except (OSError, ValueError) as e:
+            self._display_failed(e)
+
+    def _display_failed(self, error: Exception) -> None:
+        """The console cannot take more (a log file on a full disk, a closed pipe): training
+        goes on without a display; metrics.jsonl and TensorBoard are separate sinks."""
+        self._bar, self.mode = None, "none"
+        with contextlib.suppress(OSError, ValueError):  # say so where it may still be read
+            print(f"[factorl] progress display stopped ({error})", file=sys.__stderr__)
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.close()
+            with contextlib.suppress(OSError, ValueError):
+                self._bar.close()
         if self._tb is not None:
             try:
                 self._tb.close()

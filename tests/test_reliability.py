@@ -13,10 +13,9 @@ import textwrap
 import time
 
 import gymnasium as gym
-import jax
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import records, same_leaves, tiny_config
 
 from factorl import checkpoint as ckpt
 from factorl.cli import main
@@ -32,14 +31,6 @@ TINY_FLAGS = [
     "--eval-episodes", "1", "--log-every", "100", "--checkpoint-every", "10000",
     "--progress", "lines", "--no-tensorboard",
 ]  # fmt: skip
-
-
-def _records(run_dir):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
-
-
-def _leaves(state):
-    return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(state))]
 
 
 def _same_final_checkpoint(a, b):
@@ -146,7 +137,7 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_is_exact(tmp_path):
     stopped_at = ckpt.read_meta(ckpt.latest_checkpoint(run / "checkpoints"))["env_step"]
     assert 500 <= stopped_at < 4000
     train(tiny_config(run, steps=4000, eval_every=1000, log_every=500), resume=run)
-    assert _records(run) == _records(straight)
+    assert records(run) == records(straight)
     assert _same_final_checkpoint(run, straight)
 
 
@@ -179,7 +170,7 @@ def test_interrupted_checkpoint_writes_are_tidied_on_the_next_start(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step_0000000400"]
     assert not (run / ".metrics.jsonl.tmp-4244").exists()
     straight = train(tiny_config(tmp_path / "straight", steps=400))
-    assert _records(run) == _records(straight.run_dir)
+    assert records(run) == records(straight.run_dir)
 
 
 @pytest.mark.slow
@@ -208,7 +199,7 @@ def test_kill_9_at_random_moments_never_breaks_resume_and_ends_identical(tmp_pat
     assert finish.returncode == 0, err
     assert kills >= 3 and after_a_checkpoint >= 1
     assert json.loads(out.splitlines()[-1])["env_step"] == 6000
-    assert _records(run) == _records(straight)
+    assert records(run) == records(straight)
     assert _same_final_checkpoint(run, straight)
 
 
@@ -266,7 +257,7 @@ def test_a_fresh_run_refuses_a_folder_with_metrics_unless_told_to_overwrite(tmp_
     assert "already holds a run" in capsys.readouterr().err
     assert main([*argv, *TINY_FLAGS, "--overwrite"]) == 0
     straight = train(tiny_config(tmp_path / "straight", steps=200, eval_every=300))
-    assert _records(run) == _records(straight.run_dir)
+    assert records(run) == records(straight.run_dir)
 
 
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path):
@@ -276,7 +267,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_
     result = train(tiny_config(run, steps=300), resume=run)
     straight = train(tiny_config(tmp_path / "straight", steps=300))
     assert result.env_step == 300
-    assert _records(run) == _records(straight.run_dir)
+    assert records(run) == records(straight.run_dir)
 
 
 # -------------------- 6. budgets and finished runs
@@ -287,11 +278,8 @@ def test_extending_a_budget_that_ended_between_evaluations_is_exact(tmp_path):
     assert [r["env_step"] for r in read_metrics(run) if r["event"] == "eval"] == [300, 450]
     assert first.last_eval_return is not None
     resumed = train(tiny_config(run, steps=600), resume=run)
-    assert _records(run) == _records(straight.run_dir)
-    assert all(
-        np.array_equal(x, y)
-        for x, y in zip(_leaves(resumed.state), _leaves(straight.state), strict=True)
-    )
+    assert records(run) == records(straight.run_dir)
+    assert same_leaves(resumed.state, straight.state)
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
@@ -339,7 +327,7 @@ def test_a_full_disk_on_metrics_stops_with_a_checkpoint_and_loses_no_record(tmp_
     assert "--resume" in str(err.value)
     resumed = train(tiny_config(run, steps=600), resume=run)
     assert resumed.env_step == 600
-    assert _records(run) == _records(straight.run_dir)
+    assert records(run) == records(straight.run_dir)
 
 
 def test_a_failing_tensorboard_writer_is_dropped_not_waited_on(tiny, monkeypatch, capsys):
@@ -359,6 +347,27 @@ def test_a_failing_tensorboard_writer_is_dropped_not_waited_on(tiny, monkeypatch
     assert [r["env_step"] for r in read_metrics(result.run_dir) if r["event"] == "train"] == [
         100, 200, 300, 400, 500, 600
     ]  # fmt: skip
+
+
+class _FullConsole:
+    """stderr redirected to a log file on a full disk."""
+
+    def write(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def test_a_console_that_cannot_take_more_does_not_stop_training(tiny, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _FullConsole())
+    result = train(tiny(steps=300, progress="lines"))
+    assert result.status == "completed" and result.env_step == 300
+    train_steps = [r["env_step"] for r in read_metrics(result.run_dir) if r["event"] == "train"]
+    assert train_steps == [100, 200, 300]
 
 
 def test_a_full_disk_while_resuming_is_one_line_and_changes_nothing(tmp_path, monkeypatch):
@@ -512,7 +521,7 @@ def test_ctrl_c_twice_during_an_evaluation_is_one_line_and_resume_is_exact(tmp_p
     assert ckpt.latest_checkpoint(run / "checkpoints").name == "step_0000000200"
     train(tiny_config(run, steps=600, checkpoint_every=100), resume=run)
     straight = train(tiny_config(tmp_path / "straight", steps=600, checkpoint_every=100))
-    assert _records(run) == _records(straight.run_dir)
+    assert records(run) == records(straight.run_dir)
     assert _same_final_checkpoint(run, straight.run_dir)
 
 
