@@ -1,11 +1,14 @@
-"""Shared fixtures: a tiny, fast DecQN configuration and test-only environments."""
+"""Shared fixtures: a tiny, fast DecQN configuration, test-only environments, and the helpers
+that compare runs."""
 
 import signal
 
 import gymnasium as gym
+import jax
 import numpy as np
 import pytest
 
+from factorl.logging import read_metrics
 from factorl.train import make_config
 
 TINY_AGENT = {
@@ -34,6 +37,22 @@ def tiny_config(run_dir, algo="decqn", steps=600, agent=None, **train):
         **train,
     }
     return make_config(algo, values, dict(TINY_AGENT) if agent is None else agent)
+
+
+def leaves(tree):
+    """A pytree's leaves as NumPy arrays (a learner state, a list of arrays)."""
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(tree))]
+
+
+def same_leaves(a, b):
+    """Whether two pytrees hold bit-identical leaves."""
+    la, lb = leaves(a), leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
+
+
+def records(run_dir):
+    """A run's metrics records without their wall time (the one field that may differ)."""
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
 
 
 def by_params(online_value, target_value):

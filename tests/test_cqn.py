@@ -14,7 +14,6 @@ from factorl.agents.cqn import CQN, CQNConfig, argmax_random_ties
 from factorl.distributional import categorical_projection
 from factorl.factorisation import ActionFactorisation
 from factorl.targets import per_utility_categorical_target
-from factorl.train import make_config, train
 
 LOW, HIGH = np.array([-1.0, 0.0, -3.0], np.float32), np.array([1.0, 0.5, 5.0], np.float32)
 
@@ -246,39 +245,3 @@ def test_dueling_head_is_value_plus_centred_advantage(atoms):
     np.testing.assert_allclose(full, value + adv - adv.mean(axis=2, keepdims=True), atol=1e-5)
     np.testing.assert_allclose(full.mean(axis=2), value.mean(axis=2), atol=1e-5)
     assert np.ptp(adv, axis=2).min() > 0  # the advantages do differ across bins
-
-
-# ------------------------------------------------------------------------------ in the loop
-
-
-def _cfg(run_dir, steps=500, **agent):
-    values = {"width": 32, "batch_size": 32, "random_steps": 100, "learning_starts": 100,
-              "update_every": 2, "target_update_period": 20, "replay_capacity": 5000,
-              **agent}  # fmt: skip
-    return make_config(
-        "cqn",
-        {"env": "gym:Pendulum-v1", "steps": steps, "eval_every": 250, "eval_episodes": 1,
-         "log_every": 100, "progress": "none", "tensorboard": False, "run_dir": str(run_dir)},
-        values,
-    )  # fmt: skip
-
-
-def _leaves(result):
-    return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(result.state))]
-
-
-def test_cqn_determinism_resume_and_compile_once(tmp_path):
-    straight = train(_cfg(tmp_path / "a"))
-    assert straight.agent.trace_counts == {"update": 1, "act": 3}  # random, explore, greedy
-    train(_cfg(tmp_path / "b"), stop_after=230)
-    resumed = train(_cfg(tmp_path / "b"), resume=tmp_path / "b")
-    assert int(resumed.state.learner_step) == int(straight.state.learner_step) > 0
-    for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
-        np.testing.assert_array_equal(x, y)
-
-
-def test_cqn_distributional_dueling_runs(tmp_path):
-    result = train(_cfg(tmp_path / "c51", steps=300, distributional=True, dueling=True,
-                        v_min=-200.0, v_max=0.0))  # fmt: skip
-    assert np.isfinite(result.last_eval_return)
-    assert int(result.state.learner_step) > 0

@@ -154,22 +154,6 @@ def _cfg(run_dir, steps=400, **agent):
     )  # fmt: skip
 
 
-def _leaves(result):
-    return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(result.state))]
-
-
-@pytest.mark.parametrize("execution", ["ensemble", "replan"])
-def test_cqn_as_determinism_resume_and_compile_once(tmp_path, execution):
-    straight = train(_cfg(tmp_path / "a", execution=execution))
-    assert straight.agent.trace_counts == {"update": 1, "act": 3}
-    # stop mid-episode: the acting memory (sequences in flight) must be restored exactly
-    train(_cfg(tmp_path / "b", execution=execution), stop_after=250)
-    resumed = train(_cfg(tmp_path / "b", execution=execution), resume=tmp_path / "b")
-    assert int(resumed.state.learner_step) == int(straight.state.learner_step) > 0
-    for x, y in zip(_leaves(straight), _leaves(resumed), strict=True):
-        np.testing.assert_array_equal(x, y)
-
-
 @pytest.mark.parametrize("execution", ["ensemble", "replan"])
 def test_a_sequence_of_one_action_trains(tmp_path, execution):
     """K = 1 is allowed: replay returns single actions and the agent restores the step axis."""

@@ -377,42 +377,11 @@ def _tiny_run(run_dir, steps=600, agent=None, **train_values):
     return tiny_config(run_dir, "revalued", steps, agent={**TINY, **(agent or {})}, **train_values)
 
 
-def _leaves(result):
-    return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(result.state))]
-
-
-def _same_state(a, b):
-    la, lb = _leaves(a), _leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
-
-
-def _records(run_dir):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
-
-
-def test_same_seed_same_numbers_and_compile_once(tmp_path):
-    a = train(_tiny_run(tmp_path / "a", steps=400))
-    b = train(_tiny_run(tmp_path / "b", steps=400))
-    assert int(a.state.learner_step) == int(b.state.learner_step) > 100
-    assert _same_state(a, b) and _records(a.run_dir) == _records(b.run_dir)
-    # the epsilon state decayed during training (and is part of the compared state)
-    assert 0.05 <= float(a.state.explore) < 0.5
-    # one update trace; one act trace per mode used (random, explore, greedy)
-    assert a.agent.trace_counts == {"update": 1, "act": 3}
-
-
-def test_resume_reproduces_the_uninterrupted_run_with_redq(tmp_path):
-    # redq draws members from the state's key and learner step, so resume must reproduce them too
-    agent = {"target": "redq"}
-    straight = train(_tiny_run(tmp_path / "straight", agent=agent))
-    # stop at 330: mid-episode (Pendulum episodes are 200 steps) and between log points
-    first = train(_tiny_run(tmp_path / "split", agent=agent), stop_after=330)
-    assert first.env_step == 330
-    resumed = train(_tiny_run(tmp_path / "split", agent=agent), resume=tmp_path / "split")
-    assert resumed.env_step == 600
-    assert float(resumed.state.explore) == float(straight.state.explore)
-    assert _same_state(straight, resumed)
-    assert _records(straight.run_dir) == _records(tmp_path / "split")
+def test_epsilon_decays_through_training(tmp_path):
+    result = train(_tiny_run(tmp_path / "a", steps=400))
+    # the epsilon state decayed during training (and so is part of the state resume restores,
+    # which test_contract.py checks)
+    assert 0.05 <= float(result.state.explore) < 0.5
 
 
 # ------------------------------------------------------------------------------ learning

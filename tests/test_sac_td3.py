@@ -306,33 +306,11 @@ def _tiny(run_dir, variant, steps=600, **train_values):
     return tiny_config(run_dir, algo, steps, agent={**TINY_AC, **agent}, **train_values)
 
 
-def _records(run_dir):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
-
-
-def _same_state(a, b):
-    la, lb = _leaves(a.state), _leaves(b.state)
-    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
-
-
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_deterministic_exact_resume_and_compile_once(tmp_path, variant):
-    straight = train(_tiny(tmp_path / "straight", variant))
-    # one update trace; one act trace per mode used (random, explore, greedy for evaluation)
-    assert straight.agent.trace_counts == {"update": 1, "act": 3}
-    assert int(straight.state.learner_step) == 600 - 100 + 1
-    # a second run with the same seed, stopped at 330 (mid-episode: Pendulum episodes are 200
-    # steps; between log points) and resumed, must reproduce the uninterrupted run bit for bit
-    first = train(_tiny(tmp_path / "split", variant), stop_after=330)
-    assert first.env_step == 330
-    resumed = train(_tiny(tmp_path / "split", variant), resume=tmp_path / "split")
-    assert resumed.env_step == 600
-    assert _same_state(straight, resumed)
-    assert _records(straight.run_dir) == _records(tmp_path / "split")
-    # and another seed gives other numbers
-    other = train(_tiny(tmp_path / "other", variant, seed=1), stop_after=330)
-    assert not _same_state(other, first)
-    train_records = [r for r in read_metrics(straight.run_dir) if r["event"] == "train"]
+def test_one_update_per_step_from_learning_starts_and_the_logged_losses(tmp_path, variant):
+    result = train(_tiny(tmp_path / "run", variant))
+    assert int(result.state.learner_step) == 600 - 100 + 1
+    train_records = [r for r in read_metrics(result.run_dir) if r["event"] == "train"]
     assert {"critic_loss", "actor_loss", "q_mean"} <= set(train_records[-1])
     # TD3's NaN "not measured" actor losses are averaged out, never written
     assert all(math.isfinite(r.get("actor_loss", 0.0)) for r in train_records)
