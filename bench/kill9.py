@@ -118,6 +118,8 @@ def main() -> int:
     if ref_dir.exists() or run_dir.exists():
         p.error(f"{work} already holds a kill9 test; pass a fresh --workdir")
     killer = np.random.default_rng(args.killer_seed)
+    # the code under test, taken now: files edited while the test runs must not be credited to it
+    revision = source_revision()
 
     def start(run: Path) -> list[str]:
         return [
@@ -190,7 +192,7 @@ def main() -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine_info(),
         "versions": versions(),
-        "source_revision": source_revision(),
+        "source_revision": revision,
         "config": {k: v for k, v in vars(args).items() if k not in ("out", "workdir")},
         "workdir": str(work),
         "commands": {
