@@ -54,11 +54,6 @@ def stack_apply(module: nn.Module, params, *inputs: jax.Array) -> jax.Array:
     return jax.vmap(lambda p: module.apply(p, *inputs))(params)
 
 
-def param_count(params) -> int:
-    """Number of scalar parameters in a pytree."""
-    return int(sum(jnp.size(x) for x in jax.tree_util.tree_leaves(params)))
-
-
 # ------------------------------------------------------------------------- actor-critic modules
 # The continuous baselines (SAC, TD3) work in a normalised action space [-1, 1]^M: actors output
 # there and critics take actions there, and the agent maps to each dimension's own [low, high].

@@ -74,7 +74,6 @@ class LoopState:
     """Host-side counters of the loop (saved in every checkpoint)."""
 
     env_step: int = 0
-    episode: int = 0  # index of the training episode in progress
     episode_return: float = 0.0
     episode_length: int = 0
     episodes_done: int = 0
@@ -242,7 +241,6 @@ def _is_number(value: Any) -> bool:
 #: what each saved loop counter must be; a checkpoint is read as data, never trusted
 _LOOP_FIELDS = {
     "env_step": _is_count,
-    "episode": _is_count,
     "episode_return": _is_number,
     "episode_length": _is_count,
     "episodes_done": _is_count,
@@ -316,7 +314,7 @@ def _restore(path: Path, cfg: RunConfig, agent, template, replay, rng, env, note
     else:
         notes.append("[factorl] checkpoint has no replay buffer: resuming with an empty one")
     # rebuild the environment state of the episode in progress by replaying its actions
-    obs, _ = env.reset(seed=episode_seed(cfg.train.seed, TRAIN_STREAM, loop.episode))
+    obs, _ = env.reset(seed=episode_seed(cfg.train.seed, TRAIN_STREAM, loop.episodes_done))
     for action in loop.episode_actions:
         obs, *_ = env.step(action.reshape(env.action_space.shape))
     if saved_obs is not None and not np.array_equal(np.asarray(obs, np.float32), saved_obs):
@@ -575,10 +573,11 @@ class Trainer:
                 }
             )
             loop.episodes_done += 1
-            loop.episode += 1
             loop.episode_return, loop.episode_length = 0.0, 0
             loop.episode_actions = []
-            self.obs, _ = self.env.reset(seed=episode_seed(t.seed, TRAIN_STREAM, loop.episode))
+            self.obs, _ = self.env.reset(
+                seed=episode_seed(t.seed, TRAIN_STREAM, loop.episodes_done)
+            )
             self.state = self.agent.begin_episode(self.state)
 
     def learn(self) -> None:

@@ -436,8 +436,11 @@ def _edit_meta(path, edit, rehash=True):
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [
-        (lambda p: _edit_meta(p, lambda m: m["loop"].update(episode=-3), False), "meta.json"),
-        (lambda p: _edit_meta(p, lambda m: m["loop"].update(episode=-3)), "'episode' is -3"),
+        (lambda p: _edit_meta(p, lambda m: m["loop"].update(episodes_done=-3), False), "meta.json"),
+        (
+            lambda p: _edit_meta(p, lambda m: m["loop"].update(episodes_done=-3)),
+            "'episodes_done' is -3",
+        ),
         (lambda p: _edit_meta(p, lambda m: m["loop"].update(env_step="x")), "'env_step'"),
         (lambda p: _edit_meta(p, lambda m: m["loop"].pop("wall_time")), "'wall_time'"),
         (lambda p: _edit_meta(p, lambda m: m.update(unwritten_records=5)), "unwritten_records"),

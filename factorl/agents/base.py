@@ -9,7 +9,7 @@ a deterministic function of its seed and resume needs nothing but the saved stat
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,32 +55,6 @@ class AgentState(struct.PyTreeNode):
     key: jax.Array  # raw uint32 key; acting and updates fold counters into it
     learner_step: jax.Array
     explore: Any
-
-
-class Agent(Protocol):
-    """The interface every algorithm implements for the shared loop."""
-
-    name: str
-    config: Any
-    #: how many env steps per learner step, when learning starts, and the replay layout
-    update_every: int
-    learning_starts: int
-
-    def init(self, seed: int) -> Any: ...
-
-    def act(self, state: Any, obs: np.ndarray, env_step: int, mode: str) -> tuple[np.ndarray, Any]:
-        """Return (continuous env action, new state). mode: 'explore', 'greedy' or 'random'."""
-        ...
-
-    def update(self, state: Any, batch: TrainBatch) -> tuple[Any, dict[str, Any], Any]:
-        """One learner step: (new state, metrics, per-sample |TD| for prioritised replay)."""
-        ...
-
-    def make_replay(self, obs_shape: tuple[int, ...]) -> Any: ...
-
-    def begin_episode(self, state: Any) -> Any:
-        """Called at every environment reset (agents with acting memory clear it here)."""
-        ...
 
 
 def hard_target_update(period: int) -> Callable[[Any, Any, jax.Array], Any]:

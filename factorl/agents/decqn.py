@@ -26,11 +26,9 @@ New transitions enter prioritised replay with the largest priority seen so far (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from factorl.agents.base import (
@@ -208,9 +206,3 @@ class DecQN(JaxAgent):
         self.trace_counts["update"] += 1
         aux = self.loss, self.optimizer, self._target_update
         return value_learner_step(state, *aux, batch)
-
-
-def greedy_action_indices(agent: DecQN, params: Any, obs: np.ndarray) -> np.ndarray:
-    """Per-dimension greedy bin indices for a batch of observations (for analysis and tests)."""
-    u = agent.utilities(params, jnp.asarray(obs))
-    return np.asarray(greedy(jnp.max(u, axis=0)))
