@@ -70,6 +70,16 @@ def _wait_for_step(run_dir, step, proc, timeout=120):
 
 
 # -------------------- 1. no code from a run folder
+def _run_whose_config_names(tmp_path, env_id):
+    """A short finished run whose config.json was then edited to name `env_id`."""
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=100))
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["env"] = env_id
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
 @pytest.fixture
 def booby_trap(tmp_path, monkeypatch):
     """A module that would leave a file behind if anything imported it (found on sys.path and in
@@ -86,11 +96,7 @@ def test_an_environment_id_never_imports_a_module(tmp_path, booby_trap, capsys):
 
     with pytest.raises(ValueError, match="--import factorl_trap --env gym:Pendulum-v1"):
         make_env("gym:factorl_trap:Pendulum-v1")
-    run = tmp_path / "run"
-    train(tiny_config(run, steps=100))
-    config = json.loads((run / "config.json").read_text())
-    config["train"]["env"] = "gym:factorl_trap:Pendulum-v1"
-    (run / "config.json").write_text(json.dumps(config))
+    run = _run_whose_config_names(tmp_path, "gym:factorl_trap:Pendulum-v1")
     assert main(["eval", str(run)]) == 2
     assert "never imports code" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--steps", "200"]) == 2
@@ -488,11 +494,7 @@ def test_a_symlinked_metrics_file_is_refused(tmp_path):
 
 
 def test_a_config_naming_a_vanished_environment_is_one_line(tmp_path, capsys):
-    run = tmp_path / "run"
-    train(tiny_config(run, steps=100))
-    config = json.loads((run / "config.json").read_text())
-    config["train"]["env"] = "gym:FactorlNoLongerThere-v3"
-    (run / "config.json").write_text(json.dumps(config))
+    run = _run_whose_config_names(tmp_path, "gym:FactorlNoLongerThere-v3")
     assert main(["eval", str(run)]) == 2
     assert main(["train", "--resume", str(run), "--steps", "200"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
