@@ -179,6 +179,23 @@ def test_interrupted_checkpoint_writes_are_tidied_on_the_next_start(tmp_path):
     assert records(run) == records(straight.run_dir)
 
 
+def _checkpoint_step(run_dir):
+    path = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    return -1 if path is None else ckpt.read_meta(path)["env_step"]
+
+
+def _saved_past(run_dir, step, proc, timeout=300):
+    """Wait until the run has a checkpoint past `step`; False if the process ended first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if _checkpoint_step(run_dir) > step:
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    raise AssertionError(f"{run_dir} saved nothing past env step {step} in {timeout} s")
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_moments_never_breaks_resume_and_ends_identical(tmp_path):
     flags = [
@@ -188,22 +205,33 @@ def test_kill_9_at_random_moments_never_breaks_resume_and_ends_identical(tmp_pat
     straight, run = tmp_path / "straight", tmp_path / "run"
     assert _cli("train", *flags, "--run-dir", str(straight)).wait(timeout=300) == 0
     rng = np.random.default_rng(0)
-    command = ["train", *flags, "--run-dir", str(run)]
-    kills = after_a_checkpoint = 0
-    for _ in range(4):
-        proc = _cli(*command)
-        time.sleep(rng.uniform(2.0, 9.0))
+    kills = 0
+    for first in (True, False, False, False):
+        # a process killed before it wrote its config leaves no run to resume: it is started
+        # again with its own command, as a user would
+        started = (run / "config.json").is_file()
+        proc = _cli(
+            *(
+                ["train", "--resume", str(run)]
+                if started
+                else ["train", *flags, "--run-dir", str(run)]
+            )
+        )  # noqa: E501
+        if first:  # anywhere in start-up or early training, likely before any checkpoint
+            time.sleep(rng.uniform(0.5, 6.0))
+        elif not _saved_past(run, _checkpoint_step(run), proc):
+            break
+        else:  # a random moment after the run saved past where the last process left it
+            time.sleep(rng.uniform(0.0, 1.0))
         if proc.poll() is not None:
             break
         proc.kill()
         proc.wait()
         kills += 1
-        after_a_checkpoint += ckpt.latest_checkpoint(run / "checkpoints") is not None
-        command = ["train", "--resume", str(run)]  # always possible, with or without a checkpoint
     finish = _cli("train", "--resume", str(run))
     out, err = finish.communicate(timeout=300)
     assert finish.returncode == 0, err
-    assert kills >= 3 and after_a_checkpoint >= 1
+    assert kills == 4  # the run did not finish before its last kill
     assert json.loads(out.splitlines()[-1])["env_step"] == 6000
     assert records(run) == records(straight)
     assert _same_final_checkpoint(run, straight)
