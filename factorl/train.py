@@ -379,7 +379,8 @@ class Trainer:
     """One run: the environments, agent, replay and counters, and one method per concern.
 
     The run folder is locked for the Trainer's life (`close` releases it). Resuming a run that
-    has already used its budget writes nothing: `finished` is then True and `run` returns at once.
+    has already used its budget writes nothing (the lock file aside): `finished` is then True and
+    `run` returns at once.
     """
 
     def __init__(
@@ -391,7 +392,6 @@ class Trainer:
         self.logger: RunLogger | None = None
         self.env = self.eval_env = None
         self.finished = False
-        checkpoint = None
         if resume is not None:
             self.run_dir = Path(resume)
             changes = config_changes(load_config(self.run_dir), cfg)
@@ -400,36 +400,30 @@ class Trainer:
                     f"cannot change {', '.join(changes)} when resuming {self.run_dir} (it would "
                     "change the run); start a new run instead"
                 )
-            checkpoint = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
-            if checkpoint is not None:
-                meta = ckpt.read_meta(checkpoint)
-                if isinstance(meta.get("env_step"), int) and meta["env_step"] >= t.steps:
-                    self._open_finished(checkpoint)
-                    return
         else:
             self.run_dir = Path(t.run_dir) if t.run_dir else default_run_dir(cfg)
         self._lock: RunFolderLock | None = None
         try:
             self._build()  # before touching the folder: a bad environment or size writes nothing
             self._lock = RunFolderLock(self.run_dir).acquire()
+            # the checkpoint is chosen under the lock: a process that held the folder until now
+            # may have saved a newer one
+            checkpoint = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR) if resume else None
+            if checkpoint is not None and ckpt.read_meta(checkpoint)["env_step"] >= t.steps:
+                self._load_finished(checkpoint)
+                self.close()
+                return
             self._open(checkpoint, resume is not None, overwrite)
         except BaseException:
             self.close()
             raise
 
-    def _open_finished(self, checkpoint: Path) -> None:
-        """A resume with no budget left: load the agent for the result, touch nothing."""
-        self._lock = None
+    def _load_finished(self, checkpoint: Path) -> None:
+        """A resume with no budget left: the saved agent for the result; nothing is written."""
         self.finished = True
-        env = _env_or_config_error(self.cfg, self.cfg.train.seed)
-        try:
-            self.agent = build_agent(self.cfg, env)
-        finally:
-            env.close()
-        self.state, _, meta = ckpt.load_checkpoint(checkpoint, self.agent.init(self.cfg.train.seed))
-        saved = meta.get("loop", {}) if isinstance(meta.get("loop"), dict) else {}
+        self.state, _, meta = ckpt.load_checkpoint(checkpoint, self.state)
+        last = meta["loop"].get("last_eval_return") if isinstance(meta.get("loop"), dict) else None
         self.loop = LoopState(env_step=meta["env_step"])
-        last = saved.get("last_eval_return")
         self.loop.last_eval_return = float(last) if _is_number(last) else None
 
     def _build(self) -> None:
