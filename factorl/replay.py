@@ -1,16 +1,21 @@
-"""Host-side NumPy replay: a circular buffer of single steps with n-step returns and
-(optionally) proportional prioritised sampling through a sum tree.
+"""Host-side NumPy replay: circular buffers of single steps, one per environment stream, with
+n-step returns and (optionally) proportional prioritised sampling through a sum tree.
 
-Steps are stored contiguously in time order; n-step returns are assembled at sample time by
-walking forward from the sampled slot. Keeping steps contiguous also makes it cheap to return
-the actions executed after a sampled step later on (walk the same slots, pad past the episode
-end with the last action).
+A transition is a set of named fields: the core ones (obs, action, reward, next_obs and the
+episode flags) plus any extra fields declared when the buffer is made (a global state, action
+masks, a demonstration flag), so new fields need no change here.
+
+Each of the `num_envs` streams keeps its steps contiguously in time order; n-step returns are
+assembled at sample time by walking forward from the sampled slot within its own stream. Keeping
+steps contiguous also makes it cheap to return the actions executed after a sampled step (walk the
+same slots, pad past the episode end with the last action).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -137,33 +142,68 @@ class SumTree:
             n //= 2
 
 
-class Batch(NamedTuple):
-    """A sampled batch of n-step transitions."""
-
+class _BatchArrays(NamedTuple):
     obs: np.ndarray  # [B, *obs_shape] float32
-    action: np.ndarray  # [B, *action_shape], dtype as stored
+    action: np.ndarray  # [B, *action_shape] (or [B, K, *action_shape]), dtype as stored
     reward: np.ndarray  # [B] float32, n-step discounted return
     discount: np.ndarray  # [B] float32, gamma^m * (1 - terminated): factor on the bootstrap value
     next_obs: np.ndarray  # [B, *obs_shape] float32, observation to bootstrap from
     weights: np.ndarray  # [B] float32 importance-sampling weights (all 1 when uniform)
-    indices: np.ndarray  # [B] int64 slots, for update_priorities
+    indices: np.ndarray  # [B] int64 flat slots env * capacity_per_env + slot, for priorities
+
+
+class Batch(_BatchArrays):
+    """A sampled batch of n-step transitions.
+
+    It is a tuple of the seven arrays above (so unpacking, iteration and `_fields` are as they
+    always were, and JAX sees only those); the buffer's extra fields ride along in `extras`,
+    name -> [B, *shape]: `next_<x>` fields read at the bootstrap step (where `next_obs` is read),
+    every other field at the sampled step.
+    """
+
+    extras: dict[str, np.ndarray]
+
+    def __new__(
+        cls,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        discount: np.ndarray,
+        next_obs: np.ndarray,
+        weights: np.ndarray,
+        indices: np.ndarray,
+        extras: Mapping[str, np.ndarray] | None = None,
+    ) -> Batch:
+        batch = super().__new__(cls, obs, action, reward, discount, next_obs, weights, indices)
+        batch.extras = {} if extras is None else dict(extras)
+        return batch
+
+    def _replace(self, **changes: Any) -> Batch:
+        # the tuple's own _replace rebuilds through tuple.__new__, which would drop `extras`
+        extras = changes.pop("extras", self.extras)
+        return Batch(**{**self._asdict(), **changes}, extras=extras)
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, extras={self.extras!r})"
 
 
 # Pending tree writes are applied in one vectorised update; flush early past this many so a long
 # stretch of adds without sampling does not grow the lists without bound.
 _MAX_DIRTY = 4096
 
-_CONFIG_KEYS = (
-    "capacity",
-    "obs_shape",
-    "action_shape",
-    "n_step",
-    "action_horizon",
-    "gamma",
-    "prioritized",
-    "alpha",
-    "priority_eps",
-)
+# the configuration a state_dict saves, and each value's dtype
+_CONFIG_DTYPES = {
+    "capacity": np.int64,
+    "num_envs": np.int64,
+    "obs_shape": np.int64,
+    "action_shape": np.int64,
+    "n_step": np.int64,
+    "action_horizon": np.int64,
+    "gamma": np.float64,
+    "prioritized": bool,
+    "alpha": np.float64,
+    "priority_eps": np.float64,
+}
 _DATA_KEYS = (
     "obs",
     "action",
@@ -178,21 +218,76 @@ _DATA_KEYS = (
     "size",
     "max_priority",
 )
+# state_dict keys of extra fields carry this prefix, so a field can never shadow a core key
+_EXTRA_PREFIX = "extra."
+# `add`'s own parameter names, which extra fields (passed as keywords) cannot take
+_RESERVED = frozenset({"self", "obs", "action", "reward", "next_obs", "terminated", "truncated"})
 
 
 class ReplayBuffer:
-    """Circular buffer of single environment steps with n-step returns built at sample time.
+    """Circular buffers of single environment steps, one per environment stream, with n-step
+    returns built at sample time.
 
-    Call `add` once per environment step, in time order, and mark the last step of every episode
+    `num_envs` streams (independent environments) share the capacity equally: every field is
+    stored as [num_envs, capacity // num_envs, ...]. Call `add` once per (vector) environment
+    step, in time order, with one step for every stream, and mark the last step of every episode
     with `terminated` or `truncated`. A step becomes sampleable once its n-step window is
-    complete (n steps stored from it, or its episode ended within them). Bootstrapping goes
-    through truncation but never through termination.
+    complete within its own stream (n steps stored from it, or its episode ended within them).
+    Bootstrapping goes through truncation but never through termination. Sampling draws
+    uniformly (or by priority) over the sampleable steps of all streams; `Batch.indices` are flat
+    indices env * capacity_per_env + slot, which `update_priorities` takes back.
 
     With `action_horizon` K > 1 (action-sequence critics, CQN-AS), `sample` returns as `action`
     the K actions actually executed from t, shape [B, K, *action_shape], padded with the episode's
     last action past its end; a step then becomes sampleable once max(n, K) steps are stored
     from it (or its episode ended), so the sequence is never cut short by the write head.
+
+    `extra_fields` declares further named fields, name -> (shape, dtype), that `add` then takes
+    as keyword arguments and `sample` returns in `Batch.extras`: a field named `next_<x>` is read
+    at the bootstrap step of the n-step window (like `next_obs`), any other at the sampled step.
     """
+
+    # Fixed attributes: `add` runs on every environment step and reads about twenty of them, and
+    # CPython reads slots at the same speed however many there are (an instance dict slows down
+    # once it outgrows the shared-keys limit).
+    __slots__ = (
+        "_action",
+        "_activation_value",
+        "_active",
+        "_columns",
+        "_dirty_idx",
+        "_dirty_val",
+        "_env_offsets",
+        "_episode_end",
+        "_extras",
+        "_gamma_pows",
+        "_lean_obs_shape",
+        "_max_priority",
+        "_next_obs",
+        "_num_active",
+        "_obs",
+        "_pending",
+        "_pending_by_env",
+        "_reward",
+        "_size",
+        "_terminated",
+        "_tree",
+        "_window",
+        "_write_pos",
+        "action_horizon",
+        "action_shape",
+        "alpha",
+        "beta",
+        "capacity",
+        "capacity_per_env",
+        "extra_fields",
+        "gamma",
+        "n_step",
+        "num_envs",
+        "obs_shape",
+        "prioritized",
+        "priority_eps",
+    )
 
     def __init__(
         self,
@@ -208,17 +303,26 @@ class ReplayBuffer:
         priority_eps: float = 1e-6,
         action_dtype: DTypeLike = np.float32,
         action_horizon: int = 1,
+        num_envs: int = 1,
+        extra_fields: Mapping[str, tuple[tuple[int, ...], DTypeLike]] | None = None,
     ) -> None:
         if int(capacity) != capacity or capacity < 1:
             raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
+        if int(num_envs) != num_envs or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if int(n_step) != n_step or n_step < 1:
             raise ValueError(f"n_step must be an integer >= 1, got {n_step!r}")
         if int(action_horizon) != action_horizon or action_horizon < 1:
             raise ValueError(f"action_horizon must be an integer >= 1, got {action_horizon!r}")
-        if capacity < max(n_step, action_horizon):
+        if capacity % num_envs:
             raise ValueError(
-                f"capacity must be >= n_step ({n_step}) and action_horizon ({action_horizon}) so "
-                f"a window fits, got {capacity}"
+                f"capacity must be a multiple of num_envs ({num_envs}) so every stream gets the "
+                f"same number of slots, got {capacity}"
+            )
+        if capacity < num_envs * max(n_step, action_horizon):
+            raise ValueError(
+                f"capacity must be >= n_step ({n_step}) and action_horizon ({action_horizon}) "
+                f"times num_envs ({num_envs}) so a window fits in every stream, got {capacity}"
             )
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
@@ -229,8 +333,11 @@ class ReplayBuffer:
         if not 0.0 <= priority_eps < np.inf:
             raise ValueError(f"priority_eps must be finite and >= 0, got {priority_eps!r}")
         self.capacity = int(capacity)
+        self.num_envs = int(num_envs)
+        self.capacity_per_env = self.capacity // self.num_envs
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.action_shape = tuple(int(d) for d in action_shape)
+        self.extra_fields = _checked_extra_fields(extra_fields or {})
         self.n_step = int(n_step)
         self.action_horizon = int(action_horizon)
         # steps that must follow a transition (or its episode end) before it can be sampled
@@ -242,32 +349,55 @@ class ReplayBuffer:
         self.beta = float(beta)
         self.priority_eps = float(priority_eps)
 
-        cap = self.capacity
-        self._check_memory(np.dtype(action_dtype).itemsize)
-        self._obs = np.zeros((cap, *self.obs_shape), dtype=np.float32)
-        self._action = np.zeros((cap, *self.action_shape), dtype=action_dtype)
-        self._reward = np.zeros(cap, dtype=np.float32)
-        self._next_obs = np.zeros((cap, *self.obs_shape), dtype=np.float32)
-        self._terminated = np.zeros(cap, dtype=bool)
-        self._episode_end = np.zeros(cap, dtype=bool)
-        self._active = np.zeros(cap, dtype=bool)
-        self._tree = SumTree(cap)
+        # Every field is stored env-major as [N, C, *shape] (these are also the state_dict keys);
+        # the attributes below are flat [N * C, *shape] views of the same memory, indexed by the
+        # flat slot env * C + slot that the sum tree and `Batch.indices` use.
+        specs = {
+            "obs": (self.obs_shape, np.dtype(np.float32)),
+            "action": (self.action_shape, np.dtype(action_dtype)),
+            "reward": ((), np.dtype(np.float32)),
+            "next_obs": (self.obs_shape, np.dtype(np.float32)),
+            "terminated": ((), np.dtype(bool)),
+            "episode_end": ((), np.dtype(bool)),
+            "active": ((), np.dtype(bool)),
+        }
+        specs.update({_EXTRA_PREFIX + name: spec for name, spec in self.extra_fields.items()})
+        self._check_memory(
+            sum(dtype.itemsize * int(np.prod(shape)) for shape, dtype in specs.values())
+        )
+        n_envs, cap = self.num_envs, self.capacity_per_env
+        self._columns = {
+            key: np.zeros((n_envs, cap, *shape), dtype) for key, (shape, dtype) in specs.items()
+        }
+        flat = {
+            key: col.reshape(n_envs * cap, *col.shape[2:]) for key, col in self._columns.items()
+        }
+        self._obs = flat["obs"]
+        self._action = flat["action"]
+        self._reward = flat["reward"]
+        self._next_obs = flat["next_obs"]
+        self._terminated = flat["terminated"]
+        self._episode_end = flat["episode_end"]
+        self._active = flat["active"]
+        self._extras = {name: flat[_EXTRA_PREFIX + name] for name in self.extra_fields}
+        self._env_offsets = np.arange(n_envs, dtype=np.int64) * cap  # flat index of slot 0
+        # the obs shape of a step `add` stores without `_add_streams` (None matches no shape)
+        self._lean_obs_shape = self.obs_shape if n_envs == 1 and not self._extras else None
+        self._tree = SumTree(self.capacity)
         self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
         self._reset_counters()
 
-    def _check_memory(self, action_itemsize: int) -> None:
+    def _check_memory(self, bytes_per_step: int) -> None:
         """Refuse a buffer larger than the memory available, before allocating it: NumPy's
         zeroed arrays are only backed by memory as they fill, so an oversized buffer would
         otherwise fail hours into a run, or take the machine down with it."""
         from factorl.system import available_memory_bytes
 
-        obs_size, action_size = int(np.prod(self.obs_shape)), int(np.prod(self.action_shape))
-        per_step = 2 * 4 * obs_size + action_itemsize * action_size + 4 + 3  # + reward, flags
         tree = 16 * (1 << (self.capacity - 1).bit_length())  # SumTree: 2 x next power of two
-        needed = self.capacity * per_step + tree
+        needed = self.capacity * bytes_per_step + tree
         available = available_memory_bytes()
         if available is not None and needed > available:
-            fits = max(int(available / (per_step + 32)), 0)
+            fits = max(int(available / (bytes_per_step + 32)), 0)
             raise ValueError(
                 f"a replay buffer of capacity {self.capacity:,} needs {needed / 2**30:.1f} GiB "
                 f"but {available / 2**30:.1f} GiB of memory is available; at most about {fits:,} "
@@ -275,20 +405,28 @@ class ReplayBuffer:
             )
 
     def _reset_counters(self) -> None:
+        # Every add writes one step to every stream, so the streams share the write position
+        # and the number of steps stored.
         self._write_pos = 0
         self._size = 0
         self._num_active = 0
-        self._pending: list[int] = []  # current episode's slots whose window is incomplete
+        self._set_pending([[] for _ in range(self.num_envs)])
         self._dirty_idx: list[int] = []  # tree writes not yet applied, in order
         self._dirty_val: list[float] = []
         self._max_priority = 1.0
         self._activation_value = self._leaf_for_new()
 
+    def _set_pending(self, pending_by_env: list[list[int]]) -> None:
+        # per stream, its current episode's flat slots whose window is incomplete, oldest first
+        self._pending_by_env = pending_by_env
+        # the single-stream add works on its one list directly (it runs every env step)
+        self._pending = pending_by_env[0]
+
     def _leaf_for_new(self) -> float:
         return self._max_priority**self.alpha if self.prioritized else 1.0
 
     def __len__(self) -> int:
-        """Number of transitions that can be sampled now."""
+        """Number of transitions that can be sampled now (all streams together)."""
         return self._num_active
 
     def _activate(self, slot: int) -> None:
@@ -310,13 +448,24 @@ class ReplayBuffer:
         self,
         obs: np.ndarray,
         action: np.ndarray,
-        reward: float,
+        reward: float | np.ndarray,
         next_obs: np.ndarray,
-        terminated: bool,
-        truncated: bool,
+        terminated: bool | np.ndarray,
+        truncated: bool | np.ndarray,
+        **extras: np.ndarray,
     ) -> None:
-        """Store one environment step (obs, action) -> (reward, next_obs, terminated, truncated)."""
-        if np.shape(obs) != self.obs_shape or np.shape(next_obs) != self.obs_shape:
+        """Store one environment step (obs, action) -> (reward, next_obs, terminated, truncated)
+        for every stream: `obs` [num_envs, *obs_shape], `action` [num_envs, *action_shape],
+        `reward`, `terminated` and `truncated` [num_envs], and each declared extra field
+        [num_envs, *shape]. A single-stream buffer also takes one unbatched step (`obs` of shape
+        obs_shape, scalar reward and flags).
+        """
+        if extras or np.shape(obs) != self._lean_obs_shape:
+            self._add_streams(obs, action, reward, next_obs, terminated, truncated, extras)
+            return
+        # One stream, no extra fields, one unbatched step: the training loop's call on every env
+        # step, so it stays as lean as it was before streams and fields existed.
+        if np.shape(next_obs) != self.obs_shape:
             raise ValueError(
                 f"obs and next_obs must have shape {self.obs_shape}, "
                 f"got {np.shape(obs)} and {np.shape(next_obs)}"
@@ -357,9 +506,99 @@ class ReplayBuffer:
         if len(self._dirty_idx) > _MAX_DIRTY:
             self._flush()
 
+    def _add_streams(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: float | np.ndarray,
+        next_obs: np.ndarray,
+        terminated: bool | np.ndarray,
+        truncated: bool | np.ndarray,
+        extras: Mapping[str, np.ndarray],
+    ) -> None:
+        """`add` with a leading stream axis on every argument (the same steps as the lean
+        single-stream path, applied to every stream's slot at the shared write position)."""
+        n_envs = self.num_envs
+        unbatched = n_envs == 1 and np.shape(obs) == self.obs_shape
+        lead = () if unbatched else (n_envs,)
+        given = {
+            "obs": (obs, self.obs_shape),
+            "next_obs": (next_obs, self.obs_shape),
+            "action": (action, self.action_shape),
+            "reward": (reward, ()),
+            "terminated": (terminated, ()),
+            "truncated": (truncated, ()),
+        }
+        for name, (value, shape) in given.items():
+            if np.shape(value) != (*lead, *shape):
+                steps = f"one step for each of the {n_envs} streams"
+                if n_envs == 1:
+                    steps = f"one step with a stream axis, or {shape} without"
+                raise ValueError(
+                    f"{name} must have shape {(*lead, *shape)} ({steps}), got {np.shape(value)}"
+                )
+        self._check_extras(extras, lead)
+        if unbatched:  # give every argument its stream axis
+            obs, action, reward, next_obs, terminated, truncated = (
+                np.asarray(x)[None] for x in (obs, action, reward, next_obs, terminated, truncated)
+            )
+            extras = {name: np.asarray(value)[None] for name, value in extras.items()}
+        terminated = np.asarray(terminated, dtype=bool)
+        ended = terminated | np.asarray(truncated, dtype=bool)
+
+        pos = self._write_pos
+        flat = self._env_offsets + pos
+        overwritten = flat[self._active[flat]]
+        if overwritten.size:  # as in `add`: only the transitions starting here break
+            self._active[overwritten] = False
+            self._num_active -= overwritten.size
+            self._dirty_idx.extend(overwritten.tolist())
+            self._dirty_val.extend([0.0] * overwritten.size)
+        self._obs[flat] = obs
+        self._action[flat] = action
+        self._reward[flat] = reward
+        self._next_obs[flat] = next_obs
+        self._terminated[flat] = terminated
+        self._episode_end[flat] = ended
+        for name, value in extras.items():
+            self._extras[name][flat] = value
+
+        for pending, slot, episode_ended in zip(
+            self._pending_by_env, flat.tolist(), ended.tolist(), strict=True
+        ):
+            pending.append(slot)
+            if episode_ended:
+                for s in pending:
+                    self._activate(s)
+                pending.clear()
+            elif len(pending) == self._window:
+                self._activate(pending.pop(0))
+
+        pos += 1
+        self._write_pos = 0 if pos == self.capacity_per_env else pos
+        if self._size < self.capacity_per_env:
+            self._size += 1
+        if len(self._dirty_idx) > _MAX_DIRTY:
+            self._flush()
+
+    def _check_extras(self, extras: Mapping[str, Any], lead: tuple[int, ...]) -> None:
+        """`add`'s extra fields must be exactly the declared ones, each of shape lead + shape."""
+        for name in extras:
+            if name not in self.extra_fields:
+                declared = sorted(self.extra_fields) or "none"
+                raise ValueError(f"unknown extra field {name!r} (declared: {declared})")
+        for name, (shape, _) in self.extra_fields.items():
+            if name not in extras:
+                raise ValueError(f"missing extra field {name!r}: add must be given every field")
+            if np.shape(extras[name]) != (*lead, *shape):
+                raise ValueError(
+                    f"extra field {name!r} must have shape {(*lead, *shape)}, "
+                    f"got {np.shape(extras[name])}"
+                )
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        """Draw `batch_size` transitions with replacement (proportionally to priority if
-        prioritised, else uniformly), using only `rng` for randomness."""
+        """Draw `batch_size` transitions with replacement from all streams (proportionally to
+        priority if prioritised, else uniformly), using only `rng` for randomness."""
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if self._num_active == 0:
@@ -383,72 +622,91 @@ class ReplayBuffer:
         else:
             weights = np.ones(idx.shape, dtype=np.float32)
 
-        # Walk forward through the same episode, stopping after the first episode end and never
-        # past the newest written step.
-        newest = self._write_pos - 1 if self._write_pos > 0 else self.capacity - 1
+        # Walk forward through the same episode of the same stream, stopping after the first
+        # episode end and never past the stream's newest written step.
+        cap = self.capacity_per_env
+        start = idx % cap  # slot within the stream
+        base = idx - start  # flat index of the stream's slot 0
+        newest = self._write_pos - 1 if self._write_pos > 0 else cap - 1
         ret = np.zeros(idx.shape, dtype=np.float64)
         last = idx
         steps = np.zeros(idx.shape, dtype=np.int64)
         alive = np.ones(idx.shape, dtype=bool)
-        slot = idx
+        slot, flat = start, idx
         for k in range(self.n_step):
             if k > 0:
-                slot = idx + k
-                slot[slot >= self.capacity] -= self.capacity
-                last = np.where(alive, slot, last)
-            ret += np.where(alive, self._gamma_pows[k] * self._reward[slot], 0.0)
+                slot = start + k
+                slot[slot >= cap] -= cap
+                flat = base + slot
+                last = np.where(alive, flat, last)
+            ret += np.where(alive, self._gamma_pows[k] * self._reward[flat], 0.0)
             steps += alive
-            alive &= ~self._episode_end[slot] & (slot != newest)
+            alive &= ~self._episode_end[flat] & (slot != newest)
             if not alive.any():
                 break
         discount = self._gamma_pows[steps] * (1.0 - self._terminated[last])
 
         return Batch(
             obs=self._obs[idx],
-            action=self._action[idx] if self.action_horizon == 1 else self._sequences(idx),
+            action=self._action[idx] if self.action_horizon == 1 else self._sequences(start, base),
             reward=ret.astype(np.float32),
             discount=discount.astype(np.float32),
             next_obs=self._next_obs[last],
             weights=weights,
             indices=idx,
+            extras={
+                name: values[last] if name.startswith("next_") else values[idx]
+                for name, values in self._extras.items()
+            },
         )
 
     def _uniform_slots(self, u: np.ndarray) -> np.ndarray | None:
         """The slots `SumTree.find(u * total)` returns when every leaf is 1 (active) or 0, without
-        the tree: the floor(u * total)-th active slot in slot order, for each u.
+        the tree: the floor(u * total)-th active flat slot in flat order, for each u.
 
         Sums of 0/1 leaves are exact integers in float64 and subtracting them from v is exact, so
         the tree's descent computes exactly this; here it takes a few vectorised operations
         instead of two passes over the tree's depth (about 0.2 ms per batch at capacity 1M). The
-        inactive slots are the pending ones (windows still incomplete) and, until the buffer is
-        full, the unwritten tail, which no k < total reaches. Returns None if the buffer is not
-        in that layout, and the caller takes the tree path.
+        inactive slots are the pending ones (windows still incomplete) and, until the streams
+        are full, each stream's unwritten tail. Returns None if the buffer is not in that layout,
+        and the caller takes the tree path.
         """
-        holes = sorted(self._pending)
+        holes = sorted(itertools.chain.from_iterable(self._pending_by_env))
         n = self._num_active
-        if len(holes) != self._size - n or self._active[holes].any():
+        if len(holes) != self.num_envs * self._size - n or self._active[holes].any():
             return None
         k = np.floor(u * float(n)).astype(np.int64)  # the same product the tree path forms
         np.minimum(k, n - 1, out=k)  # u * n can round up to n; the tree clamps to the last leaf
-        for hole in holes:  # ascending: step over each inactive slot at or below k
-            k += k >= hole
-        return k
+        # Runs of inactive slots in flat order: (start, length).
+        runs = [(hole, 1) for hole in holes]
+        tail = self.capacity_per_env - self._size
+        if tail:
+            runs += [(int(offset) + self._size, tail) for offset in self._env_offsets]
+            runs.sort()
+        starts = np.array([s for s, _ in runs], dtype=np.int64)
+        skipped = np.cumsum([0] + [length for _, length in runs], dtype=np.int64)
+        # The k-th active slot lies past run j exactly when k >= the number of active slots
+        # before run j, which is its start minus the lengths of the runs before it.
+        return k + skipped[np.searchsorted(starts - skipped[:-1], k, side="right")]
 
-    def _sequences(self, idx: np.ndarray) -> np.ndarray:
-        """The action_horizon actions executed from each slot, padded with the episode's last."""
-        seq = np.empty((len(idx), self.action_horizon, *self.action_shape), self._action.dtype)
-        slot, alive = idx.copy(), np.ones(idx.shape, dtype=bool)
+    def _sequences(self, start: np.ndarray, base: np.ndarray) -> np.ndarray:
+        """The action_horizon actions executed from each (stream base, slot), padded with the
+        episode's last; a sampleable step has them all stored, so no walk passes the newest."""
+        seq = np.empty((len(start), self.action_horizon, *self.action_shape), self._action.dtype)
+        slot, alive = start.copy(), np.ones(start.shape, dtype=bool)
         for k in range(self.action_horizon):
             if k > 0:
                 step = slot + 1
-                step[step >= self.capacity] -= self.capacity
+                step[step >= self.capacity_per_env] -= self.capacity_per_env
                 slot = np.where(alive, step, slot)  # past the episode end: keep the last slot
-            seq[:, k] = self._action[slot]
-            alive &= ~self._episode_end[slot]
+            flat = base + slot
+            seq[:, k] = self._action[flat]
+            alive &= ~self._episode_end[flat]
         return seq
 
     def update_priorities(self, indices: np.ndarray, td_abs: np.ndarray) -> None:
-        """Set priorities of sampled slots from absolute TD errors: leaf = (td + eps) ** alpha.
+        """Set priorities of sampled flat slots (`Batch.indices`) from absolute TD errors:
+        leaf = (td + eps) ** alpha.
 
         A no-op in uniform mode. Slots overwritten since they were sampled are skipped so they
         stay unsampleable.
@@ -474,45 +732,10 @@ class ReplayBuffer:
         keep = self._active[idx]
         self._tree.update(idx[keep], raw[keep] ** self.alpha)
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Configuration and filled storage as plain NumPy arrays (safe for `np.savez`)."""
-        self._flush()
-        n = self._size
+    def _config(self) -> dict[str, Any]:
         return {
-            "capacity": np.asarray(self.capacity, dtype=np.int64),
-            "obs_shape": np.asarray(self.obs_shape, dtype=np.int64),
-            "action_shape": np.asarray(self.action_shape, dtype=np.int64),
-            "n_step": np.asarray(self.n_step, dtype=np.int64),
-            "action_horizon": np.asarray(self.action_horizon, dtype=np.int64),
-            "gamma": np.asarray(self.gamma, dtype=np.float64),
-            "prioritized": np.asarray(self.prioritized, dtype=bool),
-            "alpha": np.asarray(self.alpha, dtype=np.float64),
-            "priority_eps": np.asarray(self.priority_eps, dtype=np.float64),
-            "obs": self._obs[:n].copy(),
-            "action": self._action[:n].copy(),
-            "reward": self._reward[:n].copy(),
-            "next_obs": self._next_obs[:n].copy(),
-            "terminated": self._terminated[:n].copy(),
-            "episode_end": self._episode_end[:n].copy(),
-            "active": self._active[:n].copy(),
-            "leaves": self._tree.leaves[:n],
-            "pending": np.asarray(self._pending, dtype=np.int64),
-            "write_pos": np.asarray(self._write_pos, dtype=np.int64),
-            "size": np.asarray(self._size, dtype=np.int64),
-            "max_priority": np.asarray(self._max_priority, dtype=np.float64),
-        }
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        """Restore a `state_dict` saved from a buffer with the same configuration."""
-        keys = set(state.keys())
-        expected = set(_CONFIG_KEYS) | set(_DATA_KEYS)
-        if keys != expected:
-            raise ValueError(
-                "replay state keys do not match: missing "
-                f"{sorted(expected - keys)}, unexpected {sorted(keys - expected)}"
-            )
-        own = {
             "capacity": self.capacity,
+            "num_envs": self.num_envs,
             "obs_shape": self.obs_shape,
             "action_shape": self.action_shape,
             "n_step": self.n_step,
@@ -522,78 +745,178 @@ class ReplayBuffer:
             "alpha": self.alpha,
             "priority_eps": self.priority_eps,
         }
-        for key, mine in own.items():
-            value = np.asarray(state[key])
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Configuration and filled storage as plain NumPy arrays (safe for `np.savez`).
+
+        With several streams, stored fields are [num_envs, steps stored, ...] and `num_envs` is
+        saved; a single-stream buffer saves them as [steps stored, ...] without `num_envs`, the
+        layout every checkpoint had before streams existed. Extra fields are saved as
+        `extra.<name>`; `pending` lists flat slots, stream by stream, oldest first.
+        """
+        self._flush()
+        size = self._size
+        streams = self.num_envs > 1
+        config = self._config()
+        if not streams:
+            del config["num_envs"]
+        state = {key: np.asarray(value, dtype=_CONFIG_DTYPES[key]) for key, value in config.items()}
+        for key, column in self._columns.items():
+            state[key] = (column[:, :size] if streams else column[0, :size]).copy()
+        leaves = self._tree.leaves.reshape(self.num_envs, self.capacity_per_env)[:, :size]
+        state["leaves"] = leaves.copy() if streams else leaves[0].copy()
+        state["pending"] = np.asarray(
+            list(itertools.chain.from_iterable(self._pending_by_env)), dtype=np.int64
+        )
+        state["write_pos"] = np.asarray(self._write_pos, dtype=np.int64)
+        state["size"] = np.asarray(self._size, dtype=np.int64)
+        state["max_priority"] = np.asarray(self._max_priority, dtype=np.float64)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore a `state_dict` saved from a buffer with the same configuration.
+
+        Everything is checked before anything is changed: the contents are untrusted (a
+        checkpoint from disk). A state without `num_envs` (a single-stream buffer's, including
+        every one saved before streams existed) has no stream axis and holds one stream.
+        """
+        keys = set(state.keys())
+        streams = "num_envs" in keys
+        expected = set(_CONFIG_DTYPES) | set(_DATA_KEYS) | set(self._columns)
+        if not streams:
+            expected.discard("num_envs")
+        if keys != expected:
+            raise ValueError(
+                "replay state keys do not match: missing "
+                f"{sorted(expected - keys)}, unexpected {sorted(keys - expected)}"
+            )
+        for key, mine in self._config().items():
+            value = np.asarray(state[key] if key in keys else 1)  # no num_envs: one stream
             theirs = tuple(value.tolist()) if value.ndim == 1 else value.tolist()
             if value.ndim > 1 or theirs != mine:
                 raise ValueError(f"replay state has {key}={theirs!r} but this buffer has {mine!r}")
 
-        size = int(state["size"])
-        if not 0 <= size <= self.capacity:
-            raise ValueError(f"replay state size must be in [0, {self.capacity}], got {size}")
-        specs = {
-            "obs": ((size, *self.obs_shape), self._obs.dtype),
-            "action": ((size, *self.action_shape), self._action.dtype),
-            "reward": ((size,), self._reward.dtype),
-            "next_obs": ((size, *self.obs_shape), self._next_obs.dtype),
-            "terminated": ((size,), np.dtype(bool)),
-            "episode_end": ((size,), np.dtype(bool)),
-            "active": ((size,), np.dtype(bool)),
-            "leaves": ((size,), np.dtype(np.float64)),
-            "pending": (None, np.dtype(np.int64)),
-            "write_pos": ((), np.dtype(np.int64)),
-            "size": ((), np.dtype(np.int64)),
-            "max_priority": ((), np.dtype(np.float64)),
-        }
-        arrays = {}
-        for key, (shape, dtype) in specs.items():
+        counters = {}
+        for key, dtype in (("size", np.int64), ("write_pos", np.int64), ("max_priority", float)):
             value = np.asarray(state[key])
-            if shape is not None and value.shape != shape:
-                raise ValueError(f"replay state {key!r} has shape {value.shape}, expected {shape}")
-            if value.dtype != dtype:
-                raise ValueError(f"replay state {key!r} has dtype {value.dtype}, expected {dtype}")
-            arrays[key] = value
-
-        write_pos = int(arrays["write_pos"])
-        if (size < self.capacity and write_pos != size) or not 0 <= write_pos < self.capacity:
+            if value.shape != () or value.dtype != np.dtype(dtype):
+                raise ValueError(
+                    f"replay state {key!r} must be a {np.dtype(dtype)} scalar, "
+                    f"got shape {value.shape} and dtype {value.dtype}"
+                )
+            counters[key] = value.item()
+        n_envs, cap = self.num_envs, self.capacity_per_env
+        size, write_pos = counters["size"], counters["write_pos"]
+        if not 0 <= size <= cap:
+            raise ValueError(f"replay state size must be in [0, {cap}], got {size}")
+        if (size < cap and write_pos != size) or not 0 <= write_pos < cap:
             raise ValueError(f"replay state write_pos={write_pos} is inconsistent with size={size}")
-        pending = arrays["pending"]
-        if pending.ndim != 1 or len(pending) >= self._window:
-            raise ValueError(
-                f"replay state pending must be 1-D with fewer than {self._window} entries"
-            )
-        if len(pending) and (pending.min() < 0 or pending.max() >= size):
-            raise ValueError("replay state pending slots are outside the filled storage")
-        leaves, active = arrays["leaves"], arrays["active"]
-        if not (np.isfinite(leaves).all() and (leaves >= 0).all() and (leaves[~active] == 0).all()):
-            raise ValueError("replay state leaves must be finite, >= 0, and 0 on inactive slots")
-        if not self.prioritized and not (leaves[active] == 1.0).all():
-            raise ValueError("replay state leaves must be 1 on active slots in uniform mode")
-        max_priority = float(arrays["max_priority"])
+        max_priority = counters["max_priority"]
         if not 0 < max_priority < np.inf:
             raise ValueError(
                 f"replay state max_priority must be finite and > 0, got {max_priority}"
             )
 
-        for key, dest in (
-            ("obs", self._obs),
-            ("action", self._action),
-            ("reward", self._reward),
-            ("next_obs", self._next_obs),
-            ("terminated", self._terminated),
-            ("episode_end", self._episode_end),
-            ("active", self._active),
-        ):
-            dest[:size] = arrays[key]
-            dest[size:] = 0
-        full_leaves = np.zeros(self.capacity, dtype=np.float64)
-        full_leaves[:size] = leaves
-        self._tree.set_leaves(full_leaves)
+        lead = (n_envs, size) if streams else (size,)
+        specs = {key: (col.shape[2:], col.dtype) for key, col in self._columns.items()}
+        specs["leaves"] = ((), np.dtype(np.float64))
+        arrays = {}
+        for key, (shape, dtype) in specs.items():
+            value = np.asarray(state[key])
+            if value.shape != (*lead, *shape):
+                raise ValueError(
+                    f"replay state {key!r} has shape {value.shape}, expected {(*lead, *shape)}"
+                )
+            if value.dtype != dtype:
+                raise ValueError(f"replay state {key!r} has dtype {value.dtype}, expected {dtype}")
+            arrays[key] = value if streams else value[None]
+
+        pending_by_env = self._checked_pending(np.asarray(state["pending"]), size, write_pos)
+        active, leaves = arrays["active"], arrays["leaves"]
+        is_pending = np.zeros((n_envs, size), dtype=bool)
+        for pending in pending_by_env:
+            for slot in pending:
+                is_pending[divmod(slot, cap)] = True
+        # every stored step is either sampleable or waiting for its window, never both
+        if not (active == ~is_pending).all():
+            raise ValueError("replay state active must mark exactly the stored, non-pending slots")
+        if arrays["episode_end"][is_pending].any():
+            raise ValueError("replay state has an episode end among the pending slots")
+        if (arrays["terminated"] & ~arrays["episode_end"]).any():
+            raise ValueError("replay state has a terminated step that does not end its episode")
+        if not (np.isfinite(leaves).all() and (leaves >= 0).all() and (leaves[~active] == 0).all()):
+            raise ValueError("replay state leaves must be finite, >= 0, and 0 on inactive slots")
+        if not self.prioritized and not (leaves[active] == 1.0).all():
+            raise ValueError("replay state leaves must be 1 on active slots in uniform mode")
+
+        for key, column in self._columns.items():
+            column[:, :size] = arrays[key]
+            column[:, size:] = 0
+        full_leaves = np.zeros((n_envs, cap), dtype=np.float64)
+        full_leaves[:, :size] = leaves
+        self._tree.set_leaves(full_leaves.reshape(-1))
         self._write_pos = write_pos
         self._size = size
         self._num_active = int(active.sum())
-        self._pending = [int(s) for s in pending]
+        self._set_pending(pending_by_env)
         self._dirty_idx = []
         self._dirty_val = []
         self._max_priority = max_priority
         self._activation_value = self._leaf_for_new()
+
+    def _checked_pending(self, pending: np.ndarray, size: int, write_pos: int) -> list[list[int]]:
+        """A saved `pending` array split by stream, checked to be what `add` leaves behind: per
+        stream, fewer than a window of its newest steps, oldest first."""
+        if pending.ndim != 1 or pending.dtype != np.int64:
+            raise ValueError(
+                f"replay state pending must be 1-D int64, got shape {pending.shape} and dtype "
+                f"{pending.dtype}"
+            )
+        cap = self.capacity_per_env
+        if len(pending) and (pending.min() < 0 or pending.max() >= self.capacity):
+            raise ValueError("replay state pending slots are outside the storage")
+        env, slot = np.divmod(pending, cap)
+        if (np.diff(env) < 0).any():
+            raise ValueError("replay state pending slots must be grouped by stream, in order")
+        pending_by_env = []
+        for e in range(self.num_envs):
+            slots = slot[env == e]
+            count = len(slots)
+            if count >= self._window or count > size:
+                raise ValueError(
+                    f"replay state pending must hold fewer than {self._window} entries per "
+                    f"stream, all stored, got {count} for stream {e}"
+                )
+            newest = (write_pos - count + np.arange(count)) % cap
+            if not np.array_equal(slots, newest):
+                raise ValueError(
+                    f"replay state pending slots of stream {e} must be its newest {count} steps, "
+                    "oldest first"
+                )
+            pending_by_env.append([int(s) + e * cap for s in slots])
+        return pending_by_env
+
+
+def _checked_extra_fields(
+    fields: Mapping[str, tuple[tuple[int, ...], DTypeLike]],
+) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Extra fields as name -> (shape, dtype), refusing names `add` cannot take as keywords and
+    dtypes a checkpoint cannot hold without pickle."""
+    checked = {}
+    for name, spec in fields.items():
+        if not isinstance(name, str) or not name.isidentifier() or name in _RESERVED:
+            raise ValueError(
+                f"extra field name {name!r} must be a Python identifier other than "
+                f"{sorted(_RESERVED)}"
+            )
+        try:
+            shape, dtype = spec
+            shape, dtype = tuple(int(d) for d in shape), np.dtype(dtype)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"extra field {name!r} must be given as (shape, dtype): {e}") from e
+        if any(d < 0 for d in shape):
+            raise ValueError(f"extra field {name!r} has a negative dimension: {shape}")
+        if dtype.hasobject:
+            raise ValueError(f"extra field {name!r} cannot hold Python objects ({dtype})")
+        checked[name] = (shape, dtype)
+    return checked

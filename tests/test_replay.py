@@ -543,3 +543,512 @@ def test_n_step_returns_and_action_sequences_have_independent_lengths():
         else:  # the episode terminates inside the n-step window: no bootstrap
             assert row.reward == pytest.approx(sum(10 * s * gamma ** (s - t) for s in range(t, 7)))
             assert row.discount == 0.0
+
+
+# ------------------------------------------------------------------------ environment streams
+
+
+def _stream_steps(base, ends, length=6):
+    """One stream's steps (obs id, reward, next obs id, terminated, truncated): obs ids base + t,
+    reward t + 1, and `ends` maps t -> "term" or "trunc" (the final next obs is base + 50 + t)."""
+    steps = []
+    for t in range(length):
+        end = ends.get(t)
+        nxt = base + 50 + t if end else base + t + 1
+        steps.append((base + t, t + 1.0, nxt, end == "term", end == "trunc"))
+    return steps
+
+
+def _add_vector_steps(buf, streams):
+    """Add the streams' steps in lockstep, one vector step per time index; action = obs id."""
+    for rows in zip(*streams, strict=True):
+        obs = np.array([[r[0]] for r in rows], np.float32)
+        buf.add(
+            obs,
+            obs,
+            np.array([r[1] for r in rows]),
+            np.array([[r[2]] for r in rows], np.float32),
+            np.array([r[3] for r in rows]),
+            np.array([r[4] for r in rows]),
+        )
+
+
+def test_streams_compute_n_step_returns_within_their_own_episodes():
+    buf = ReplayBuffer(48, (1,), (1,), n_step=3, gamma=0.5, num_envs=3)
+    assert buf.capacity_per_env == 16
+    _add_vector_steps(
+        buf,
+        [
+            _stream_steps(0, {1: "term"}),  # a 2-step episode, then one still open
+            _stream_steps(100, {3: "trunc"}),  # truncated after 4 steps, then one open
+            _stream_steps(200, {}),  # one open episode
+        ],
+    )
+    # every stream's t = 4 and 5 wait for their windows; stream 0's t = 0, 1 ended early
+    assert len(buf) == 12
+    stream2 = {
+        200.0 + t: ((t + 1) + 0.5 * (t + 2) + 0.25 * (t + 3), 0.125, 203.0 + t) for t in range(4)
+    }
+    assert _sample_by_obs(buf) == {
+        0.0: (1 + 0.5 * 2, 0.0, 51.0),
+        1.0: (2.0, 0.0, 51.0),
+        2.0: (3 + 0.5 * 4 + 0.25 * 5, 0.125, 5.0),
+        3.0: (4 + 0.5 * 5 + 0.25 * 6, 0.125, 6.0),
+        100.0: (1 + 0.5 * 2 + 0.25 * 3, 0.125, 103.0),
+        101.0: (2 + 0.5 * 3 + 0.25 * 4, 0.125, 153.0),
+        102.0: (3 + 0.5 * 4, 0.25, 153.0),  # truncation bootstraps, with gamma^2
+        103.0: (4.0, 0.5, 153.0),
+        **stream2,
+    }
+    # stream 2 terminates: its three pending steps activate, the others each gain one
+    buf.add(
+        np.array([[6], [106], [206]], np.float32),
+        np.array([[6], [106], [206]], np.float32),
+        np.array([7.0, 7.0, 7.0]),
+        np.array([[7], [107], [256]], np.float32),
+        np.array([False, False, True]),
+        np.array([False, False, False]),
+    )
+    assert len(buf) == 17
+    rows = _sample_by_obs(buf, n=4000)
+    assert rows[4.0] == (5 + 0.5 * 6 + 0.25 * 7, 0.125, 7.0)
+    assert rows[104.0] == (5 + 0.5 * 6 + 0.25 * 7, 0.125, 107.0)
+    assert rows[204.0] == (5 + 0.5 * 6 + 0.25 * 7, 0.0, 256.0)
+    assert rows[205.0] == (6 + 0.5 * 7, 0.0, 256.0)
+    assert rows[206.0] == (7.0, 0.0, 256.0)
+    assert 5.0 not in rows and 105.0 not in rows
+
+
+def test_stream_windows_wrap_within_their_stream_and_never_cross_into_the_next():
+    # 4 slots per stream: stream 0's step 3 sits in its last slot and its window continues in
+    # its own slot 0 (step 4), which in flat order is right before stream 1's slot 0
+    buf = ReplayBuffer(8, (1,), (1,), n_step=2, gamma=0.5, num_envs=2)
+    stream0 = [(t, t + 1.0, t + 1, False, False) for t in range(6)]
+    stream1 = [(100 + t, 100.0, 101 + t, False, False) for t in range(6)]
+    _add_vector_steps(buf, [stream0, stream1])
+    assert len(buf) == 6  # each stream holds steps 2..5, and step 5 waits for its window
+    assert _sample_by_obs(buf) == {
+        **{float(t): ((t + 1) + 0.5 * (t + 2), 0.25, float(t + 2)) for t in (2, 3, 4)},
+        **{100.0 + t: (150.0, 0.25, 102.0 + t) for t in (2, 3, 4)},
+    }
+
+
+def test_action_sequences_follow_their_own_stream():
+    buf = ReplayBuffer(20, (1,), (1,), action_horizon=3, num_envs=2)
+    # stream 0: episode 1..4, then 5, 6 open; stream 1: episode 11, 12, then 13..16 open
+    ends0, ends1 = (
+        [False, False, False, True, False, False],
+        [False, True, False, False, False, False],
+    )
+    for t in range(6):
+        a = np.array([[1 + t], [11 + t]], np.float32)
+        buf.add(a, a, np.zeros(2), a, np.array([ends0[t], ends1[t]]), np.zeros(2, bool))
+    assert _sequences_by_first_action(buf) == {
+        1: [1, 2, 3],
+        2: [2, 3, 4],
+        3: [3, 4, 4],
+        4: [4, 4, 4],
+        11: [11, 12, 12],
+        12: [12, 12, 12],
+        13: [13, 14, 15],
+        14: [14, 15, 16],
+    }
+
+
+_FIELDS = {
+    "state": ((2,), np.float32),
+    "next_state": ((2,), np.float32),
+    "demo": ((), bool),
+}
+
+
+def _add_with_fields(buf, streams):
+    """Like _add_vector_steps, with state = (obs id, -obs id), next_state likewise for the next
+    obs, and demo set on streams whose ids are >= 100."""
+    for rows in zip(*streams, strict=True):
+        ids = np.array([r[0] for r in rows], np.float32)
+        nxt = np.array([r[2] for r in rows], np.float32)
+        buf.add(
+            ids[:, None],
+            ids[:, None],
+            np.array([r[1] for r in rows]),
+            nxt[:, None],
+            np.array([r[3] for r in rows]),
+            np.array([r[4] for r in rows]),
+            state=np.stack([ids, -ids], axis=1),
+            next_state=np.stack([nxt, -nxt], axis=1),
+            demo=ids >= 100,
+        )
+
+
+def test_extra_fields_are_read_at_t_and_next_fields_at_the_bootstrap_step():
+    buf = ReplayBuffer(20, (1,), (1,), n_step=2, gamma=0.5, num_envs=2, extra_fields=_FIELDS)
+    _add_with_fields(buf, [_stream_steps(0, {1: "term"}, 4), _stream_steps(100, {}, 4)])
+    batch = buf.sample(500, np.random.default_rng(0))
+    assert set(batch.extras) == {"state", "next_state", "demo"}
+    assert batch.extras["state"].dtype == np.float32 and batch.extras["demo"].dtype == bool
+    assert batch.extras["state"].shape == (500, 2) and batch.extras["demo"].shape == (500,)
+    obs, next_obs = batch.obs[:, 0], batch.next_obs[:, 0]
+    np.testing.assert_array_equal(batch.extras["state"], np.stack([obs, -obs], axis=1))
+    np.testing.assert_array_equal(batch.extras["next_state"], np.stack([next_obs, -next_obs], 1))
+    np.testing.assert_array_equal(batch.extras["demo"], obs >= 100)
+    # 2-step windows: next_state comes from the step the window bootstraps from, not from t
+    rows = dict(zip(obs.tolist(), batch.extras["next_state"][:, 0].tolist(), strict=True))
+    assert rows == {0.0: 51.0, 1.0: 51.0, 2.0: 4.0, 100.0: 102.0, 101.0: 103.0, 102.0: 104.0}
+
+
+def test_one_stream_takes_unbatched_steps_with_extra_fields_like_batched_ones():
+    unbatched = ReplayBuffer(10, (1,), (1,), n_step=2, extra_fields=_FIELDS)
+    batched = ReplayBuffer(10, (1,), (1,), n_step=2, extra_fields=_FIELDS)
+    for t in range(12):
+        o, end = np.array([t], np.float32), t % 5 == 4
+        fields = dict(state=np.array([t, -t], np.float32), next_state=np.zeros(2), demo=t > 6)
+        unbatched.add(o, o, 1.0, o + 1, end, False, **fields)
+        batched.add(
+            o[None], o[None], [1.0], o[None] + 1, [end], [False],
+            **{k: np.asarray(v)[None] for k, v in fields.items()},
+        )  # fmt: skip
+    a = unbatched.sample(64, np.random.default_rng(1))
+    b = batched.sample(64, np.random.default_rng(1))
+    _assert_batches_equal(a, b)
+    for name in _FIELDS:
+        np.testing.assert_array_equal(a.extras[name], b.extras[name])
+    np.testing.assert_array_equal(a.extras["state"][:, 0], a.obs[:, 0])
+
+
+def test_one_stream_batched_adds_match_unbatched_ones():
+    unbatched, batched = _random_buffer(), _random_buffer()
+    data_a, data_b = np.random.default_rng(0), np.random.default_rng(0)
+    _drive(unbatched, data_a, 130)
+    _drive_streams(batched, data_b, 130)  # the same draws, with a stream axis of 1
+    state_a, state_b = unbatched.state_dict(), batched.state_dict()
+    for key in state_a:
+        np.testing.assert_array_equal(state_a[key], state_b[key], err_msg=key)
+    _assert_batches_equal(
+        unbatched.sample(64, np.random.default_rng(2)), batched.sample(64, np.random.default_rng(2))
+    )
+
+
+def _drive_streams(buf, data_rng, steps, extras=False):
+    """Random vector steps with random episode ends per stream; draws the same numbers as
+    `_drive` for one stream (plus the extra fields, drawn last)."""
+    n = buf.num_envs
+    for _ in range(steps):
+        end = data_rng.random(n)
+        obs, action = data_rng.normal(size=(n, 3)), data_rng.normal(size=(n, 2))
+        reward, next_obs = data_rng.normal(size=n), data_rng.normal(size=(n, 3))
+        fields = {}
+        if extras:
+            fields = dict(
+                state=data_rng.normal(size=(n, 2)),
+                next_state=data_rng.normal(size=(n, 2)),
+                demo=data_rng.random(n) < 0.5,
+            )
+        buf.add(obs, action, reward, next_obs, end < 0.05, (end >= 0.05) & (end < 0.1), **fields)
+
+
+def test_uniform_sampling_covers_all_streams_evenly():
+    buf = ReplayBuffer(200, (3,), (2,), n_step=3, num_envs=4)
+    _drive_streams(buf, np.random.default_rng(0), 120)  # wraps each stream's 50 slots
+    active = np.flatnonzero(buf._active)
+    assert len(active) == len(buf) and len(buf) > 150
+    assert len(set(active // 50)) == 4
+    batch = buf.sample(200_000, np.random.default_rng(1))
+    freq = np.bincount(batch.indices, minlength=200) / len(batch.indices)
+    assert (freq[~buf._active] == 0).all()
+    np.testing.assert_allclose(freq[active], 1 / len(active), atol=0.0015)
+    per_stream = np.bincount(batch.indices // 50, minlength=4) / len(batch.indices)
+    expected = np.bincount(active // 50, minlength=4) / len(active)
+    np.testing.assert_allclose(per_stream, expected, atol=0.005)
+
+
+@pytest.mark.parametrize(("n_step", "horizon"), [(1, 1), (3, 1), (2, 4)])
+def test_uniform_fast_path_matches_the_sum_tree_across_streams(n_step, horizon):
+    # as for one stream, plus each stream's unwritten tail before the streams fill up
+    buf = ReplayBuffer(39, (1,), (1,), n_step=n_step, action_horizon=horizon, num_envs=3)
+    rng = np.random.default_rng(n_step * 10 + horizon)
+    for t in range(40):
+        ends = rng.random(3) < 0.15
+        o = np.full((3, 1), t, np.float32)
+        buf.add(o, o, np.ones(3), o + 1, ends & (rng.random(3) < 0.5), ends)
+        if len(buf) == 0:
+            continue
+        u = rng.random(64)
+        u[:3] = [0.0, np.nextafter(1.0, 0.0), 0.5]
+        fast = buf._uniform_slots(u)
+        buf._flush()
+        assert fast is not None
+        np.testing.assert_array_equal(fast, buf._tree.find(u * buf._tree.total()))
+        assert buf._active[fast].all()
+
+
+def test_prioritized_sampling_follows_priorities_across_streams():
+    buf = ReplayBuffer(
+        12, (1,), (1,), prioritized=True, alpha=1.0, beta=1.0, priority_eps=0.0, num_envs=3
+    )
+    _add_vector_steps(buf, [_stream_steps(b, {3: "term"}, 4) for b in (0, 100, 200)])
+    assert len(buf) == 12
+    buf.update_priorities(np.arange(12), np.arange(1.0, 13.0))
+    batch = buf.sample(200_000, np.random.default_rng(6))
+    probs = np.arange(1.0, 13.0) / 78
+    freq = np.bincount(batch.indices, minlength=12) / len(batch.indices)
+    np.testing.assert_allclose(freq, probs, atol=0.005)
+    np.testing.assert_allclose(
+        np.bincount(batch.indices // 4) / len(batch.indices), probs.reshape(3, 4).sum(1), atol=0.005
+    )
+    # flat index env * 4 + slot: stream 2's slot 1 holds its step 1 (obs 201)
+    np.testing.assert_array_equal(batch.obs[batch.indices == 9, 0], 201.0)
+    np.testing.assert_allclose(batch.weights, (probs[0] / probs)[batch.indices], rtol=1e-6)
+
+
+def _stream_buffer(**overrides):
+    kwargs = dict(
+        n_step=3, gamma=0.9, prioritized=True, alpha=0.6, beta=0.4, num_envs=3, extra_fields=_FIELDS
+    )
+    kwargs.update(overrides)
+    return ReplayBuffer(60, (3,), (2,), **kwargs)
+
+
+def _assert_samples_equal(a, b):
+    _assert_batches_equal(a, b)
+    assert a.extras.keys() == b.extras.keys()
+    for name in a.extras:
+        assert a.extras[name].dtype == b.extras[name].dtype, name
+        np.testing.assert_array_equal(a.extras[name], b.extras[name], err_msg=name)
+
+
+@pytest.mark.parametrize("prioritized", [True, False])
+def test_state_dict_round_trip_with_streams_and_extra_fields(tmp_path, prioritized):
+    data_rng, rng = np.random.default_rng(1), np.random.default_rng(2)
+    buf = _stream_buffer(prioritized=prioritized)
+    _drive_streams(buf, data_rng, 47, extras=True)  # wraps each stream's 20 slots
+    for _ in range(3):
+        batch = buf.sample(16, rng)
+        buf.update_priorities(batch.indices, np.abs(rng.normal(size=16)) * 3)
+    _drive_streams(buf, data_rng, 2, extras=True)  # tree writes not yet applied
+
+    state = buf.state_dict()
+    assert state["obs"].shape == (3, 20, 3) and state["leaves"].shape == (3, 20)
+    assert state["extra.state"].shape == (3, 20, 2) and state["extra.demo"].dtype == bool
+    assert int(state["num_envs"]) == 3
+    np.savez(tmp_path / "replay.npz", **state)
+    with np.load(tmp_path / "replay.npz", allow_pickle=False) as saved:
+        fresh = _stream_buffer(prioritized=prioritized)
+        fresh.load_state_dict(saved)
+
+    assert len(fresh) == len(buf)
+    np.testing.assert_array_equal(fresh._tree._nodes, buf._tree._nodes)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    data_a, data_b = np.random.default_rng(4), np.random.default_rng(4)
+    td_rng = np.random.default_rng(5)
+    for _ in range(5):
+        a, b = buf.sample(32, rng_a), fresh.sample(32, rng_b)
+        _assert_samples_equal(a, b)
+        td = np.abs(td_rng.normal(size=32))
+        buf.update_priorities(a.indices, td)
+        fresh.update_priorities(b.indices, td)
+        _drive_streams(buf, data_a, 4, extras=True)  # the restored pending lists at work
+        _drive_streams(fresh, data_b, 4, extras=True)
+    assert len(fresh) == len(buf)
+    np.testing.assert_array_equal(fresh._tree._nodes, buf._tree._nodes)
+
+
+_OLD_KEYS = {
+    "capacity", "obs_shape", "action_shape", "n_step", "action_horizon", "gamma", "prioritized",
+    "alpha", "priority_eps", "obs", "action", "reward", "next_obs", "terminated", "episode_end",
+    "active", "leaves", "pending", "write_pos", "size", "max_priority",
+}  # fmt: skip
+
+
+def test_a_state_dict_saved_before_streams_existed_still_loads():
+    # the layout checkpoints on disk have: no num_envs, no stream axis. Episode 0, 1, 2 ended by
+    # termination and step 3 of the next one waits for its 2-step window.
+    i64, f32 = np.int64, np.float32
+    ids = np.array([[0.0], [1.0], [2.0], [3.0]], f32)
+    old = {
+        "capacity": np.asarray(8, i64),
+        "obs_shape": np.asarray([1], i64),
+        "action_shape": np.asarray([1], i64),
+        "n_step": np.asarray(2, i64),
+        "action_horizon": np.asarray(1, i64),
+        "gamma": np.asarray(0.5),
+        "prioritized": np.asarray(False),
+        "alpha": np.asarray(0.6),
+        "priority_eps": np.asarray(1e-6),
+        "obs": ids,
+        "action": ids.copy(),
+        "reward": np.array([1.0, 2.0, 4.0, 8.0], f32),
+        "next_obs": np.array([[1.0], [2.0], [99.0], [4.0]], f32),
+        "terminated": np.array([False, False, True, False]),
+        "episode_end": np.array([False, False, True, False]),
+        "active": np.array([True, True, True, False]),
+        "leaves": np.array([1.0, 1.0, 1.0, 0.0]),
+        "pending": np.array([3], i64),
+        "write_pos": np.asarray(4, i64),
+        "size": np.asarray(4, i64),
+        "max_priority": np.asarray(1.0),
+    }
+    assert set(old) == _OLD_KEYS
+    loaded = ReplayBuffer(8, (1,), (1,), n_step=2, gamma=0.5)
+    loaded.load_state_dict(old)
+    assert len(loaded) == 3
+    assert _sample_by_obs(loaded) == {
+        0.0: (2.0, 0.25, 2.0),
+        1.0: (4.0, 0.0, 99.0),
+        2.0: (4.0, 0.0, 99.0),
+    }
+    # and it goes on exactly like the buffer that took those steps
+    fresh = ReplayBuffer(8, (1,), (1,), n_step=2, gamma=0.5)
+    _add_steps(fresh, _episode([0, 1, 2], [1.0, 2.0, 4.0], 99, terminated=True))
+    _add_steps(fresh, [(3, 8.0, 4, False, False)])
+    for buf in (loaded, fresh):
+        _add_steps(buf, [(t, 1.0, t + 1, False, t == 9) for t in range(4, 10)])
+    _assert_batches_equal(
+        loaded.sample(64, np.random.default_rng(0)), fresh.sample(64, np.random.default_rng(0))
+    )
+    # a single-stream buffer still saves that layout, so older code can read new checkpoints
+    state = fresh.state_dict()
+    assert set(state) == _OLD_KEYS
+    for key, value in old.items():
+        assert state[key].dtype == value.dtype, key
+    with pytest.raises(ValueError, match="num_envs=1 but this buffer has 2"):
+        ReplayBuffer(8, (1,), (1,), n_step=2, gamma=0.5, num_envs=2).load_state_dict(old)
+    with pytest.raises(ValueError, match=r"missing \['extra.demo'\]"):
+        ReplayBuffer(
+            8, (1,), (1,), n_step=2, gamma=0.5, extra_fields={"demo": ((), bool)}
+        ).load_state_dict(old)
+
+
+def _stream_state():
+    buf = _stream_buffer()
+    _drive_streams(buf, np.random.default_rng(0), 30, extras=True)
+    return buf.state_dict()
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda s: s.update(num_envs=np.asarray(2, np.int64)), r"num_envs=2 but this buffer has 3"),
+        (lambda s: s.pop("extra.demo"), r"missing \['extra.demo'\]"),
+        (lambda s: s.update({"extra.foo": s["obs"]}), r"unexpected \['extra.foo'\]"),
+        (
+            lambda s: s.update({"extra.state": s["extra.state"].astype(np.float64)}),
+            "'extra.state' has dtype float64",
+        ),
+        (
+            lambda s: s.update({"extra.state": s["extra.state"][:, :, :1]}),
+            "'extra.state' has shape",
+        ),
+        (lambda s: s.update(obs=s["obs"][0]), "'obs' has shape"),  # the stream axis is required
+        (lambda s: s.update(size=np.asarray([10], np.int64)), "'size' must be a int64 scalar"),
+        (lambda s: s.update(size=np.asarray(21, np.int64)), r"size must be in \[0, 20\]"),
+        (lambda s: s.update(write_pos=np.asarray(20, np.int64)), "write_pos=20 is inconsistent"),
+        (lambda s: s.update(pending=np.asarray([60], np.int64)), "outside the storage"),
+        (lambda s: s.update(pending=s["pending"][::-1].copy()), "pending"),
+        (lambda s: s.update(pending=s["pending"].astype(np.int32)), "pending must be 1-D int64"),
+        (lambda s: s["active"].__setitem__((1, 3), ~s["active"][1, 3]), "active must mark"),
+        (lambda s: s["leaves"].__setitem__((0, 0), np.inf), "leaves must be finite"),
+        (lambda s: s.update(max_priority=np.asarray(0.0)), "max_priority must be finite and > 0"),
+    ],
+)
+def test_load_state_dict_rejects_inconsistent_stream_states(change, match):
+    state = _stream_state()
+    assert len(state["pending"]) >= 2  # so reversing it reorders something
+    change(state)
+    before = _stream_buffer()
+    _drive_streams(before, np.random.default_rng(9), 5, extras=True)
+    snapshot = before.state_dict()
+    with pytest.raises(ValueError, match=match):
+        before.load_state_dict(state)
+    after = before.state_dict()  # a refused state changes nothing
+    for key in snapshot:
+        np.testing.assert_array_equal(after[key], snapshot[key], err_msg=key)
+
+
+def test_a_stream_state_does_not_load_into_one_stream_and_back():
+    streams = _stream_state()
+    with pytest.raises(ValueError, match="num_envs=3 but this buffer has 1"):
+        _stream_buffer(num_envs=1).load_state_dict(streams)
+    one = _stream_buffer(num_envs=1)
+    _drive_streams(one, np.random.default_rng(0), 10, extras=True)
+    with pytest.raises(ValueError, match="num_envs=1 but this buffer has 3"):
+        _stream_buffer().load_state_dict(one.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(num_envs=0), r"num_envs must be an integer >= 1"),
+        (dict(num_envs=3), r"capacity must be a multiple of num_envs \(3\)"),
+        (dict(num_envs=5, n_step=3), r"capacity must be >= n_step \(3\).*num_envs \(5\)"),
+        (dict(num_envs=2, action_horizon=6), r"action_horizon \(6\) times num_envs \(2\)"),
+        (dict(extra_fields={"obs": ((1,), np.float32)}), "extra field name 'obs'"),
+        (dict(extra_fields={"self": ((1,), np.float32)}), "extra field name 'self'"),
+        (dict(extra_fields={"a b": ((1,), np.float32)}), "extra field name 'a b'"),
+        (dict(extra_fields={"x": np.float32}), "extra field 'x' must be given as"),
+        (dict(extra_fields={"x": ((-1,), np.float32)}), "extra field 'x' has a negative"),
+        (dict(extra_fields={"x": ((1,), object)}), "extra field 'x' cannot hold Python objects"),
+    ],
+)
+def test_stream_and_field_constructor_validation(kwargs, match):
+    args = dict(capacity=10, obs_shape=(1,), action_shape=(1,))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        ReplayBuffer(**args)
+
+
+def test_add_rejects_bad_streams_and_fields_and_changes_nothing():
+    buf = ReplayBuffer(20, (3,), (2,), num_envs=2, extra_fields=_FIELDS)
+    good = dict(
+        obs=np.zeros((2, 3)),
+        action=np.zeros((2, 2)),
+        reward=np.zeros(2),
+        next_obs=np.zeros((2, 3)),
+        terminated=np.zeros(2, bool),
+        truncated=np.ones(2, bool),
+        state=np.zeros((2, 2)),
+        next_state=np.zeros((2, 2)),
+        demo=np.zeros(2, bool),
+    )
+    buf.add(**good)
+    assert len(buf) == 2
+    snapshot = buf.state_dict()
+    bad = [
+        (dict(obs=np.zeros(3)), r"obs must have shape \(2, 3\)"),
+        (dict(action=np.zeros((3, 2))), r"action must have shape \(2, 2\)"),
+        (dict(reward=0.0), r"reward must have shape \(2,\)"),
+        (dict(truncated=True), r"truncated must have shape \(2,\)"),
+        (dict(state=np.zeros((2, 3))), r"extra field 'state' must have shape \(2, 2\)"),
+        (dict(demo=np.zeros(1, bool)), r"extra field 'demo' must have shape \(2,\)"),
+        (dict(foo=np.zeros(2)), "unknown extra field 'foo'"),
+    ]
+    for change, match in bad:
+        with pytest.raises(ValueError, match=match):
+            buf.add(**{**good, **change})
+    with pytest.raises(ValueError, match="missing extra field 'next_state'"):
+        buf.add(**{k: v for k, v in good.items() if k != "next_state"})
+    with pytest.raises(ValueError, match="unknown extra field 'demo'"):
+        ReplayBuffer(10, (3,), (2,)).add(
+            np.zeros(3), np.zeros(2), 0.0, np.zeros(3), False, False, demo=True
+        )
+    after = buf.state_dict()
+    for key in snapshot:
+        np.testing.assert_array_equal(after[key], snapshot[key], err_msg=key)
+
+
+def test_batches_still_unpack_as_seven_arrays_and_carry_their_extras():
+    buf = ReplayBuffer(20, (1,), (1,), num_envs=2, extra_fields={"demo": ((), bool)})
+    o = np.array([[1.0], [2.0]], np.float32)
+    buf.add(o, o, np.zeros(2), o, np.ones(2, bool), np.zeros(2, bool), demo=np.array([True, False]))
+    batch = buf.sample(4, np.random.default_rng(0))
+    obs, _, reward, _, _, _, _ = batch  # still exactly seven arrays
+    assert batch._fields == Batch._fields and len(batch) == 7
+    np.testing.assert_array_equal(batch.extras["demo"], obs[:, 0] == 1.0)
+    replaced = batch._replace(reward=reward + 1)
+    assert type(replaced) is Batch and replaced.extras is not None
+    np.testing.assert_array_equal(replaced.extras["demo"], batch.extras["demo"])
+    np.testing.assert_array_equal(replaced.reward, reward + 1)
+    assert "extras={'demo'" in repr(batch)
+    assert ReplayBuffer(10, (1,), (1,)).extra_fields == {}
+    one = _filled()
+    assert one.sample(2, np.random.default_rng(0)).extras == {}
