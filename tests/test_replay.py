@@ -944,7 +944,10 @@ def _stream_state():
         (lambda s: s.update(size=np.asarray(21, np.int64)), r"size must be in \[0, 20\]"),
         (lambda s: s.update(write_pos=np.asarray(20, np.int64)), "write_pos=20 is inconsistent"),
         (lambda s: s.update(pending=np.asarray([60], np.int64)), "outside the storage"),
-        (lambda s: s.update(pending=s["pending"][::-1].copy()), "pending"),
+        (lambda s: s.update(pending=s["pending"][::-1].copy()), "grouped by stream"),
+        # within a stream: oldest first, and exactly its newest steps
+        (lambda s: s.update(pending=s["pending"][[1, 0, 2, 3, 4, 5]]), "must be its newest 2"),
+        (lambda s: s.update(pending=s["pending"] - 1), "must be its newest 2"),
         (lambda s: s.update(pending=s["pending"].astype(np.int32)), "pending must be 1-D int64"),
         (lambda s: s["active"].__setitem__((1, 3), ~s["active"][1, 3]), "active must mark"),
         (lambda s: s["leaves"].__setitem__((0, 0), np.inf), "leaves must be finite"),
@@ -953,7 +956,7 @@ def _stream_state():
 )
 def test_load_state_dict_rejects_inconsistent_stream_states(change, match):
     state = _stream_state()
-    assert len(state["pending"]) >= 2  # so reversing it reorders something
+    np.testing.assert_array_equal(state["pending"], [8, 9, 28, 29, 48, 49])  # what changes edit
     change(state)
     before = _stream_buffer()
     _drive_streams(before, np.random.default_rng(9), 5, extras=True)
