@@ -218,6 +218,10 @@ _DATA_KEYS = (
     "size",
     "max_priority",
 )
+# Up to this many runs of inactive slots (one stream has fewer than a window of them), the
+# uniform fast path steps over each run in turn; past it (many streams) a binary search over the
+# runs takes fewer NumPy calls.
+_FEW_RUNS = 8
 # state_dict keys of extra fields carry this prefix, so a field can never shadow a core key
 _EXTRA_PREFIX = "extra."
 # `add`'s own parameter names, which extra fields (passed as keywords) cannot take
@@ -625,8 +629,11 @@ class ReplayBuffer:
         # Walk forward through the same episode of the same stream, stopping after the first
         # episode end and never past the stream's newest written step.
         cap = self.capacity_per_env
-        start = idx % cap  # slot within the stream
-        base = idx - start  # flat index of the stream's slot 0
+        if self.num_envs == 1:
+            start, base = idx, 0
+        else:
+            start = idx % cap  # slot within the stream
+            base = idx - start  # flat index of the stream's slot 0
         newest = self._write_pos - 1 if self._write_pos > 0 else cap - 1
         ret = np.zeros(idx.shape, dtype=np.float64)
         last = idx
@@ -677,19 +684,25 @@ class ReplayBuffer:
             return None
         k = np.floor(u * float(n)).astype(np.int64)  # the same product the tree path forms
         np.minimum(k, n - 1, out=k)  # u * n can round up to n; the tree clamps to the last leaf
-        # Runs of inactive slots in flat order: (start, length).
+        # Runs of inactive slots in flat order, (start, length): the pending slots and each
+        # stream's unwritten tail but the last stream's, which lies past every active slot.
         runs = [(hole, 1) for hole in holes]
         tail = self.capacity_per_env - self._size
-        if tail:
-            runs += [(int(offset) + self._size, tail) for offset in self._env_offsets]
+        if tail and self.num_envs > 1:
+            runs += [(int(offset) + self._size, tail) for offset in self._env_offsets[:-1]]
             runs.sort()
+        if len(runs) <= _FEW_RUNS:
+            for start, length in runs:  # ascending: step over each run at or below k
+                past = k >= start
+                k += past if length == 1 else past * length
+            return k
         starts = np.array([s for s, _ in runs], dtype=np.int64)
         skipped = np.cumsum([0] + [length for _, length in runs], dtype=np.int64)
         # The k-th active slot lies past run j exactly when k >= the number of active slots
         # before run j, which is its start minus the lengths of the runs before it.
         return k + skipped[np.searchsorted(starts - skipped[:-1], k, side="right")]
 
-    def _sequences(self, start: np.ndarray, base: np.ndarray) -> np.ndarray:
+    def _sequences(self, start: np.ndarray, base: np.ndarray | int) -> np.ndarray:
         """The action_horizon actions executed from each (stream base, slot), padded with the
         episode's last; a sampleable step has them all stored, so no walk passes the newest."""
         seq = np.empty((len(start), self.action_horizon, *self.action_shape), self._action.dtype)
