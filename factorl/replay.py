@@ -493,22 +493,8 @@ class ReplayBuffer:
         ended = bool(terminated or truncated)
         self._episode_end[pos] = ended
 
-        pending = self._pending
-        pending.append(pos)
-        if ended:
-            for slot in pending:
-                self._activate(slot)
-            pending.clear()
-        elif len(pending) == self._window:
-            # The oldest pending step now has its whole window stored after it.
-            self._activate(pending.pop(0))
-
-        pos += 1
-        self._write_pos = 0 if pos == self.capacity else pos
-        if self._size < self.capacity:
-            self._size += 1
-        if len(self._dirty_idx) > _MAX_DIRTY:
-            self._flush()
+        self._push_pending(self._pending, pos, ended)
+        self._advance()
 
     def _add_streams(
         self,
@@ -570,15 +556,23 @@ class ReplayBuffer:
         for pending, slot, episode_ended in zip(
             self._pending_by_env, flat.tolist(), ended.tolist(), strict=True
         ):
-            pending.append(slot)
-            if episode_ended:
-                for s in pending:
-                    self._activate(s)
-                pending.clear()
-            elif len(pending) == self._window:
-                self._activate(pending.pop(0))
+            self._push_pending(pending, slot, episode_ended)
+        self._advance()
 
-        pos += 1
+    def _push_pending(self, pending: list[int], slot: int, ended: bool) -> None:
+        """A stream's new step waits in `pending` until its window is stored: its episode ended
+        (every waiting step is then complete) or `window` steps followed (the oldest is)."""
+        pending.append(slot)
+        if ended:
+            for waiting in pending:
+                self._activate(waiting)
+            pending.clear()
+        elif len(pending) == self._window:
+            self._activate(pending.pop(0))
+
+    def _advance(self) -> None:
+        """Move the shared write position past the step just stored in every stream."""
+        pos = self._write_pos + 1
         self._write_pos = 0 if pos == self.capacity_per_env else pos
         if self._size < self.capacity_per_env:
             self._size += 1
