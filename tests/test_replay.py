@@ -337,6 +337,25 @@ def _assert_batches_equal(a, b):
         np.testing.assert_array_equal(x, y, err_msg=name)
 
 
+def _assert_same_continuation(buf, fresh, drive):
+    """A restored buffer samples, takes priorities and stores new steps exactly as the buffer
+    it was saved from (`drive(buffer, data_rng)` adds steps)."""
+    assert len(fresh) == len(buf)
+    np.testing.assert_array_equal(fresh._tree._nodes, buf._tree._nodes)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    data_a, data_b = np.random.default_rng(4), np.random.default_rng(4)
+    td_rng = np.random.default_rng(5)
+    for _ in range(5):
+        a, b = buf.sample(32, rng_a), fresh.sample(32, rng_b)
+        _assert_samples_equal(a, b)
+        td = np.abs(td_rng.normal(size=32))
+        buf.update_priorities(a.indices, td)
+        fresh.update_priorities(b.indices, td)
+        drive(buf, data_a)
+        drive(fresh, data_b)
+    assert len(fresh) == len(buf)
+
+
 def test_sampling_is_deterministic_given_rng_state():
     buf = _random_buffer()
     _drive(buf, np.random.default_rng(0), 40)
@@ -367,22 +386,8 @@ def test_state_dict_round_trip(tmp_path, prioritized):
         fresh = _random_buffer(prioritized=prioritized)
         fresh.load_state_dict(saved)
 
-    assert len(fresh) == len(buf)
-    np.testing.assert_array_equal(fresh._tree._nodes, buf._tree._nodes)
-    rng_a = np.random.default_rng(3)
-    rng_b = np.random.default_rng(3)
-    data_a = np.random.default_rng(4)
-    data_b = np.random.default_rng(4)
-    td_rng = np.random.default_rng(5)
-    for _ in range(5):
-        a, b = buf.sample(32, rng_a), fresh.sample(32, rng_b)
-        _assert_batches_equal(a, b)
-        td = np.abs(td_rng.normal(size=32))
-        buf.update_priorities(a.indices, td)
-        fresh.update_priorities(b.indices, td)
-        _drive(buf, data_a, 7)  # exercises the restored pending list and max priority
-        _drive(fresh, data_b, 7)
-    assert len(fresh) == len(buf)
+    # the restored pending list and max priority at work
+    _assert_same_continuation(buf, fresh, lambda b, data: _drive(b, data, 7))
     np.testing.assert_array_equal(fresh._tree._nodes, buf._tree._nodes)
 
 
@@ -836,20 +841,8 @@ def test_state_dict_round_trip_with_streams_and_extra_fields(tmp_path, prioritiz
         fresh = _stream_buffer(prioritized=prioritized)
         fresh.load_state_dict(saved)
 
-    assert len(fresh) == len(buf)
-    np.testing.assert_array_equal(fresh._tree._nodes, buf._tree._nodes)
-    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    data_a, data_b = np.random.default_rng(4), np.random.default_rng(4)
-    td_rng = np.random.default_rng(5)
-    for _ in range(5):
-        a, b = buf.sample(32, rng_a), fresh.sample(32, rng_b)
-        _assert_samples_equal(a, b)
-        td = np.abs(td_rng.normal(size=32))
-        buf.update_priorities(a.indices, td)
-        fresh.update_priorities(b.indices, td)
-        _drive_streams(buf, data_a, 4, extras=True)  # the restored pending lists at work
-        _drive_streams(fresh, data_b, 4, extras=True)
-    assert len(fresh) == len(buf)
+    # the restored pending lists at work
+    _assert_same_continuation(buf, fresh, lambda b, data: _drive_streams(b, data, 4, extras=True))
     np.testing.assert_array_equal(fresh._tree._nodes, buf._tree._nodes)
 
 
