@@ -124,8 +124,9 @@ def cmd_train(argv: Sequence[str]) -> int:
     preset = values.pop("preset", None)
     overwrite = values.pop("overwrite", False)
     _import_modules(values.pop("imports", None))
-    if preset is None and "env" not in values and "quickstart" in PRESETS.get(algo, {}):
-        preset = "quickstart" if resume is None else None
+    fresh_default = resume is None and "env" not in values
+    if preset is None and fresh_default and "quickstart" in PRESETS.get(algo, {}):
+        preset = "quickstart"
     train_values, agent_values = _split(algo, values)
     if resume is not None:
         if overwrite:

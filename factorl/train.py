@@ -702,8 +702,7 @@ class Trainer:
             with stop:
                 while loop.env_step < end_step:
                     self.step(end_step)
-                    if self.logger.error is not None:
-                        self._stop_on_logging_failure()
+                    self._stop_if_logging_failed()
                     if stop.requested:
                         status = "interrupted"
                         break
@@ -712,8 +711,7 @@ class Trainer:
                     self._mid_step = True  # a checkpoint without it would skip it on resume
                     self.evaluate(final=True)
                     self._mid_step = False
-                    if self.logger.error is not None:
-                        self._stop_on_logging_failure()
+                    self._stop_if_logging_failed()
                 path = self.save()
             if status == "interrupted" and stop.received:
                 self.logger.message(
@@ -754,7 +752,10 @@ class Trainer:
         except Exception as e:
             return f"no checkpoint written ({e})"
 
-    def _stop_on_logging_failure(self) -> None:
+    def _stop_if_logging_failed(self) -> None:
+        """If a metrics.jsonl write failed: checkpoint, keeping the unwritten records, and stop."""
+        if self.logger.error is None:
+            return
         what = f"{self.logger.describe_error()} at env step {self.loop.env_step}"
         what += ", so training stopped"
         try:
