@@ -317,10 +317,10 @@ def act_floor(agent: Any, state: Any, data: Transitions, acts: int) -> dict[str,
     """µs per explore-mode act call on one observation (compiled first)."""
     obs = data.obs
     for i in range(20):
-        _, state = agent.act(state, obs[i % len(obs)], i, "explore")
+        _, state = agent.act(state, obs[i % len(obs)][None], i, "explore")
     seconds = []
     for i in range(acts):
-        o = obs[i % len(obs)]
+        o = obs[i % len(obs)][None]  # one environment
         t0 = time.perf_counter()
         action, state = agent.act(state, o, 1_000 + i, "explore")
         np.asarray(action)

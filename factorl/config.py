@@ -104,6 +104,13 @@ class TrainConfig:
         high=SEED_MAX,
     )
     steps: int = option(1_000_000, "environment steps to train for (agent steps)", low=1)
+    num_envs: int = option(
+        1,
+        "environments stepped together; the agent acts on all in one call and the budget and "
+        "every interval count their steps summed",
+        low=1,
+        high=4096,
+    )
     action_repeat: int = option(1, "repeat each action this many env steps", low=1)
     eval_every: int = option(10_000, "evaluate the greedy policy every N env steps", low=1)
     eval_episodes: int = option(5, "episodes per evaluation", low=1)
@@ -163,7 +170,8 @@ class RunConfig:
         if capacity is None or starts is None:
             return
         window = max(getattr(a, "n_step", 1), getattr(a, "horizon", 1))
-        usable = capacity - window + 1
+        n = self.train.num_envs  # every environment's stream holds capacity // n slots
+        usable = n * (capacity // n - window + 1)
         if starts > usable:
             raise ConfigError(
                 f"{algo}.replay_capacity {capacity} holds at most {usable} sampleable transitions,"

@@ -178,13 +178,16 @@ class RunLogger:
                 self._tb.close()
         self._tb = None
 
-    def progress(self, env_step: int, fields: dict[str, str]) -> None:
-        """Update the display: bar postfix, or a plain line every `line_every` steps."""
+    def progress(self, env_step: int, fields: dict[str, str], line_due: bool | None = None) -> None:
+        """Update the display: bar postfix, or a plain line every `line_every` steps (when
+        `line_due`, which defaults to `env_step` being a multiple of `line_every`)."""
+        if line_due is None:
+            line_due = env_step % self.line_every == 0
         try:
             if self._bar is not None:
                 self._bar.update(env_step - self._last_step)
                 self._bar.set_postfix(fields, refresh=False)
-            elif self.mode == "lines" and env_step % self.line_every == 0:
+            elif self.mode == "lines" and line_due:
                 text = " ".join(f"{k}={v}" for k, v in fields.items())
                 print(f"[factorl] step {env_step}/{self.total_steps} {text}", file=self.stream)
                 self.stream.flush()

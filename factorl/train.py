@@ -1,13 +1,16 @@
-"""The training loop shared by every agent, evaluation, and loading trained agents.
+"""The host runner shared by every agent, evaluation, and loading trained agents.
 
-One environment on the host feeds a NumPy replay buffer; every `update_every` environment steps the
-agent's jitted update runs on a sampled batch. Everything random is derived from the run's seed:
-network init and exploration from JAX keys folded with counters, replay sampling from a NumPy
-Generator whose state is checkpointed, and every episode's reset from a seed derived from
-(run seed, episode index). That last choice is what makes resume exact: a checkpoint taken in the
-middle of an episode stores the actions taken so far in it, and resuming resets the environment with
-the same seed and replays those actions, which rebuilds the simulator state bit for bit on a
-deterministic environment (checked against the saved observation).
+`num_envs` environments on the host (Gymnasium's synchronous vector API, with resets done here)
+feed a NumPy replay buffer with one stream per environment; the agent acts on all of them in one
+batched call, and every `update_every` environment steps (summed over environments) its jitted
+update runs on a sampled batch. Everything random is derived from the run's seed: network init and
+exploration from JAX keys folded with counters, replay sampling from a NumPy Generator whose state
+is checkpointed, and every episode's reset from a seed derived from (run seed, episode index),
+episodes being numbered in the order they start (environment order within a step). That last
+choice is what makes resume exact: a checkpoint taken in the middle of episodes stores the actions
+taken so far in each, and resuming resets every environment with its episode's seed and replays
+those actions, which rebuilds the simulator states bit for bit on a deterministic environment
+(checked against the saved observations).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import jax
 import numpy as np
 
@@ -71,18 +75,36 @@ class TrainResult:
 
 @dataclass
 class LoopState:
-    """Host-side counters of the loop (saved in every checkpoint)."""
+    """Host-side counters of the loop (saved in every checkpoint).
+
+    `env_step` counts environment steps summed over environments. Every environment is always
+    inside one episode: `episode_index[i]` (which numbers its reset seed), its return, length and
+    actions so far; `episodes_started` is the index the next episode gets.
+    """
 
     env_step: int = 0
-    episode_return: float = 0.0
-    episode_length: int = 0
     episodes_done: int = 0
+    episodes_started: int = 0
     eval_round: int = 0
     last_eval_return: float | None = None
     wall_time: float = 0.0  # seconds of training before this process started
     recent_returns: deque = field(default_factory=lambda: deque(maxlen=10))
-    episode_actions: list = field(default_factory=list)
     pending_metrics: list = field(default_factory=list)  # learner metrics since the last record
+    episode_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    episode_return: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    episode_length: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    episode_actions: list = field(default_factory=list)  # per environment, a list of actions
+
+    @classmethod
+    def starting(cls, num_envs: int) -> LoopState:
+        """Counters of a fresh run: environment i in episode i."""
+        return cls(
+            episodes_started=num_envs,
+            episode_index=np.arange(num_envs, dtype=np.int64),
+            episode_return=np.zeros(num_envs, np.float64),
+            episode_length=np.zeros(num_envs, np.int64),
+            episode_actions=[[] for _ in range(num_envs)],
+        )
 
 
 #: loop settings that may change when a run is resumed (the rest would change the run itself)
@@ -172,8 +194,8 @@ def build_agent(cfg: RunConfig, env) -> Any:
     return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space)
 
 
-def _finite(obs: np.ndarray, reward: float) -> bool:
-    return bool(np.isfinite(obs).all()) and math.isfinite(reward)
+def _finite(obs: np.ndarray, reward: np.ndarray) -> bool:
+    return bool(np.isfinite(obs).all()) and bool(np.isfinite(reward).all())
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -182,13 +204,14 @@ def run_episodes(
 ) -> list[float]:
     """Greedy returns of `episodes` episodes with reproducible resets."""
     returns = []
+    state = agent.with_num_envs(state, 1)
     for ep in range(episodes):
         obs, _ = env.reset(seed=episode_seed(seed, stream, *index, ep))
-        state = agent.begin_episode(state)
+        state = agent.begin_episodes(state)
         total, done, step = 0.0, False, 0
         while not done:
-            action, state = agent.act(state, obs, step, "greedy")
-            obs, reward, terminated, truncated, _ = env.step(action)
+            action, state = agent.act(state, obs[None], step, "greedy")
+            obs, reward, terminated, truncated, _ = env.step(action[0])
             total += float(reward)
             done = terminated or truncated
             step += 1
@@ -197,16 +220,24 @@ def run_episodes(
 
 
 # ------------------------------------------------------------------------------------- checkpoints
+#: meta["loop_format"] of checkpoints with per-environment episode arrays (earlier ones had one
+#: environment's counters in meta and cannot be resumed)
+LOOP_FORMAT = 2
+
+
 def _save(
     run_dir: Path, cfg: RunConfig, action_size: int, state, replay, loop: LoopState, rng, obs,
     unwritten: list[dict[str, Any]],
 ) -> Path:  # fmt: skip
+    actions = [np.asarray(a, np.float32).reshape(len(a), action_size) for a in loop.episode_actions]
     arrays = {
         "loop": {
             "obs": np.asarray(obs, np.float32),
-            "episode_actions": np.asarray(loop.episode_actions, np.float32).reshape(
-                len(loop.episode_actions), action_size
-            ),
+            # every environment's actions of its episode so far, one after the other
+            "episode_actions": np.concatenate(actions),
+            "episode_index": np.asarray(loop.episode_index, np.int64),
+            "episode_return": np.asarray(loop.episode_return, np.float64),
+            "episode_length": np.asarray(loop.episode_length, np.int64),
             "recent_returns": np.asarray(loop.recent_returns, np.float64),
         }
     }
@@ -214,11 +245,8 @@ def _save(
         arrays["replay"] = replay.state_dict()
     meta = {
         "algo": cfg.algo,
-        "loop": {
-            k: v
-            for k, v in dataclasses.asdict(loop).items()
-            if k not in ("recent_returns", "episode_actions")
-        },
+        "loop_format": LOOP_FORMAT,
+        "loop": {name: getattr(loop, name) for name in _LOOP_FIELDS},
         "numpy_rng": rng.bit_generator.state,
         "learner_step": int(state.learner_step),
         "versions": {"jax": jax.__version__, "numpy": np.__version__},
@@ -241,9 +269,8 @@ def _is_number(value: Any) -> bool:
 #: what each saved loop counter must be; a checkpoint is read as data, never trusted
 _LOOP_FIELDS = {
     "env_step": _is_count,
-    "episode_return": _is_number,
-    "episode_length": _is_count,
     "episodes_done": _is_count,
+    "episodes_started": _is_count,
     "eval_round": _is_count,
     "last_eval_return": lambda v: v is None or _is_number(v),
     "wall_time": lambda v: _is_number(v) and v >= 0,
@@ -254,7 +281,9 @@ _LOOP_FIELDS = {
 }
 
 
-def _checked_loop(path: Path, meta: dict[str, Any], arrays: dict, obs_shape, action_size: int):
+def _checked_loop(
+    path: Path, meta: dict[str, Any], arrays: dict, obs_shape, action_size: int, num_envs: int
+):
     """The loop state and episode arrays of a checkpoint, each field checked."""
 
     def bad(what: str) -> ckpt.CheckpointError:
@@ -263,6 +292,11 @@ def _checked_loop(path: Path, meta: dict[str, Any], arrays: dict, obs_shape, act
             "again."
         )
 
+    if meta.get("loop_format") != LOOP_FORMAT:
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} was written by an earlier factorl, before runs had several "
+            "environments, and cannot be resumed by this version; start a new run"
+        )
     saved = meta.get("loop")
     if not isinstance(saved, dict):
         raise bad("its loop counters are missing")
@@ -275,32 +309,51 @@ def _checked_loop(path: Path, meta: dict[str, Any], arrays: dict, obs_shape, act
     if not (isinstance(unwritten, list) and all(isinstance(r, dict) for r in unwritten)):
         raise bad("unwritten_records is not a list of records")
     loop = LoopState(**{name: saved[name] for name in _LOOP_FIELDS})
-    group = arrays.get("loop", {})
-    obs = group.get("obs")
-    actions = group.get("episode_actions", np.zeros((0, action_size), np.float32))
-    returns = group.get("recent_returns", np.zeros(0))
-    if obs is not None and (obs.shape != tuple(obs_shape) or obs.dtype != np.float32):
-        expected = f"float32{list(obs_shape)}"
-        raise bad(f"loop.npz obs is {obs.dtype}{list(obs.shape)}, expected {expected}")
-    if actions.dtype != np.float32 or actions.shape != (loop.episode_length, action_size):
+    if loop.episodes_started != loop.episodes_done + num_envs:
         raise bad(
-            f"loop.npz episode_actions is {actions.dtype}{list(actions.shape)}, expected "
-            f"float32{[loop.episode_length, action_size]}"
+            f"{loop.episodes_started} episodes started and {loop.episodes_done} done do not leave "
+            f"one in progress in each of the {num_envs} environments"
         )
+    group = arrays.get("loop", {})
+
+    def array(name: str, kind: str, shape: tuple[int, ...]) -> np.ndarray:
+        value = group.get(name)
+        if value is None or value.dtype.kind != kind or value.shape != shape:
+            got = "missing" if value is None else f"{value.dtype}{list(value.shape)}"
+            raise bad(f"loop.npz {name} is {got}, expected {shape} of kind {kind!r}")
+        return value
+
+    obs = array("obs", "f", (num_envs, *obs_shape)).astype(np.float32)
+    index = array("episode_index", "i", (num_envs,))
+    lengths = array("episode_length", "i", (num_envs,))
+    episode_returns = array("episode_return", "f", (num_envs,))
+    actions = array("episode_actions", "f", (int(lengths.sum()), action_size))
+    if (lengths < 0).any() or (index < 0).any() or (index >= loop.episodes_started).any():
+        raise bad("loop.npz episode_length or episode_index is out of range")
+    if len(set(index.tolist())) != num_envs or not np.isfinite(episode_returns).all():
+        raise bad("loop.npz episode_index repeats or episode_return is not finite")
+    returns = group.get("recent_returns", np.zeros(0))
     if returns.ndim != 1 or len(returns) > 10 or not np.issubdtype(returns.dtype, np.floating):
         raise bad(f"loop.npz recent_returns is {returns.dtype}{list(returns.shape)}")
     loop.recent_returns = deque(returns.tolist(), maxlen=10)
-    loop.episode_actions = list(actions)
+    loop.episode_index = index.astype(np.int64)
+    loop.episode_return = episode_returns.astype(np.float64)
+    loop.episode_length = lengths.astype(np.int64)
+    ends = np.cumsum(lengths)
+    loop.episode_actions = [
+        list(actions[end - n : end]) for n, end in zip(lengths, ends, strict=True)
+    ]
     return loop, obs, unwritten
 
 
-def _restore(path: Path, cfg: RunConfig, agent, template, replay, rng, env, notes: list[str]):
+def _restore(path: Path, cfg: RunConfig, agent, template, replay, rng, envs, notes: list[str]):
     state, arrays, meta = ckpt.load_checkpoint(path, template)
     if meta.get("algo") != cfg.algo:
         raise ckpt.CheckpointError(f"{path} was written by {meta.get('algo')!r}, not {cfg.algo!r}")
-    action_size = int(np.prod(env.action_space.shape))
+    action_space = envs.single_action_space
+    action_size = int(np.prod(action_space.shape))
     loop, saved_obs, unwritten = _checked_loop(
-        path, meta, arrays, env.observation_space.shape, action_size
+        path, meta, arrays, envs.single_observation_space.shape, action_size, envs.num_envs
     )
     try:
         rng.bit_generator.state = meta["numpy_rng"]
@@ -313,14 +366,18 @@ def _restore(path: Path, cfg: RunConfig, agent, template, replay, rng, env, note
             raise ckpt.CheckpointError(f"{path}: the replay buffer does not fit: {e}") from e
     else:
         notes.append("[factorl] checkpoint has no replay buffer: resuming with an empty one")
-    # rebuild the environment state of the episode in progress by replaying its actions
-    obs, _ = env.reset(seed=episode_seed(cfg.train.seed, TRAIN_STREAM, loop.episodes_done))
-    for action in loop.episode_actions:
-        obs, *_ = env.step(action.reshape(env.action_space.shape))
-    if saved_obs is not None and not np.array_equal(np.asarray(obs, np.float32), saved_obs):
+    # rebuild every environment's episode in progress by replaying its actions
+    obs = np.empty_like(saved_obs)
+    for i, env in enumerate(envs.envs):
+        obs[i], _ = env.reset(
+            seed=episode_seed(cfg.train.seed, TRAIN_STREAM, loop.episode_index[i])
+        )
+        for action in loop.episode_actions[i]:
+            obs[i] = env.step(action.reshape(action_space.shape))[0]
+    if not np.array_equal(obs, saved_obs):
         notes.append(
-            "[factorl] warning: replaying the episode in progress did not reproduce the saved "
-            "observation (non-deterministic environment?); continuing from the replayed state"
+            "[factorl] warning: replaying the episodes in progress did not reproduce the saved "
+            "observations (non-deterministic environment?); continuing from the replayed states"
         )
     return state, loop, obs, unwritten
 
@@ -368,6 +425,22 @@ def _env_or_config_error(cfg: RunConfig, seed: int | None = None):
         raise ConfigError(str(e)) from e
 
 
+def _vector_env(cfg: RunConfig) -> gymnasium.vector.SyncVectorEnv:
+    """`num_envs` training environments behind Gymnasium's vector API. Autoreset is off: the
+    loop resets finished environments itself, each with its episode's seed (exact resume)."""
+    t = cfg.train
+    return gymnasium.vector.SyncVectorEnv(
+        [lambda: _env_or_config_error(cfg, t.seed) for _ in range(t.num_envs)],
+        autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED,
+    )
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of `every` lies in (before, after]: a step of several environments
+    can pass a logging, evaluation or checkpoint point without landing on it."""
+    return after // every > before // every
+
+
 def _folder_error(run_dir: Path, error: OSError, what: str) -> RunFolderError:
     return RunFolderError(
         f"could not {what} in {run_dir} ({describe_os_error(error)}); free disk space or fix the "
@@ -390,7 +463,7 @@ class Trainer:
         self.cfg = cfg = config
         t = cfg.train
         self.logger: RunLogger | None = None
-        self.env = self.eval_env = None
+        self.envs = self.eval_env = None
         self.finished = False
         if resume is not None:
             self.run_dir = Path(resume)
@@ -429,18 +502,19 @@ class Trainer:
     def _build(self) -> None:
         """The environments, agent, replay buffer and initial state (nothing is written)."""
         cfg, t = self.cfg, self.cfg.train
-        self.env = _env_or_config_error(cfg, t.seed)
         self.eval_env = _env_or_config_error(cfg, t.seed + 1)
+        self.envs = _vector_env(cfg)
         try:
-            self.agent = build_agent(cfg, self.env)
+            self.agent = build_agent(cfg, self.eval_env)
         except ValueError as e:  # an action space the algorithm cannot use: a config problem
             raise ConfigError(str(e)) from e
         try:
-            self.replay = self.agent.make_replay(self.env.observation_space.shape)
+            self.replay = self.agent.make_replay(self.eval_env.observation_space.shape, t.num_envs)
         except ValueError as e:
             raise ConfigError(f"--replay-capacity: {e}") from e
         self.rng = np.random.default_rng(np.random.SeedSequence([t.seed, 2]))
-        self.state = self.agent.init(t.seed)
+        self.state = self.agent.init(t.seed, t.num_envs)
+        self.action_size = int(np.prod(self.eval_env.action_space.shape))
 
     def _open(self, checkpoint: Path | None, resuming: bool, overwrite: bool) -> None:
         cfg, t, run_dir = self.cfg, self.cfg.train, self.run_dir
@@ -465,12 +539,13 @@ class Trainer:
         unwritten: list[dict[str, Any]] = []
         if checkpoint is not None:
             self.state, self.loop, self.obs, unwritten = _restore(
-                checkpoint, cfg, self.agent, self.state, self.replay, self.rng, self.env, notes
+                checkpoint, cfg, self.agent, self.state, self.replay, self.rng, self.envs, notes
             )
         else:
-            self.loop = LoopState()
-            self.obs, _ = self.env.reset(seed=episode_seed(t.seed, TRAIN_STREAM, 0))
-            self.state = self.agent.begin_episode(self.state)
+            self.loop = LoopState.starting(t.num_envs)
+            seeds = [episode_seed(t.seed, TRAIN_STREAM, i) for i in range(t.num_envs)]
+            self.obs, _ = self.envs.reset(seed=seeds)
+            self.state = self.agent.begin_episodes(self.state)
         try:
             if fresh:
                 clear_run(run_dir)
@@ -506,6 +581,7 @@ class Trainer:
         # (time, step) samples every 0.5 s; the rate is taken over the last ~10 s, so an
         # evaluation pause does not make the ETA jump
         self._window = deque([(self._clock, self.loop.env_step)], maxlen=20)
+        self._evaluated_at: int | None = None  # env step of the last evaluation
         self._progress: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------- pieces
@@ -517,9 +593,8 @@ class Trainer:
         loop = self.loop
         saved_wall, loop.wall_time = loop.wall_time, self.wall()
         try:
-            action_size = int(np.prod(self.env.action_space.shape))
             path = _save(
-                self.run_dir, self.cfg, action_size, self.state, self.replay, loop, self.rng,
+                self.run_dir, self.cfg, self.action_size, self.state, self.replay, loop, self.rng,
                 self.obs, self.logger.unwritten,
             )  # fmt: skip
         finally:
@@ -528,19 +603,19 @@ class Trainer:
         return path
 
     def env_step(self) -> None:
-        """Act, step the environment, store the transition, handle the episode end."""
-        loop, t = self.loop, self.cfg.train
+        """Act in every environment, step them, store the transitions, handle episode ends."""
+        loop, n = self.loop, self.cfg.train.num_envs
         mode = "random" if loop.env_step < self.agent.random_steps else "explore"
         state_before = self.state
         try:
-            action, self.state = self.agent.act(self.state, self.obs, loop.env_step, mode)
-            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            actions, self.state = self.agent.act(self.state, self.obs, loop.env_step, mode)
+            next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
         except BaseException:
             # nothing of this step is stored yet: the state before it is the one to save (the
-            # simulator is rebuilt on resume by replaying the episode's actions)
+            # simulators are rebuilt on resume by replaying the episodes' actions)
             self.state = state_before
             raise
-        if not _finite(next_obs, reward):
+        if not _finite(next_obs, rewards):
             self.state = state_before
             path = self.save()
             raise TrainingStopped(
@@ -548,31 +623,46 @@ class Trainer:
                 f"{loop.env_step + 1}; stopped, last good state saved to {path}"
             )
         self._mid_step = True
-        self.replay.add(self.obs, action, float(reward), next_obs, terminated, truncated)
-        loop.env_step += 1
-        loop.episode_return += float(reward)
+        if n == 1:  # the replay's lean single-step insert
+            self.replay.add(
+                self.obs[0], actions[0], float(rewards[0]), next_obs[0],
+                bool(terminated[0]), bool(truncated[0]),
+            )  # fmt: skip
+        else:
+            self.replay.add(self.obs, actions, rewards, next_obs, terminated, truncated)
+        loop.env_step += n
+        loop.episode_return += rewards
         loop.episode_length += 1
-        loop.episode_actions.append(np.asarray(action, np.float32))
+        for i in range(n):
+            loop.episode_actions[i].append(np.asarray(actions[i], np.float32))
         self.obs = next_obs
-        if terminated or truncated:
-            loop.recent_returns.append(loop.episode_return)
-            self.logger.record(
-                {
-                    "event": "episode",
-                    "env_step": loop.env_step,
-                    "episode": loop.episodes_done,
-                    "episode_return": loop.episode_return,
-                    "episode_length": loop.episode_length,
-                    "wall_time": round(self.wall(), 3),
-                }
-            )
+        ended = terminated | truncated
+        if ended.any():
+            self._begin_episodes(ended)
+
+    def _begin_episodes(self, ended: np.ndarray) -> None:
+        """Record the finished episodes and reset their environments with the next seeds."""
+        loop, t = self.loop, self.cfg.train
+        seeds: list[int | None] = [None] * len(ended)
+        for i in np.flatnonzero(ended).tolist():
+            loop.recent_returns.append(float(loop.episode_return[i]))
+            record = {
+                "event": "episode",
+                "env_step": loop.env_step,
+                "episode": int(loop.episode_index[i]),
+                "episode_return": float(loop.episode_return[i]),
+                "episode_length": int(loop.episode_length[i]),
+                "wall_time": round(self.wall(), 3),
+            }
+            self.logger.record({**record, "env": i} if len(ended) > 1 else record)
             loop.episodes_done += 1
-            loop.episode_return, loop.episode_length = 0.0, 0
-            loop.episode_actions = []
-            self.obs, _ = self.env.reset(
-                seed=episode_seed(t.seed, TRAIN_STREAM, loop.episodes_done)
-            )
-            self.state = self.agent.begin_episode(self.state)
+            loop.episode_index[i] = loop.episodes_started
+            loop.episodes_started += 1
+            loop.episode_return[i], loop.episode_length[i] = 0.0, 0
+            loop.episode_actions[i] = []
+            seeds[i] = episode_seed(t.seed, TRAIN_STREAM, int(loop.episode_index[i]))
+        self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": ended})
+        self.state = self.agent.begin_episodes(self.state, ended)
 
     def learn(self) -> None:
         """One learner step on a replay sample; stops on non-finite numbers."""
@@ -626,6 +716,7 @@ class Trainer:
         )
         if not final:
             loop.eval_round += 1
+        self._evaluated_at = loop.env_step
         loop.last_eval_return = float(np.mean(returns))
         record = {
             "event": "eval",
@@ -643,45 +734,52 @@ class Trainer:
             f" ± {np.std(returns):.1f} over {len(returns)} episodes"
         )
 
-    def show_progress(self, end_step: int) -> None:
+    def show_progress(self, end_step: int, before: int) -> None:
         # the fields are refreshed twice a second, not every step: formatting them each step
         # cost about as much as the replay insert
         now, step = time.perf_counter(), self.loop.env_step
-        line_due = step % self.logger.line_every == 0
+        line_due = _crossed(before, step, self.logger.line_every)
         if now - self._window[-1][0] > 0.5 or step == end_step or line_due:
             self._window.append((now, step))
             (t0, s0), (t1, s1) = self._window[0], self._window[-1]
             sps = (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
             self._progress = _progress_fields(self.loop, sps, self.cfg.train.steps)
-        self.logger.progress(step, self._progress)
+        self.logger.progress(step, self._progress, line_due)
 
     # ------------------------------------------------------------------------------- the loop
-    def checkpoint_due(self) -> bool:
-        """Every `checkpoint_every` env steps, and once `checkpoint_minutes` have passed."""
+    def checkpoint_due(self, before: int | None = None) -> bool:
+        """Every `checkpoint_every` env steps, and once `checkpoint_minutes` have passed;
+        `before` is the env step before the last step (one vector step back by default)."""
         t = self.cfg.train
-        if self.loop.env_step % t.checkpoint_every == 0:
+        if before is None:
+            before = self.loop.env_step - t.num_envs
+        if _crossed(before, self.loop.env_step, t.checkpoint_every):
             return True
         minutes = t.checkpoint_minutes
         return minutes > 0 and time.perf_counter() - self._last_save >= 60 * minutes
 
-    def step(self, end_step: int) -> bool:
-        """One iteration of the loop: an env step, then whatever falls due. True if it learned."""
+    def step(self, end_step: int) -> int:
+        """One iteration of the loop: a (vector) env step, then whatever falls due. Returns the
+        number of learner steps taken."""
         loop, t, agent = self.loop, self.cfg.train, self.agent
+        before = loop.env_step
         self.env_step()
         step = loop.env_step
-        # learning starts once replay holds enough transitions (Reverb's min size), which also
-        # covers a resume without the replay buffer
-        learned = step % agent.update_every == 0 and len(self.replay) >= agent.learning_starts
-        if learned:
-            self.learn()
-        if step % t.log_every == 0:
+        # one learner step per `update_every` env steps passed; learning starts once replay holds
+        # enough transitions (Reverb's min size), which also covers a resume without the replay
+        learned = 0
+        for _ in range(step // agent.update_every - before // agent.update_every):
+            if len(self.replay) >= agent.learning_starts:
+                self.learn()
+                learned += 1
+        if _crossed(before, step, t.log_every):
             self.record_train()
-        if step % t.eval_every == 0:
+        if _crossed(before, step, t.eval_every):
             self.evaluate()
         self._mid_step = False
-        if self.checkpoint_due() and self.logger.error is None:
+        if self.checkpoint_due(before) and self.logger.error is None:
             self.save()
-        self.show_progress(end_step)
+        self.show_progress(end_step, before)
         return learned
 
     def run(self, stop_after: int | None = None) -> TrainResult:
@@ -707,7 +805,7 @@ class Trainer:
                         status = "interrupted"
                         break
                 at_budget = status == "completed" and loop.env_step >= t.steps
-                if at_budget and loop.env_step % t.eval_every:
+                if at_budget and self._evaluated_at != loop.env_step:
                     self._mid_step = True  # a checkpoint without it would skip it on resume
                     self.evaluate(final=True)
                     self._mid_step = False
@@ -772,10 +870,10 @@ class Trainer:
         if self.logger is not None:
             self.logger.close()
             self.logger = None
-        for env in (self.env, self.eval_env):
+        for env in (self.envs, self.eval_env):
             if env is not None:
                 env.close()
-        self.env = self.eval_env = None
+        self.envs = self.eval_env = None
         if getattr(self, "_lock", None) is not None:
             self._lock.release()
 
@@ -814,18 +912,20 @@ class Policy:
     """A trained agent as a function of observations: `policy(obs) -> action` (greedy)."""
 
     def __init__(self, config: RunConfig, agent, state) -> None:
-        self.config, self.agent, self.state = config, agent, state
+        self.config, self.agent = config, agent
+        self.state = agent.with_num_envs(state, 1)
         self._step = 0
 
     def reset(self) -> None:
         """Call at the start of every episode (agents that act on sequences keep memory)."""
-        self.state = self.agent.begin_episode(self.state)
+        self.state = self.agent.begin_episodes(self.state)
         self._step = 0
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        action, self.state = self.agent.act(self.state, np.asarray(obs, np.float32), self._step)
+        obs = np.asarray(obs, np.float32)[None]
+        action, self.state = self.agent.act(self.state, obs, self._step)
         self._step += 1
-        return action
+        return action[0]
 
 
 def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Policy:
@@ -840,7 +940,7 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pol
         agent = build_agent(cfg, env)
     finally:
         env.close()
-    state, _, _ = ckpt.load_checkpoint(path, agent.init(cfg.train.seed))
+    state, _, _ = ckpt.load_checkpoint(path, agent.init(cfg.train.seed, cfg.train.num_envs))
     return Policy(cfg, agent, state)
 
 

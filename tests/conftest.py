@@ -81,6 +81,30 @@ class _FaultyPendulum(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+class _RaggedPendulum(gym.Wrapper):
+    """Pendulum whose episodes last 20 to 80 steps and end terminated or truncated, both drawn
+    from the reset seed: environments stepped together then end episodes at different steps."""
+
+    def __init__(self):
+        super().__init__(gym.make("Pendulum-v1"))
+        self.length, self.terminal, self.t = 200, False, 0
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        draw = np.random.default_rng(seed)
+        self.length, self.terminal, self.t = int(draw.integers(20, 81)), bool(draw.integers(2)), 0
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        if self.t >= self.length:
+            terminated, truncated = self.terminal, not self.terminal
+        return obs, reward, terminated, truncated, info
+
+
+gym.register("FactorlTestRagged-v0", entry_point=lambda **_: _RaggedPendulum())
+
 for _fault in ("nan", "crash", "sigint"):
     gym.register(
         f"FactorlTest{_fault.capitalize()}-v0",

@@ -2,7 +2,9 @@
 
 A new algorithm is covered by adding a tiny configuration to VARIANTS (a test fails until it is
 there): determinism, a different seed giving other numbers, exact resume from the middle of an
-episode, one compilation of `update` and of each acting mode, and the non-finite guard.
+episode, one compilation of `update` and of each acting mode, the non-finite guard, and several
+environments: batched acting equal to each environment acting alone, acting memory reset per
+environment, and exact resume of environments whose episodes end at different steps.
 """
 
 import gymnasium as gym
@@ -97,3 +99,58 @@ def test_a_non_finite_update_is_flagged_and_leaves_its_input_state_intact(varian
     assert not bool(metrics["finite"])
     # the input state is still readable and unchanged (no buffer donation)
     assert same_leaves(before, state)
+
+
+def _agent(variant: str):
+    algo, agent_values = VARIANTS[variant]
+    return build_agent(make_config(algo, {}, agent_values), gym.make("Pendulum-v1"))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(variant):
+    agent = _agent(variant)
+    obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    for mode in ("random", "explore", "greedy"):
+        together, after = agent.act(agent.init(0, num_envs=4), obs, 100, mode)
+        assert together.shape == (4, 1) and agent.num_envs(after) == 4
+        for i in range(4):
+            # environment i of a step that starts at env step 100 acts as step 100 + i
+            alone, alone_after = agent.act(agent.init(0), obs[i : i + 1], 100 + i, mode)
+            np.testing.assert_allclose(together[i], alone[0], rtol=1e-5, atol=1e-6)
+            memory_i = [x[i] for x in leaves(after.memory)]
+            for x, y in zip(memory_i, leaves(alone_after.memory), strict=True):
+                np.testing.assert_allclose(x, y[0], rtol=1e-5, atol=1e-6)
+    # an episode start resets its environment's episodic acting memory and no other's
+    state = agent.init(0, num_envs=4)
+    for step in range(3):
+        _, state = agent.act(state, obs, 4 * step, "explore")
+    starting = np.array([True, False, True, False])
+    before, after = leaves(state.memory), leaves(agent.begin_episodes(state, starting).memory)
+    # run-long memory (REValueD's epsilon) outlives episodes
+    expected = leaves(agent.initial_memory(4)) if agent.episodic_memory else before
+    for old, new, fresh in zip(before, after, expected, strict=True):
+        np.testing.assert_array_equal(new[starting], fresh[starting])
+        np.testing.assert_array_equal(new[~starting], old[~starting])
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_several_environments_resume_exactly_with_ragged_episodes(tmp_path, variant):
+    # three environments whose episodes end at different steps, terminated or truncated; the run
+    # stops with every environment mid-episode and resumes bit for bit
+    ragged = {"env": "gym:FactorlTestRagged-v0", "num_envs": 3}
+    straight = train(_tiny(tmp_path / "straight", variant, steps=300, **ragged))
+    assert straight.env_step == 300 and int(straight.state.learner_step) > 0
+    modes = 2 + (straight.agent.random_steps > 0)
+    assert straight.agent.trace_counts == {"update": 1, "act": modes}
+    first = train(_tiny(tmp_path / "split", variant, steps=300, **ragged), stop_after=162)
+    assert first.env_step == 162
+    resumed = train(
+        _tiny(tmp_path / "split", variant, steps=300, **ragged), resume=tmp_path / "split"
+    )
+    assert same_leaves(straight.state, resumed.state)
+    assert records(straight.run_dir) == records(tmp_path / "split")
+    episodes = [r for r in records(straight.run_dir) if r["event"] == "episode"]
+    assert {r["env"] for r in episodes} == {0, 1, 2}
+    indices = [r["episode"] for r in episodes]
+    assert len(set(indices)) == len(indices) and max(indices) < len(indices) + 3
+    assert len({r["episode_length"] for r in episodes}) > 3  # the episodes were ragged

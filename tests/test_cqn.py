@@ -101,15 +101,15 @@ def test_random_tie_breaking_versus_the_official_first_maximum():
     # untrained agent (zero head): the official behaviour acts at the lowest bins...
     official = _agent(random_ties=False)
     state = official.init(0)
-    greedy, _ = official.act(state, np.ones(4, np.float32), 0, "greedy")
+    greedy, _ = official.act(state, np.ones((1, 4), np.float32), 0, "greedy")
     np.testing.assert_allclose(
-        greedy, np.asarray(official.factorisation.decode(jnp.zeros((3, 3), int)))
+        greedy[0], np.asarray(official.factorisation.decode(jnp.zeros((3, 3), int)))
     )
     # ...while ours spreads its greedy actions
     agent = _agent()
     state = agent.init(0)
     actions = np.array(
-        [agent.act(state, np.ones(4, np.float32), t, "greedy")[0] for t in range(30)]
+        [agent.act(state, np.ones((1, 4), np.float32), t, "greedy")[0][0] for t in range(30)]
     )
     assert len(np.unique(actions[:, 0])) > 5
 
@@ -119,7 +119,7 @@ def test_exploration_stays_in_bounds_on_the_finest_grid():
     state = agent.init(0)
     fact = agent.factorisation
     for t in range(50):
-        a, _ = agent.act(state, np.ones(4, np.float32), t, "explore")
+        a = agent.act(state, np.ones((1, 4), np.float32), t, "explore")[0][0]
         assert np.all(a >= LOW) and np.all(a <= HIGH)
         # on the finest grid: the same zoom path, equal up to XLA's fused arithmetic (1 ulp)
         np.testing.assert_array_equal(

@@ -41,13 +41,13 @@ def _with_fake_predictions(agent):
 
 
 def _run(agent, steps, reset_at=()):
-    state = agent.begin_episode(agent.init(0))
+    state = agent.init(0)
     actions = []
     for t in range(steps):
         if t in reset_at:
-            state = agent.begin_episode(state)
-        action, state = agent.act(state, np.array([t, 0.0], np.float32), t, "greedy")
-        actions.append(float(action[0]))
+            state = agent.begin_episodes(state)
+        action, state = agent.act(state, np.array([[t, 0.0]], np.float32), t, "greedy")
+        actions.append(float(action[0, 0]))
     return actions
 
 

@@ -272,17 +272,17 @@ def test_joint_epsilon_greedy_replaces_the_whole_action():
 def test_acting_modes_and_the_epsilon_state():
     agent = _tiny_agent(ensemble_size=4, epsilon_start=1.0, epsilon_decay=0.5)
     state = agent.init(0)
-    obs = np.ones(3, np.float32)
+    obs = np.ones((1, 3), np.float32)  # one environment
     _, s = agent.act(state, obs, 0, "random")
-    assert float(s.explore) == 1.0  # warm-up actions leave epsilon alone
+    assert float(s.memory[0]) == 1.0  # warm-up actions leave epsilon alone
     _, s = agent.act(state, obs, 0, "greedy")
-    assert float(s.explore) == 1.0
+    assert float(s.memory[0]) == 1.0
     # epsilon 1.0: the first exploring action is random for sure, and decays epsilon once
     _, s = agent.act(state, obs, 0, "explore")
-    assert float(s.explore) == 0.5
+    assert float(s.memory[0]) == 0.5
     for step in range(1, 200):
         _, s = agent.act(s, obs, step, "explore")
-    assert float(s.explore) == pytest.approx(0.05)  # the floor, reached by repeated halving
+    assert float(s.memory[0]) == pytest.approx(0.05)  # the floor, reached by repeated halving
 
 
 def test_training_acts_on_one_random_member_and_evaluation_on_the_mean():
@@ -299,10 +299,10 @@ def test_training_acts_on_one_random_member_and_evaluation_on_the_mean():
     assert len(per_member) >= 2
     decode = agent.factorisation.decode
     member_actions = {tuple(np.asarray(decode(np.array(a)))) for a in per_member}
-    seen = {tuple(agent.act(state, obs, step, "explore")[0]) for step in range(60)}
+    seen = {tuple(agent.act(state, obs[None], step, "explore")[0][0]) for step in range(60)}
     assert seen <= member_actions and len(seen) >= 2
     mean_action = np.asarray(decode(greedy(jnp.mean(u, axis=0))))
-    np.testing.assert_array_equal(agent.act(state, obs, 0, "greedy")[0], mean_action)
+    np.testing.assert_array_equal(agent.act(state, obs[None], 0, "greedy")[0][0], mean_action)
 
 
 # ------------------------------------------------------------------------------ the ensemble
@@ -381,7 +381,7 @@ def test_epsilon_decays_through_training(tmp_path):
     result = train(_tiny_run(tmp_path / "a", steps=400))
     # the epsilon state decayed during training (and so is part of the state resume restores,
     # which test_contract.py checks)
-    assert 0.05 <= float(result.state.explore) < 0.5
+    assert 0.05 <= float(result.state.memory[0]) < 0.5
 
 
 # ------------------------------------------------------------------------------ learning

@@ -199,7 +199,7 @@ def test_actions_stay_inside_asymmetric_bounds(mode):
     obs = np.concatenate([obs, np.zeros((16, 4), np.float32)])
     for agent in _agents():
         state = agent.init(0)
-        actions = np.stack([agent.act(state, o, i, mode)[0] for i, o in enumerate(obs)])
+        actions = np.stack([agent.act(state, o[None], i, mode)[0][0] for i, o in enumerate(obs)])
         assert actions.shape == (64, 3) and actions.dtype == np.float32
         assert np.all(actions >= ASYM.low) and np.all(actions <= ASYM.high), agent.name
         if getattr(agent, "bernoulli", False):

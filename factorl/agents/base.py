@@ -1,9 +1,15 @@
-"""What the training loop needs from an agent.
+"""What a runner needs from an agent.
 
-An agent is a small object that owns its networks and jitted pure functions. The loop never looks
-inside the state: it passes it back in. All arrays the agent sees from the loop are NumPy arrays;
-all randomness inside the agent comes from JAX keys in its state, folded with counters, so a run is
-a deterministic function of its seed and resume needs nothing but the saved state.
+An agent is a small object that owns its networks and jitted pure functions. A runner never looks
+inside the state: it passes it back in. Acting is batched over environments: `act` takes
+observations `[N_env, *obs_shape]` and returns actions `[N_env, action_dim]`, and the acting memory
+an agent keeps between steps (CQN-AS's action sequences, REValueD's epsilon) has the same leading
+environment axis inside the state. All randomness comes from JAX keys in the state folded with
+counters (environment i of a vector step that starts at env step E acts with step index E + i), so
+a run is a deterministic function of its seed and resume needs nothing but the saved state.
+
+The pure functions behind `act` and `update` (`act_fn`, `update_fn`) can be called inside a
+caller's own `jit`, `vmap` (e.g. over seeds) or `lax.scan`.
 """
 
 from __future__ import annotations
@@ -45,8 +51,10 @@ class TrainBatch(NamedTuple):
 class AgentState(struct.PyTreeNode):
     """Learner state shared by the value-based agents.
 
-    `explore` holds whatever exploration state the agent keeps between steps (e.g. a decaying
-    epsilon); it is updated by `act`, which never touches the (large) parameters.
+    `memory` is the acting memory the agent keeps between steps for each environment, with a
+    leading environment axis (e.g. a decaying epsilon per environment, or the action sequences
+    predicted in the last steps); it is updated by `act`, which never touches the (large)
+    parameters.
     """
 
     params: Any
@@ -54,7 +62,13 @@ class AgentState(struct.PyTreeNode):
     opt_state: Any
     key: jax.Array  # raw uint32 key; acting and updates fold counters into it
     learner_step: jax.Array
-    explore: Any
+    memory: Any
+
+
+def stream_capacity(capacity: int, num_envs: int) -> int:
+    """A replay capacity the environments' streams share equally: `capacity` rounded down to a
+    multiple of `num_envs` (the replay gives every stream the same number of slots)."""
+    return capacity - capacity % num_envs
 
 
 def hard_target_update(period: int) -> Callable[[Any, Any, jax.Array], Any]:
@@ -101,17 +115,22 @@ def value_learner_step(
 
 
 class JaxAgent:
-    """Plumbing every agent shares: the loop-facing settings, the jitted `act` and `update`
-    wrappers, and trace counters (tests check each function compiles once).
+    """Plumbing every agent shares: the loop-facing settings, the batched, jitted `act` and the
+    jitted `update`, acting memory, and trace counters (tests check each function compiles once).
 
     A subclass sets `self.config` (with update_every, learning_starts, random_steps), calls
-    `self._compile()` at the end of its `__init__`, and implements
-    `_act_impl(params, explore, obs, key, env_step, mode) -> (action, explore)` and
+    `self._compile()` at the end of its `__init__`, and implements `init(seed, num_envs)`,
+    `_act_impl(params, memory, obs, key, env_step, mode) -> (action, memory)` for ONE
+    environment (the base class vmaps it over environments), and
     `_update_impl(state, batch) -> (state, metrics, td_abs)`, each incrementing its
-    `trace_counts` entry (that line runs only while tracing).
+    `trace_counts` entry (that line runs only while tracing). An agent with acting memory
+    overrides `memory_init` (one environment's memory).
     """
 
     config: Any
+    #: whether the acting memory belongs to an episode (reset at its start: CQN-AS's sequences)
+    #: or to the whole run (REValueD's decaying epsilon)
+    episodic_memory: bool = True
 
     def _compile(self) -> None:
         c = self.config
@@ -124,25 +143,69 @@ class JaxAgent:
         # select of new-or-old inside the update cost about 4% of TD3's update
         # (docs/td3.md, "Throughput").
         self._update = jax.jit(self._update_impl)
-        self._act = jax.jit(self._act_impl, static_argnames="mode")
+        self._act = jax.jit(self.act_fn, static_argnames="mode")
+        self._reset_memory = jax.jit(self.reset_memory_fn)
 
+    # ----------------------------------------------------------------------------- pure functions
+    def act_fn(
+        self, params: Any, memory: Any, obs: jax.Array, key: jax.Array, env_step: Any, mode: str
+    ) -> tuple[jax.Array, Any]:
+        """Actions [N, action_dim] for observations [N, *obs_shape]: `_act_impl` vmapped over
+        environments, environment i acting with step index `env_step + i` (pure, jittable)."""
+        steps = env_step + jnp.arange(obs.shape[0], dtype=jnp.int32)
+
+        def one_env(m, o, t):
+            return self._act_impl(params, m, o, key, t, mode)
+
+        return jax.vmap(one_env)(memory, obs, steps)
+
+    def update_fn(self, state: AgentState, batch: Any) -> tuple[AgentState, dict, jax.Array]:
+        """One learner step, pure: (new state, metrics, per-sample |TD|)."""
+        return self._update_impl(state, batch)
+
+    def memory_init(self) -> Any:
+        """One environment's acting memory at an episode start (a placeholder by default)."""
+        return jnp.zeros((), jnp.float32)
+
+    def initial_memory(self, num_envs: int) -> Any:
+        """Acting memory of `num_envs` environments at their episode starts."""
+        return jax.tree_util.tree_map(
+            lambda x: jnp.repeat(x[None], num_envs, axis=0), self.memory_init()
+        )
+
+    def reset_memory_fn(self, memory: Any, starting: jax.Array) -> Any:
+        """Memory with the environments flagged in `starting` [N] back at an episode start."""
+        fresh = self.memory_init()
+
+        def reset(m, f):
+            flag = starting.reshape(starting.shape + (1,) * (m.ndim - 1))
+            return jnp.where(flag, f[None], m)
+
+        return jax.tree_util.tree_map(reset, memory, fresh)
+
+    # ----------------------------------------------------------------------------- host API
     def acting_params(self, state: AgentState) -> Any:
         """The part of the parameters acting needs (all of them, unless overridden)."""
         return state.params
 
+    def num_envs(self, state: AgentState) -> int:
+        """How many environments the state's acting memory is for."""
+        return int(jax.tree_util.tree_leaves(state.memory)[0].shape[0])
+
     def act(
         self, state: AgentState, obs: np.ndarray, env_step: int, mode: str = "greedy"
     ) -> tuple[np.ndarray, AgentState]:
-        """Continuous env action for one observation. mode: 'explore', 'greedy' or 'random'."""
-        action, explore = self._act(
+        """Continuous env actions [N, action_dim] for observations [N, *obs_shape]; the state's
+        memory must be for N environments. mode: 'explore', 'greedy' or 'random'."""
+        action, memory = self._act(
             self.acting_params(state),
-            state.explore,
+            state.memory,
             np.asarray(obs, np.float32),  # jit copies NumPy inputs itself; no separate dispatch
             state.key,
             env_step,
             mode=mode,
         )
-        return np.asarray(action), state.replace(explore=explore)
+        return np.asarray(action), state.replace(memory=memory)
 
     def update(self, state: AgentState, batch: TrainBatch):
         """One jitted learner step: (new state, metrics, per-sample |TD|).
@@ -152,6 +215,15 @@ class JaxAgent:
         """
         return self._update(state, batch)
 
-    def begin_episode(self, state: AgentState) -> AgentState:
-        """Reset acting memory at an episode start (none by default)."""
-        return state
+    def begin_episodes(self, state: AgentState, starting: np.ndarray | None = None) -> AgentState:
+        """Reset the acting memory of the environments whose episodes start (all by default),
+        if the memory is episodic."""
+        if not self.episodic_memory:
+            return state
+        if starting is None:
+            return state.replace(memory=self.initial_memory(self.num_envs(state)))
+        return state.replace(memory=self._reset_memory(state.memory, np.asarray(starting, bool)))
+
+    def with_num_envs(self, state: AgentState, num_envs: int) -> AgentState:
+        """The same learner acting in `num_envs` fresh environments (e.g. for evaluation)."""
+        return state.replace(memory=self.initial_memory(num_envs))

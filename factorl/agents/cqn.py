@@ -44,6 +44,7 @@ from factorl.agents.base import (
     JaxAgent,
     TrainBatch,
     hard_target_update,
+    stream_capacity,
     value_learner_step,
 )
 from factorl.config import ConfigError, option
@@ -158,12 +159,8 @@ class CQN(JaxAgent):
         """Centres fed to each level along `path`, same layout [batch, L, *seq, M]."""
         return jnp.moveaxis(self.factorisation.path_centres(jnp.moveaxis(path, 1, -2)), -2, 1)
 
-    def explore_init(self):
-        """Acting memory kept in AgentState.explore (none for CQN)."""
-        return jnp.zeros((), jnp.float32)
-
     # ----------------------------------------------------------------------------------- setup
-    def init(self, seed: int) -> AgentState:
+    def init(self, seed: int, num_envs: int = 1) -> AgentState:
         k_params, k_run = jax.random.split(jax.random.PRNGKey(seed))
         params = self.network.init(
             k_params,
@@ -177,17 +174,18 @@ class CQN(JaxAgent):
             opt_state=self.optimizer.init(params),
             key=k_run,
             learner_step=jnp.zeros((), jnp.int32),
-            explore=self.explore_init(),
+            memory=self.initial_memory(num_envs),
         )
 
-    def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:
+    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         c = self.config
         return ReplayBuffer(
-            c.replay_capacity,
+            stream_capacity(c.replay_capacity, num_envs),
             obs_shape,
             (self.factorisation.num_dims,),
             n_step=c.n_step,
             gamma=c.gamma,
+            num_envs=num_envs,
         )
 
     # ----------------------------------------------------------------------------------- values
@@ -221,20 +219,20 @@ class CQN(JaxAgent):
         return self.network.apply(params, obs_l, centres, onehot)
 
     # ----------------------------------------------------------------------------------- acting
-    def _act_impl(self, params, explore, obs, key, env_step, mode: str):
+    def _act_impl(self, params, memory, obs, key, env_step, mode: str):
         self.trace_counts["act"] += 1
         c, fact = self.config, self.factorisation
         key = jax.random.fold_in(jax.random.fold_in(key, 0), env_step)
         k_ties, k_noise = jax.random.split(key)
         if mode == "random":
             u = jax.random.uniform(k_noise, (fact.num_dims,))
-            return jnp.asarray(fact.low) + u * (jnp.asarray(fact.high) - fact.low), explore
+            return jnp.asarray(fact.low) + u * (jnp.asarray(fact.high) - fact.low), memory
         path = self.greedy_path(params, obs[None], k_ties if c.random_ties else None)[0]
         action = fact.decode(path)
         if mode == "explore":
             noise = c.explore_std * self.half_range * jax.random.normal(k_noise, action.shape)
             action = fact.quantise(jnp.clip(action + noise, fact.low, fact.high))
-        return action, explore
+        return action, memory
 
     # ----------------------------------------------------------------------------------- learning
     def loss(self, params, target_params, batch: TrainBatch, key: jax.Array):

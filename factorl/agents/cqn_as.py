@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from factorl.agents.base import AgentState
+from factorl.agents.base import stream_capacity
 from factorl.agents.cqn import CQN, CQNConfig
 from factorl.config import ConfigError, option
 from factorl.factorisation import ActionFactorisation
@@ -131,19 +131,20 @@ class CQNAS(CQN):
         c = self.config
         return SequenceCritic(self.factorisation.num_dims, c.bins, c.horizon, c.width)
 
-    def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:
+    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         c = self.config
         return ReplayBuffer(
-            c.replay_capacity,
+            stream_capacity(c.replay_capacity, num_envs),
             obs_shape,
             (self.factorisation.num_dims,),
             n_step=c.n_step,
             gamma=c.gamma,
             action_horizon=self.factorisation.horizon,
+            num_envs=num_envs,
         )
 
     # ----------------------------------------------------------------------------------- acting
-    def explore_init(self):
+    def memory_init(self):
         """Acting memory: the sequences predicted 0..K-1 steps ago (row i = i steps ago), which
         of them belong to this episode, and the position in the current plan (replan mode)."""
         k, m = self.config.horizon, self.factorisation.num_dims
@@ -152,10 +153,6 @@ class CQNAS(CQN):
             "valid": jnp.zeros((k,), bool),
             "position": jnp.full((), k, jnp.int32),  # k: no plan yet
         }
-
-    def begin_episode(self, state: AgentState) -> AgentState:
-        """Forget the previous episode's sequences."""
-        return state.replace(explore=self.explore_init())
 
     def _predict(self, params, obs, key, mode: str) -> jax.Array:
         """A new sequence [K, M]: greedy, plus quantised Gaussian noise when exploring."""
@@ -168,35 +165,35 @@ class CQNAS(CQN):
             seq = fact.quantise(jnp.clip(seq + noise, fact.low, fact.high))
         return seq
 
-    def _act_impl(self, params, explore, obs, key, env_step, mode: str):
+    def _act_impl(self, params, memory, obs, key, env_step, mode: str):
         self.trace_counts["act"] += 1
         c, fact = self.config, self.factorisation
         key = jax.random.fold_in(jax.random.fold_in(key, 0), env_step)
         if mode == "random":
             u = jax.random.uniform(key, (fact.num_dims,))
-            return jnp.asarray(fact.low) + u * (jnp.asarray(fact.high) - fact.low), explore
+            return jnp.asarray(fact.low) + u * (jnp.asarray(fact.high) - fact.low), memory
         k = c.horizon
         if c.execution == "replan":
-            replan = explore["position"] >= k
+            replan = memory["position"] >= k
             plan = jax.lax.cond(
                 replan,
                 lambda: self._predict(params, obs, key, mode),
-                lambda: explore["predictions"][0],
+                lambda: memory["predictions"][0],
             )
-            position = jnp.where(replan, 0, explore["position"])
+            position = jnp.where(replan, 0, memory["position"])
             action = plan[position]
             new = {
-                "predictions": explore["predictions"].at[0].set(plan),
-                "valid": explore["valid"],
+                "predictions": memory["predictions"].at[0].set(plan),
+                "valid": memory["valid"],
                 "position": position + 1,
             }
             return action, new
         seq = self._predict(params, obs, key, mode)
-        predictions = jnp.concatenate([seq[None], explore["predictions"][:-1]], axis=0)
-        valid = jnp.concatenate([jnp.ones((1,), bool), explore["valid"][:-1]])
+        predictions = jnp.concatenate([seq[None], memory["predictions"][:-1]], axis=0)
+        valid = jnp.concatenate([jnp.ones((1,), bool), memory["valid"][:-1]])
         # the prediction made i steps ago proposes its step i for now
         proposals = predictions[jnp.arange(k), jnp.arange(k)]  # [K, M]
         w = ensemble_weights(valid, c.ensemble_decay, c.ensemble_weighting)
         action = jnp.sum(w[:, None] * proposals, axis=0)
-        new = {"predictions": predictions, "valid": valid, "position": explore["position"]}
+        new = {"predictions": predictions, "valid": valid, "position": memory["position"]}
         return action, new

@@ -36,6 +36,7 @@ from factorl.agents.base import (
     JaxAgent,
     TrainBatch,
     hard_target_update,
+    stream_capacity,
     value_learner_step,
 )
 from factorl.config import ConfigError, option
@@ -132,11 +133,7 @@ class DecQN(JaxAgent):
     def make_target_update(self):
         return hard_target_update(self.config.target_update_period)
 
-    def explore_init(self) -> jax.Array:
-        """Acting state kept in AgentState.explore (unused by DecQN: epsilon is constant)."""
-        return jnp.zeros((), jnp.float32)
-
-    def init(self, seed: int) -> AgentState:
+    def init(self, seed: int, num_envs: int = 1) -> AgentState:
         """Independently initialised critics, equal target copies, fresh optimiser state."""
         k_params, k_run = jax.random.split(jax.random.PRNGKey(seed))
         dummy = jnp.zeros((1, *self.obs_shape), jnp.float32)
@@ -147,13 +144,13 @@ class DecQN(JaxAgent):
             opt_state=self.optimizer.init(params),
             key=k_run,
             learner_step=jnp.zeros((), jnp.int32),
-            explore=self.explore_init(),
+            memory=self.initial_memory(num_envs),
         )
 
-    def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:
+    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         c = self.config
         return ReplayBuffer(
-            c.replay_capacity,
+            stream_capacity(c.replay_capacity, num_envs),
             obs_shape,
             (self.factorisation.num_dims,),
             n_step=c.n_step,
@@ -161,6 +158,7 @@ class DecQN(JaxAgent):
             prioritized=c.prioritized,
             alpha=c.priority_alpha,
             beta=c.priority_beta,
+            num_envs=num_envs,
         )
 
     # ----------------------------------------------------------------------------------- acting
@@ -168,7 +166,7 @@ class DecQN(JaxAgent):
         """Utilities of every critic: [K, ..., M, B]."""
         return stack_apply(self.network, params, obs)
 
-    def _act_impl(self, params, explore, obs, key, env_step, mode: str):
+    def _act_impl(self, params, memory, obs, key, env_step, mode: str):
         self.trace_counts["act"] += 1
         c = self.config
         key = jax.random.fold_in(jax.random.fold_in(key, 0), env_step)
@@ -179,7 +177,7 @@ class DecQN(JaxAgent):
             idx = greedy(jnp.max(u, axis=0))
             if mode == "explore":
                 idx = epsilon_greedy(key, idx, c.bins, c.epsilon, c.epsilon_mode)
-        return self.factorisation.decode(idx), explore
+        return self.factorisation.decode(idx), memory
 
     # ----------------------------------------------------------------------------------- learning
     def loss(self, params, target_params, batch: TrainBatch):

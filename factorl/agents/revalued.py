@@ -31,7 +31,8 @@ We follow the official code (davidireland3/REValueD, PyTorch) where it exists:
   epsilon), then epsilon-greedy on the JOINT action (with probability epsilon the whole action is
   uniformly random, otherwise greedy w.r.t. one random member), epsilon starting at 1.0 and
   multiplied by 0.999 each time a random action is taken, down to 0.05. The epsilon lives in
-  `AgentState.explore`, so it is checkpointed and resume is exact;
+  `AgentState.memory`, so it is checkpointed and resume is exact. With N environments each keeps
+  its own epsilon, decayed by its own random actions (one environment: the reference exactly);
 - replay is uniform: the code has no prioritised replay.
 
 The regulariser is the paper's (section 4), which the official code omits (its README says TODO);
@@ -59,6 +60,7 @@ from factorl.agents.base import (
     AgentState,
     TrainBatch,
     polyak_target_update,
+    stream_capacity,
     value_learner_step,
 )
 from factorl.agents.decqn import DecQN
@@ -159,6 +161,7 @@ class REValueD(DecQN):
 
     name = "revalued"
     Config = REValueDConfig
+    episodic_memory = False  # the epsilon decays over the whole run, across episodes
 
     @property
     def ensemble_size(self) -> int:
@@ -167,24 +170,25 @@ class REValueD(DecQN):
     def make_target_update(self):
         return polyak_target_update(self.config.tau)
 
-    def explore_init(self) -> jax.Array:
+    def memory_init(self) -> jax.Array:
         """The decaying epsilon, starting at epsilon_start."""
         return jnp.asarray(self.config.epsilon_start, jnp.float32)
 
-    def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:
+    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         """Uniform n-step replay (the reference has no prioritisation)."""
         c = self.config
         return ReplayBuffer(
-            c.replay_capacity,
+            stream_capacity(c.replay_capacity, num_envs),
             obs_shape,
             (self.factorisation.num_dims,),
             n_step=c.n_step,
             gamma=c.gamma,
             prioritized=False,
+            num_envs=num_envs,
         )
 
     # ----------------------------------------------------------------------------------- acting
-    def _act_impl(self, params, explore, obs, key, env_step, mode: str):
+    def _act_impl(self, params, memory, obs, key, env_step, mode: str):
         """'explore' is greedy w.r.t. one member drawn afresh every step, with joint
         epsilon-greedy on top (returning the decayed epsilon); 'greedy' acts on the ensemble
         mean; 'random' draws uniform bins and leaves epsilon alone."""
@@ -193,19 +197,19 @@ class REValueD(DecQN):
         key = jax.random.fold_in(jax.random.fold_in(key, 0), env_step)
         if mode == "random":
             idx = jax.random.randint(key, (self.factorisation.num_dims,), 0, c.bins, jnp.int32)
-            return self.factorisation.decode(idx), explore
+            return self.factorisation.decode(idx), memory
         if mode == "greedy":
             u = self.utilities(params, obs[None])[:, 0]  # [K, M, B]
-            return self.factorisation.decode(greedy(jnp.mean(u, axis=0))), explore
+            return self.factorisation.decode(greedy(jnp.mean(u, axis=0))), memory
         k_member, k_explore = jax.random.split(key)
         member = jax.random.randint(k_member, (), 0, c.ensemble_size)
         # only the drawn member is evaluated: 1/K of the ensemble's forward cost per env step
         member_params = jax.tree_util.tree_map(lambda x: x[member], params)
         u = self.network.apply(member_params, obs[None])[0]  # [M, B]
-        idx, explore = joint_epsilon_greedy(
-            k_explore, greedy(u), c.bins, explore, c.epsilon_decay, c.epsilon_min
+        idx, memory = joint_epsilon_greedy(
+            k_explore, greedy(u), c.bins, memory, c.epsilon_decay, c.epsilon_min
         )
-        return self.factorisation.decode(idx), explore
+        return self.factorisation.decode(idx), memory
 
     # ----------------------------------------------------------------------------------- learning
     def targets(self, params: Any, target_params: Any, batch: TrainBatch, key: jax.Array):
@@ -260,4 +264,4 @@ class REValueD(DecQN):
         new_state, metrics, td_abs = value_learner_step(
             state, self.loss, self.optimizer, self._target_update, batch, key
         )
-        return new_state, {**metrics, "epsilon": state.explore}, td_abs
+        return new_state, {**metrics, "epsilon": jnp.mean(state.memory)}, td_abs

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.agents.base import AgentState, JaxAgent, TrainBatch
+from factorl.agents.base import AgentState, JaxAgent, TrainBatch, stream_capacity
 from factorl.config import option
 from factorl.networks import (
     BernoulliActor,
@@ -249,7 +249,7 @@ class SAC(JaxAgent):
         self._compile()
 
     # ----------------------------------------------------------------------------------- setup
-    def init(self, seed: int) -> AgentState:
+    def init(self, seed: int, num_envs: int = 1) -> AgentState:
         """Fresh networks, optimiser states and run key from `seed`."""
         k_actor, k_critic, k_run = jax.random.split(jax.random.PRNGKey(seed), 3)
         obs = jnp.zeros((1, *self.obs_shape), jnp.float32)
@@ -265,14 +265,19 @@ class SAC(JaxAgent):
             opt_state={k: opt.init(params[k]) for k, opt in self.optimizers.items()},
             key=k_run,
             learner_step=jnp.zeros((), jnp.int32),
-            explore=jnp.zeros((), jnp.float32),  # unused: exploration is the policy's own noise
+            memory=self.initial_memory(num_envs),  # unused: exploration is the policy's own noise
         )
 
-    def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:
+    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         """Uniform one-step replay of environment actions."""
         c = self.config
         return ReplayBuffer(
-            c.replay_capacity, obs_shape, (self.bounds.num_dims,), n_step=1, gamma=c.gamma
+            stream_capacity(c.replay_capacity, num_envs),
+            obs_shape,
+            (self.bounds.num_dims,),
+            n_step=1,
+            gamma=c.gamma,
+            num_envs=num_envs,
         )
 
     # ----------------------------------------------------------------------------------- policy
@@ -295,9 +300,9 @@ class SAC(JaxAgent):
     def acting_params(self, state: AgentState):
         return state.params["actor"]
 
-    def _act_impl(self, actor_params, explore, obs, key, env_step, mode: str):
+    def _act_impl(self, actor_params, memory, obs, key, env_step, mode: str):
         # no acting memory: exploration is the policy's own noise
-        return self._policy_action(actor_params, obs, key, env_step, mode), explore
+        return self._policy_action(actor_params, obs, key, env_step, mode), memory
 
     def _policy_action(self, actor_params, obs, key, env_step, mode: str):
         self.trace_counts["act"] += 1

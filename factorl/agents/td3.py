@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from factorl.agents.base import AgentState, JaxAgent, TrainBatch
+from factorl.agents.base import AgentState, JaxAgent, TrainBatch, stream_capacity
 from factorl.agents.sac import ActionBounds, clipped_double_q, polyak
 from factorl.config import option
 from factorl.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
@@ -98,7 +98,7 @@ class TD3(JaxAgent):
         self._compile()
 
     # ----------------------------------------------------------------------------------- setup
-    def init(self, seed: int) -> AgentState:
+    def init(self, seed: int, num_envs: int = 1) -> AgentState:
         """Fresh networks, targets, optimiser states and run key from `seed`."""
         k_actor, k_critic, k_run = jax.random.split(jax.random.PRNGKey(seed), 3)
         obs = jnp.zeros((1, *self.obs_shape), jnp.float32)
@@ -113,23 +113,28 @@ class TD3(JaxAgent):
             opt_state={k: opt.init(params[k]) for k, opt in self.optimizers.items()},
             key=k_run,
             learner_step=jnp.zeros((), jnp.int32),
-            explore=jnp.zeros((), jnp.float32),  # unused: exploration noise is stateless
+            memory=self.initial_memory(num_envs),  # unused: exploration noise is stateless
         )
 
-    def make_replay(self, obs_shape: tuple[int, ...]) -> ReplayBuffer:
+    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         """Uniform one-step replay of environment actions."""
         c = self.config
         return ReplayBuffer(
-            c.replay_capacity, obs_shape, (self.bounds.num_dims,), n_step=1, gamma=c.gamma
+            stream_capacity(c.replay_capacity, num_envs),
+            obs_shape,
+            (self.bounds.num_dims,),
+            n_step=1,
+            gamma=c.gamma,
+            num_envs=num_envs,
         )
 
     # ----------------------------------------------------------------------------------- acting
     def acting_params(self, state: AgentState):
         return state.params["actor"]
 
-    def _act_impl(self, actor_params, explore, obs, key, env_step, mode: str):
+    def _act_impl(self, actor_params, memory, obs, key, env_step, mode: str):
         # no acting memory: exploration is the policy's own noise
-        return self._policy_action(actor_params, obs, key, env_step, mode), explore
+        return self._policy_action(actor_params, obs, key, env_step, mode), memory
 
     def _policy_action(self, actor_params, obs, key, env_step, mode: str):
         self.trace_counts["act"] += 1
