@@ -12,7 +12,7 @@ inside jit (a `lax.scan` over steps, `vmap` over environments and over seeds).
   observation after a reset.
 
 At most one of `terminated` and `truncated` is true: an episode that ends in a terminal state on
-its last allowed step is terminated (no bootstrap), as the host adapters in `factorl.envs` do.
+its last allowed step is terminated (no bootstrap), as `factorl.envs.DMCEnv` reports it.
 Observations are flat float32 vectors; actions are float32 and clipped to the spec's bounds
 before the environment sees them, so an out-of-range action (exploration noise) behaves exactly
 like the bound, in the dynamics and in the reward.
@@ -39,7 +39,8 @@ time limit as `truncated`, a diverged simulation as `terminated` (there is no st
 from), and starts each episode with a fresh random reset. A diverged step's non-finite
 observation and reward entries are replaced by 0, so one divergence cannot reach a loss through
 `0 * NaN`. Playground runs on MJX's pure-JAX implementation (`impl="jax"`), which runs on every
-backend and scans and vmaps like any JAX function; its default, "warp", needs NVIDIA Warp kernels.
+backend and scans and vmaps like any JAX function; its default, "warp", calls NVIDIA Warp kernels
+from JAX, which on a CPU are slower and log every kernel they load.
 """
 
 from __future__ import annotations
