@@ -246,8 +246,10 @@ def _check_like(restored: Any, template: Any, path: Path) -> None:
     if t_def != r_def:
         raise CheckpointError(f"checkpoint {path} holds a differently structured state")
     for i, (t, r) in enumerate(zip(t_leaves, r_leaves, strict=True)):
-        t, r = np.asarray(t), np.asarray(r)
-        if t.shape != r.shape or t.dtype != r.dtype:
+        # the template may be abstract (jax.ShapeDtypeStruct leaves): only shapes and dtypes
+        t = t if isinstance(t, jax.ShapeDtypeStruct) else np.asarray(t)
+        r = np.asarray(r)
+        if tuple(t.shape) != r.shape or np.dtype(t.dtype) != r.dtype:
             raise CheckpointError(
                 f"checkpoint {path} does not fit this agent: leaf {i} is {r.dtype}{list(r.shape)},"
                 f" expected {t.dtype}{list(t.shape)} (different network, bins or environment?)"

@@ -95,7 +95,9 @@ class TrainConfig:
     """The training loop: environment, budget, evaluation, logging and checkpoints."""
 
     env: str = option(
-        "gym:Pendulum-v1", "environment id: dmc:DOMAIN-TASK or gym:ID (Box action space)"
+        "gym:Pendulum-v1",
+        "environment id: dmc:DOMAIN-TASK or gym:ID (Box action space) on the host runner; "
+        "gymnax:ID or playground:NAME (JAX-native) on the device runner",
     )
     seed: int = option(
         0,
@@ -110,6 +112,13 @@ class TrainConfig:
         "every interval count their steps summed",
         low=1,
         high=4096,
+    )
+    num_seeds: int = option(
+        1,
+        "seeds trained side by side in one process (seed, seed + 1, ...); JAX-native "
+        "environments (gymnax:, playground:) only",
+        low=1,
+        high=1024,
     )
     action_repeat: int = option(1, "repeat each action this many env steps", low=1)
     eval_every: int = option(10_000, "evaluate the greedy policy every N env steps", low=1)

@@ -502,6 +502,11 @@ class Trainer:
     def _build(self) -> None:
         """The environments, agent, replay buffer and initial state (nothing is written)."""
         cfg, t = self.cfg, self.cfg.train
+        if t.num_seeds > 1:
+            raise ConfigError(
+                f"--num-seeds trains seeds side by side on JAX-native environments (gymnax:, "
+                f"playground:); {t.env} runs on the host: start one run per seed instead"
+            )
         self.eval_env = _env_or_config_error(cfg, t.seed + 1)
         self.envs = _vector_env(cfg)
         try:
@@ -887,11 +892,17 @@ def train(
 ) -> TrainResult:
     """Train `config.algo` on `config.train.env`; with `resume`, continue that run folder.
 
+    Host environments (dmc:, gym:) run on the host runner (`Trainer`), JAX-native ones (gymnax:,
+    playground:) on the device runner (`factorl.runners.device.DeviceTrainer`).
+
     `stop_after` (env steps) ends this call early, with a checkpoint, as an interruption would:
     used by tests of resume and handy for time-sliced jobs. `overwrite` lets a fresh run replace
     a previous run in its folder (otherwise refused).
     """
-    return Trainer(config, resume, overwrite=overwrite).run(stop_after)
+    from factorl.runners.device import DeviceTrainer, is_jax_env
+
+    runner = DeviceTrainer if is_jax_env(config.train.env) else Trainer
+    return runner(config, resume, overwrite=overwrite).run(stop_after)
 
 
 def _progress_fields(loop: LoopState, sps: float, total: int) -> dict[str, str]:
@@ -935,6 +946,11 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pol
     path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
     if path is None:
         raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
+    from factorl.runners.device import is_jax_env, load_device_run
+
+    if is_jax_env(cfg.train.env):  # the first seed's agent of a device run
+        agent, _, states = load_device_run(cfg, path)
+        return Policy(cfg, agent, jax.tree_util.tree_map(lambda x: x[0], states))
     env = _env_or_config_error(cfg, cfg.train.seed)
     try:
         agent = build_agent(cfg, env)
@@ -945,7 +961,17 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pol
 
 
 def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None) -> dict[str, Any]:
-    """Evaluate a saved agent greedily; returns mean/std/returns."""
+    """Evaluate a saved agent greedily; returns mean/std/returns (a device run: `episodes` for
+    each of its seeds, run side by side, with `per_seed_mean`)."""
+    from factorl.runners.device import evaluate_device_run, is_jax_env
+
+    cfg = load_config(run_dir)
+    if is_jax_env(cfg.train.env):
+        path = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
+        if path is None:
+            raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
+        seed = cfg.train.seed + 10_000 if seed is None else seed
+        return evaluate_device_run(cfg, path, episodes, seed)
     policy = load_agent(run_dir)
     cfg = policy.config
     env = _env_or_config_error(cfg)

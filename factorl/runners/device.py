@@ -1,0 +1,746 @@
+"""The device runner: JAX-native environments, acting, replay and learning in one jitted scan.
+
+`make_train(agent, env, settings)` returns pure functions in the style of PureJaxRL:
+`init(seed) -> RunnerState` and `run(state, num_vector_steps) -> (state, ChunkStats)`. One vector
+step acts in `num_envs` environments (the agent's batched `act_fn`), steps them (`vmap` of the
+environment's pure `step`, which resets finished episodes itself), stores the transitions in a
+flashbax trajectory buffer (one row per environment, so n-step windows and action sequences never
+cross environments), and runs as many learner steps (`update_fn`) as `update_every` env steps
+passed. Both functions are vmapped over seeds by the host side (`DeviceTrainer`), so S seeds train
+in one process and one compiled program.
+
+Randomness: each seed's keys come from the seed alone, folded with the env step (acting, as on
+the host runner), the vector step (environments) and the learner step (sampling), so a run does
+not depend on how it is cut into chunks, and resume from a saved `RunnerState` is exact.
+
+Replay differs from the host buffer in one respect: a step is sampleable once its whole window
+(max(n_step, horizon) steps) is stored, also when its episode ended inside the window (the host
+buffer takes it at once). Sampling is uniform; prioritised replay is host-only for now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import flashbax
+import jax
+import jax.numpy as jnp
+
+from factorl.agents.base import AgentState, TrainBatch, stream_capacity
+
+#: streams of the runner key: first resets, environment steps, replay sampling
+_RESET, _ENV, _SAMPLE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """What the device runner needs beyond the agent's own config."""
+
+    num_envs: int
+    eval_episodes: int
+    max_episode_steps: int
+
+
+class RunnerState(NamedTuple):
+    """Everything one seed's run carries between vector steps (checkpointed as is)."""
+
+    agent: AgentState
+    env_state: Any
+    obs: jax.Array  # [N, *obs_shape]
+    replay: Any  # flashbax trajectory buffer state, rows = environments
+    env_step: jax.Array  # env steps summed over environments
+    key: jax.Array  # raw key; environments and sampling fold counters into it
+    episode_return: jax.Array  # [N], of the episodes in progress
+    episode_length: jax.Array  # [N]
+    stopped: jax.Array  # a non-finite update was discarded: learning stops until the host acts
+
+
+class ChunkStats(NamedTuple):
+    """Sums over one chunk of vector steps, for the host's records."""
+
+    episodes: jax.Array
+    return_sum: jax.Array
+    length_sum: jax.Array
+    updates: jax.Array
+    metric_sums: dict[str, jax.Array]
+
+
+def n_step_batch(sequence: dict[str, jax.Array], n_step: int, horizon: int, gamma: float):
+    """A learner batch from sampled windows [B, W, ...] (W = max(n_step, horizon)).
+
+    Rewards are summed with discount over the first n steps, stopping after the first episode
+    end; the bootstrap observation is that step's `next_obs` (the true final observation at a
+    time limit), and the discount is gamma^m, or 0 when the window ends on a terminal state.
+    With horizon K > 1 the action is the K actions executed from the first step, padded with the
+    episode's last action past its end (as the host replay does).
+    """
+    ended = sequence["ended"][:, :n_step]
+    # steps before the first episode end count (the end step itself included)
+    ended_before = jnp.cumsum(ended, axis=1) - ended
+    alive = (ended_before == 0).astype(jnp.float32)
+    powers = gamma ** jnp.arange(n_step, dtype=jnp.float32)
+    reward = jnp.sum(alive * powers * sequence["reward"][:, :n_step], axis=1)
+    steps = jnp.sum(alive, axis=1).astype(jnp.int32)  # >= 1
+    last = steps - 1
+    rows = jnp.arange(ended.shape[0])
+    terminal = sequence["terminated"][rows, last]
+    discount = jnp.where(terminal, 0.0, gamma ** steps.astype(jnp.float32))
+    next_obs = sequence["next_obs"][rows, last]
+    if horizon > 1:
+        window_ended = sequence["ended"][:, :horizon]
+        first_end = jnp.where(
+            window_ended.any(axis=1), jnp.argmax(window_ended, axis=1), horizon - 1
+        )
+        taken = jnp.minimum(jnp.arange(horizon)[None], first_end[:, None])  # [B, K]
+        action = jnp.take_along_axis(sequence["action"], taken[..., None], axis=1)
+    else:
+        action = sequence["action"][:, 0]
+    return TrainBatch(
+        obs=sequence["obs"][:, 0],
+        action=action,
+        reward=reward,
+        discount=discount.astype(jnp.float32),
+        next_obs=next_obs,
+        weights=jnp.ones_like(reward),
+    )
+
+
+def _strong(tree: Any) -> Any:
+    """The same arrays without weak types: a weakly typed leaf (gymnax's Pendulum resets
+    `last_u` from a Python float) comes back strongly typed from a step, and the changed input
+    type would make every chunk after the first compile again."""
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
+
+
+def _where_tree(flag: jax.Array, new: Any, old: Any) -> Any:
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(flag, a, b), new, old)
+
+
+def make_train(agent: Any, env: Any, settings: DeviceSettings):
+    """(init, run, evaluate) pure functions for one seed; see the module docstring."""
+    c = agent.config
+    n = settings.num_envs
+    n_step = int(getattr(c, "n_step", 1))
+    horizon = int(getattr(c, "horizon", 1))
+    window = max(n_step, horizon)
+    gamma = float(c.gamma)
+    rows = stream_capacity(c.replay_capacity, n) // n
+    if rows < window:
+        raise ValueError(
+            f"replay_capacity {c.replay_capacity} leaves {rows} steps per environment for "
+            f"{n} environments, fewer than the {window}-step window; raise --replay-capacity"
+        )
+    buffer = flashbax.make_trajectory_buffer(
+        add_batch_size=n,
+        sample_batch_size=c.batch_size,
+        sample_sequence_length=window,
+        period=1,
+        min_length_time_axis=window,
+        max_length_time_axis=rows,
+    )
+    obs_shape = tuple(env.spec.obs_shape)
+    action_dim = int(env.spec.action_low.shape[0])
+    example = {
+        "obs": jnp.zeros(obs_shape, jnp.float32),
+        "action": jnp.zeros((action_dim,), jnp.float32),
+        "reward": jnp.zeros((), jnp.float32),
+        "terminated": jnp.zeros((), bool),
+        "ended": jnp.zeros((), bool),
+        "next_obs": jnp.zeros(obs_shape, jnp.float32),
+    }
+    reset_envs = jax.vmap(env.reset)
+    step_envs = jax.vmap(env.step)
+
+    def replay_size(replay) -> jax.Array:
+        """Sampleable windows stored, summed over environments."""
+        stored = jnp.where(replay.is_full, rows, replay.current_index)
+        return n * jnp.maximum(stored - window + 1, 0)
+
+    def init(seed: jax.Array) -> RunnerState:
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), 7)  # apart from the agent's keys
+        env_state, obs = reset_envs(jax.random.split(jax.random.fold_in(key, _RESET), n))
+        return _strong(
+            RunnerState(
+                agent=agent.init(seed, n),
+                env_state=env_state,
+                obs=obs.astype(jnp.float32),
+                replay=buffer.init(example),
+                env_step=jnp.zeros((), jnp.int32),
+                key=key,
+                episode_return=jnp.zeros((n,), jnp.float32),
+                episode_length=jnp.zeros((n,), jnp.int32),
+                stopped=jnp.zeros((), bool),
+            )
+        )
+
+    dummy = _dummy_batch(c.batch_size, obs_shape, action_dim, horizon)
+    counts = dict(agent.trace_counts)
+    metric_shapes = jax.eval_shape(
+        lambda s: agent.update_fn(s.agent, dummy)[1], jax.eval_shape(init, 0)
+    )
+    agent.trace_counts.update(counts)  # a shape query, not a compilation
+    metric_names = [k for k in metric_shapes if k != "finite"]
+
+    def learn(carry):
+        state, stats = carry
+        k_sample = jax.random.fold_in(
+            jax.random.fold_in(state.key, _SAMPLE), state.agent.learner_step
+        )
+        sample = buffer.sample(state.replay, k_sample)
+        batch = n_step_batch(sample.experience, n_step, horizon, gamma)
+        new_agent, metrics, _ = agent.update_fn(state.agent, batch)
+        finite = metrics["finite"]
+        state = state._replace(
+            agent=_where_tree(finite, new_agent, state.agent), stopped=state.stopped | ~finite
+        )
+        sums = {k: stats.metric_sums[k] + jnp.where(finite, metrics[k], 0.0) for k in metric_names}
+        stats = stats._replace(updates=stats.updates + finite, metric_sums=sums)
+        return state, stats
+
+    def vector_step(carry, _):
+        state, stats = carry
+        step = state.env_step
+        params = agent.acting_params(state.agent)
+        key = state.agent.key
+
+        def act(mode):
+            return agent.act_fn(params, state.agent.memory, state.obs, key, step, mode)
+
+        if agent.random_steps > 0:
+            random_action, random_memory = act("random")
+            explore_action, explore_memory = act("explore")
+            warm = step < agent.random_steps
+            action = jnp.where(warm, random_action, explore_action)
+            memory = _where_tree(warm, random_memory, explore_memory)
+        else:
+            action, memory = act("explore")
+        env_keys = jax.random.split(
+            jax.random.fold_in(jax.random.fold_in(state.key, _ENV), step // n), n
+        )
+        env_state, ts = step_envs(env_keys, state.env_state, action)
+        ended = ts.terminated | ts.truncated
+        transition = {
+            "obs": state.obs,
+            "action": action.astype(jnp.float32),
+            "reward": ts.reward.astype(jnp.float32),
+            "terminated": ts.terminated,
+            "ended": ended,
+            "next_obs": ts.next_obs_final.astype(jnp.float32),
+        }
+        replay = buffer.add(state.replay, jax.tree_util.tree_map(lambda x: x[:, None], transition))
+        agent_state = state.agent.replace(memory=memory)
+        if agent.episodic_memory:
+            agent_state = agent_state.replace(
+                memory=agent.reset_memory_fn(agent_state.memory, ended)
+            )
+        episode_return = state.episode_return + transition["reward"]
+        episode_length = state.episode_length + 1
+        stats = stats._replace(
+            episodes=stats.episodes + jnp.sum(ended),
+            return_sum=stats.return_sum + jnp.sum(jnp.where(ended, episode_return, 0.0)),
+            length_sum=stats.length_sum + jnp.sum(jnp.where(ended, episode_length, 0)),
+        )
+        state = state._replace(
+            agent=agent_state,
+            env_state=env_state,
+            obs=ts.obs.astype(jnp.float32),
+            replay=replay,
+            env_step=step + n,
+            episode_return=jnp.where(ended, 0.0, episode_return),
+            episode_length=jnp.where(ended, 0, episode_length),
+        )
+        # one learner step per `update_every` env steps passed, once replay holds enough
+        due = (step + n) // agent.update_every - step // agent.update_every
+        can = (replay_size(replay) >= agent.learning_starts) & ~state.stopped
+        state, stats = jax.lax.fori_loop(
+            0, jnp.where(can, due, 0), lambda _, c: learn(c), (state, stats)
+        )
+        return (state, stats), None
+
+    def run(state: RunnerState, num_vector_steps: int) -> tuple[RunnerState, ChunkStats]:
+        stats = ChunkStats(
+            episodes=jnp.zeros((), jnp.int32),
+            return_sum=jnp.zeros((), jnp.float32),
+            length_sum=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+            metric_sums={k: jnp.zeros((), jnp.float32) for k in metric_names},
+        )
+        (state, stats), _ = jax.lax.scan(vector_step, (state, stats), None, num_vector_steps)
+        return state, stats
+
+    def evaluate(agent_state: AgentState, key: jax.Array) -> jax.Array:
+        """Greedy returns of `eval_episodes` episodes run side by side: [episodes]."""
+        episodes = settings.eval_episodes
+        env_state, obs = reset_envs(jax.random.split(key, episodes))
+        memory = agent.initial_memory(episodes)
+        params = agent.acting_params(agent_state)
+
+        def body(carry, t):
+            env_state, obs, memory, total, done = carry
+            action, memory = agent.act_fn(params, memory, obs, agent_state.key, t, "greedy")
+            keys = jax.random.split(jax.random.fold_in(key, t), episodes)
+            env_state, ts = step_envs(keys, env_state, action)
+            total = total + jnp.where(done, 0.0, ts.reward)
+            done = done | ts.terminated | ts.truncated
+            return (env_state, ts.obs.astype(jnp.float32), memory, total, done), None
+
+        carry = (
+            env_state,
+            obs.astype(jnp.float32),
+            memory,
+            jnp.zeros((episodes,), jnp.float32),
+            jnp.zeros((episodes,), bool),
+        )
+        carry, _ = jax.lax.scan(body, carry, jnp.arange(settings.max_episode_steps))
+        return carry[3]
+
+    return init, run, evaluate
+
+
+def _dummy_batch(batch_size: int, obs_shape, action_dim: int, horizon: int) -> TrainBatch:
+    action_shape = (horizon, action_dim) if horizon > 1 else (action_dim,)
+    return TrainBatch(
+        obs=jnp.zeros((batch_size, *obs_shape), jnp.float32),
+        action=jnp.zeros((batch_size, *action_shape), jnp.float32),
+        reward=jnp.zeros((batch_size,), jnp.float32),
+        discount=jnp.zeros((batch_size,), jnp.float32),
+        next_obs=jnp.zeros((batch_size, *obs_shape), jnp.float32),
+        weights=jnp.zeros((batch_size,), jnp.float32),
+    )
+
+
+# ------------------------------------------------------------------------------------- host side
+#: environment id prefixes that name JAX-native environments (run on the device runner)
+JAX_ENV_PREFIXES = ("gymnax:", "playground:")
+
+
+def is_jax_env(env_id: str) -> bool:
+    """Whether `env_id` names a JAX-native environment (stepped inside jit)."""
+    return env_id.startswith(JAX_ENV_PREFIXES)
+
+
+def agent_for_jax_env(cfg: Any, env: Any) -> Any:
+    """The configured agent for a JAX environment's spec (the same class the host runner uses)."""
+    import gymnasium
+    import numpy as np
+
+    from factorl.agents import get_algorithm
+
+    spec = env.spec
+    obs_space = gymnasium.spaces.Box(-np.inf, np.inf, spec.obs_shape, np.float32)
+    action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
+    return get_algorithm(cfg.algo)(cfg.agent, obs_space, action_space)
+
+
+#: compiled programs by configuration, so runs of one configuration in a process (a resume, a
+#: sweep's repeats) compile once; a few are kept
+_PROGRAMS: dict[str, tuple] = {}
+_PROGRAMS_KEPT = 4
+
+
+def _compiled_program(cfg: Any) -> tuple:
+    """(env, agent, init, run, evaluate) for `cfg`, vmapped over seeds and jitted; the same
+    objects for every configuration that differs only in seeds and loop settings."""
+    import json
+    from dataclasses import asdict
+
+    from factorl.config import ConfigError
+    from factorl.jaxenvs import make_jax_env
+
+    t = cfg.train
+    key = json.dumps(
+        [cfg.algo, asdict(cfg.agent), t.env, t.num_envs, t.eval_episodes], sort_keys=True
+    )
+    if key in _PROGRAMS:
+        return _PROGRAMS[key]
+    try:
+        env = make_jax_env(t.env)
+        agent = agent_for_jax_env(cfg, env)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if getattr(agent.config, "prioritized", False):
+        raise ConfigError(
+            f"the device runner ({t.env}) samples replay uniformly; pass --no-prioritized"
+        )
+    settings = DeviceSettings(
+        num_envs=t.num_envs,
+        eval_episodes=t.eval_episodes,
+        max_episode_steps=env.spec.max_episode_steps,
+    )
+    try:
+        init, run, evaluate = make_train(agent, env, settings)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    program = (
+        env,
+        agent,
+        jax.jit(jax.vmap(init)),
+        jax.jit(jax.vmap(run, in_axes=(0, None)), static_argnums=1),
+        jax.jit(jax.vmap(evaluate)),
+    )
+    while len(_PROGRAMS) >= _PROGRAMS_KEPT:
+        _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    _PROGRAMS[key] = program
+    return program
+
+
+class DeviceTrainer:
+    """One device run: S seeds x N JAX environments in one compiled program, driven in chunks.
+
+    Between chunks of `log_every` env steps the host writes one "train" record per seed (the
+    mean return of the episodes finished in the chunk and the learner metrics averaged over its
+    updates), evaluates when `eval_every` is crossed, checkpoints when `checkpoint_every` is
+    crossed or `checkpoint_minutes` have passed, and handles Ctrl-C/SIGTERM. A checkpoint holds
+    every seed's `RunnerState` (parameters, optimiser, replay, environment states, keys), so
+    resume is exact. The run folder, lock, config and metrics are those of the host runner.
+    """
+
+    def __init__(self, config: Any, resume: Any = None, *, overwrite: bool = False) -> None:
+        from pathlib import Path
+
+        from factorl import checkpoint as ckpt
+        from factorl.config import ConfigError
+        from factorl.runfolder import CHECKPOINT_DIR, RunFolderLock
+        from factorl.train import config_changes, default_run_dir, load_config
+
+        config.validate()
+        self.cfg = cfg = config
+        t = cfg.train
+        self.logger = None
+        self.finished = False
+        self._lock = None
+        if resume is not None:
+            self.run_dir = Path(resume)
+            changes = config_changes(load_config(self.run_dir), cfg)
+            if changes:
+                raise ConfigError(
+                    f"cannot change {', '.join(changes)} when resuming {self.run_dir} (it would "
+                    "change the run); start a new run instead"
+                )
+        else:
+            self.run_dir = Path(t.run_dir) if t.run_dir else default_run_dir(cfg)
+        try:
+            self._build()
+            self._lock = RunFolderLock(self.run_dir).acquire()
+            checkpoint = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR) if resume else None
+            self._open(checkpoint, resume is not None, overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------------------- setup
+    def _build(self) -> None:
+        import numpy as np
+
+        from factorl.config import ConfigError
+
+        t = self.cfg.train
+        if t.action_repeat != 1:
+            raise ConfigError("--action-repeat is for host environments; the device runner has 1")
+        program = _compiled_program(self.cfg)
+        self.env, self.agent, self._init, self._run, self._evaluate = program
+        self.seeds = np.arange(t.seed, t.seed + t.num_seeds, dtype=np.int32)
+        self.state = self._init(self.seeds)
+
+    def _open(self, checkpoint: Any, resuming: bool, overwrite: bool) -> None:
+        import time
+
+        from factorl import checkpoint as ckpt
+        from factorl.config import ConfigError
+        from factorl.logging import RunLogger
+        from factorl.runfolder import (
+            CONFIG_FILE,
+            clear_run,
+            holds_a_run,
+            refuse_links,
+            remove_leftovers,
+        )
+
+        cfg, t, run_dir = self.cfg, self.cfg.train, self.run_dir
+        refuse_links(run_dir)
+        notes = [f"[factorl] {note}" for note in remove_leftovers(run_dir)]
+        if not resuming and holds_a_run(run_dir):
+            if not overwrite:
+                raise ConfigError(
+                    f"{run_dir} already holds a run; continue it with --resume {run_dir}, start "
+                    "it over with --overwrite, or choose another --run-dir"
+                )
+            notes.append(f"[factorl] --overwrite: removed the previous run in {run_dir}")
+        self.env_step, self.eval_round, self.wall_time = 0, 0, 0.0
+        self.last_eval_return = None
+        unwritten: list = []
+        if checkpoint is not None:
+            unwritten = self._restore(checkpoint)
+        if checkpoint is not None and self.env_step >= t.steps:
+            self.finished = True
+            return
+        if checkpoint is None:
+            clear_run(run_dir)
+        else:
+            RunLogger.rewind(run_dir, self.env_step, unwritten)
+        ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.to_json() + "\n")
+        self.logger = RunLogger(
+            run_dir,
+            t.steps,
+            self.env_step,
+            progress=t.progress,
+            tensorboard=t.tensorboard,
+            line_every=t.log_every,
+        )
+        seeds = f"{t.num_seeds} seeds x " if t.num_seeds > 1 else ""
+        verb = f"resumed {run_dir} at env step {self.env_step}" if checkpoint else "training"
+        self.logger.message(
+            f"[factorl] {verb} {cfg.algo} on {t.env} ({seeds}{t.num_envs} environments, device "
+            f"runner on {jax.default_backend()}); run folder {run_dir}"
+        )
+        for note in notes:
+            self.logger.message(note)
+        self._clock = time.perf_counter()
+        self._last_save = self._clock
+        self._evaluated_at: int | None = None
+
+    def _restore(self, checkpoint: Any) -> list:
+        from factorl import checkpoint as ckpt
+
+        leaves, treedef = jax.tree_util.tree_flatten(self.state)
+        saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
+        if meta.get("algo") != self.cfg.algo or meta.get("runner") != "device":
+            raise ckpt.CheckpointError(
+                f"{checkpoint} was not written by the device runner for {self.cfg.algo!r}"
+            )
+        loop = meta.get("loop", {})
+        try:
+            self.env_step = int(loop["env_step"])
+            self.eval_round = int(loop["eval_round"])
+            self.wall_time = float(loop["wall_time"])
+            last = loop.get("last_eval_return")
+            self.last_eval_return = None if last is None else float(last)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: {e}") from e
+        self.state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
+        if int(self.state.env_step[0]) != self.env_step:
+            raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: env steps differ")
+        unwritten = meta.get("unwritten_records", [])
+        return unwritten if isinstance(unwritten, list) else []
+
+    # ------------------------------------------------------------------------------- pieces
+    def wall(self) -> float:
+        import time
+
+        return self.wall_time + time.perf_counter() - self._clock
+
+    def save(self) -> Any:
+        import time
+
+        import numpy as np
+
+        from factorl import checkpoint as ckpt
+        from factorl.runfolder import CHECKPOINT_DIR
+
+        meta = {
+            "algo": self.cfg.algo,
+            "runner": "device",
+            "loop": {
+                "env_step": self.env_step,
+                "eval_round": self.eval_round,
+                "wall_time": self.wall(),
+                "last_eval_return": self.last_eval_return,
+            },
+            "versions": {"jax": jax.__version__, "numpy": np.__version__},
+            "unwritten_records": self.logger.unwritten if self.logger else [],
+        }
+        path = ckpt.save_checkpoint(
+            self.run_dir / CHECKPOINT_DIR,
+            self.env_step,
+            jax.tree_util.tree_leaves(self.state),
+            {},
+            meta,
+            self.cfg.train.keep_checkpoints,
+        )
+        self._last_save = time.perf_counter()
+        return path
+
+    def _per_seed(self, record: dict, s: int) -> dict:
+        return {**record, "seed": int(self.seeds[s])} if len(self.seeds) > 1 else record
+
+    def record_chunk(self, stats: ChunkStats) -> None:
+        import numpy as np
+
+        stats = jax.device_get(stats)
+        learner_steps = np.asarray(self.state.agent.learner_step)
+        for s in range(len(self.seeds)):
+            record = {
+                "event": "train",
+                "env_step": self.env_step,
+                "env_frames": self.env_step,
+                "learner_step": int(learner_steps[s]),
+                "wall_time": round(self.wall(), 3),
+                "episodes": int(stats.episodes[s]),
+            }
+            if stats.episodes[s] > 0:
+                record["episode_return"] = float(stats.return_sum[s] / stats.episodes[s])
+            if stats.updates[s] > 0:
+                for key, total in stats.metric_sums.items():
+                    record[key] = float(total[s] / stats.updates[s])
+            self.logger.record(self._per_seed(record, s))
+
+    def evaluate(self, final: bool = False) -> None:
+        import numpy as np
+
+        from factorl.train import EVAL_STREAM, FINAL_EVAL_STREAM, episode_seed
+
+        stream = FINAL_EVAL_STREAM if final else EVAL_STREAM
+        index = self.env_step if final else self.eval_round
+        keys = np.stack(
+            [
+                np.asarray(jax.random.PRNGKey(episode_seed(int(seed), stream, index)))
+                for seed in self.seeds
+            ]
+        )
+        returns = np.asarray(self._evaluate(self.state.agent, keys), np.float64)  # [S, episodes]
+        if not final:
+            self.eval_round += 1
+        self._evaluated_at = self.env_step
+        self.last_eval_return = float(returns.mean())
+        for s in range(len(self.seeds)):
+            record = {
+                "event": "eval",
+                "env_step": self.env_step,
+                "env_frames": self.env_step,
+                "learner_step": int(np.asarray(self.state.agent.learner_step)[s]),
+                "wall_time": round(self.wall(), 3),
+                "eval_return": float(returns[s].mean()),
+                "eval_return_std": float(returns[s].std()),
+                "eval_returns": [float(r) for r in returns[s]],
+            }
+            record = self._per_seed(record, s)
+            self.logger.record({**record, "final": True} if final else record)
+        over = f" (mean of {len(self.seeds)} seeds)" if len(self.seeds) > 1 else ""
+        self.logger.message(
+            f"[factorl] eval at step {self.env_step}: return {self.last_eval_return:.1f}{over}"
+            f" over {returns.shape[1]} episodes"
+        )
+
+    def show_progress(self, before: int) -> None:
+        import time
+
+        now = time.perf_counter()
+        sps = (self.env_step - before) * len(self.seeds) / max(now - self._chunk_start, 1e-9)
+        self._chunk_start = now
+        fields = {"sps": f"{sps:.0f}"}
+        if self.last_eval_return is not None:
+            fields["eval"] = f"{self.last_eval_return:.1f}"
+        self.logger.progress(self.env_step, fields, True)
+
+    # ------------------------------------------------------------------------------- the loop
+    def run(self, stop_after: int | None = None) -> Any:
+        import sys
+        import time
+
+        import numpy as np
+
+        from factorl.train import TrainingStopped, TrainResult, _crossed, _StopFlag
+
+        t, n = self.cfg.train, self.cfg.train.num_envs
+        if self.finished:
+            print(
+                f"[factorl] {self.run_dir} has already used its budget of {t.steps} env steps; "
+                f"nothing to do. Pass --steps N with N > {self.env_step} to train further.",
+                file=sys.stderr,
+            )
+            return TrainResult(
+                self.run_dir, self.agent, self.state, self.env_step, self.last_eval_return,
+                "completed",
+            )  # fmt: skip
+        end = t.steps if stop_after is None else min(t.steps, self.env_step + stop_after)
+        chunk = max(1, t.log_every // n)  # vector steps between records
+        self._chunk_start = time.perf_counter()
+        status, stop = "completed", _StopFlag()
+        try:
+            with stop:
+                while self.env_step < end:
+                    vector_steps = min(chunk, -(-(end - self.env_step) // n))
+                    before = self.env_step
+                    self.state, stats = self._run(self.state, vector_steps)
+                    self.env_step = int(np.asarray(self.state.env_step)[0])
+                    self.record_chunk(stats)
+                    if bool(np.asarray(self.state.stopped).any()):
+                        path = self.save()
+                        raise TrainingStopped(
+                            f"non-finite loss or gradient before env step {self.env_step}; the "
+                            f"update was discarded and learning stopped; checkpoint {path}. Try "
+                            "a lower learning rate."
+                        )
+                    if _crossed(before, self.env_step, t.eval_every):
+                        self.evaluate()
+                    minutes = t.checkpoint_minutes
+                    timed = minutes > 0 and time.perf_counter() - self._last_save >= 60 * minutes
+                    if _crossed(before, self.env_step, t.checkpoint_every) or timed:
+                        self.save()
+                    self.show_progress(before)
+                    if stop.requested:
+                        status = "interrupted"
+                        break
+                at_budget = status == "completed" and self.env_step >= t.steps
+                if at_budget and self._evaluated_at != self.env_step:
+                    self.evaluate(final=True)
+                path = self.save()
+            note = "interrupted" if status == "interrupted" else "finished"
+            self.logger.message(f"[factorl] {note} at env step {self.env_step}; checkpoint {path}")
+        finally:
+            self.close()
+        return TrainResult(
+            self.run_dir, self.agent, self.state, self.env_step, self.last_eval_return, status,
+            stop.received,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+# ------------------------------------------------------------------------------------- saved runs
+def load_device_run(cfg: Any, checkpoint: Any, episodes: int | None = None) -> tuple:
+    """(agent, program's evaluate, every seed's agent state) of a device run's checkpoint; the
+    state is read against an abstract template, so no replay buffer is allocated."""
+    import dataclasses
+
+    import numpy as np
+
+    from factorl import checkpoint as ckpt
+
+    t = cfg.train
+    if episodes is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, eval_episodes=episodes))
+    _, agent, init, _, evaluate = _compiled_program(cfg)
+    seeds = np.arange(t.seed, t.seed + t.num_seeds, dtype=np.int32)
+    leaves, treedef = jax.tree_util.tree_flatten(jax.eval_shape(init, seeds))
+    saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
+    if meta.get("runner") != "device":
+        raise ckpt.CheckpointError(f"{checkpoint} was not written by the device runner")
+    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
+    return agent, evaluate, state.agent
+
+
+def evaluate_device_run(cfg: Any, checkpoint: Any, episodes: int, seed: int) -> dict[str, Any]:
+    """Greedy returns of `episodes` episodes per trained seed, run side by side on the device."""
+    import numpy as np
+
+    _, evaluate, agent_state = load_device_run(cfg, checkpoint, episodes)
+    seeds = cfg.train.num_seeds
+    keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
+    returns = np.asarray(evaluate(agent_state, keys), np.float64)  # [seeds, episodes]
+    return {
+        "mean": float(returns.mean()),
+        "std": float(returns.std()),
+        "returns": [float(r) for r in returns.reshape(-1)],
+        "per_seed_mean": [float(r) for r in returns.mean(axis=1)],
+        "episodes": episodes,
+        "env": cfg.train.env,
+        "finite": bool(np.isfinite(returns).all()),
+    }

@@ -1,0 +1,205 @@
+"""The device runner: n-step batches from replay windows, the replay's windows themselves, every
+algorithm on a JAX-native environment with seeds and environments vmapped, exact resume, the
+errors, and (slow) that it learns."""
+
+import flashbax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import leaves, records, same_leaves
+from test_contract import PER_ALGORITHM, VARIANTS
+
+from factorl.config import ConfigError
+from factorl.runners.device import n_step_batch
+from factorl.train import evaluate, load_agent, make_config, train
+
+GAMMA = 0.5
+
+
+def _window(rewards, terminated, truncated, horizon=1):
+    """One sampled window [1, W] whose step t has obs t, action t and next_obs t + 1."""
+    w = len(rewards)
+    t = jnp.arange(w, dtype=jnp.float32)
+    terminated = jnp.asarray(terminated)[None]
+    return {
+        "obs": t[None, :, None],
+        "action": jnp.stack([t, -t], axis=-1)[None],
+        "reward": jnp.asarray(rewards, jnp.float32)[None],
+        "terminated": terminated,
+        "ended": terminated | jnp.asarray(truncated)[None],
+        "next_obs": (t + 1)[None, :, None],
+    }
+
+
+def test_n_step_batch_without_an_episode_end_bootstraps_after_n_steps():
+    b = n_step_batch(_window([1.0, 2.0, 4.0], [0, 0, 0], [0, 0, 0]), 3, 1, GAMMA)
+    assert float(b.reward[0]) == 1.0 + 0.5 * 2.0 + 0.25 * 4.0
+    assert float(b.discount[0]) == GAMMA**3
+    assert float(b.next_obs[0, 0]) == 3.0 and float(b.obs[0, 0]) == 0.0
+    np.testing.assert_array_equal(b.action[0], [0.0, -0.0])
+
+
+def test_n_step_batch_stops_at_a_terminal_and_does_not_bootstrap():
+    b = n_step_batch(_window([1.0, 2.0, 4.0], [0, 1, 0], [0, 0, 0]), 3, 1, GAMMA)
+    assert float(b.reward[0]) == 1.0 + 0.5 * 2.0  # the next episode's reward is not counted
+    assert float(b.discount[0]) == 0.0
+    assert float(b.next_obs[0, 0]) == 2.0
+
+
+def test_n_step_batch_bootstraps_through_a_time_limit_from_the_final_observation():
+    b = n_step_batch(_window([1.0, 2.0, 4.0], [0, 0, 0], [1, 0, 0]), 3, 1, GAMMA)
+    assert float(b.reward[0]) == 1.0
+    assert float(b.discount[0]) == GAMMA
+    assert float(b.next_obs[0, 0]) == 1.0  # the truncated step's own next_obs
+
+
+def test_n_step_batch_pads_action_sequences_with_the_episode_last_action():
+    b = n_step_batch(_window([1.0, 1.0, 1.0], [0, 1, 0], [0, 0, 0]), 1, 3, GAMMA)
+    np.testing.assert_array_equal(b.action[0, :, 0], [0.0, 1.0, 1.0])  # step 2 is another episode
+    assert float(b.reward[0]) == 1.0 and float(b.discount[0]) == GAMMA
+
+
+def test_replay_windows_never_cross_environments_or_the_write_position():
+    # flashbax's trajectory buffer, as the runner builds it: rows are environments, and a
+    # sampled window must be W consecutive steps of one environment, also after wrapping
+    envs, rows, window = 3, 16, 4
+    buffer = flashbax.make_trajectory_buffer(
+        add_batch_size=envs,
+        sample_batch_size=256,
+        sample_sequence_length=window,
+        period=1,
+        min_length_time_axis=window,
+        max_length_time_axis=rows,
+    )
+    state = buffer.init({"step": jnp.zeros((), jnp.int32), "env": jnp.zeros((), jnp.int32)})
+    add = jax.jit(buffer.add)
+    for step in range(37):  # wraps twice, ending mid-row
+        item = {"step": jnp.full((envs, 1), step), "env": jnp.arange(envs)[:, None]}
+        state = add(state, item)
+    for seed in range(5):
+        seen = buffer.sample(state, jax.random.PRNGKey(seed)).experience
+        steps, env = np.asarray(seen["step"]), np.asarray(seen["env"])
+        assert (np.diff(steps, axis=1) == 1).all()
+        assert (env == env[:, :1]).all()
+        assert steps.min() >= 37 - rows  # nothing older than the buffer holds
+
+
+def _device_config(run_dir, variant="decqn", steps=400, **train_values):
+    algo, agent = VARIANTS[variant]
+    agent = {**agent, "learning_starts": 64}
+    if algo in ("decqn",):
+        agent["prioritized"] = False
+    values = {
+        "env": "gymnax:Pendulum-v1",
+        "steps": steps,
+        "num_envs": 2,
+        "num_seeds": 2,
+        "eval_every": 200,
+        "eval_episodes": 2,
+        "log_every": 100,
+        "checkpoint_every": 10_000,
+        "progress": "none",
+        "tensorboard": False,
+        "run_dir": str(run_dir),
+        **train_values,
+    }
+    return make_config(algo, values, agent)
+
+
+@pytest.mark.parametrize("variant", PER_ALGORITHM)
+def test_every_algorithm_trains_and_resumes_exactly_on_the_device_runner(tmp_path, variant):
+    straight = train(_device_config(tmp_path / "straight", variant))
+    assert straight.env_step == 400 and straight.status == "completed"
+    learner_steps = np.asarray(straight.state.agent.learner_step)
+    assert learner_steps.shape == (2,) and (learner_steps > 0).all()
+    # every chunk has the same length, so the program compiles once: one trace of update and
+    # of each acting mode inside it (greedy is the evaluation's)
+    modes = 2 + (straight.agent.random_steps > 0)
+    assert straight.agent.trace_counts == {"update": 1, "act": modes}
+    evals = [r for r in records(straight.run_dir) if r["event"] == "eval"]
+    assert [(r["env_step"], r["seed"]) for r in evals] == [(200, 0), (200, 1), (400, 0), (400, 1)]
+    assert all(np.isfinite(r["eval_return"]) for r in evals)
+    # the two seeds are different runs
+    params = leaves(straight.state.agent.params)
+    assert not all(np.array_equal(p[0], p[1]) for p in params)
+    # stopped halfway and resumed from its checkpoint: the same run bit for bit (the program
+    # is reused, not compiled again)
+    first = train(_device_config(tmp_path / "split", variant), stop_after=200)
+    assert first.env_step == 200
+    resumed = train(_device_config(tmp_path / "split", variant), resume=tmp_path / "split")
+    assert resumed.env_step == 400 and resumed.agent is straight.agent
+    assert straight.agent.trace_counts == {"update": 1, "act": modes}
+    assert same_leaves(straight.state, resumed.state)
+    assert records(straight.run_dir) == records(tmp_path / "split")
+
+
+def test_a_device_run_loads_as_a_policy_and_evaluates(tmp_path):
+    result = train(_device_config(tmp_path / "run", "decqn"))
+    policy = load_agent(result.run_dir)  # the first seed's agent
+    policy.reset()
+    action = policy(np.zeros(3, np.float32))
+    assert action.shape == (1,) and -2.0 <= action[0] <= 2.0
+    report = evaluate(result.run_dir, episodes=3)  # every seed, side by side
+    assert len(report["returns"]) == 6 and len(report["per_seed_mean"]) == 2 and report["finite"]
+
+
+def test_device_runner_errors_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="--no-prioritized"):
+        train(make_config("decqn", {"env": "gymnax:Pendulum-v1", "run_dir": str(tmp_path / "a")}))
+    with pytest.raises(ConfigError, match="--num-seeds"):
+        train(make_config("decqn", {"num_seeds": 2, "run_dir": str(tmp_path / "b")}))
+    with pytest.raises(ConfigError, match="Box"):
+        train(make_config("sac", {"env": "gymnax:CartPole-v1", "run_dir": str(tmp_path / "c")}))
+
+
+@pytest.mark.slow
+def test_decqn_learns_pendulum_on_the_device_runner(tmp_path):
+    # a random or broken policy scores about -1200 to -1500 on Pendulum; two seeds of DecQN,
+    # four environments each, reach about -200 within 10k env steps
+    agent = {
+        "prioritized": False,
+        "width": 256,
+        "learning_rate": 1e-3,
+        "update_every": 2,
+        "learning_starts": 1000,
+        "replay_capacity": 100_000,
+    }
+    train_values = {
+        "env": "gymnax:Pendulum-v1",
+        "steps": 10_000,
+        "num_envs": 4,
+        "num_seeds": 2,
+        "eval_every": 10_000,
+        "eval_episodes": 10,
+        "log_every": 1000,
+        "progress": "none",
+        "tensorboard": False,
+        "run_dir": str(tmp_path / "run"),
+    }
+    result = train(make_config("decqn", train_values, agent))
+    evals = [r["eval_return"] for r in records(result.run_dir) if r["event"] == "eval"]
+    assert len(evals) == 2 and min(evals) > -450, evals
+
+
+def test_the_command_line_trains_resumes_and_evaluates_a_device_run(tmp_path, capsys):
+    import json
+
+    from factorl.cli import main
+
+    run = tmp_path / "run"
+    tiny = ["--width", "32", "--batch-size", "32", "--learning-starts", "64",
+            "--no-prioritized", "--num-envs", "2", "--num-seeds", "2", "--eval-every", "200",
+            "--eval-episodes", "2", "--log-every", "100", "--progress", "lines",
+            "--no-tensorboard"]  # fmt: skip
+    argv = ["train", "decqn", "--env", "gymnax:Pendulum-v1", "--run-dir", str(run), *tiny]
+    assert main([*argv, "--steps", "200"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1])["env_step"] == 200
+    assert "2 seeds x 2 environments, device runner" in err
+    assert main(["train", "--resume", str(run), "--steps", "400"]) == 0
+    out, _ = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1])["env_step"] == 400
+    assert main(["eval", str(run), "--episodes", "2"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(report["per_seed_mean"]) == 2 and report["finite"]
