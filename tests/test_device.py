@@ -87,9 +87,7 @@ def test_replay_windows_never_cross_environments_or_the_write_position():
 
 def _device_config(run_dir, variant="decqn", steps=400, **train_values):
     algo, agent = VARIANTS[variant]
-    agent = {**agent, "learning_starts": 64}
-    if algo in ("decqn",):
-        agent["prioritized"] = False
+    agent = {**agent, "learning_starts": 64}  # DecQN's replay stays prioritised, as by default
     values = {
         "env": "gymnax:Pendulum-v1",
         "steps": steps,
@@ -134,6 +132,17 @@ def test_every_algorithm_trains_and_resumes_exactly_on_the_device_runner(tmp_pat
     assert records(straight.run_dir) == records(tmp_path / "split")
 
 
+def test_prioritised_device_replay_moves_priorities_to_the_td_errors(tmp_path):
+    result = train(_device_config(tmp_path / "run", "decqn"))  # DecQN's default: prioritised
+    tree = result.state.replay.sum_tree_state
+    first = 2**tree.tree_depth - 1  # the leaves, priority^alpha per window, follow the inner nodes
+    leaves_ = np.asarray(tree.nodes)[:, first : first + tree.capacity]
+    for seed_leaves in leaves_:
+        stored = seed_leaves[seed_leaves > 0]
+        # new windows enter at the largest priority seen; sampled ones moved to their |TD|
+        assert len(np.unique(stored)) > 10
+
+
 def test_a_device_run_loads_as_a_policy_and_evaluates(tmp_path):
     result = train(_device_config(tmp_path / "run", "decqn"))
     policy = load_agent(result.run_dir)  # the first seed's agent
@@ -145,8 +154,6 @@ def test_a_device_run_loads_as_a_policy_and_evaluates(tmp_path):
 
 
 def test_device_runner_errors_are_one_line(tmp_path):
-    with pytest.raises(ConfigError, match="--no-prioritized"):
-        train(make_config("decqn", {"env": "gymnax:Pendulum-v1", "run_dir": str(tmp_path / "a")}))
     with pytest.raises(ConfigError, match="--num-seeds"):
         train(make_config("decqn", {"num_seeds": 2, "run_dir": str(tmp_path / "b")}))
     with pytest.raises(ConfigError, match="Box"):
@@ -189,7 +196,7 @@ def test_the_command_line_trains_resumes_and_evaluates_a_device_run(tmp_path, ca
 
     run = tmp_path / "run"
     tiny = ["--width", "32", "--batch-size", "32", "--learning-starts", "64",
-            "--no-prioritized", "--num-envs", "2", "--num-seeds", "2", "--eval-every", "200",
+            "--num-envs", "2", "--num-seeds", "2", "--eval-every", "200",
             "--eval-episodes", "2", "--log-every", "100", "--progress", "lines",
             "--no-tensorboard"]  # fmt: skip
     argv = ["train", "decqn", "--env", "gymnax:Pendulum-v1", "--run-dir", str(run), *tiny]

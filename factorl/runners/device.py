@@ -15,7 +15,8 @@ not depend on how it is cut into chunks, and resume from a saved `RunnerState` i
 
 Replay differs from the host buffer in one respect: a step is sampleable once its whole window
 (max(n_step, horizon) steps) is stored, also when its episode ended inside the window (the host
-buffer takes it at once). Sampling is uniform; prioritised replay is host-only for now.
+buffer takes it at once). Sampling is uniform, or prioritised with flashbax's sum tree (stratified
+over the batch, where the host buffer draws each sample independently).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from factorl.agents.base import AgentState, TrainBatch, stream_capacity
 
 #: streams of the runner key: first resets, environment steps, replay sampling
 _RESET, _ENV, _SAMPLE = 0, 1, 2
+#: added to |TD| so no window's priority is 0 (the host buffer's priority_eps)
+_PRIORITY_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -131,14 +134,26 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             f"replay_capacity {c.replay_capacity} leaves {rows} steps per environment for "
             f"{n} environments, fewer than the {window}-step window; raise --replay-capacity"
         )
-    buffer = flashbax.make_trajectory_buffer(
-        add_batch_size=n,
-        sample_batch_size=c.batch_size,
-        sample_sequence_length=window,
-        period=1,
-        min_length_time_axis=window,
-        max_length_time_axis=rows,
-    )
+    prioritized = bool(getattr(c, "prioritized", False))
+    shape = {
+        "add_batch_size": n,
+        "sample_batch_size": c.batch_size,
+        "sample_sequence_length": window,
+        "period": 1,
+        "min_length_time_axis": window,
+        "max_length_time_axis": rows,
+    }
+    if prioritized:
+        # sum-tree sampling (stratified over the batch, as in Schaul et al.); new windows enter
+        # with the largest priority seen so far, as in the host buffer
+        backend = {"cuda": "gpu", "rocm": "gpu"}.get(jax.default_backend(), jax.default_backend())
+        buffer = flashbax.make_prioritised_trajectory_buffer(
+            **shape,
+            priority_exponent=c.priority_alpha,
+            device=backend if backend in ("cpu", "gpu", "tpu") else "cpu",
+        )
+    else:
+        buffer = flashbax.make_trajectory_buffer(**shape)
     obs_shape = tuple(env.spec.obs_shape)
     action_dim = int(env.spec.action_low.shape[0])
     example = {
@@ -189,10 +204,20 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         )
         sample = buffer.sample(state.replay, k_sample)
         batch = n_step_batch(sample.experience, n_step, horizon, gamma)
-        new_agent, metrics, _ = agent.update_fn(state.agent, batch)
+        if prioritized:  # importance weights (N P(i))^-beta, normalised by the batch's largest
+            w = (replay_size(state.replay) * sample.probabilities) ** (-c.priority_beta)
+            batch = batch._replace(weights=(w / jnp.max(w)).astype(jnp.float32))
+        new_agent, metrics, td_abs = agent.update_fn(state.agent, batch)
         finite = metrics["finite"]
+        replay = state.replay
+        if prioritized:
+            priorities = jnp.abs(td_abs) + _PRIORITY_EPS
+            updated = buffer.set_priorities(replay, sample.indices, priorities)
+            replay = _where_tree(finite, updated, replay)
         state = state._replace(
-            agent=_where_tree(finite, new_agent, state.agent), stopped=state.stopped | ~finite
+            agent=_where_tree(finite, new_agent, state.agent),
+            replay=replay,
+            stopped=state.stopped | ~finite,
         )
         sums = {k: stats.metric_sums[k] + jnp.where(finite, metrics[k], 0.0) for k in metric_names}
         stats = stats._replace(updates=stats.updates + finite, metric_sums=sums)
@@ -359,10 +384,6 @@ def _compiled_program(cfg: Any) -> tuple:
         agent = agent_for_jax_env(cfg, env)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    if getattr(agent.config, "prioritized", False):
-        raise ConfigError(
-            f"the device runner ({t.env}) samples replay uniformly; pass --no-prioritized"
-        )
     settings = DeviceSettings(
         num_envs=t.num_envs,
         eval_episodes=t.eval_episodes,
