@@ -54,6 +54,31 @@ def stack_apply(module: nn.Module, params, *inputs: jax.Array) -> jax.Array:
     return jax.vmap(lambda p: module.apply(p, *inputs))(params)
 
 
+class UtilityEnsemble:
+    """K independent utility critics over a discretised action space: the value-decomposition
+    head DecQN (K = 2) and REValueD (K = 10) share. `self(params, obs)` gives U^k_j(s, b) of
+    shape [K, ..., M, B]; `member(params, k, obs)` evaluates member k alone."""
+
+    def __init__(self, action_space, bins: int, width: int, size: int) -> None:
+        from factorl.factorisation import ActionFactorisation
+
+        self.factorisation = ActionFactorisation.from_space(action_space, bins)
+        self.network = UtilityCritic(self.factorisation.num_dims, bins, width)
+        self.size = size
+
+    def init(self, key: jax.Array, obs_shape: tuple[int, ...]):
+        """Stacked parameters of `size` independently initialised members."""
+        dummy = jnp.zeros((1, *obs_shape), jnp.float32)
+        return init_ensemble(self.network, key, self.size, dummy)
+
+    def __call__(self, params, obs: jax.Array) -> jax.Array:
+        return stack_apply(self.network, params, obs)
+
+    def member(self, params, k: jax.Array, obs: jax.Array) -> jax.Array:
+        """Utilities [..., M, B] of member k only (1/K of the ensemble's cost)."""
+        return self.network.apply(jax.tree_util.tree_map(lambda x: x[k], params), obs)
+
+
 # ------------------------------------------------------------------------- actor-critic modules
 # The continuous baselines (SAC, TD3) work in a normalised action space [-1, 1]^M: actors output
 # there and critics take actions there, and the agent maps to each dimension's own [low, high].

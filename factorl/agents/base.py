@@ -65,6 +65,20 @@ class AgentState(struct.PyTreeNode):
     memory: Any
 
 
+def fresh_value_state(
+    params: Any, optimizer: optax.GradientTransformation, run_key: jax.Array, memory: Any
+) -> AgentState:
+    """A value learner's first state: equal target copies, fresh optimiser, step 0."""
+    return AgentState(
+        params=params,
+        target_params=jax.tree_util.tree_map(jnp.copy, params),
+        opt_state=optimizer.init(params),
+        key=run_key,
+        learner_step=jnp.zeros((), jnp.int32),
+        memory=memory,
+    )
+
+
 def stream_capacity(capacity: int, num_envs: int) -> int:
     """A replay capacity the environments' streams share equally: `capacity` rounded down to a
     multiple of `num_envs` (the replay gives every stream the same number of slots)."""

@@ -35,14 +35,14 @@ from factorl.agents.base import (
     AgentState,
     JaxAgent,
     TrainBatch,
+    fresh_value_state,
     hard_target_update,
     stream_capacity,
     value_learner_step,
 )
 from factorl.config import ConfigError, option
-from factorl.factorisation import ActionFactorisation
 from factorl.mixers import greedy, mean_mixer, select
-from factorl.networks import UtilityCritic, init_ensemble, stack_apply
+from factorl.networks import UtilityEnsemble
 from factorl.replay import ReplayBuffer
 from factorl.targets import double_q_ensemble_target, huber
 
@@ -115,37 +115,21 @@ class DecQN(JaxAgent):
     def __init__(self, config: DecQNConfig, observation_space, action_space) -> None:
         self.config = config
         self.obs_shape = tuple(observation_space.shape)
-        self.factorisation = ActionFactorisation.from_space(action_space, config.bins)
-        self.network = UtilityCritic(self.factorisation.num_dims, config.bins, config.width)
+        self.critic = UtilityEnsemble(action_space, config.bins, config.width, config.num_critics)
+        self.factorisation = self.critic.factorisation
+        self.network = self.critic.network
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
         )
-        self._target_update = self.make_target_update()
+        self._target_update = hard_target_update(config.target_update_period)
         self._compile()
 
     # ----------------------------------------------------------------------------------- setup
-    # hooks an ensemble variant (REValueD) overrides
-    @property
-    def ensemble_size(self) -> int:
-        """Number of independent critics."""
-        return self.config.num_critics
-
-    def make_target_update(self):
-        return hard_target_update(self.config.target_update_period)
-
     def init(self, seed: int, num_envs: int = 1) -> AgentState:
         """Independently initialised critics, equal target copies, fresh optimiser state."""
         k_params, k_run = jax.random.split(jax.random.PRNGKey(seed))
-        dummy = jnp.zeros((1, *self.obs_shape), jnp.float32)
-        params = init_ensemble(self.network, k_params, self.ensemble_size, dummy)
-        return AgentState(
-            params=params,
-            target_params=jax.tree_util.tree_map(jnp.copy, params),
-            opt_state=self.optimizer.init(params),
-            key=k_run,
-            learner_step=jnp.zeros((), jnp.int32),
-            memory=self.initial_memory(num_envs),
-        )
+        params = self.critic.init(k_params, self.obs_shape)
+        return fresh_value_state(params, self.optimizer, k_run, self.initial_memory(num_envs))
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         c = self.config
@@ -164,7 +148,7 @@ class DecQN(JaxAgent):
     # ----------------------------------------------------------------------------------- acting
     def utilities(self, params, obs: jax.Array) -> jax.Array:
         """Utilities of every critic: [K, ..., M, B]."""
-        return stack_apply(self.network, params, obs)
+        return self.critic(params, obs)
 
     def _act_impl(self, params, memory, obs, key, env_step, mode: str):
         self.trace_counts["act"] += 1

@@ -55,17 +55,20 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from factorl.agents.base import (
     AgentState,
+    JaxAgent,
     TrainBatch,
+    fresh_value_state,
     polyak_target_update,
     stream_capacity,
     value_learner_step,
 )
-from factorl.agents.decqn import DecQN
 from factorl.config import ConfigError, option
 from factorl.mixers import greedy, mean_mixer, select
+from factorl.networks import UtilityEnsemble
 from factorl.replay import ReplayBuffer
 from factorl.targets import (
     double_q_ensemble_target,
@@ -156,19 +159,35 @@ def joint_epsilon_greedy(
     return idx, decayed_epsilon(epsilon, took_random, decay, minimum)
 
 
-class REValueD(DecQN):
-    """REValueD agent: an ensemble of DecQN critics, acting and the jitted update for the loop."""
+class REValueD(JaxAgent):
+    """REValueD agent: an ensemble of DecQN critics (the `UtilityEnsemble` DecQN uses, with K
+    members), its own acting, targets and loss."""
 
     name = "revalued"
     Config = REValueDConfig
     episodic_memory = False  # the epsilon decays over the whole run, across episodes
 
-    @property
-    def ensemble_size(self) -> int:
-        return self.config.ensemble_size
+    def __init__(self, config: REValueDConfig, observation_space, action_space) -> None:
+        self.config = config
+        self.obs_shape = tuple(observation_space.shape)
+        self.critic = UtilityEnsemble(action_space, config.bins, config.width, config.ensemble_size)
+        self.factorisation = self.critic.factorisation
+        self.network = self.critic.network
+        self.optimizer = optax.chain(
+            optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
+        )
+        self._target_update = polyak_target_update(config.tau)
+        self._compile()
 
-    def make_target_update(self):
-        return polyak_target_update(self.config.tau)
+    def init(self, seed: int, num_envs: int = 1) -> AgentState:
+        """Independently initialised members, equal target copies, fresh optimiser state."""
+        k_params, k_run = jax.random.split(jax.random.PRNGKey(seed))
+        params = self.critic.init(k_params, self.obs_shape)
+        return fresh_value_state(params, self.optimizer, k_run, self.initial_memory(num_envs))
+
+    def utilities(self, params: Any, obs: jax.Array) -> jax.Array:
+        """Utilities of every member: [K, ..., M, B]."""
+        return self.critic(params, obs)
 
     def memory_init(self) -> jax.Array:
         """The decaying epsilon, starting at epsilon_start."""
@@ -204,8 +223,7 @@ class REValueD(DecQN):
         k_member, k_explore = jax.random.split(key)
         member = jax.random.randint(k_member, (), 0, c.ensemble_size)
         # only the drawn member is evaluated: 1/K of the ensemble's forward cost per env step
-        member_params = jax.tree_util.tree_map(lambda x: x[member], params)
-        u = self.network.apply(member_params, obs[None])[0]  # [M, B]
+        u = self.critic.member(params, member, obs[None])[0]  # [M, B]
         idx, memory = joint_epsilon_greedy(
             k_explore, greedy(u), c.bins, memory, c.epsilon_decay, c.epsilon_min
         )
