@@ -1,0 +1,172 @@
+"""Host runner throughput with N vectorised environments: DecQN on dmc:cheetah-run.
+
+Builds a real `factorl.train.Trainer` (reference DecQN settings, small budget, no evaluation,
+checkpoints or TensorBoard), drives it untimed with `trainer.step` for `--warmup` env steps and,
+when `--learning-starts` is at most `--warmup`, until the first learner update (its compilation)
+has passed; then times `--steps` env steps of the loop and, separately, the agent's `act` alone.
+Prints one JSON line. `--profile FILE` writes cProfile stats of the timed loop.
+
+Runs against whichever factorl is importable, so it can time the code of two commits side by side
+(PYTHONPATH pointing at a worktree of each). The single-env loop before `num_envs` existed is
+supported: there `num_envs` must be 1, and `act` takes one observation instead of a batch.
+
+Usage::
+
+    PYTHONPATH=/path/to/worktree python bench/host_vector.py [--num-envs 1] [--steps 3000]
+        [--warmup 1200] [--acts 1000] [--seed 0] [--profile FILE]
+
+`--steps` and `--warmup` count env steps (summed over environments); with N environments the loop
+makes steps / N calls of `trainer.step`. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+import factorl
+from factorl.config import TrainConfig
+from factorl.system import source_revision
+from factorl.train import Trainer
+
+ENV = "dmc:cheetah-run"
+ALGO = "decqn"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python bench/host_vector.py", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--num-envs", type=int, default=1)
+    p.add_argument("--steps", type=int, default=3000, help="timed env steps (summed over envs)")
+    p.add_argument("--warmup", type=int, default=1200, help="untimed env steps (at least)")
+    p.add_argument("--acts", type=int, default=1000, help="timed act calls (after 20 untimed)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--learning-starts",
+        type=int,
+        default=1000,
+        help="DecQN learning_starts; above --warmup + --steps: the loop without learner updates",
+    )
+    p.add_argument("--profile", metavar="FILE", help="cProfile stats of the timed loop to FILE")
+    args = p.parse_args(argv)
+    n = args.num_envs
+    vector = "num_envs" in {f.name for f in dataclasses.fields(TrainConfig)}
+    if n != 1 and not vector:
+        sys.exit("this factorl has no num_envs: only --num-envs 1 is possible")
+    if args.steps % n or args.warmup % n:
+        sys.exit("--steps and --warmup must be multiples of --num-envs")
+
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="host_vector_") as tmp:
+        train = {
+            "env": ENV,
+            "steps": args.warmup + args.steps + 10 * n,
+            "seed": args.seed,
+            "eval_every": 10**9,
+            "log_every": 1000,
+            "checkpoint_every": 10**9,
+            "checkpoint_minutes": 0,
+            "progress": "none",
+            "tensorboard": False,
+            "run_dir": os.path.join(tmp, "run"),
+        }
+        if n != 1:
+            train["num_envs"] = n
+        cfg = factorl.make_config(ALGO, train, {"learning_starts": args.learning_starts})
+        trainer = Trainer(cfg)
+        try:
+            total, loop = cfg.train.steps, trainer.loop
+            t_built = time.perf_counter()
+
+            # ---- untimed warm-up: until learning has started (first update compiled), then on
+            learned_at = None
+            wait_for_update = args.learning_starts <= args.warmup
+            while loop.env_step < args.warmup or (wait_for_update and learned_at is None):
+                if trainer.step(total) and learned_at is None:
+                    learned_at = loop.env_step
+            warm_steps = loop.env_step
+            t_warm = time.perf_counter()
+
+            # ---- timed loop
+            s0 = loop.env_step
+            updates = 0
+            profiler = cProfile.Profile() if args.profile else None
+            t0 = time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            for _ in range(args.steps // n):
+                updates += int(trainer.step(total))
+            if profiler is not None:
+                profiler.disable()
+            t1 = time.perf_counter()
+            if profiler is not None:
+                profiler.dump_stats(args.profile)
+            timed_steps = loop.env_step - s0
+            loop_s = t1 - t0
+
+            # ---- act alone (explore, as the loop calls it after random_steps)
+            agent, state = trainer.agent, trainer.state
+            obs = np.asarray(trainer.obs, np.float32)  # [N, ...] (vector) or [...] (old loop)
+            step = loop.env_step
+            for _ in range(20):
+                a, _ = agent.act(state, obs, step, "explore")
+            times = []
+            for _ in range(args.acts):
+                ta = time.perf_counter()
+                a, _ = agent.act(state, obs, step, "explore")
+                times.append(time.perf_counter() - ta)
+            act_shape = list(np.shape(a))
+        finally:
+            trainer.close()
+
+    call_med = statistics.median(times) * 1e6
+    call_mean = statistics.fmean(times) * 1e6
+    result = {
+        "bench": "host_vector",
+        "algo": ALGO,
+        "env": ENV,
+        "commit": source_revision(os.path.dirname(os.path.dirname(factorl.__file__))),
+        "vector_loop": vector,
+        "num_envs": n,
+        "obs_shape": list(obs.shape),
+        "act_output_shape": act_shape,
+        "learning_starts": args.learning_starts,
+        "warmup_env_steps": warm_steps,
+        "first_update_at_env_step": learned_at,
+        "timed_env_steps": timed_steps,
+        "timed_step_calls": args.steps // n,
+        "timed_updates": updates,
+        "loop_s": round(loop_s, 4),
+        "env_steps_per_s": round(timed_steps / loop_s, 2),
+        "us_per_env_step": round(1e6 * loop_s / timed_steps, 2),
+        "profiled": bool(args.profile),
+        "act_calls": args.acts,
+        "act_us_per_call_median": round(call_med, 2),
+        "act_us_per_call_mean": round(call_mean, 2),
+        "act_us_per_env_step_median": round(call_med / n, 2),
+        "act_us_per_env_step_mean": round(call_mean / n, 2),
+        "build_s": round(t_built - t_start, 2),
+        "warmup_s": round(t_warm - t_built, 2),
+        "total_s": round(time.perf_counter() - t_start, 2),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "numpy": np.__version__,
+        "load_avg_end": list(os.getloadavg()),
+    }
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
