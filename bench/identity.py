@@ -21,21 +21,23 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: (algorithm, environment, env steps): every algorithm, learning for most of the run
+#: (algorithm, environment, env steps, preset): every algorithm, learning for most of the run
+#: (CQN-AS at its quickstart size: its reference network takes most of a second per update)
 CASES = [
-    ("decqn", "dmc:cartpole-swingup", 3000),
-    ("revalued", "gym:Pendulum-v1", 2000),
-    ("cqn", "gym:Pendulum-v1", 2000),
-    ("cqn_as", "gym:Pendulum-v1", 2000),
-    ("sac", "gym:Pendulum-v1", 2000),
-    ("td3", "gym:Pendulum-v1", 2000),
+    ("decqn", "dmc:cartpole-swingup", 3000, "none"),
+    ("revalued", "gym:Pendulum-v1", 2000, "none"),
+    ("cqn", "gym:Pendulum-v1", 2000, "none"),
+    ("cqn_as", "gym:Pendulum-v1", 2000, "quickstart"),
+    ("sac", "gym:Pendulum-v1", 2000, "none"),
+    ("td3", "gym:Pendulum-v1", 2000, "none"),
 ]
 RUN = """
 import sys, factorl
-algo, env, steps, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+algo, env, steps, out, preset = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 train = {"env": env, "steps": steps, "eval_every": steps // 2, "eval_episodes": 2,
          "log_every": 500, "progress": "none", "tensorboard": False, "run_dir": out}
-factorl.train(factorl.make_config(algo, train, {"learning_starts": 500}))
+agent = {"learning_starts": 500}
+factorl.train(factorl.make_config(algo, train, agent, preset=preset))
 """
 
 
@@ -51,7 +53,8 @@ def _git(*args: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", required=True, help="the earlier commit")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--algos", default=",".join(c[0] for c in CASES))
+    parser.add_argument("--out", type=Path, help="a report to write (cases already in it are kept)")
     args = parser.parse_args()
     old = _git("rev-parse", args.old)
     report = {
@@ -69,15 +72,18 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), old], cwd=ROOT,
                        check=True, capture_output=True)  # fmt: skip
         try:
-            for algo, env, steps in CASES:
+            for algo, env, steps, preset in CASES:
+                if algo not in args.algos.split(","):
+                    continue
                 runs = {}
                 for name, code in (("old", tree), ("new", ROOT)):
                     out = Path(tmp) / f"{algo}-{name}"
                     environ = {**os.environ, "PYTHONPATH": str(code)}
-                    command = [sys.executable, "-c", RUN, algo, env, str(steps), str(out)]
+                    command = [sys.executable, "-c", RUN, algo, env, str(steps), str(out), preset]
                     subprocess.run(command, check=True, capture_output=True, env=environ, cwd=tmp)
                     runs[name] = _records(out)
-                case = {"algo": algo, "env": env, "steps": steps, "records": len(runs["new"]),
+                case = {"algo": algo, "env": env, "steps": steps, "preset": preset,
+                        "new_commit": report["new_commit"], "records": len(runs["new"]),
                         "identical": runs["old"] == runs["new"]}  # fmt: skip
                 report["cases"].append(case)
                 print(json.dumps(case), flush=True)
@@ -85,7 +91,12 @@ def main() -> None:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
                            capture_output=True)  # fmt: skip
     report["machine"]["load_average_end"] = os.getloadavg()
-    report["command"] = f"python bench/identity.py --old {args.old}"
+    report["command"] = f"python bench/identity.py --old {args.old} --algos {args.algos}"
+    if args.out and args.out.exists():  # keep the cases of earlier calls that were not rerun
+        earlier = json.loads(args.out.read_text())
+        done = {c["algo"] for c in report["cases"]}
+        report["cases"] = [c for c in earlier["cases"] if c["algo"] not in done] + report["cases"]
+        report["earlier_commands"] = [*earlier.get("earlier_commands", []), earlier["command"]]
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")

@@ -61,15 +61,17 @@ def test_cqn_learns_pendulum(tmp_path):
 def test_cqn_as_learns_pendulum(tmp_path):
     """CQN-AS (4-step sequences, re-planning) with its quickstart settings, 16k steps.
 
-    On Pendulum it learns later than CQN: with this seed the greedy return was about -1290 at 8k
-    steps, -815 at 10k, -325 at 12k, -152 at 14k and -205 at 16k (5 episodes each). Re-planning
+    On Pendulum it learns later than CQN, and at 16k steps its greedy return still varies much
+    from episode to episode (and its learning curve between machines, whose CPUs give XLA
+    slightly different floats), so one evaluation of 10 episodes decides too little: the test
+    takes the mean of the last two evaluations, at 14k and 16k steps (20 episodes). Re-planning
     is used because temporal ensembling was less steady here (see docs/cqn_as.md)."""
     cfg = make_config(
         "cqn_as",
         {
             "seed": 1,
             "steps": 16_000,
-            "eval_every": 16_000,
+            "eval_every": 2_000,
             "eval_episodes": 10,
             "progress": "none",
             "tensorboard": False,
@@ -79,6 +81,7 @@ def test_cqn_as_learns_pendulum(tmp_path):
         preset="quickstart",
     )
     result = train(cfg)
-    final = [r for r in read_metrics(result.run_dir) if r["event"] == "eval"][-1]
-    assert final["env_step"] == 16_000
-    assert final["eval_return"] > -400, f"CQN-AS did not learn: {final['eval_return']:.1f}"
+    evals = [r for r in read_metrics(result.run_dir) if r["event"] == "eval"]
+    assert [r["env_step"] for r in evals[-2:]] == [14_000, 16_000]
+    last_two = np.mean([r["eval_return"] for r in evals[-2:]])
+    assert last_two > -400, f"CQN-AS did not learn: {last_two:.1f} over the last two evaluations"
