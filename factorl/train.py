@@ -190,6 +190,21 @@ def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.algo}-{env}-s{cfg.train.seed}-{stamp}"
 
 
+def resolve_run_dir(cfg: RunConfig, resume: str | Path | None) -> Path:
+    """The run's folder: `resume` (whose saved config `cfg` may change only in the RESUMABLE
+    loop settings), else `cfg.train.run_dir`, else a new default one."""
+    if resume is None:
+        return Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
+    run_dir = Path(resume)
+    changes = config_changes(load_config(run_dir), cfg)
+    if changes:
+        raise ConfigError(
+            f"cannot change {', '.join(changes)} when resuming {run_dir} (it would change the "
+            "run); start a new run instead"
+        )
+    return run_dir
+
+
 def build_agent(cfg: RunConfig, env) -> Any:
     return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space)
 
@@ -465,16 +480,7 @@ class Trainer:
         self.logger: RunLogger | None = None
         self.envs = self.eval_env = None
         self.finished = False
-        if resume is not None:
-            self.run_dir = Path(resume)
-            changes = config_changes(load_config(self.run_dir), cfg)
-            if changes:
-                raise ConfigError(
-                    f"cannot change {', '.join(changes)} when resuming {self.run_dir} (it would "
-                    "change the run); start a new run instead"
-                )
-        else:
-            self.run_dir = Path(t.run_dir) if t.run_dir else default_run_dir(cfg)
+        self.run_dir = resolve_run_dir(cfg, resume)
         self._lock: RunFolderLock | None = None
         try:
             self._build()  # before touching the folder: a bad environment or size writes nothing

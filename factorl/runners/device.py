@@ -418,29 +418,17 @@ class DeviceTrainer:
     """
 
     def __init__(self, config: Any, resume: Any = None, *, overwrite: bool = False) -> None:
-        from pathlib import Path
 
         from factorl import checkpoint as ckpt
-        from factorl.config import ConfigError
         from factorl.runfolder import CHECKPOINT_DIR, RunFolderLock
-        from factorl.train import config_changes, default_run_dir, load_config
+        from factorl.train import resolve_run_dir
 
         config.validate()
         self.cfg = cfg = config
-        t = cfg.train
         self.logger = None
         self.finished = False
         self._lock = None
-        if resume is not None:
-            self.run_dir = Path(resume)
-            changes = config_changes(load_config(self.run_dir), cfg)
-            if changes:
-                raise ConfigError(
-                    f"cannot change {', '.join(changes)} when resuming {self.run_dir} (it would "
-                    "change the run); start a new run instead"
-                )
-        else:
-            self.run_dir = Path(t.run_dir) if t.run_dir else default_run_dir(cfg)
+        self.run_dir = resolve_run_dir(cfg, resume)
         try:
             self._build()
             self._lock = RunFolderLock(self.run_dir).acquire()
