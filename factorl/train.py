@@ -450,6 +450,25 @@ def _vector_env(cfg: RunConfig) -> gymnasium.vector.SyncVectorEnv:
     )
 
 
+def prepare_run_folder(run_dir: Path, resuming: bool, overwrite: bool) -> list[str]:
+    """Checks and tidying before a run writes to its folder (the caller holds its lock): links
+    refused, leftovers of killed writes removed, and a fresh run refused where a run already
+    is unless `overwrite`. Returns the notes to show."""
+    refuse_links(run_dir)
+    try:
+        notes = [f"[factorl] {note}" for note in remove_leftovers(run_dir)]
+    except OSError as e:
+        raise _folder_error(run_dir, e, "tidy an interrupted checkpoint write") from e
+    if not resuming and holds_a_run(run_dir):
+        if not overwrite:
+            raise ConfigError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir}, start it "
+                "over with --overwrite, or choose another --run-dir"
+            )
+        notes.append(f"[factorl] --overwrite: removed the previous run in {run_dir}")
+    return notes
+
+
 def _crossed(before: int, after: int, every: int) -> bool:
     """Whether a multiple of `every` lies in (before, after]: a step of several environments
     can pass a logging, evaluation or checkpoint point without landing on it."""
@@ -529,19 +548,8 @@ class Trainer:
 
     def _open(self, checkpoint: Path | None, resuming: bool, overwrite: bool) -> None:
         cfg, t, run_dir = self.cfg, self.cfg.train, self.run_dir
-        refuse_links(run_dir)
-        try:
-            notes = [f"[factorl] {note}" for note in remove_leftovers(run_dir)]
-        except OSError as e:
-            raise _folder_error(run_dir, e, "tidy an interrupted checkpoint write") from e
-        if not resuming and holds_a_run(run_dir):
-            if not overwrite:
-                raise ConfigError(
-                    f"{run_dir} already holds a run; continue it with --resume {run_dir}, start "
-                    "it over with --overwrite, or choose another --run-dir"
-                )
-            notes.append(f"[factorl] --overwrite: removed the previous run in {run_dir}")
-        elif resuming and checkpoint is None:
+        notes = prepare_run_folder(run_dir, resuming, overwrite)
+        if resuming and checkpoint is None:
             notes.append(
                 f"[factorl] {run_dir} has no checkpoint yet (it stopped before its first one); "
                 "starting it again from env step 0 with its saved config"

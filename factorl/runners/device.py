@@ -456,26 +456,12 @@ class DeviceTrainer:
         import time
 
         from factorl import checkpoint as ckpt
-        from factorl.config import ConfigError
         from factorl.logging import RunLogger
-        from factorl.runfolder import (
-            CONFIG_FILE,
-            clear_run,
-            holds_a_run,
-            refuse_links,
-            remove_leftovers,
-        )
+        from factorl.runfolder import CONFIG_FILE, clear_run
+        from factorl.train import prepare_run_folder
 
         cfg, t, run_dir = self.cfg, self.cfg.train, self.run_dir
-        refuse_links(run_dir)
-        notes = [f"[factorl] {note}" for note in remove_leftovers(run_dir)]
-        if not resuming and holds_a_run(run_dir):
-            if not overwrite:
-                raise ConfigError(
-                    f"{run_dir} already holds a run; continue it with --resume {run_dir}, start "
-                    "it over with --overwrite, or choose another --run-dir"
-                )
-            notes.append(f"[factorl] --overwrite: removed the previous run in {run_dir}")
+        notes = prepare_run_folder(run_dir, resuming, overwrite)
         self.env_step, self.eval_round, self.wall_time = 0, 0, 0.0
         self.last_eval_return = None
         unwritten: list = []
