@@ -3,7 +3,8 @@ tested on hand-worked numbers and reused by every agent.
 
 Conventions: `reward` is the n-step discounted return R^(n) and `discount` is
 gamma^m (1 - terminated) as produced by the replay buffer, so a target is always
-`reward + discount * bootstrap`.
+`reward + discount * bootstrap`. Targets that mix take `mix`, a mixer with its parameters and
+global state bound (`factorl.mixers.bind`): a function of the chosen utilities alone.
 """
 
 from __future__ import annotations
@@ -66,19 +67,19 @@ def double_q_ensemble_target(
     target_next: jax.Array,
     reward: jax.Array,
     discount: jax.Array,
-    mixer: Callable[[jax.Array], jax.Array] = mean_mixer,
+    mix: Callable[[jax.Array], jax.Array] = mean_mixer,
 ) -> jax.Array:
     """DecQN's target for each of K online critics (reference: tseyde/decqn).
 
     online_next, target_next: utilities at s' of shape [K, batch, M, B].
     For critic k the greedy sub-actions come from ONLINE critic k, and are evaluated on the mean of
-    the K TARGET critics: y^k = R + disc * mixer_j( mean_k' Ubar^k'_j(s', argmax_b U^k_j(s', b)) ).
+    the K TARGET critics: y^k = R + disc * mix_j( mean_k' Ubar^k'_j(s', argmax_b U^k_j(s', b)) ).
     Returns [K, batch]. The result carries no gradient.
     """
     next_actions = greedy(online_next)  # [K, batch, M]
     target_mean = jnp.mean(target_next, axis=0)  # [batch, M, B]
     evaluated = select(jnp.broadcast_to(target_mean, online_next.shape), next_actions)
-    y = bootstrap(reward[None], discount[None], mixer(evaluated))
+    y = bootstrap(reward[None], discount[None], mix(evaluated))
     return jax.lax.stop_gradient(y)
 
 
@@ -97,17 +98,17 @@ def ensemble_mean_target(
     target_next: jax.Array,
     reward: jax.Array,
     discount: jax.Array,
-    mixer: Callable[[jax.Array], jax.Array] = mean_mixer,
+    mix: Callable[[jax.Array], jax.Array] = mean_mixer,
 ) -> jax.Array:
     """REValueD's default ("Mean") target, shared by every member (reference code's default).
 
     target_next: TARGET utilities at s', [K, batch, M, B]. The K members are averaged per
     (dimension, bin) first, then maximised per dimension, then mixed:
-    y = R + disc * mixer_j( max_b (1/K) sum_k Ubar^k_j(s', b) ). No double-Q argmax.
+    y = R + disc * mix_j( max_b (1/K) sum_k Ubar^k_j(s', b) ). No double-Q argmax.
     Returns [batch]. The result carries no gradient.
     """
     mean_utilities = jnp.mean(target_next, axis=0)  # [batch, M, B]
-    y = bootstrap(reward, discount, mixer(jnp.max(mean_utilities, axis=-1)))
+    y = bootstrap(reward, discount, mix(jnp.max(mean_utilities, axis=-1)))
     return jax.lax.stop_gradient(y)
 
 
@@ -121,18 +122,18 @@ def ensemble_min_target(
     members: jax.Array,
     reward: jax.Array,
     discount: jax.Array,
-    mixer: Callable[[jax.Array], jax.Array] = mean_mixer,
+    mix: Callable[[jax.Array], jax.Array] = mean_mixer,
 ) -> jax.Array:
     """REValueD's "REDQ" target: the minimum over a subset of members of their JOINT greedy values.
 
     target_next: TARGET utilities at s', [K, batch, M, B]; members: indices [N] (REDQ: two drawn
     without replacement, see `sample_members`). Each member k's own greedy joint value is
-    V^k(s') = mixer_j( max_b Ubar^k_j(s', b) ); the target is y = R + disc * min_{k in members} V^k.
+    V^k(s') = mix_j( max_b Ubar^k_j(s', b) ); the target is y = R + disc * min_{k in members} V^k.
     The min is taken on the joint value, per sample, not per dimension utility, as the reference
     code does (max over bins, mean over dimensions, then min over the sampled pair).
     Returns [batch]. The result carries no gradient.
     """
-    joint = mixer(jnp.max(target_next, axis=-1))  # [K, batch]
+    joint = mix(jnp.max(target_next, axis=-1))  # [K, batch]
     y = bootstrap(reward, discount, jnp.min(joint[members], axis=0))
     return jax.lax.stop_gradient(y)
 
@@ -142,18 +143,18 @@ def independent_double_q_target(
     target_next: jax.Array,
     reward: jax.Array,
     discount: jax.Array,
-    mixer: Callable[[jax.Array], jax.Array] = mean_mixer,
+    mix: Callable[[jax.Array], jax.Array] = mean_mixer,
 ) -> jax.Array:
     """REValueD's "DecQN" target: every member is its own double-Q DecQN learner.
 
     online_next, target_next: utilities at s', [K, batch, M, B]. Member k picks its greedy
     sub-actions with its ONLINE utilities and evaluates them with its OWN target network:
-    y^k = R + disc * mixer_j( Ubar^k_j(s', argmax_b U^k_j(s', b)) ). (Compare
+    y^k = R + disc * mix_j( Ubar^k_j(s', argmax_b U^k_j(s', b)) ). (Compare
     `double_q_ensemble_target`, which evaluates on the mean of the target members.)
     Returns [K, batch]. The result carries no gradient.
     """
     evaluated = select(target_next, greedy(online_next))  # [K, batch, M]
-    y = bootstrap(reward[None], discount[None], mixer(evaluated))
+    y = bootstrap(reward[None], discount[None], mix(evaluated))
     return jax.lax.stop_gradient(y)
 
 

@@ -11,7 +11,7 @@ import pytest
 from factorl.agents.base import TrainBatch
 from factorl.agents.decqn import DecQN, DecQNConfig, epsilon_greedy, per_dimension_explore_prob
 from factorl.factorisation import ActionFactorisation
-from factorl.mixers import greedy, mean_mixer, select, sum_mixer
+from factorl.mixers import MEAN, MIXERS, SUM, bind, greedy, mean_mixer, select
 from factorl.networks import UtilityCritic, init_ensemble, stack_apply
 from factorl.targets import bootstrap, double_q_ensemble_target, huber
 
@@ -122,7 +122,23 @@ def test_select_greedy_and_mixers():
     chosen = select(u, jnp.array([[2, 0]]))
     np.testing.assert_array_equal(chosen, [[2.0, 0.0]])
     assert float(mean_mixer(chosen)[0]) == 1.0
-    assert float(sum_mixer(chosen)[0]) == 2.0
+    assert float(bind(SUM)(chosen)[0]) == 2.0
+
+
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_mixers_are_functions_of_parameters_and_state(name):
+    # the form a learned mixer (QMIX) takes: init gives parameters, apply(params, chosen, state)
+    mixer = MIXERS[name]
+    params = mixer.init(jax.random.PRNGKey(0), 3, (5,))
+    chosen = jax.random.normal(jax.random.PRNGKey(1), (4, 2, 3))  # [K, batch, M]
+    state = jnp.ones((2, 5))  # [batch, S]
+    q = jax.jit(mixer.apply)(params, chosen, state)
+    assert q.shape == (4, 2)
+    expected = {"mean": np.mean, "sum": np.sum}[name](np.asarray(chosen), axis=-1)
+    np.testing.assert_allclose(q, expected, rtol=1e-6)
+    # bound to its parameters and state, it is what the targets take
+    np.testing.assert_array_equal(bind(mixer, params, state)(chosen), q)
+    assert MIXERS["mean"] is MEAN
 
 
 def test_mean_mixer_argmax_is_the_joint_argmax():
