@@ -249,6 +249,9 @@ class ReplayBuffer:
     `extra_fields` declares further named fields, name -> (shape, dtype), that `add` then takes
     as keyword arguments and `sample` returns in `Batch.extras`: a field named `next_<x>` is read
     at the bootstrap step of the n-step window (like `next_obs`), any other at the sampled step.
+
+    `extend(dataset)` stores a whole time-major dataset [T, num_envs, ...] at once, exactly as T
+    calls of `add` would (a recorded run, demonstrations for a second buffer).
     """
 
     # Fixed attributes: `add` runs on every environment step and reads about twenty of them, and
@@ -594,6 +597,108 @@ class ReplayBuffer:
                     f"got {np.shape(extras[name])}"
                 )
 
+    def extend(self, dataset: Mapping[str, np.ndarray]) -> None:
+        """Store T consecutive steps of every stream at once, leaving the buffer exactly as T
+        calls of `add` would (storage, priorities, waiting windows, write position).
+
+        `dataset` maps obs, action, reward, next_obs, terminated, truncated and every declared
+        extra field to time-major arrays [T, num_envs, *shape] (column e holds stream e's steps
+        in time order); a single-stream buffer also takes [T, *shape]. The steps continue each
+        stream where it stands, so an episode left open by earlier adds goes on with step 0, and
+        only the newest capacity_per_env steps of a stream stay stored. Values are cast to the
+        stored dtypes as `add` casts them; boolean fields (the flags) take bools or 0/1 numbers.
+        """
+        T, columns = self._dataset_columns(dataset)
+        if T == 0:
+            return
+        cap = self.capacity_per_env
+        # Only each stream's newest `cap` steps survive; they fill the ring from `start`, in at
+        # most two contiguous pieces (before and after the wrap).
+        keep = min(T, cap)
+        start = (self._write_pos + T - keep) % cap
+        first = min(keep, cap - start)
+        for key, value in columns.items():
+            column = self._columns[key]
+            newest = np.swapaxes(value[T - keep :], 0, 1)  # [N, keep, ...]
+            column[:, start : start + first] = newest[:, :first]
+            column[:, : keep - first] = newest[:, first:]
+
+        # Which steps `add` would have made sampleable: every step of a stream but its newest
+        # ones after its last episode end, fewer than a window of them (they stay pending). A
+        # step is activated within a window of being stored, before its slot can be written
+        # again, so a slot's final state depends only on the step it holds last.
+        self._flush()  # keep write order: these writes must land after the pending ones
+        ended = columns["episode_end"]  # [T, N]
+        any_end = ended.any(axis=0)
+        last_end = T - 1 - np.argmax(ended[::-1], axis=0)
+        write_pos = (self._write_pos + T) % cap
+        slots, values, pending_by_env = [], [], []
+        for e, waiting in enumerate(self._pending_by_env):
+            since_end = T - 1 - int(last_end[e]) if any_end[e] else len(waiting) + T
+            still = min(since_end, self._window - 1)
+            # the ring slots of this stream's waiting steps and new steps still stored, oldest
+            # first: all of them now belong to either the active or the pending steps
+            span = min(len(waiting) + T, cap)
+            touched = (write_pos - span + np.arange(span)) % cap + e * cap
+            self._num_active += span - still - int(self._active[touched].sum())
+            self._active[touched[: span - still]] = True
+            self._active[touched[span - still :]] = False
+            slots.append(touched)
+            values.append(np.full(span, self._activation_value))
+            values[-1][span - still :] = 0.0
+            pending_by_env.append(touched[span - still :].tolist())
+        self._tree.update(np.concatenate(slots), np.concatenate(values))
+        self._set_pending(pending_by_env)
+        self._write_pos = write_pos
+        self._size = min(self._size + T, cap)
+
+    def _dataset_columns(self, dataset: Mapping[str, np.ndarray]) -> tuple[int, dict]:
+        """`extend`'s dataset checked and laid out as stored: (T, column key -> [T, N, ...]),
+        with `episode_end` in place of `truncated`."""
+        shapes = {
+            "obs": self.obs_shape,
+            "action": self.action_shape,
+            "reward": (),
+            "next_obs": self.obs_shape,
+            "terminated": (),
+            "truncated": (),
+            **{name: shape for name, (shape, _) in self.extra_fields.items()},
+        }
+        keys = set(dataset)
+        if keys != set(shapes):
+            raise ValueError(
+                f"dataset keys must be exactly {sorted(shapes)}: missing "
+                f"{sorted(set(shapes) - keys)}, unexpected {sorted(keys - set(shapes))} (declare "
+                "further fields as extra_fields when making the buffer)"
+            )
+        arrays = {key: np.asarray(dataset[key]) for key in shapes}
+        obs = arrays["obs"]
+        lead_ndim = obs.ndim - len(self.obs_shape)
+        if lead_ndim not in (1, 2) or (lead_ndim == 1 and self.num_envs > 1):
+            layout = "[T, num_envs, ...]" + (" or [T, ...]" if self.num_envs == 1 else "")
+            raise ValueError(
+                f"dataset obs must be {layout} with obs_shape {self.obs_shape} and num_envs "
+                f"{self.num_envs}, got shape {obs.shape}"
+            )
+        lead = (obs.shape[0], self.num_envs)[:lead_ndim]
+        dtypes = {key: self._columns[key].dtype for key in ("obs", "action", "reward", "next_obs")}
+        dtypes["terminated"] = dtypes["truncated"] = np.dtype(bool)
+        for name, (_, dtype) in self.extra_fields.items():
+            dtypes[name] = dtype
+        columns = {}
+        for key, shape in shapes.items():
+            value = arrays[key]
+            if value.shape != (*lead, *shape):
+                raise ValueError(
+                    f"dataset {key!r} must have shape {(*lead, *shape)} (T, then "
+                    f"{'num_envs, ' if lead_ndim == 2 else ''}the field's shape), got {value.shape}"
+                )
+            value = _cast_field(key, value, dtypes[key])
+            stored = _EXTRA_PREFIX + key if key in self.extra_fields else key
+            columns[stored] = value if lead_ndim == 2 else value[:, None]
+        columns["episode_end"] = columns["terminated"] | columns.pop("truncated")
+        return obs.shape[0], columns
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         """Draw `batch_size` transitions with replacement from all streams (proportionally to
         priority if prioritised, else uniformly), using only `rng` for randomness."""
@@ -902,6 +1007,23 @@ class ReplayBuffer:
                 )
             pending_by_env.append([int(s) + e * cap for s in slots])
         return pending_by_env
+
+
+def _cast_field(name: str, value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A dataset field as `dtype`, refusing values `add`'s cast would silently change in kind
+    (floats into integers, say); boolean fields also take numbers that are all 0 or 1."""
+    if value.dtype == dtype:
+        return value
+    if dtype.kind == "b" and value.dtype.kind in "iuf":
+        if not np.isin(value, (0, 1)).all():
+            raise ValueError(f"dataset {name!r} must be bool or hold only 0 and 1")
+        return value.astype(bool)
+    if value.dtype.kind not in "biuf" or not np.can_cast(value.dtype, dtype, "same_kind"):
+        raise ValueError(
+            f"dataset {name!r} has dtype {value.dtype}, which does not convert to the stored "
+            f"{dtype}; convert it first"
+        )
+    return value
 
 
 def _checked_extra_fields(
