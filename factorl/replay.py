@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-__all__ = ["Batch", "ReplayBuffer", "SumTree"]
+__all__ = ["Batch", "MixedReplay", "ReplayBuffer", "SumTree", "mixed_split"]
 
 
 class SumTree:
@@ -1007,6 +1007,103 @@ class ReplayBuffer:
                 )
             pending_by_env.append([int(s) + e * cap for s in slots])
         return pending_by_env
+
+
+def mixed_split(batch_size: int, share: float) -> int:
+    """How many rows of a batch of `batch_size` a mixed sample draws from its second buffer:
+    share * batch_size rounded to the nearest integer, halves up (so 0 and 1 give none and all,
+    and a small share of a small batch can round to none)."""
+    if int(batch_size) != batch_size or batch_size < 0:
+        raise ValueError(f"batch_size must be an integer >= 0, got {batch_size!r}")
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(
+            f"share must be in [0, 1] (the second buffer's part of a batch), got {share!r}"
+        )
+    return min(int(np.floor(share * batch_size + 0.5)), int(batch_size))
+
+
+class MixedReplay:
+    """Batches drawn in a fixed proportion from two host buffers: `share` of every batch from
+    `second` (demonstrations, say), the rest from `main`.
+
+    Of a batch of B rows the last k = `mixed_split(B, share)` come from `second` and the first
+    B - k from `main`, drawn in that order with the one `rng`, so a batch is a deterministic
+    function of the rng's state. Each part is its own buffer's sample: `Batch.indices` are that
+    buffer's flat slots, and in a prioritised buffer the importance weights are normalised
+    within its part. `update_priorities` sends each part's |TD| back to its own buffer by the
+    same split. A part with rows to draw from a buffer that holds nothing sampleable raises
+    (there is no fallback to the other buffer, so a missing demonstration set is never silently
+    replaced by the agent's own data). To tell the sources apart inside an update, declare an
+    extra field (e.g. a `demo` flag) in both buffers.
+    """
+
+    def __init__(self, main: ReplayBuffer, second: ReplayBuffer, share: float) -> None:
+        mixed_split(1, share)  # checks the share
+        layout = {
+            "obs_shape": lambda b: b.obs_shape,
+            "action_shape": lambda b: b.action_shape,
+            "action dtype": lambda b: b._action.dtype,
+            "action_horizon": lambda b: b.action_horizon,
+            "extra_fields": lambda b: b.extra_fields,
+        }
+        for name, get in layout.items():
+            if get(main) != get(second):
+                raise ValueError(
+                    f"the two buffers' batches must have the same layout, but {name} is "
+                    f"{get(main)!r} in main and {get(second)!r} in second"
+                )
+        self.main = main
+        self.second = second
+        self.share = float(share)
+
+    def __len__(self) -> int:
+        """Transitions that can be sampled now, both buffers together."""
+        return len(self.main) + len(self.second)
+
+    @property
+    def prioritized(self) -> bool:
+        """Whether either buffer has priorities to update."""
+        return self.main.prioritized or self.second.prioritized
+
+    def split(self, batch_size: int) -> int:
+        """Rows of a batch of `batch_size` drawn from `second` (the batch's last ones)."""
+        return mixed_split(batch_size, self.share)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        """A batch of `batch_size` rows: the first from `main`, the last `split(batch_size)`
+        from `second`."""
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        k = self.split(batch_size)
+        parts = []
+        for buffer, rows, name in ((self.main, batch_size - k, "main"), (self.second, k, "second")):
+            if rows == 0:
+                continue
+            if len(buffer) == 0:
+                raise ValueError(
+                    f"cannot draw {rows} of {batch_size} rows from the {name} buffer: it holds "
+                    f"0 sampleable transitions (fill it, e.g. with extend, or change the share)"
+                )
+            parts.append(buffer.sample(rows, rng))
+        if len(parts) == 1:
+            return parts[0]
+        a, b = parts
+        return Batch(
+            *(np.concatenate([x, y]) for x, y in zip(a, b, strict=True)),
+            extras={name: np.concatenate([a.extras[name], b.extras[name]]) for name in a.extras},
+        )
+
+    def update_priorities(self, indices: np.ndarray, td_abs: np.ndarray) -> None:
+        """Send a mixed batch's |TD| back: the first rows to `main`, the last
+        `split(len(indices))` to `second` (each a no-op if that buffer is uniform)."""
+        idx, td = np.asarray(indices), np.asarray(td_abs)
+        if idx.ndim != 1 or idx.shape != td.shape:
+            raise ValueError(
+                f"indices and td_abs must be 1-D of the same length, got {idx.shape} and {td.shape}"
+            )
+        cut = len(idx) - self.split(len(idx))
+        self.main.update_priorities(idx[:cut], td[:cut])
+        self.second.update_priorities(idx[cut:], td[cut:])
 
 
 def _cast_field(name: str, value: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from factorl.replay import Batch, ReplayBuffer, SumTree
+from factorl.replay import Batch, MixedReplay, ReplayBuffer, SumTree, mixed_split
 
 # ---------------------------------------------------------------------------------------------
 # SumTree
@@ -1187,3 +1187,101 @@ def test_extend_rejects_bad_datasets_in_one_line_and_changes_nothing(change, mat
     after = buf.state_dict()
     for key in snapshot:
         np.testing.assert_array_equal(after[key], snapshot[key], err_msg=key)
+
+
+# ---------------------------------------------------------------------------------------------
+# MixedReplay: a fixed share of every batch from a second buffer
+
+
+def _two_buffers(prioritized=False):
+    """A main buffer whose obs are 0..39 and a second one (demonstrations) whose obs are
+    1000..1029, both with a `demo` flag, so every row shows where it came from."""
+    fields = {"demo": ((), bool)}
+    main = ReplayBuffer(40, (1,), (1,), prioritized=prioritized, extra_fields=fields)
+    second = ReplayBuffer(30, (1,), (1,), prioritized=prioritized, extra_fields=fields)
+    for buf, base, demo in ((main, 0, False), (second, 1000, True)):
+        t = np.arange(buf.capacity, dtype=np.float32)
+        obs = (base + t)[:, None]
+        buf.extend(
+            {
+                "obs": obs,
+                "action": obs,
+                "reward": np.ones_like(t),
+                "next_obs": obs + 1,
+                "terminated": t % 10 == 9,
+                "truncated": np.zeros_like(t, bool),
+                "demo": np.full(t.shape, demo),
+            }
+        )
+    return main, second
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "share", "second"),
+    [
+        (10, 0.25, 3),
+        (8, 0.25, 2),
+        (6, 0.25, 2),
+        (2, 0.25, 1),
+        (3, 0.1, 0),
+        (5, 0.0, 0),
+        (5, 1.0, 5),
+    ],
+)
+def test_mixed_split_rounds_halves_up(batch_size, share, second):
+    assert mixed_split(batch_size, share) == second
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.5, 1.0])
+def test_mixed_batches_are_main_rows_then_second_rows_drawn_with_one_rng(share):
+    main, second = _two_buffers()
+    mixed = MixedReplay(main, second, share)
+    batch = mixed.sample(20, np.random.default_rng(4))
+    k = mixed.split(20)
+    assert k == round(20 * share)
+    from_second = batch.obs[:, 0] >= 1000
+    np.testing.assert_array_equal(from_second, np.arange(20) >= 20 - k)
+    np.testing.assert_array_equal(batch.extras["demo"], from_second)
+    # the same draws as sampling each buffer in turn with the same generator
+    rng = np.random.default_rng(4)
+    parts = [buf.sample(rows, rng) for buf, rows in ((main, 20 - k), (second, k)) if rows]
+    expected = Batch(
+        *(np.concatenate(columns) for columns in zip(*parts, strict=True)),
+        extras={"demo": np.concatenate([p.extras["demo"] for p in parts])},
+    )
+    _assert_samples_equal(batch, expected)
+    _assert_samples_equal(batch, mixed.sample(20, np.random.default_rng(4)))
+    assert len(mixed) == len(main) + len(second)
+
+
+def test_mixed_priorities_go_back_to_the_buffer_each_row_came_from():
+    main, second = _two_buffers(prioritized=True)
+    twin_main, twin_second = _two_buffers(prioritized=True)
+    mixed = MixedReplay(main, second, 0.25)
+    assert mixed.prioritized
+    batch = mixed.sample(16, np.random.default_rng(5))
+    td = np.arange(16, dtype=np.float64)
+    mixed.update_priorities(batch.indices, td)
+    twin_main.update_priorities(batch.indices[:12], td[:12])
+    twin_second.update_priorities(batch.indices[12:], td[12:])
+    np.testing.assert_array_equal(main._tree.leaves, twin_main._tree.leaves)
+    np.testing.assert_array_equal(second._tree.leaves, twin_second._tree.leaves)
+    assert not np.array_equal(second._tree.leaves, _two_buffers(True)[1]._tree.leaves)
+
+
+def test_mixed_replay_refuses_an_empty_part_incompatible_buffers_and_bad_shares():
+    main, second = _two_buffers()
+    empty = ReplayBuffer(30, (1,), (1,), extra_fields={"demo": ((), bool)})
+    with pytest.raises(ValueError, match="from the second buffer: it holds 0 sampleable"):
+        MixedReplay(main, empty, 0.1).sample(32, np.random.default_rng(0))
+    MixedReplay(main, empty, 0.0).sample(32, np.random.default_rng(0))  # nothing to draw there
+    MixedReplay(empty, second, 1.0).sample(32, np.random.default_rng(0))  # offline: all second
+    with pytest.raises(ValueError, match="from the main buffer"):
+        MixedReplay(empty, second, 0.5).sample(32, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="extra_fields"):
+        MixedReplay(main, ReplayBuffer(30, (1,), (1,)), 0.5)
+    with pytest.raises(ValueError, match="action_shape"):
+        MixedReplay(main, ReplayBuffer(30, (1,), (2,), extra_fields={"demo": ((), bool)}), 0.5)
+    for share in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"share must be in \[0, 1\]"):
+            MixedReplay(main, second, share)
