@@ -1285,3 +1285,29 @@ def test_mixed_replay_refuses_an_empty_part_incompatible_buffers_and_bad_shares(
     for share in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"share must be in \[0, 1\]"):
             MixedReplay(main, second, share)
+
+
+def test_learner_batches_carry_the_extra_fields_into_a_jitted_update():
+    import jax
+
+    from factorl.agents.base import TrainBatch
+
+    buf = ReplayBuffer(20, (1,), (1,), num_envs=2, extra_fields=_FIELDS)
+    _add_with_fields(buf, [_stream_steps(0, {5: "term"}), _stream_steps(100, {2: "trunc"})])
+    sample = buf.sample(8, np.random.default_rng(0))
+    batch = TrainBatch.from_sample(sample)
+    assert batch.extras.keys() == sample.extras.keys()
+    assert batch.extras is not sample.extras  # the learner's dict, not the replay's
+    traces = []
+
+    @jax.jit
+    def update(batch):
+        traces.append(1)
+        return batch.reward + batch.extras["state"][:, 0]
+
+    np.testing.assert_allclose(update(batch), sample.reward + sample.extras["state"][:, 0])
+    update(TrainBatch.from_sample(buf.sample(8, np.random.default_rng(1))))
+    assert len(traces) == 1  # the same fields compile once
+    plain = TrainBatch(*sample[:6])  # six positional fields, as before extras existed
+    assert plain.extras == {} and plain._replace(reward=1).extras == {}
+    assert TrainBatch.from_sample(_filled().sample(2, np.random.default_rng(0))).extras == {}
