@@ -52,11 +52,12 @@ def time_seeds(algo: str, env: str, num_envs: int, seeds: list[int], chunk: int,
     """Median seconds per chunk for each S, timed in alternating order."""
     programs = {}
     for s in seeds:
+        agent = {**AGENTS[algo], "replay_capacity": 100_000}
         cfg = make_config(
             algo,
-            {"env": env, "num_envs": num_envs, "num_seeds": s, "eval_episodes": 1},
-            {**AGENTS[algo], "replay_capacity": 100_000},
-        )
+            {"env.id": env, "env.num_envs": num_envs, "run.num_seeds": s,
+             "runner.eval_episodes": 1, **{f"agent.{k}": v for k, v in agent.items()}},
+        )  # fmt: skip
         _, agent, init, run, _ = _compiled_program(cfg)
         state = init(np.arange(s, dtype=np.int32))
         start = time.perf_counter()

@@ -10,7 +10,7 @@ environment, and exact resume of environments whose episodes end at different st
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import TINY_AGENT, leaves, records, same_leaves, tiny_config
+from conftest import TINY_AGENT, in_section, leaves, records, same_leaves, tiny_config
 
 from factorl.agents import ALGORITHMS
 from factorl.agents.base import TrainBatch
@@ -48,9 +48,9 @@ VARIANTS = {
 PER_ALGORITHM = ["decqn", "revalued", "cqn", "cqn_as-ensemble", "cqn_as-replan", "sac", "td3"]
 
 
-def _tiny(run_dir, variant, steps=600, **train_values):
+def _tiny(run_dir, variant, steps=600, overrides=None):
     algo, agent = VARIANTS[variant]
-    return tiny_config(run_dir, algo, steps, agent=dict(agent), **train_values)
+    return tiny_config(run_dir, algo, steps, {**in_section("agent", agent), **(overrides or {})})
 
 
 def test_every_registered_algorithm_has_a_contract_variant():
@@ -75,14 +75,14 @@ def test_deterministic_exact_resume_and_compile_once(tmp_path, variant):
     assert same_leaves(straight.state, resumed.state)
     assert records(straight.run_dir) == records(tmp_path / "split")
     # another seed gives other numbers
-    other = train(_tiny(tmp_path / "other", variant, seed=1), stop_after=330)
+    other = train(_tiny(tmp_path / "other", variant, overrides={"run.seed": 1}), stop_after=330)
     assert not same_leaves(other.state, first.state)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_a_non_finite_update_is_flagged_and_leaves_its_input_state_intact(variant):
     algo, agent_values = VARIANTS[variant]
-    cfg = make_config(algo, {}, {**agent_values, "batch_size": 8})
+    cfg = make_config(algo, in_section("agent", {**agent_values, "batch_size": 8}))
     env = gym.make("Pendulum-v1")
     agent = build_agent(cfg, env)
     replay = agent.make_replay(env.observation_space.shape)
@@ -109,7 +109,9 @@ def test_a_non_finite_update_is_flagged_and_leaves_its_input_state_intact(varian
 
 def _agent(variant: str):
     algo, agent_values = VARIANTS[variant]
-    return build_agent(make_config(algo, {}, agent_values), gym.make("Pendulum-v1"))
+    return build_agent(
+        make_config(algo, in_section("agent", agent_values)), gym.make("Pendulum-v1")
+    )
 
 
 @pytest.mark.parametrize("variant", PER_ALGORITHM)
@@ -143,15 +145,15 @@ def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(var
 def test_several_environments_resume_exactly_with_ragged_episodes(tmp_path, variant):
     # three environments whose episodes end at different steps, terminated or truncated; the run
     # stops with every environment mid-episode and resumes bit for bit
-    ragged = {"env": "gym:FactorlTestRagged-v0", "num_envs": 3}
-    straight = train(_tiny(tmp_path / "straight", variant, steps=300, **ragged))
+    ragged = {"env.id": "gym:FactorlTestRagged-v0", "env.num_envs": 3}
+    straight = train(_tiny(tmp_path / "straight", variant, steps=300, overrides=ragged))
     assert straight.env_step == 300 and int(straight.state.learner_step) > 0
     modes = 2 + (straight.agent.random_steps > 0)
     assert straight.agent.trace_counts == {"update": 1, "act": modes}
-    first = train(_tiny(tmp_path / "split", variant, steps=300, **ragged), stop_after=162)
+    first = train(_tiny(tmp_path / "split", variant, steps=300, overrides=ragged), stop_after=162)
     assert first.env_step == 162
     resumed = train(
-        _tiny(tmp_path / "split", variant, steps=300, **ragged), resume=tmp_path / "split"
+        _tiny(tmp_path / "split", variant, steps=300, overrides=ragged), resume=tmp_path / "split"
     )
     assert same_leaves(straight.state, resumed.state)
     assert records(straight.run_dir) == records(tmp_path / "split")

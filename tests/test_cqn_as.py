@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import by_params
+from conftest import by_params, in_section
 
 from factorl.agents.base import TrainBatch
 from factorl.agents.cqn_as import CQNAS, CQNASConfig, SequenceCritic, ensemble_weights
@@ -139,7 +139,7 @@ def test_target_and_loss_are_per_level_step_and_dimension():
 
 def test_distributional_is_refused():
     with pytest.raises(ConfigError, match="distributional"):
-        make_config("cqn_as", {}, {"distributional": True})
+        make_config("cqn_as", {"agent.distributional": True})
 
 
 def _cfg(run_dir, steps=400, **agent):
@@ -148,9 +148,9 @@ def _cfg(run_dir, steps=400, **agent):
               **agent}  # fmt: skip
     return make_config(
         "cqn_as",
-        {"env": "gym:Pendulum-v1", "steps": steps, "eval_every": 200, "eval_episodes": 1,
-         "log_every": 100, "progress": "none", "tensorboard": False, "run_dir": str(run_dir)},
-        values,
+        {"env.id": "gym:Pendulum-v1", "run.steps": steps, "runner.eval_every": 200,
+         "runner.eval_episodes": 1, "runner.log_every": 100, "run.progress": "none",
+         "run.tensorboard": False, "run.run_dir": str(run_dir), **in_section("agent", values)},
     )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import in_section, tiny_config
 
 from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.agents.base import TrainBatch
@@ -349,14 +349,14 @@ def test_registry_and_reference_defaults():
     [
         ({"target": "max"}, "one of 'mean'"),
         ({"target": "redq", "ensemble_size": 3, "redq_members": 4}, "redq_members"),
-        ({"tau": 0.0}, "revalued.tau"),
-        ({"reg_coef": -1.0}, "revalued.reg_coef"),
-        ({"epsilon_decay": 1.5}, "revalued.epsilon_decay"),
+        ({"tau": 0.0}, r"agent\.tau"),
+        ({"reg_coef": -1.0}, r"agent\.reg_coef"),
+        ({"epsilon_decay": 1.5}, r"agent\.epsilon_decay"),
     ],
 )
 def test_bad_config_values_are_clear_errors(agent_values, match):
     with pytest.raises(ConfigError, match=match):
-        make_config("revalued", {}, agent_values)
+        make_config("revalued", in_section("agent", agent_values))
 
 
 # ------------------------------------------------------------------------------ through the loop
@@ -373,8 +373,8 @@ TINY = {
 }
 
 
-def _tiny_run(run_dir, steps=600, agent=None, **train_values):
-    return tiny_config(run_dir, "revalued", steps, agent={**TINY, **(agent or {})}, **train_values)
+def _tiny_run(run_dir, steps=600):
+    return tiny_config(run_dir, "revalued", steps, in_section("agent", TINY))
 
 
 def test_epsilon_decays_through_training(tmp_path):
@@ -411,15 +411,15 @@ def test_revalued_learns_pendulum(tmp_path):
         "epsilon_decay": 0.99,
         "reg_coef": 0.0,
     }
-    train_values = {
-        "steps": 10_000,
-        "eval_every": 5_000,
-        "eval_episodes": 10,
-        "progress": "none",
-        "tensorboard": False,
-        "run_dir": str(tmp_path / "run"),
+    loop_settings = {
+        "run.steps": 10_000,
+        "runner.eval_every": 5_000,
+        "runner.eval_episodes": 10,
+        "run.progress": "none",
+        "run.tensorboard": False,
+        "run.run_dir": str(tmp_path / "run"),
     }
-    result = train(make_config("revalued", train_values, agent))
+    result = train(make_config("revalued", {**loop_settings, **in_section("agent", agent)}))
     evals = [r for r in read_metrics(result.run_dir) if r["event"] == "eval"]
     assert [r["env_step"] for r in evals] == [5_000, 10_000]
     final = evals[-1]["eval_return"]

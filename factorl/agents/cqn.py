@@ -19,15 +19,15 @@ We follow the official state-based code (younggyoseo/CQN-AS, dmc_src/cqn_state.p
   bounds and re-quantised to the finest grid.
 Where we differ: ties between equal utilities are broken at random (`random_ties`, default on).
 The official state code takes the first maximum, so with its zero-initialised head it acts at the
-lowest bin of every dimension (about -1) until the utilities separate; `--no-random-ties` restores
-that. `learning_starts` counts agent steps: 4000 is the official "updates start at 8000 frames"
-at the Control Suite's usual action repeat of 2. Our loop's `action_repeat` defaults to 1 (and
-every run in results/ used 1), so there the warm-up is 4000 frames and updates come once per
-frame, where the official code updates once per two frames; `--action-repeat 2` restores its
+lowest bin of every dimension (about -1) until the utilities separate; `--agent.no-random-ties`
+restores that. `learning_starts` counts agent steps: 4000 is the official "updates start at 8000
+frames" at the Control Suite's usual action repeat of 2. Our loop's `action_repeat` defaults to 1
+(and every run in results/ used 1), so there the warm-up is 4000 frames and updates come once per
+frame, where the official code updates once per two frames; `--env.action-repeat 2` restores its
 frame accounting.
-The distributional variant of the pixel/RLBench code is an option: `--distributional` uses C51
-(51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entropy loss, and
-`--dueling` splits the head into value and advantage streams, q = V + A - mean(A).
+The distributional variant of the pixel/RLBench code is an option: `--agent.distributional` uses
+C51 (51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entropy loss, and
+`--agent.dueling` splits the head into value and advantage streams, q = V + A - mean(A).
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ class CQNConfig:
 
     def check(self) -> None:
         if self.distributional and self.v_max <= self.v_min:
-            raise ConfigError("cqn.v_max must be greater than cqn.v_min")
+            raise ConfigError("agent.v_max must be greater than agent.v_min")
         if self.replay_capacity < self.n_step:
-            raise ConfigError("cqn.replay_capacity must be at least cqn.n_step")
+            raise ConfigError("agent.replay_capacity must be at least agent.n_step")
 
 
 class LevelCritic(nn.Module):

@@ -9,13 +9,13 @@ found level by level for all K steps at once. Replay returns the K actions actua
 length (K) are independent. Target and loss are CQN's, per (level, step, dimension): every
 utility is regressed to R^(n) + gamma^n Qbar_{l,k,d}(s', c', b') along the online-greedy sequence.
 
-Execution (`--execution`):
+Execution (`--agent.execution`):
 - `ensemble` (default): temporal ensembling. A new sequence is predicted every step; the action
   executed at t averages the predictions for time t made at t, t-1, ..., t-K+1 within the current
-  episode. With `--ensemble-weighting newest` (default) the prediction made i steps ago has weight
-  exp(-decay * i), so the newest prediction counts most. `oldest` reproduces the official code,
-  which (contrary to its own comment) gives the OLDEST available prediction the largest weight,
-  exp(-decay * j) with j = 0 for the oldest. Validity is tracked with an explicit mask: the
+  episode. With `--agent.ensemble-weighting newest` (default) the prediction made i steps ago has
+  weight exp(-decay * i), so the newest prediction counts most. `oldest` reproduces the official
+  code, which (contrary to its own comment) gives the OLDEST available prediction the largest
+  weight, exp(-decay * j) with j = 0 for the oldest. Validity is tracked with an explicit mask: the
   official code drops any prediction containing an exact 0.0, a legitimate grid value; we don't.
 - `replan`: open loop, a new sequence every K steps (or at an episode start).
 
@@ -66,7 +66,7 @@ class CQNASConfig(CQNConfig):
     def check(self) -> None:
         super().check()
         if self.distributional:
-            raise ConfigError("cqn_as.distributional is not supported (the official code is MSE)")
+            raise ConfigError("agent.distributional is not supported (the official code is MSE)")
 
 
 class SequenceCritic(nn.Module):

@@ -79,7 +79,7 @@ class DecQNConfig:
     def check(self) -> None:
         """Cross-field checks that single-field bounds cannot express."""
         if self.replay_capacity < self.n_step:
-            raise ConfigError("decqn.replay_capacity must be at least decqn.n_step")
+            raise ConfigError("agent.replay_capacity must be at least agent.n_step")
 
 
 def per_dimension_explore_prob(epsilon: float, num_dims: int, mode: str) -> float:

@@ -125,11 +125,11 @@ class REValueDConfig:
     def check(self) -> None:
         """Cross-field checks that single-field bounds cannot express."""
         if self.replay_capacity < self.n_step:
-            raise ConfigError("revalued.replay_capacity must be at least revalued.n_step")
+            raise ConfigError("agent.replay_capacity must be at least agent.n_step")
         if self.target == "redq" and self.redq_members > self.ensemble_size:
             raise ConfigError(
-                f"revalued.redq_members ({self.redq_members}) must be at most "
-                f"revalued.ensemble_size ({self.ensemble_size})"
+                f"agent.redq_members ({self.redq_members}) must be at most "
+                f"agent.ensemble_size ({self.ensemble_size})"
             )
 
 
