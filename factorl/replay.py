@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-__all__ = ["Batch", "ReplayBuffer", "SumTree"]
+__all__ = ["Batch", "MixedReplay", "ReplayBuffer", "SumTree", "mixed_split"]
 
 
 class SumTree:
@@ -249,6 +249,9 @@ class ReplayBuffer:
     `extra_fields` declares further named fields, name -> (shape, dtype), that `add` then takes
     as keyword arguments and `sample` returns in `Batch.extras`: a field named `next_<x>` is read
     at the bootstrap step of the n-step window (like `next_obs`), any other at the sampled step.
+
+    `extend(dataset)` stores a whole time-major dataset [T, num_envs, ...] at once, exactly as T
+    calls of `add` would (a recorded run, demonstrations for a second buffer).
     """
 
     # Fixed attributes: `add` runs on every environment step and reads about twenty of them, and
@@ -594,6 +597,108 @@ class ReplayBuffer:
                     f"got {np.shape(extras[name])}"
                 )
 
+    def extend(self, dataset: Mapping[str, np.ndarray]) -> None:
+        """Store T consecutive steps of every stream at once, leaving the buffer exactly as T
+        calls of `add` would (storage, priorities, waiting windows, write position).
+
+        `dataset` maps obs, action, reward, next_obs, terminated, truncated and every declared
+        extra field to time-major arrays [T, num_envs, *shape] (column e holds stream e's steps
+        in time order); a single-stream buffer also takes [T, *shape]. The steps continue each
+        stream where it stands, so an episode left open by earlier adds goes on with step 0, and
+        only the newest capacity_per_env steps of a stream stay stored. Values are cast to the
+        stored dtypes as `add` casts them; boolean fields (the flags) take bools or 0/1 numbers.
+        """
+        T, columns = self._dataset_columns(dataset)
+        if T == 0:
+            return
+        cap = self.capacity_per_env
+        # Only each stream's newest `cap` steps survive; they fill the ring from `start`, in at
+        # most two contiguous pieces (before and after the wrap).
+        keep = min(T, cap)
+        start = (self._write_pos + T - keep) % cap
+        first = min(keep, cap - start)
+        for key, value in columns.items():
+            column = self._columns[key]
+            newest = np.swapaxes(value[T - keep :], 0, 1)  # [N, keep, ...]
+            column[:, start : start + first] = newest[:, :first]
+            column[:, : keep - first] = newest[:, first:]
+
+        # Which steps `add` would have made sampleable: every step of a stream but its newest
+        # ones after its last episode end, fewer than a window of them (they stay pending). A
+        # step is activated within a window of being stored, before its slot can be written
+        # again, so a slot's final state depends only on the step it holds last.
+        self._flush()  # keep write order: these writes must land after the pending ones
+        ended = columns["episode_end"]  # [T, N]
+        any_end = ended.any(axis=0)
+        last_end = T - 1 - np.argmax(ended[::-1], axis=0)
+        write_pos = (self._write_pos + T) % cap
+        slots, values, pending_by_env = [], [], []
+        for e, waiting in enumerate(self._pending_by_env):
+            since_end = T - 1 - int(last_end[e]) if any_end[e] else len(waiting) + T
+            still = min(since_end, self._window - 1)
+            # the ring slots of this stream's waiting steps and new steps still stored, oldest
+            # first: all of them now belong to either the active or the pending steps
+            span = min(len(waiting) + T, cap)
+            touched = (write_pos - span + np.arange(span)) % cap + e * cap
+            self._num_active += span - still - int(self._active[touched].sum())
+            self._active[touched[: span - still]] = True
+            self._active[touched[span - still :]] = False
+            slots.append(touched)
+            values.append(np.full(span, self._activation_value))
+            values[-1][span - still :] = 0.0
+            pending_by_env.append(touched[span - still :].tolist())
+        self._tree.update(np.concatenate(slots), np.concatenate(values))
+        self._set_pending(pending_by_env)
+        self._write_pos = write_pos
+        self._size = min(self._size + T, cap)
+
+    def _dataset_columns(self, dataset: Mapping[str, np.ndarray]) -> tuple[int, dict]:
+        """`extend`'s dataset checked and laid out as stored: (T, column key -> [T, N, ...]),
+        with `episode_end` in place of `truncated`."""
+        shapes = {
+            "obs": self.obs_shape,
+            "action": self.action_shape,
+            "reward": (),
+            "next_obs": self.obs_shape,
+            "terminated": (),
+            "truncated": (),
+            **{name: shape for name, (shape, _) in self.extra_fields.items()},
+        }
+        keys = set(dataset)
+        if keys != set(shapes):
+            raise ValueError(
+                f"dataset keys must be exactly {sorted(shapes)}: missing "
+                f"{sorted(set(shapes) - keys)}, unexpected {sorted(keys - set(shapes))} (declare "
+                "further fields as extra_fields when making the buffer)"
+            )
+        arrays = {key: np.asarray(dataset[key]) for key in shapes}
+        obs = arrays["obs"]
+        lead_ndim = obs.ndim - len(self.obs_shape)
+        if lead_ndim not in (1, 2) or (lead_ndim == 1 and self.num_envs > 1):
+            layout = "[T, num_envs, ...]" + (" or [T, ...]" if self.num_envs == 1 else "")
+            raise ValueError(
+                f"dataset obs must be {layout} with obs_shape {self.obs_shape} and num_envs "
+                f"{self.num_envs}, got shape {obs.shape}"
+            )
+        lead = (obs.shape[0], self.num_envs)[:lead_ndim]
+        dtypes = {key: self._columns[key].dtype for key in ("obs", "action", "reward", "next_obs")}
+        dtypes["terminated"] = dtypes["truncated"] = np.dtype(bool)
+        for name, (_, dtype) in self.extra_fields.items():
+            dtypes[name] = dtype
+        columns = {}
+        for key, shape in shapes.items():
+            value = arrays[key]
+            if value.shape != (*lead, *shape):
+                raise ValueError(
+                    f"dataset {key!r} must have shape {(*lead, *shape)} (T, then "
+                    f"{'num_envs, ' if lead_ndim == 2 else ''}the field's shape), got {value.shape}"
+                )
+            value = _cast_field(key, value, dtypes[key])
+            stored = _EXTRA_PREFIX + key if key in self.extra_fields else key
+            columns[stored] = value if lead_ndim == 2 else value[:, None]
+        columns["episode_end"] = columns["terminated"] | columns.pop("truncated")
+        return obs.shape[0], columns
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         """Draw `batch_size` transitions with replacement from all streams (proportionally to
         priority if prioritised, else uniformly), using only `rng` for randomness."""
@@ -902,6 +1007,120 @@ class ReplayBuffer:
                 )
             pending_by_env.append([int(s) + e * cap for s in slots])
         return pending_by_env
+
+
+def mixed_split(batch_size: int, share: float) -> int:
+    """How many rows of a batch of `batch_size` a mixed sample draws from its second buffer:
+    share * batch_size rounded to the nearest integer, halves up (so 0 and 1 give none and all,
+    and a small share of a small batch can round to none)."""
+    if int(batch_size) != batch_size or batch_size < 0:
+        raise ValueError(f"batch_size must be an integer >= 0, got {batch_size!r}")
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(
+            f"share must be in [0, 1] (the second buffer's part of a batch), got {share!r}"
+        )
+    return min(int(np.floor(share * batch_size + 0.5)), int(batch_size))
+
+
+class MixedReplay:
+    """Batches drawn in a fixed proportion from two host buffers: `share` of every batch from
+    `second` (demonstrations, say), the rest from `main`.
+
+    Of a batch of B rows the last k = `mixed_split(B, share)` come from `second` and the first
+    B - k from `main`, drawn in that order with the one `rng`, so a batch is a deterministic
+    function of the rng's state. Each part is its own buffer's sample: `Batch.indices` are that
+    buffer's flat slots, and in a prioritised buffer the importance weights are normalised
+    within its part. `update_priorities` sends each part's |TD| back to its own buffer by the
+    same split. A part with rows to draw from a buffer that holds nothing sampleable raises
+    (there is no fallback to the other buffer, so a missing demonstration set is never silently
+    replaced by the agent's own data). To tell the sources apart inside an update, declare an
+    extra field (e.g. a `demo` flag) in both buffers.
+    """
+
+    def __init__(self, main: ReplayBuffer, second: ReplayBuffer, share: float) -> None:
+        mixed_split(1, share)  # checks the share
+        layout = {
+            "obs_shape": lambda b: b.obs_shape,
+            "action_shape": lambda b: b.action_shape,
+            "action dtype": lambda b: b._action.dtype,
+            "action_horizon": lambda b: b.action_horizon,
+            "extra_fields": lambda b: b.extra_fields,
+        }
+        for name, get in layout.items():
+            if get(main) != get(second):
+                raise ValueError(
+                    f"the two buffers' batches must have the same layout, but {name} is "
+                    f"{get(main)!r} in main and {get(second)!r} in second"
+                )
+        self.main = main
+        self.second = second
+        self.share = float(share)
+
+    def __len__(self) -> int:
+        """Transitions that can be sampled now, both buffers together."""
+        return len(self.main) + len(self.second)
+
+    @property
+    def prioritized(self) -> bool:
+        """Whether either buffer has priorities to update."""
+        return self.main.prioritized or self.second.prioritized
+
+    def split(self, batch_size: int) -> int:
+        """Rows of a batch of `batch_size` drawn from `second` (the batch's last ones)."""
+        return mixed_split(batch_size, self.share)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        """A batch of `batch_size` rows: the first from `main`, the last `split(batch_size)`
+        from `second`."""
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        k = self.split(batch_size)
+        parts = []
+        for buffer, rows, name in ((self.main, batch_size - k, "main"), (self.second, k, "second")):
+            if rows == 0:
+                continue
+            if len(buffer) == 0:
+                raise ValueError(
+                    f"cannot draw {rows} of {batch_size} rows from the {name} buffer: it holds "
+                    f"0 sampleable transitions (fill it, e.g. with extend, or change the share)"
+                )
+            parts.append(buffer.sample(rows, rng))
+        if len(parts) == 1:
+            return parts[0]
+        a, b = parts
+        return Batch(
+            *(np.concatenate([x, y]) for x, y in zip(a, b, strict=True)),
+            extras={name: np.concatenate([a.extras[name], b.extras[name]]) for name in a.extras},
+        )
+
+    def update_priorities(self, indices: np.ndarray, td_abs: np.ndarray) -> None:
+        """Send a mixed batch's |TD| back: the first rows to `main`, the last
+        `split(len(indices))` to `second` (each a no-op if that buffer is uniform)."""
+        idx, td = np.asarray(indices), np.asarray(td_abs)
+        if idx.ndim != 1 or idx.shape != td.shape:
+            raise ValueError(
+                f"indices and td_abs must be 1-D of the same length, got {idx.shape} and {td.shape}"
+            )
+        cut = len(idx) - self.split(len(idx))
+        self.main.update_priorities(idx[:cut], td[:cut])
+        self.second.update_priorities(idx[cut:], td[cut:])
+
+
+def _cast_field(name: str, value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A dataset field as `dtype`, refusing values `add`'s cast would silently change in kind
+    (floats into integers, say); boolean fields also take numbers that are all 0 or 1."""
+    if value.dtype == dtype:
+        return value
+    if dtype.kind == "b" and value.dtype.kind in "iuf":
+        if not np.isin(value, (0, 1)).all():
+            raise ValueError(f"dataset {name!r} must be bool or hold only 0 and 1")
+        return value.astype(bool)
+    if value.dtype.kind not in "biuf" or not np.can_cast(value.dtype, dtype, "same_kind"):
+        raise ValueError(
+            f"dataset {name!r} has dtype {value.dtype}, which does not convert to the stored "
+            f"{dtype}; convert it first"
+        )
+    return value
 
 
 def _checked_extra_fields(

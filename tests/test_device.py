@@ -1,88 +1,14 @@
-"""The device runner: n-step batches from replay windows, the replay's windows themselves, every
-algorithm on a JAX-native environment with seeds and environments vmapped, exact resume, the
-errors, and (slow) that it learns."""
+"""The device runner: every algorithm on a JAX-native environment with seeds and environments
+vmapped, exact resume, the errors, and (slow) that it learns. Its replay is tested in
+test_device_replay.py."""
 
-import flashbax
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import in_section, leaves, records, same_leaves
 from test_contract import PER_ALGORITHM, VARIANTS
 
 from factorl.config import ConfigError
-from factorl.runners.device import n_step_batch
 from factorl.train import evaluate, load_agent, make_config, train
-
-GAMMA = 0.5
-
-
-def _window(rewards, terminated, truncated, horizon=1):
-    """One sampled window [1, W] whose step t has obs t, action t and next_obs t + 1."""
-    w = len(rewards)
-    t = jnp.arange(w, dtype=jnp.float32)
-    terminated = jnp.asarray(terminated)[None]
-    return {
-        "obs": t[None, :, None],
-        "action": jnp.stack([t, -t], axis=-1)[None],
-        "reward": jnp.asarray(rewards, jnp.float32)[None],
-        "terminated": terminated,
-        "ended": terminated | jnp.asarray(truncated)[None],
-        "next_obs": (t + 1)[None, :, None],
-    }
-
-
-def test_n_step_batch_without_an_episode_end_bootstraps_after_n_steps():
-    b = n_step_batch(_window([1.0, 2.0, 4.0], [0, 0, 0], [0, 0, 0]), 3, 1, GAMMA)
-    assert float(b.reward[0]) == 1.0 + 0.5 * 2.0 + 0.25 * 4.0
-    assert float(b.discount[0]) == GAMMA**3
-    assert float(b.next_obs[0, 0]) == 3.0 and float(b.obs[0, 0]) == 0.0
-    np.testing.assert_array_equal(b.action[0], [0.0, -0.0])
-
-
-def test_n_step_batch_stops_at_a_terminal_and_does_not_bootstrap():
-    b = n_step_batch(_window([1.0, 2.0, 4.0], [0, 1, 0], [0, 0, 0]), 3, 1, GAMMA)
-    assert float(b.reward[0]) == 1.0 + 0.5 * 2.0  # the next episode's reward is not counted
-    assert float(b.discount[0]) == 0.0
-    assert float(b.next_obs[0, 0]) == 2.0
-
-
-def test_n_step_batch_bootstraps_through_a_time_limit_from_the_final_observation():
-    b = n_step_batch(_window([1.0, 2.0, 4.0], [0, 0, 0], [1, 0, 0]), 3, 1, GAMMA)
-    assert float(b.reward[0]) == 1.0
-    assert float(b.discount[0]) == GAMMA
-    assert float(b.next_obs[0, 0]) == 1.0  # the truncated step's own next_obs
-
-
-def test_n_step_batch_pads_action_sequences_with_the_episode_last_action():
-    b = n_step_batch(_window([1.0, 1.0, 1.0], [0, 1, 0], [0, 0, 0]), 1, 3, GAMMA)
-    np.testing.assert_array_equal(b.action[0, :, 0], [0.0, 1.0, 1.0])  # step 2 is another episode
-    assert float(b.reward[0]) == 1.0 and float(b.discount[0]) == GAMMA
-
-
-def test_replay_windows_never_cross_environments_or_the_write_position():
-    # flashbax's trajectory buffer, as the runner builds it: rows are environments, and a
-    # sampled window must be W consecutive steps of one environment, also after wrapping
-    envs, rows, window = 3, 16, 4
-    buffer = flashbax.make_trajectory_buffer(
-        add_batch_size=envs,
-        sample_batch_size=256,
-        sample_sequence_length=window,
-        period=1,
-        min_length_time_axis=window,
-        max_length_time_axis=rows,
-    )
-    state = buffer.init({"step": jnp.zeros((), jnp.int32), "env": jnp.zeros((), jnp.int32)})
-    add = jax.jit(buffer.add)
-    for step in range(37):  # wraps twice, ending mid-row
-        item = {"step": jnp.full((envs, 1), step), "env": jnp.arange(envs)[:, None]}
-        state = add(state, item)
-    for seed in range(5):
-        seen = buffer.sample(state, jax.random.PRNGKey(seed)).experience
-        steps, env = np.asarray(seen["step"]), np.asarray(seen["env"])
-        assert (np.diff(steps, axis=1) == 1).all()
-        assert (env == env[:, :1]).all()
-        assert steps.min() >= 37 - rows  # nothing older than the buffer holds
 
 
 def _device_config(run_dir, variant="decqn", steps=400, overrides=None):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from factorl.replay import Batch, ReplayBuffer, SumTree
+from factorl.replay import Batch, MixedReplay, ReplayBuffer, SumTree, mixed_split
 
 # ---------------------------------------------------------------------------------------------
 # SumTree
@@ -1048,3 +1048,266 @@ def test_batches_still_unpack_as_seven_arrays_and_carry_their_extras():
     assert ReplayBuffer(10, (1,), (1,)).extra_fields == {}
     one = _filled()
     assert one.sample(2, np.random.default_rng(0)).extras == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# extend: a dataset of T steps per stream, stored as T adds would store it
+
+
+def _dataset(data_rng, steps, n_envs, extras=True, end_rate=0.08):
+    """Random time-major steps [T, N, ...] with episode ends of both kinds inside."""
+    end = data_rng.random((steps, n_envs))
+    data = {
+        "obs": data_rng.normal(size=(steps, n_envs, 3)),
+        "action": data_rng.normal(size=(steps, n_envs, 2)).astype(np.float32),
+        "reward": data_rng.normal(size=(steps, n_envs)),
+        "next_obs": data_rng.normal(size=(steps, n_envs, 3)).astype(np.float32),
+        "terminated": end < end_rate / 2,
+        "truncated": (end >= end_rate / 2) & (end < end_rate),
+    }
+    if extras:
+        data["state"] = data_rng.normal(size=(steps, n_envs, 2))
+        data["next_state"] = data_rng.normal(size=(steps, n_envs, 2))
+        data["demo"] = data_rng.random((steps, n_envs)) < 0.5
+    return data
+
+
+def _add_each(buf, data):
+    """The same dataset, one `add` per step."""
+    core = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+    for t in range(len(data["obs"])):
+        extras = {k: v[t] for k, v in data.items() if k not in core}
+        buf.add(*(data[k][t] for k in core), **extras)
+
+
+def _assert_same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert sa[key].dtype == sb[key].dtype, key
+        np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(a._tree._nodes, b._tree._nodes)
+
+
+@pytest.mark.parametrize("prioritized", [True, False])
+@pytest.mark.parametrize(("n_step", "horizon"), [(1, 1), (3, 1), (2, 4)])
+@pytest.mark.parametrize("steps", [0, 1, 5, 19, 20, 47])  # per stream: 20 slots
+def test_extend_is_exactly_t_adds(prioritized, n_step, horizon, steps):
+    data_rng = np.random.default_rng(steps * 100 + n_step * 10 + horizon)
+
+    def make():
+        return _stream_buffer(prioritized=prioritized, n_step=n_step, action_horizon=horizon)
+
+    by_add, by_extend = make(), make()
+    # a history first: stored steps, waiting windows and moved priorities for extend to continue
+    before = _dataset(data_rng, 13, 3)
+    _add_each(by_add, before)
+    _add_each(by_extend, before)
+    if len(by_add):
+        batch = by_add.sample(16, np.random.default_rng(0))
+        td = 3.0 * np.abs(data_rng.normal(size=16))  # raises the priority new steps enter with
+        by_add.update_priorities(batch.indices, td)
+        by_extend.update_priorities(batch.indices, td)
+    data = _dataset(data_rng, steps, 3)
+    _add_each(by_add, data)
+    by_extend.extend(data)
+    _assert_same_state(by_extend, by_add)
+    if len(by_add):
+        _assert_samples_equal(
+            by_extend.sample(64, np.random.default_rng(1)),
+            by_add.sample(64, np.random.default_rng(1)),
+        )
+
+
+def test_extend_in_pieces_equals_one_extend_and_one_stream_takes_unbatched_steps():
+    data = _dataset(np.random.default_rng(7), 90, 1, extras=False, end_rate=0.03)
+    whole, pieces, unbatched = (_random_buffer() for _ in range(3))
+    whole.extend(data)
+    for lo, hi in [(0, 1), (1, 4), (4, 4), (4, 61), (61, 90)]:
+        pieces.extend({k: v[lo:hi] for k, v in data.items()})
+    unbatched.extend({k: v[:, 0] for k, v in data.items()})  # [T, ...]: no stream axis
+    by_add = _random_buffer()
+    _add_each(by_add, {k: v[:, 0] for k, v in data.items()})
+    for buf in (whole, pieces, unbatched):
+        _assert_same_state(buf, by_add)
+
+
+def test_extend_takes_flags_as_numbers_and_casts_like_add():
+    data = _dataset(np.random.default_rng(8), 30, 3)
+    numbers = {**data, "terminated": data["terminated"].astype(np.float32)}
+    numbers["demo"] = data["demo"].astype(np.int64)
+    a, b = _stream_buffer(), _stream_buffer()
+    a.extend(data)
+    b.extend(numbers)
+    _assert_same_state(a, b)
+    assert a.state_dict()["obs"].dtype == np.float32  # float64 data stored as float32
+
+
+def test_extend_of_a_large_dataset_is_much_faster_than_adding_it():
+    import time
+
+    n = 200_000
+    data = _dataset(np.random.default_rng(9), n, 1, extras=False, end_rate=0.002)
+    one_by_one = ReplayBuffer(n, (3,), (2,), n_step=3, prioritized=True)
+    start = time.perf_counter()
+    _add_each(one_by_one, {k: v[:2000] for k, v in data.items()})
+    adds = (time.perf_counter() - start) * n / 2000  # the whole dataset, one add at a time
+    buf = ReplayBuffer(n, (3,), (2,), n_step=3, prioritized=True)
+    start = time.perf_counter()
+    buf.extend(data)
+    # a ratio of the two on the same machine, not a time, so load on the machine cancels out
+    assert time.perf_counter() - start < adds / 5
+    last_end = n - 1 - np.argmax((data["terminated"] | data["truncated"])[::-1, 0])
+    assert len(buf) == n - min(n - 1 - last_end, 2)  # only the open episode's last steps wait
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda d: d.pop("reward"), r"missing \['reward'\]"),
+        (lambda d: d.update(info=d["reward"]), r"unexpected \['info'\]"),
+        (lambda d: d.update(obs=d["obs"][:, 0]), r"\[T, num_envs, \.\.\.\]"),
+        (lambda d: d.update(reward=d["reward"][:-1]), r"'reward' must have shape \(6, 3\)"),
+        (lambda d: d.update(action=d["action"][..., :1]), r"'action' must have shape \(6, 3, 2\)"),
+        (lambda d: d.update(terminated=d["reward"]), "'terminated' must be bool or hold only 0"),
+        (lambda d: d.update(obs=d["obs"].astype(complex)), "'obs' has dtype complex128"),
+        (lambda d: d.update(state=d["state"].astype(object)), "'state' has dtype object"),
+    ],
+)
+def test_extend_rejects_bad_datasets_in_one_line_and_changes_nothing(change, match):
+    buf = _stream_buffer()
+    _drive_streams(buf, np.random.default_rng(0), 9, extras=True)
+    snapshot = buf.state_dict()
+    data = _dataset(np.random.default_rng(1), 6, 3)
+    change(data)
+    with pytest.raises(ValueError, match=match) as info:
+        buf.extend(data)
+    assert "\n" not in str(info.value)
+    after = buf.state_dict()
+    for key in snapshot:
+        np.testing.assert_array_equal(after[key], snapshot[key], err_msg=key)
+
+
+# ---------------------------------------------------------------------------------------------
+# MixedReplay: a fixed share of every batch from a second buffer
+
+
+def _two_buffers(prioritized=False):
+    """A main buffer whose obs are 0..39 and a second one (demonstrations) whose obs are
+    1000..1029, both with a `demo` flag, so every row shows where it came from."""
+    fields = {"demo": ((), bool)}
+    main = ReplayBuffer(40, (1,), (1,), prioritized=prioritized, extra_fields=fields)
+    second = ReplayBuffer(30, (1,), (1,), prioritized=prioritized, extra_fields=fields)
+    for buf, base, demo in ((main, 0, False), (second, 1000, True)):
+        t = np.arange(buf.capacity, dtype=np.float32)
+        obs = (base + t)[:, None]
+        buf.extend(
+            {
+                "obs": obs,
+                "action": obs,
+                "reward": np.ones_like(t),
+                "next_obs": obs + 1,
+                "terminated": t % 10 == 9,
+                "truncated": np.zeros_like(t, bool),
+                "demo": np.full(t.shape, demo),
+            }
+        )
+    return main, second
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "share", "second"),
+    [
+        (10, 0.25, 3),
+        (8, 0.25, 2),
+        (6, 0.25, 2),
+        (2, 0.25, 1),
+        (3, 0.1, 0),
+        (5, 0.0, 0),
+        (5, 1.0, 5),
+    ],
+)
+def test_mixed_split_rounds_halves_up(batch_size, share, second):
+    assert mixed_split(batch_size, share) == second
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.5, 1.0])
+def test_mixed_batches_are_main_rows_then_second_rows_drawn_with_one_rng(share):
+    main, second = _two_buffers()
+    mixed = MixedReplay(main, second, share)
+    batch = mixed.sample(20, np.random.default_rng(4))
+    k = mixed.split(20)
+    assert k == round(20 * share)
+    from_second = batch.obs[:, 0] >= 1000
+    np.testing.assert_array_equal(from_second, np.arange(20) >= 20 - k)
+    np.testing.assert_array_equal(batch.extras["demo"], from_second)
+    # the same draws as sampling each buffer in turn with the same generator
+    rng = np.random.default_rng(4)
+    parts = [buf.sample(rows, rng) for buf, rows in ((main, 20 - k), (second, k)) if rows]
+    expected = Batch(
+        *(np.concatenate(columns) for columns in zip(*parts, strict=True)),
+        extras={"demo": np.concatenate([p.extras["demo"] for p in parts])},
+    )
+    _assert_samples_equal(batch, expected)
+    _assert_samples_equal(batch, mixed.sample(20, np.random.default_rng(4)))
+    assert len(mixed) == len(main) + len(second)
+
+
+def test_mixed_priorities_go_back_to_the_buffer_each_row_came_from():
+    main, second = _two_buffers(prioritized=True)
+    twin_main, twin_second = _two_buffers(prioritized=True)
+    mixed = MixedReplay(main, second, 0.25)
+    assert mixed.prioritized
+    batch = mixed.sample(16, np.random.default_rng(5))
+    td = np.arange(16, dtype=np.float64)
+    mixed.update_priorities(batch.indices, td)
+    twin_main.update_priorities(batch.indices[:12], td[:12])
+    twin_second.update_priorities(batch.indices[12:], td[12:])
+    np.testing.assert_array_equal(main._tree.leaves, twin_main._tree.leaves)
+    np.testing.assert_array_equal(second._tree.leaves, twin_second._tree.leaves)
+    assert not np.array_equal(second._tree.leaves, _two_buffers(True)[1]._tree.leaves)
+
+
+def test_mixed_replay_refuses_an_empty_part_incompatible_buffers_and_bad_shares():
+    main, second = _two_buffers()
+    empty = ReplayBuffer(30, (1,), (1,), extra_fields={"demo": ((), bool)})
+    with pytest.raises(ValueError, match="from the second buffer: it holds 0 sampleable"):
+        MixedReplay(main, empty, 0.1).sample(32, np.random.default_rng(0))
+    MixedReplay(main, empty, 0.0).sample(32, np.random.default_rng(0))  # nothing to draw there
+    MixedReplay(empty, second, 1.0).sample(32, np.random.default_rng(0))  # offline: all second
+    with pytest.raises(ValueError, match="from the main buffer"):
+        MixedReplay(empty, second, 0.5).sample(32, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="extra_fields"):
+        MixedReplay(main, ReplayBuffer(30, (1,), (1,)), 0.5)
+    with pytest.raises(ValueError, match="action_shape"):
+        MixedReplay(main, ReplayBuffer(30, (1,), (2,), extra_fields={"demo": ((), bool)}), 0.5)
+    for share in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"share must be in \[0, 1\]"):
+            MixedReplay(main, second, share)
+
+
+def test_learner_batches_carry_the_extra_fields_into_a_jitted_update():
+    import jax
+
+    from factorl.agents.base import TrainBatch
+
+    buf = ReplayBuffer(20, (1,), (1,), num_envs=2, extra_fields=_FIELDS)
+    _add_with_fields(buf, [_stream_steps(0, {5: "term"}), _stream_steps(100, {2: "trunc"})])
+    sample = buf.sample(8, np.random.default_rng(0))
+    batch = TrainBatch.from_sample(sample)
+    assert batch.extras.keys() == sample.extras.keys()
+    assert batch.extras is not sample.extras  # the learner's dict, not the replay's
+    traces = []
+
+    @jax.jit
+    def update(batch):
+        traces.append(1)
+        return batch.reward + batch.extras["state"][:, 0]
+
+    np.testing.assert_allclose(update(batch), sample.reward + sample.extras["state"][:, 0])
+    update(TrainBatch.from_sample(buf.sample(8, np.random.default_rng(1))))
+    assert len(traces) == 1  # the same fields compile once
+    plain = TrainBatch(*sample[:6])  # six positional fields, as before extras existed
+    assert plain.extras == {} and plain._replace(reward=1).extras == {}
+    assert TrainBatch.from_sample(_filled().sample(2, np.random.default_rng(0))).extras == {}

@@ -25,7 +25,13 @@ from flax import struct
 
 
 class TrainBatch(NamedTuple):
-    """A replay sample as the update step sees it (NumPy on the host, device arrays inside jit)."""
+    """A replay sample as the update step sees it (NumPy on the host, device arrays inside jit).
+
+    `extras` carries the replay's named extra fields, name -> [B, ...] (a global state, action
+    masks), so an update can read them without a change to the replay or the runners. It is
+    part of the pytree: a batch with other field names compiles its own update. The default is
+    one shared empty dict, so build a new dict rather than filling it in place.
+    """
 
     obs: Any
     action: Any
@@ -33,6 +39,7 @@ class TrainBatch(NamedTuple):
     discount: Any
     next_obs: Any
     weights: Any
+    extras: dict[str, Any] = {}  # noqa: RUF012  (read-only: see the docstring)
 
     @classmethod
     def from_sample(cls, sample: Any) -> TrainBatch:
@@ -45,6 +52,7 @@ class TrainBatch(NamedTuple):
             sample.discount,
             sample.next_obs,
             sample.weights,
+            dict(getattr(sample, "extras", {})),
         )
 
 

@@ -13,10 +13,8 @@ Randomness: each seed's keys come from the seed alone, folded with the env step 
 the host runner), the vector step (environments) and the learner step (sampling), so a run does
 not depend on how it is cut into chunks, and resume from a saved `RunnerState` is exact.
 
-Replay differs from the host buffer in one respect: a step is sampleable once its whole window
-(max(n_step, horizon) steps) is stored, also when its episode ended inside the window (the host
-buffer takes it at once). Sampling is uniform, or prioritised with flashbax's sum tree (stratified
-over the batch, where the host buffer draws each sample independently).
+Replay is `factorl.device_replay.DeviceReplay` (see there for how it differs from the host
+buffer: a step is sampleable once its whole window is stored; prioritised sampling is stratified).
 """
 
 from __future__ import annotations
@@ -24,16 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import flashbax
 import jax
 import jax.numpy as jnp
 
 from factorl.agents.base import AgentState, TrainBatch, stream_capacity
+from factorl.device_replay import DeviceReplay
 
 #: streams of the runner key: first resets, environment steps, replay sampling
 _RESET, _ENV, _SAMPLE = 0, 1, 2
-#: added to |TD| so no window's priority is 0 (the host buffer's priority_eps)
-_PRIORITY_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -69,46 +65,6 @@ class ChunkStats(NamedTuple):
     metric_sums: dict[str, jax.Array]
 
 
-def n_step_batch(sequence: dict[str, jax.Array], n_step: int, horizon: int, gamma: float):
-    """A learner batch from sampled windows [B, W, ...] (W = max(n_step, horizon)).
-
-    Rewards are summed with discount over the first n steps, stopping after the first episode
-    end; the bootstrap observation is that step's `next_obs` (the true final observation at a
-    time limit), and the discount is gamma^m, or 0 when the window ends on a terminal state.
-    With horizon K > 1 the action is the K actions executed from the first step, padded with the
-    episode's last action past its end (as the host replay does).
-    """
-    ended = sequence["ended"][:, :n_step]
-    # steps before the first episode end count (the end step itself included)
-    ended_before = jnp.cumsum(ended, axis=1) - ended
-    alive = (ended_before == 0).astype(jnp.float32)
-    powers = gamma ** jnp.arange(n_step, dtype=jnp.float32)
-    reward = jnp.sum(alive * powers * sequence["reward"][:, :n_step], axis=1)
-    steps = jnp.sum(alive, axis=1).astype(jnp.int32)  # >= 1
-    last = steps - 1
-    rows = jnp.arange(ended.shape[0])
-    terminal = sequence["terminated"][rows, last]
-    discount = jnp.where(terminal, 0.0, gamma ** steps.astype(jnp.float32))
-    next_obs = sequence["next_obs"][rows, last]
-    if horizon > 1:
-        window_ended = sequence["ended"][:, :horizon]
-        first_end = jnp.where(
-            window_ended.any(axis=1), jnp.argmax(window_ended, axis=1), horizon - 1
-        )
-        taken = jnp.minimum(jnp.arange(horizon)[None], first_end[:, None])  # [B, K]
-        action = jnp.take_along_axis(sequence["action"], taken[..., None], axis=1)
-    else:
-        action = sequence["action"][:, 0]
-    return TrainBatch(
-        obs=sequence["obs"][:, 0],
-        action=action,
-        reward=reward,
-        discount=discount.astype(jnp.float32),
-        next_obs=next_obs,
-        weights=jnp.ones_like(reward),
-    )
-
-
 def _strong(tree: Any) -> Any:
     """The same arrays without weak types: a weakly typed leaf (gymnax's Pendulum resets
     `last_u` from a Python float) comes back strongly typed from a step, and the changed input
@@ -135,42 +91,23 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             f"{n} environments, fewer than the {window}-step window; raise --replay-capacity"
         )
     prioritized = bool(getattr(c, "prioritized", False))
-    shape = {
-        "add_batch_size": n,
-        "sample_batch_size": c.batch_size,
-        "sample_sequence_length": window,
-        "period": 1,
-        "min_length_time_axis": window,
-        "max_length_time_axis": rows,
-    }
-    if prioritized:
-        # sum-tree sampling (stratified over the batch, as in Schaul et al.); new windows enter
-        # with the largest priority seen so far, as in the host buffer
-        backend = {"cuda": "gpu", "rocm": "gpu"}.get(jax.default_backend(), jax.default_backend())
-        buffer = flashbax.make_prioritised_trajectory_buffer(
-            **shape,
-            priority_exponent=c.priority_alpha,
-            device=backend if backend in ("cpu", "gpu", "tpu") else "cpu",
-        )
-    else:
-        buffer = flashbax.make_trajectory_buffer(**shape)
     obs_shape = tuple(env.spec.obs_shape)
     action_dim = int(env.spec.action_low.shape[0])
-    example = {
-        "obs": jnp.zeros(obs_shape, jnp.float32),
-        "action": jnp.zeros((action_dim,), jnp.float32),
-        "reward": jnp.zeros((), jnp.float32),
-        "terminated": jnp.zeros((), bool),
-        "ended": jnp.zeros((), bool),
-        "next_obs": jnp.zeros(obs_shape, jnp.float32),
-    }
+    replay = DeviceReplay(
+        num_envs=n,
+        steps_per_env=rows,
+        batch_size=c.batch_size,
+        obs_shape=obs_shape,
+        action_shape=(action_dim,),
+        n_step=n_step,
+        horizon=horizon,
+        gamma=gamma,
+        prioritized=prioritized,
+        priority_alpha=getattr(c, "priority_alpha", 0.6),
+        priority_beta=getattr(c, "priority_beta", 0.4),
+    )
     reset_envs = jax.vmap(env.reset)
     step_envs = jax.vmap(env.step)
-
-    def replay_size(replay) -> jax.Array:
-        """Sampleable windows stored, summed over environments."""
-        stored = jnp.where(replay.is_full, rows, replay.current_index)
-        return n * jnp.maximum(stored - window + 1, 0)
 
     def init(seed: jax.Array) -> RunnerState:
         key = jax.random.fold_in(jax.random.PRNGKey(seed), 7)  # apart from the agent's keys
@@ -180,7 +117,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
                 agent=agent.init(seed, n),
                 env_state=env_state,
                 obs=obs.astype(jnp.float32),
-                replay=buffer.init(example),
+                replay=replay.init(),
                 env_step=jnp.zeros((), jnp.int32),
                 key=key,
                 episode_return=jnp.zeros((n,), jnp.float32),
@@ -202,21 +139,16 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         k_sample = jax.random.fold_in(
             jax.random.fold_in(state.key, _SAMPLE), state.agent.learner_step
         )
-        sample = buffer.sample(state.replay, k_sample)
-        batch = n_step_batch(sample.experience, n_step, horizon, gamma)
-        if prioritized:  # importance weights (N P(i))^-beta, normalised by the batch's largest
-            w = (replay_size(state.replay) * sample.probabilities) ** (-c.priority_beta)
-            batch = batch._replace(weights=(w / jnp.max(w)).astype(jnp.float32))
-        new_agent, metrics, td_abs = agent.update_fn(state.agent, batch)
+        sample = replay.sample(state.replay, k_sample)
+        new_agent, metrics, td_abs = agent.update_fn(state.agent, sample.batch)
         finite = metrics["finite"]
-        replay = state.replay
+        replay_state = state.replay
         if prioritized:
-            priorities = jnp.abs(td_abs) + _PRIORITY_EPS
-            updated = buffer.set_priorities(replay, sample.indices, priorities)
-            replay = _where_tree(finite, updated, replay)
+            updated = replay.update_priorities(replay_state, sample.indices, td_abs)
+            replay_state = _where_tree(finite, updated, replay_state)
         state = state._replace(
             agent=_where_tree(finite, new_agent, state.agent),
-            replay=replay,
+            replay=replay_state,
             stopped=state.stopped | ~finite,
         )
         sums = {k: stats.metric_sums[k] + jnp.where(finite, metrics[k], 0.0) for k in metric_names}
@@ -245,21 +177,22 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         )
         env_state, ts = step_envs(env_keys, state.env_state, action)
         ended = ts.terminated | ts.truncated
+        reward = ts.reward.astype(jnp.float32)
         transition = {
             "obs": state.obs,
             "action": action.astype(jnp.float32),
-            "reward": ts.reward.astype(jnp.float32),
-            "terminated": ts.terminated,
-            "ended": ended,
+            "reward": reward,
             "next_obs": ts.next_obs_final.astype(jnp.float32),
+            "terminated": ts.terminated,
+            "truncated": ts.truncated,
         }
-        replay = buffer.add(state.replay, jax.tree_util.tree_map(lambda x: x[:, None], transition))
+        replay_state = replay.add(state.replay, transition)
         agent_state = state.agent.replace(memory=memory)
         if agent.episodic_memory:
             agent_state = agent_state.replace(
                 memory=agent.reset_memory_fn(agent_state.memory, ended)
             )
-        episode_return = state.episode_return + transition["reward"]
+        episode_return = state.episode_return + reward
         episode_length = state.episode_length + 1
         stats = stats._replace(
             episodes=stats.episodes + jnp.sum(ended),
@@ -270,14 +203,14 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             agent=agent_state,
             env_state=env_state,
             obs=ts.obs.astype(jnp.float32),
-            replay=replay,
+            replay=replay_state,
             env_step=step + n,
             episode_return=jnp.where(ended, 0.0, episode_return),
             episode_length=jnp.where(ended, 0, episode_length),
         )
         # one learner step per `update_every` env steps passed, once replay holds enough
         due = (step + n) // agent.update_every - step // agent.update_every
-        can = (replay_size(replay) >= agent.learning_starts) & ~state.stopped
+        can = (replay.size(replay_state) >= agent.learning_starts) & ~state.stopped
         state, stats = jax.lax.fori_loop(
             0, jnp.where(can, due, 0), lambda _, c: learn(c), (state, stats)
         )
