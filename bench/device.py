@@ -30,7 +30,6 @@ from factorl.train import make_config
 AGENTS = {
     # the learning test's DecQN (tests/test_device.py) and SAC's reference settings
     "decqn": {
-        "prioritized": False,
         "width": 256,
         "learning_rate": 1e-3,
         "update_every": 2,
@@ -52,11 +51,12 @@ def time_seeds(algo: str, env: str, num_envs: int, seeds: list[int], chunk: int,
     """Median seconds per chunk for each S, timed in alternating order."""
     programs = {}
     for s in seeds:
-        agent = {**AGENTS[algo], "replay_capacity": 100_000}
         cfg = make_config(
             algo,
             {"env.id": env, "env.num_envs": num_envs, "run.num_seeds": s,
-             "runner.eval_episodes": 1, **{f"agent.{k}": v for k, v in agent.items()}},
+             "runner.eval_episodes": 1, "replay.capacity": 100_000,
+             **{f"agent.{k}": v for k, v in AGENTS[algo].items()},
+             **({"replay.prioritized": False} if algo == "decqn" else {})},
         )  # fmt: skip
         _, agent, init, run, _ = _compiled_program(cfg)
         state = init(np.arange(s, dtype=np.int32))

@@ -110,7 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         action="append",
         default=[],
         metavar="agent.KEY=VALUE",
-        help="override an agent setting (repeatable), named by its dotted key as in "
+        help="override an agent or replay setting (repeatable), named by its dotted key as in "
         "'factorl train -h'; it applies to every selected algorithm that has it. The benchmark "
         "sets the run, env and runner sections itself",
     )
@@ -268,7 +268,7 @@ def compiled_flops(jitted: Any, *args: Any) -> float | None:
 def update_floor(agent: Any, state: Any, replay: Any, seed: int, updates: int) -> dict[str, Any]:
     """ms per learner update alone (compiled first), with sampling timed on its own."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
-    batch_size = agent.config.batch_size
+    batch_size = agent.replay_settings.batch_size
 
     def one() -> tuple[float, float, float]:
         nonlocal state
@@ -406,7 +406,7 @@ def plain_td3_comparison(
     total = settings.warmup + settings.steps
     cfg = _loop_config("td3", settings, overrides, run_dir)
     trainer = Trainer(cfg)
-    plain = PlainTD3Loop(settings.env, settings.seed, cfg.agent, settings.action_repeat)
+    plain = PlainTD3Loop(settings.env, settings.seed, cfg.agent, settings.action_repeat, cfg.replay)
     # the step that fills replay to learning_starts also runs (and compiles) the first update
     random_steps = min(cfg.agent.random_steps, cfg.agent.learning_starts) - 1
     loops: dict[str, Callable[[], bool]] = {
@@ -429,9 +429,9 @@ def plain_td3_comparison(
                     counted[phase][name] += n
                 done[name] += n
 
-    probe = np.zeros((cfg.agent.batch_size, *plain.buf_obs.shape[1:]), np.float32)
-    act_probe = np.zeros((cfg.agent.batch_size, plain.buf_act.shape[1]), np.float32)
-    rewards = np.zeros(cfg.agent.batch_size, np.float32)
+    probe = np.zeros((cfg.replay.batch_size, *plain.buf_obs.shape[1:]), np.float32)
+    act_probe = np.zeros((cfg.replay.batch_size, plain.buf_act.shape[1]), np.float32)
+    rewards = np.zeros(cfg.replay.batch_size, np.float32)
     plain_flops = {
         "plain_critic_step_flops": compiled_flops(
             plain._update_critic,
@@ -546,7 +546,8 @@ def bench_algo(
         "agent_config": dataclasses.asdict(cfg.agent),
         "overrides": dict(overrides),
         "update_every": every,
-        "batch_size": agent.config.batch_size,
+        "batch_size": agent.replay_settings.batch_size,
+        "replay_config": dataclasses.asdict(cfg.replay),
         "raw_env_sps": raw_env_sps,
         **act,
         **numbers,
@@ -638,10 +639,10 @@ def run(settings: Settings) -> dict[str, Any]:
     """Measure everything and return the report (does not write it)."""
     overrides = overrides_by_algo(settings.algos, settings.overrides)
     for key in {key for values in overrides.values() for key in values}:
-        if not key.startswith("agent."):
+        if not key.startswith(("agent.", "replay.")):
             raise ConfigError(
                 f"--set {key}: the benchmark sets the run, env and runner sections from its own "
-                "flags (--env, --seed, --action-repeat, --steps); --set takes agent.KEY=VALUE"
+                "flags (--env, --seed, --action-repeat, --steps); --set takes agent.* and replay.*"
             )
     prepared = {a: prepare(a, settings, overrides[a]) for a in settings.algos}
     created = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")

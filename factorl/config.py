@@ -2,11 +2,12 @@
 validation and the command-line flags, so a field is declared once.
 
 A run is described by a `Config` in sections: `run` (seed, budget, folder, display), `env` (which
-environment, how many side by side), `runner` (evaluation, logging, checkpoints) and `agent` (the
-algorithm's own config dataclass). A setting is named by one dotted key, `section.field`
-(`run.steps`, `env.id`, `agent.n_step`), in every syntax: `make_config` overrides, presets,
-`parse_override` strings (`agent.width=256`, for benchmarks and sweeps), and the command line,
-where it is the flag (`--agent.n-step 3`).
+environment, how many side by side), `replay` (buffer and learner batches, with each algorithm's
+reference values), `agent` (the algorithm's own config dataclass) and `runner` (evaluation,
+logging, checkpoints). A setting is named by one dotted key, `section.field` (`run.steps`,
+`env.id`, `replay.n_step`), in every syntax: `make_config` overrides, presets, `parse_override`
+strings (`agent.width=256`, for benchmarks and sweeps), and the command line, where it is the
+flag (`--replay.n-step 3`).
 """
 
 from __future__ import annotations
@@ -163,21 +164,40 @@ class RunnerSettings:
     save_replay: bool = option(True, "include the replay buffer in checkpoints (exact resume)")
 
 
-#: the sections every algorithm shares; the `agent` section is the algorithm's config dataclass
-SHARED_SECTIONS: dict[str, type] = {
-    "run": RunSettings,
-    "env": EnvSettings,
-    "runner": RunnerSettings,
-}
+@dataclass(frozen=True)
+class ReplaySettings:
+    """The replay buffer and the batches the learner samples from it. Each algorithm declares its
+    reference values (`REPLAY` next to its config) and the settings it cannot use."""
+
+    capacity: int = option(
+        1_000_000, "replay buffer capacity (transitions, summed over environments)", low=1
+    )
+    batch_size: int = option(256, "learner batch size", low=1)
+    n_step: int = option(1, "n-step return length", low=1)
+    prioritized: bool = option(False, "prioritised replay (False: uniform)")
+    priority_alpha: float = option(0.6, "prioritisation exponent alpha", low=0.0)
+    priority_beta: float = option(0.4, "importance-sampling exponent beta", low=0.0)
 
 
 def sections(algo: str) -> dict[str, type]:
     """The config dataclass of each section of `algo`'s config, in order."""
-    # imported here: the agents import this module (for `option` and ConfigError)
-    from factorl.agents import CONFIGS, get_algorithm
+    return {name: type(value) for name, value in section_defaults(algo).items()}
 
-    get_algorithm(algo)
-    return {**SHARED_SECTIONS, "agent": CONFIGS[algo]}
+
+def section_defaults(algo: str) -> dict[str, Any]:
+    """Each section of `algo`'s config at its reference values: the replay section is the
+    algorithm's own (`REPLAY`), the agent section its config dataclass."""
+    # imported here: the agents import this module (for `option` and ConfigError)
+    from factorl.agents import get_algorithm
+
+    agent = get_algorithm(algo)
+    return {
+        "run": RunSettings(),
+        "env": EnvSettings(),
+        "replay": agent.REPLAY,
+        "agent": agent.Config(),
+        "runner": RunnerSettings(),
+    }
 
 
 def setting_keys(algo: str) -> list[str]:
@@ -215,8 +235,9 @@ class Config:
     algo: str
     run: RunSettings
     env: EnvSettings
-    runner: RunnerSettings
+    replay: ReplaySettings
     agent: Any
+    runner: RunnerSettings
 
     def to_dict(self) -> dict[str, Any]:
         """The config by sections, as saved in a run folder's config.json."""
@@ -229,7 +250,7 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def settings(self) -> dict[str, Any]:
-        """Every setting by its dotted key (`run.steps`, `agent.n_step`, ...)."""
+        """Every setting by its dotted key (`run.steps`, `replay.n_step`, ...)."""
         return flatten(self.to_dict())
 
     def validate(self) -> None:
@@ -237,7 +258,23 @@ class Config:
             validate(getattr(self, name), f"{name}.")
         if hasattr(self.agent, "check"):
             self.agent.check()
+        self._check_replay()
         self._check_learning_can_start()
+
+    def _check_replay(self) -> None:
+        """Refuse a replay setting the algorithm cannot use (it must keep its reference value)."""
+        from factorl.agents import get_algorithm
+
+        agent = get_algorithm(self.algo)
+        for name, reason in agent.REPLAY_FIXED.items():
+            value, reference = getattr(self.replay, name), getattr(agent.REPLAY, name)
+            if value != reference:
+                raise ConfigError(
+                    f"replay.{name} must stay {reference!r} for {self.algo} ({reason}); "
+                    f"got {value!r}"
+                )
+        if self.replay.capacity < self.replay.n_step:
+            raise ConfigError("replay.capacity must be at least replay.n_step")
 
     def _check_learning_can_start(self) -> None:
         """Refuse a replay too small to ever hold `learning_starts` sampleable transitions.
@@ -245,19 +282,15 @@ class Config:
         A step becomes sampleable once the n-step (or action-sequence) window after it is stored,
         so a full buffer holds capacity - window + 1 of them between episode ends.
         """
-        a = self.agent
-        capacity = getattr(a, "replay_capacity", None)
-        starts = getattr(a, "learning_starts", None)
-        if capacity is None or starts is None:
-            return
-        window = max(getattr(a, "n_step", 1), getattr(a, "horizon", 1))
+        capacity, starts = self.replay.capacity, self.agent.learning_starts
+        window = max(self.replay.n_step, getattr(self.agent, "horizon", 1))
         n = self.env.num_envs  # every environment's stream holds capacity // n slots
         usable = n * (capacity // n - window + 1)
         if starts > usable:
             raise ConfigError(
-                f"agent.replay_capacity {capacity} holds at most {usable} sampleable transitions,"
-                f" fewer than agent.learning_starts {starts}, so learning would never start; "
-                "raise agent.replay_capacity or lower agent.learning_starts"
+                f"replay.capacity {capacity} holds at most {usable} sampleable transitions, fewer "
+                f"than agent.learning_starts {starts}, so learning would never start; raise "
+                "replay.capacity or lower agent.learning_starts"
             )
 
 
@@ -274,12 +307,13 @@ def flatten(nested: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_config(algo: str, settings: Mapping[str, Any]) -> Config:
     """A validated Config of `algo`: its reference defaults with `settings` (dotted keys) set."""
-    classes = sections(algo)
-    values: dict[str, dict[str, Any]] = {name: {} for name in classes}
+    defaults = section_defaults(algo)
+    values: dict[str, dict[str, Any]] = {name: {} for name in defaults}
     for key, value in settings.items():
         section, name = _split_key(algo, key)
         values[section][name] = value
-    cfg = Config(algo, **{name: cls(**values[name]) for name, cls in classes.items()})
+    parts = {name: dataclasses.replace(defaults[name], **values[name]) for name in defaults}
+    cfg = Config(algo, **parts)
     cfg.validate()
     return cfg
 
@@ -296,20 +330,33 @@ _FIRST_LAYOUT_TRAIN = {
 }
 
 
+#: where each replay setting of the agent section of earlier layouts lives now
+_EARLIER_AGENT_REPLAY = {
+    "agent.replay_capacity": "replay.capacity",
+    **{
+        f"agent.{name}": f"replay.{name}"
+        for name in ("batch_size", "n_step", "prioritized", "priority_alpha", "priority_beta")
+    },
+}
+
+
 def saved_settings(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(algo, dotted settings) of a parsed config.json, of either layout: by sections, or the
-    first one's flat `train` and `agent` sections. A pure transform: nothing is imported or run,
-    and the settings still go through `build_config`'s checks."""
+    """(algo, dotted settings) of a parsed config.json, of any layout: by sections, by sections
+    with the replay settings still in `agent`, or the first one's flat `train` and `agent`
+    sections. A pure transform: nothing is imported or run, and the settings still go through
+    `build_config`'s checks."""
     algo = data["algo"]
     if not isinstance(algo, str):
         raise ConfigError(f"the algorithm must be a name, got {algo!r}")
-    if "train" not in data:
-        return algo, flatten({k: v for k, v in data.items() if k != "algo"})
-    if not isinstance(data["train"], Mapping) or not isinstance(data.get("agent", {}), Mapping):
-        raise ConfigError("its train and agent sections must be objects")
-    # a key the first layout did not have stays `train.KEY`, which build_config refuses by name
-    moved = {_FIRST_LAYOUT_TRAIN.get(k, f"train.{k}"): v for k, v in data["train"].items()}
-    return algo, {**moved, **flatten({"agent": data.get("agent", {})})}
+    if "train" in data:
+        if not isinstance(data["train"], Mapping) or not isinstance(data.get("agent", {}), Mapping):
+            raise ConfigError("its train and agent sections must be objects")
+        # a key the first layout did not have stays `train.KEY`, which build_config refuses
+        settings = {_FIRST_LAYOUT_TRAIN.get(k, f"train.{k}"): v for k, v in data["train"].items()}
+        settings.update(flatten({"agent": data.get("agent", {})}))
+    else:
+        settings = flatten({k: v for k, v in data.items() if k != "algo"})
+    return algo, {_EARLIER_AGENT_REPLAY.get(k, k): v for k, v in settings.items()}
 
 
 def parse_value(algo: str, key: str, text: str) -> Any:

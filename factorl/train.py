@@ -147,7 +147,7 @@ def make_config(
 ) -> Config:
     """A validated Config of `algo`: its reference defaults, then preset `preset` (see
     `factorl.presets`), then `overrides`, keyed by dotted setting names (`"env.id"`,
-    `"run.steps"`, `"agent.n_step"`). An unknown key or a bad value is a ConfigError."""
+    `"run.steps"`, `"replay.n_step"`). An unknown key or a bad value is a ConfigError."""
     return build_config(algo, {**preset_settings(algo, preset), **(overrides or {})})
 
 
@@ -195,7 +195,7 @@ def resolve_run_dir(cfg: Config, resume: str | Path | None) -> Path:
 
 
 def build_agent(cfg: Config, env) -> Any:
-    return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space)
+    return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space, cfg.replay)
 
 
 def _finite(obs: np.ndarray, reward: np.ndarray) -> bool:
@@ -528,7 +528,7 @@ class Trainer:
                 self.eval_env.observation_space.shape, cfg.env.num_envs
             )
         except ValueError as e:
-            raise ConfigError(f"agent.replay_capacity: {e}") from e
+            raise ConfigError(f"replay.capacity: {e}") from e
         self.rng = np.random.default_rng(np.random.SeedSequence([cfg.run.seed, 2]))
         self.state = self.agent.init(cfg.run.seed, cfg.env.num_envs)
         self.action_size = int(np.prod(self.eval_env.action_space.shape))
@@ -672,7 +672,7 @@ class Trainer:
 
     def learn(self) -> None:
         """One learner step on a replay sample; stops on non-finite numbers."""
-        batch = self.replay.sample(self.agent.config.batch_size, self.rng)
+        batch = self.replay.sample(self.agent.replay_settings.batch_size, self.rng)
         new_state, metrics, td_abs = self.agent.update(self.state, TrainBatch.from_sample(batch))
         metrics = jax.device_get(metrics)
         if not bool(metrics.pop("finite")):

@@ -11,14 +11,14 @@ import pytest
 from factorl.logging import read_metrics
 from factorl.train import make_config
 
-#: a tiny DecQN's agent section
-TINY_AGENT = {
-    "width": 32,
-    "batch_size": 32,
-    "learning_starts": 100,
-    "update_every": 2,
-    "target_update_period": 20,
-    "replay_capacity": 5000,
+#: a tiny DecQN's agent and replay settings
+TINY_DECQN = {
+    "agent.width": 32,
+    "agent.learning_starts": 100,
+    "agent.update_every": 2,
+    "agent.target_update_period": 20,
+    "replay.batch_size": 32,
+    "replay.capacity": 5000,
 }
 
 
@@ -40,10 +40,10 @@ def in_section(section, values):
 
 
 def tiny_config(run_dir, algo="decqn", steps=600, overrides=None):
-    """A run on Pendulum that takes a couple of seconds: TINY_LOOP, TINY_AGENT's DecQN options
-    when `algo` is decqn (other algorithms' tests name their own), then `overrides` (dotted
-    keys)."""
-    agent = in_section("agent", TINY_AGENT) if algo == "decqn" else {}
+    """A run on Pendulum that takes a couple of seconds: TINY_LOOP, TINY_DECQN when `algo` is
+    decqn (other algorithms' tests name their own agent and replay settings), then `overrides`
+    (dotted keys)."""
+    agent = TINY_DECQN if algo == "decqn" else {}
     settings = {**TINY_LOOP, **agent, "run.steps": steps, "run.run_dir": str(run_dir)}
     return make_config(algo, {**settings, **(overrides or {})})
 

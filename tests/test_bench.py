@@ -27,16 +27,16 @@ def test_throughput_benchmark_runs_and_writes_its_report(tmp_path):
     bench = _load_bench()
     out = tmp_path / "results" / "throughput.json"
     overrides = {
-        "width": 32,
-        "batch_size": 32,
-        "learning_starts": 64,
-        "update_every": 2,
-        "replay_capacity": 2000,
+        "agent.width": 32,
+        "replay.batch_size": 32,
+        "agent.learning_starts": 64,
+        "agent.update_every": 2,
+        "replay.capacity": 2000,
     }
     argv = ["--env", "gym:Pendulum-v1", "--algos", "decqn", "--steps", "200", "--warmup", "150"]
     argv += ["--updates", "10", "--acts", "50", "--out", str(out)]
     for key, value in overrides.items():
-        argv += ["--set", f"agent.{key}={value}"]
+        argv += ["--set", f"{key}={value}"]
     bench.main(argv)
 
     report = json.loads(out.read_text())
@@ -82,12 +82,12 @@ def test_plain_td3_comparison_runs_both_loops_on_the_same_steps(tmp_path):
     argv = ["--env", "gym:Pendulum-v1", "--algos", "td3", "--steps", "300", "--warmup", "250"]
     argv += ["--updates", "5", "--acts", "20", "--plain-td3", "--out", str(out)]
     for key, value in {
-        "width": 16,
-        "batch_size": 16,
-        "learning_starts": 200,
-        "random_steps": 200,
+        "agent.width": 16,
+        "replay.batch_size": 16,
+        "agent.learning_starts": 200,
+        "agent.random_steps": 200,
     }.items():
-        argv += ["--set", f"agent.{key}={value}"]
+        argv += ["--set", f"{key}={value}"]
     bench.main(argv)
 
     paired = json.loads(out.read_text())["plain_td3"]

@@ -14,7 +14,7 @@ from factorl.logging import read_metrics
 from factorl.train import load_config, make_config
 
 TINY = [
-    "--agent.width", "32", "--agent.batch-size", "32", "--agent.learning-starts", "100",
+    "--agent.width", "32", "--replay.batch-size", "32", "--agent.learning-starts", "100",
     "--agent.update-every", "2", "--runner.eval-every", "200", "--runner.eval-episodes", "1",
     "--runner.log-every", "100", "--run.progress", "lines", "--run.no-tensorboard",
 ]  # fmt: skip
@@ -47,7 +47,7 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
 
 def test_resume_without_an_algorithm_name_continues_the_runs_own(tmp_path, capsys):
     run = tmp_path / "cqn"
-    cqn = ["--agent.width", "16", "--agent.batch-size", "16", "--agent.random-steps", "50",
+    cqn = ["--agent.width", "16", "--replay.batch-size", "16", "--agent.random-steps", "50",
            "--agent.learning-starts", "50", "--runner.eval-every", "100",
            "--runner.eval-episodes", "1", "--run.progress", "none",
            "--run.no-tensorboard"]  # fmt: skip
@@ -95,7 +95,7 @@ def test_default_train_uses_the_quickstart_preset(monkeypatch):
     assert cfg.agent.width == 64 and cfg.run.steps == 20_000
 
 
-@pytest.mark.parametrize("spelling", ["--agent.n-step", "--agent.n_step"])
+@pytest.mark.parametrize("spelling", ["--replay.n-step", "--replay.n_step"])
 def test_flags_are_dotted_keys_in_either_spelling(monkeypatch, spelling):
     cfg = _parsed_config(
         monkeypatch,
@@ -103,12 +103,12 @@ def test_flags_are_dotted_keys_in_either_spelling(monkeypatch, spelling):
          "--env.num_envs", "2", "--runner.no-save-replay", "--agent.learning-rate", "3e-4"],
     )  # fmt: skip
     assert cfg.algo == "cqn" and cfg.env.id == "dmc:cheetah-run" and cfg.run.steps == 1000
-    assert cfg.agent.n_step == 2 and cfg.env.num_envs == 2 and cfg.runner.save_replay is False
+    assert cfg.replay.n_step == 2 and cfg.env.num_envs == 2 and cfg.runner.save_replay is False
     assert cfg.agent.learning_rate == 3e-4
     # the same keys, as make_config takes them, give the same config
     assert cfg == make_config(
         "cqn",
-        {"env.id": "dmc:cheetah-run", "run.steps": 1000, "agent.n_step": 2, "env.num_envs": 2,
+        {"env.id": "dmc:cheetah-run", "run.steps": 1000, "replay.n_step": 2, "env.num_envs": 2,
          "runner.save_replay": False, "agent.learning_rate": 3e-4},
     )  # fmt: skip
 
@@ -170,7 +170,9 @@ def test_help_lists_every_flag_by_section_with_the_reference_defaults(algo, caps
     monkeypatch.setenv("COLUMNS", "100")  # narrow enough for one panel above the other
     assert main(["train", algo, "-h"]) == 0
     titles, entries = _help_entries(capsys.readouterr().out)
-    assert titles == ["options", "run options", "env options", "runner options", "agent options"]
+    assert titles == [
+        "options", "run options", "env options", "replay options", "agent options", "runner options"
+    ]  # fmt: skip
     for key, value in make_config(algo).settings().items():
         flag = "--" + key.replace("_", "-")
         assert f"(default: {value})" in entries[flag], (algo, key, entries.get(flag))
@@ -193,5 +195,5 @@ def test_console_script_entry_point(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0
-    assert "--agent.n-step" in proc.stdout and "--agent.epsilon-mode" in proc.stdout
+    assert "--replay.n-step" in proc.stdout and "--agent.epsilon-mode" in proc.stdout
     assert "--resume" in proc.stdout and "--preset" in proc.stdout

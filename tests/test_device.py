@@ -4,7 +4,7 @@ test_device_replay.py."""
 
 import numpy as np
 import pytest
-from conftest import in_section, leaves, records, same_leaves
+from conftest import leaves, records, same_leaves
 from test_contract import PER_ALGORITHM, VARIANTS
 
 from factorl.config import ConfigError
@@ -12,8 +12,9 @@ from factorl.train import evaluate, load_agent, make_config, train
 
 
 def _device_config(run_dir, variant="decqn", steps=400, overrides=None):
-    algo, agent = VARIANTS[variant]
-    agent = {**agent, "learning_starts": 64}  # DecQN's replay stays prioritised, as by default
+    algo, settings = VARIANTS[variant]
+    # DecQN's replay stays prioritised, as by default
+    settings = {**settings, "agent.learning_starts": 64}
     values = {
         "env.id": "gymnax:Pendulum-v1",
         "run.steps": steps,
@@ -27,7 +28,7 @@ def _device_config(run_dir, variant="decqn", steps=400, overrides=None):
         "run.tensorboard": False,
         "run.run_dir": str(run_dir),
     }
-    return make_config(algo, {**values, **in_section("agent", agent), **(overrides or {})})
+    return make_config(algo, {**values, **settings, **(overrides or {})})
 
 
 @pytest.mark.parametrize("variant", PER_ALGORITHM)
@@ -93,12 +94,12 @@ def test_decqn_learns_pendulum_on_the_device_runner(tmp_path):
     # a random or broken policy scores about -1200 to -1500 on Pendulum; two seeds of DecQN,
     # four environments each, reach about -200 within 10k env steps
     agent = {
-        "agent.prioritized": False,
+        "replay.prioritized": False,
         "agent.width": 256,
         "agent.learning_rate": 1e-3,
         "agent.update_every": 2,
         "agent.learning_starts": 1000,
-        "agent.replay_capacity": 100_000,
+        "replay.capacity": 100_000,
     }
     loop_settings = {
         "env.id": "gymnax:Pendulum-v1",
@@ -123,7 +124,7 @@ def test_the_command_line_trains_resumes_and_evaluates_a_device_run(tmp_path, ca
     from factorl.cli import main
 
     run = tmp_path / "run"
-    tiny = ["--agent.width", "32", "--agent.batch-size", "32", "--agent.learning-starts", "64",
+    tiny = ["--agent.width", "32", "--replay.batch-size", "32", "--agent.learning-starts", "64",
             "--env.num-envs", "2", "--run.num-seeds", "2", "--runner.eval-every", "200",
             "--runner.eval-episodes", "2", "--runner.log-every", "100", "--run.progress", "lines",
             "--run.no-tensorboard"]  # fmt: skip

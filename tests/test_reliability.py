@@ -26,9 +26,9 @@ from factorl.train import StoppedAtOnce, Trainer, evaluate, load_agent, make_con
 
 #: conftest's tiny_config as flags, so CLI runs and `train(tiny_config(...))` runs are the same run
 TINY_FLAGS = [
-    "--agent.width", "32", "--agent.batch-size", "32", "--agent.learning-starts", "100",
+    "--agent.width", "32", "--replay.batch-size", "32", "--agent.learning-starts", "100",
     "--agent.update-every", "2", "--agent.target-update-period", "20",
-    "--agent.replay-capacity", "5000", "--runner.eval-every", "300", "--runner.eval-episodes", "1",
+    "--replay.capacity", "5000", "--runner.eval-every", "300", "--runner.eval-episodes", "1",
     "--runner.log-every", "100", "--runner.checkpoint-every", "10000", "--run.progress", "lines",
     "--run.no-tensorboard",
 ]  # fmt: skip
@@ -468,11 +468,11 @@ def test_a_full_disk_while_resuming_is_one_line_and_changes_nothing(tmp_path, mo
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--agent.replay-capacity", "1000000000000"], "GiB of memory is available"),
+        (["--replay.capacity", "1000000000000"], "GiB of memory is available"),
         (["--run.seed", "99999999999999999999"], "run.seed must be >= 0 and <= 2147483646"),
         # 9. a replay that can never hold learning_starts transitions
         (
-            ["--agent.replay-capacity", "500", "--agent.learning-starts", "1000"],
+            ["--replay.capacity", "500", "--agent.learning-starts", "1000"],
             "learning would never start",
         ),
     ],
@@ -632,9 +632,9 @@ def test_stopped_at_once_is_exit_code_130_with_one_line(tmp_path, monkeypatch, c
 
 def test_make_config_refuses_a_replay_that_never_fills():
     with pytest.raises(ConfigError, match="never start"):
-        make_config("decqn", {"agent.replay_capacity": 500, "agent.learning_starts": 1000})
+        make_config("decqn", {"replay.capacity": 500, "agent.learning_starts": 1000})
     # n-step windows: 1002 slots hold 1000 sampleable 3-step transitions between episode ends
-    window = {"agent.learning_starts": 1000, "agent.n_step": 3}
-    make_config("decqn", {**window, "agent.replay_capacity": 1002})
+    window = {"agent.learning_starts": 1000, "replay.n_step": 3}
+    make_config("decqn", {**window, "replay.capacity": 1002})
     with pytest.raises(ConfigError, match="at most 999"):
-        make_config("decqn", {**window, "agent.replay_capacity": 1001})
+        make_config("decqn", {**window, "replay.capacity": 1001})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_AGENT, tiny_config
+from conftest import TINY_DECQN, tiny_config
 
 from factorl import checkpoint as ckpt
 from factorl.train import train
@@ -135,8 +135,8 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
     argv = ["--algos", "decqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
     argv += ["--eval-every", "150", "--eval-episodes", "1"]
     argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
-    for key, value in TINY_AGENT.items():
-        argv += ["--set", f"agent.{key}={value}"]
+    for key, value in TINY_DECQN.items():
+        argv += ["--set", f"{key}={value}"]
 
     # session 1 stops after 150 steps (as Ctrl-C would); session 2 runs other code and flags
     monkeypatch.delenv("XLA_FLAGS", raising=False)

@@ -137,7 +137,7 @@ def test_regulariser_hand_worked_value_and_gradient():
 def _tiny_agent(**overrides) -> REValueD:
     obs_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
     act_space = gym.spaces.Box(np.array([-1.0, 0.0], np.float32), np.array([1.0, 2.0], np.float32))
-    values = {"width": 16, "batch_size": 4, "ensemble_size": 2, **overrides}
+    values = {"width": 16, "ensemble_size": 2, **overrides}
     return REValueD(REValueDConfig(**values), obs_space, act_space)
 
 
@@ -336,10 +336,16 @@ def test_ensemble_members_are_independent():
 
 def test_registry_and_reference_defaults():
     assert ALGORITHMS["revalued"] is REValueD and CONFIGS["revalued"] is REValueDConfig
-    c = make_config("revalued").agent
-    assert (c.bins, c.width, c.ensemble_size, c.batch_size, c.n_step) == (3, 512, 10, 256, 3)
+    cfg = make_config("revalued")
+    c, r = cfg.agent, cfg.replay
+    assert (c.bins, c.width, c.ensemble_size, r.batch_size, r.n_step) == (3, 512, 10, 256, 3)
     assert (c.learning_rate, c.max_grad_norm, c.gamma, c.tau) == (1e-4, 40.0, 0.99, 0.005)
-    assert (c.update_every, c.random_steps, c.replay_capacity) == (5, 10_000, 500_000)
+    assert (c.update_every, c.random_steps, r.capacity, r.prioritized) == (
+        5,
+        10_000,
+        500_000,
+        False,
+    )
     assert (c.epsilon_start, c.epsilon_decay, c.epsilon_min) == (1.0, 0.999, 0.05)
     assert (c.target, c.reg_coef) == ("mean", 0.5)
 
@@ -362,19 +368,19 @@ def test_bad_config_values_are_clear_errors(agent_values, match):
 # ------------------------------------------------------------------------------ through the loop
 
 TINY = {
-    "width": 32,
-    "ensemble_size": 3,
-    "batch_size": 32,
-    "random_steps": 100,
-    "learning_starts": 100,
-    "update_every": 2,
-    "replay_capacity": 5000,
-    "epsilon_decay": 0.99,
+    "agent.width": 32,
+    "agent.ensemble_size": 3,
+    "agent.random_steps": 100,
+    "agent.learning_starts": 100,
+    "agent.update_every": 2,
+    "agent.epsilon_decay": 0.99,
+    "replay.batch_size": 32,
+    "replay.capacity": 5000,
 }
 
 
 def _tiny_run(run_dir, steps=600):
-    return tiny_config(run_dir, "revalued", steps, in_section("agent", TINY))
+    return tiny_config(run_dir, "revalued", steps, TINY)
 
 
 def test_epsilon_decays_through_training(tmp_path):

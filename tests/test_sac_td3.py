@@ -169,7 +169,7 @@ ASYM = spaces.Box(
     low=np.asarray([-1.0, 0.0, 2.0], np.float32), high=np.asarray([3.0, 0.5, 2.5], np.float32)
 )
 OBS = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
-SMALL = {"width": 16, "batch_size": 8}
+SMALL = {"width": 16}
 
 
 def _agents():
@@ -288,11 +288,11 @@ def test_sac_fixed_temperature_stays_fixed():
 # ------------------------------------------------------------------------------ the training loop
 
 TINY_AC = {
-    "width": 32,
-    "batch_size": 32,
-    "random_steps": 50,
-    "learning_starts": 100,
-    "replay_capacity": 5000,
+    "agent.width": 32,
+    "agent.random_steps": 50,
+    "agent.learning_starts": 100,
+    "replay.batch_size": 32,
+    "replay.capacity": 5000,
 }
 VARIANTS = {
     "sac": ("sac", {}),
@@ -303,7 +303,7 @@ VARIANTS = {
 
 def _tiny(run_dir, variant, steps=600):
     algo, agent = VARIANTS[variant]
-    return tiny_config(run_dir, algo, steps, in_section("agent", {**TINY_AC, **agent}))
+    return tiny_config(run_dir, algo, steps, {**TINY_AC, **in_section("agent", agent)})
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -319,7 +319,7 @@ def test_one_update_per_step_from_learning_starts_and_the_logged_losses(tmp_path
 def test_cli_trains_sac_with_the_bernoulli_policy(tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "sac", "--agent.policy", "bernoulli", "--env.id", "gym:Pendulum-v1",
-                 "--run.steps", "150", "--agent.width", "16", "--agent.batch-size", "16",
+                 "--run.steps", "150", "--agent.width", "16", "--replay.batch-size", "16",
                  "--agent.random-steps", "50", "--agent.learning-starts", "100",
                  "--runner.eval-every", "150", "--runner.eval-episodes", "1", "--run.progress",
                  "none", "--run.no-tensorboard", "--run.run-dir", str(run)])  # fmt: skip

@@ -76,7 +76,7 @@ def test_nan_loss_stops_on_the_last_good_state(tmp_path):
             "run.tensorboard": False,
             "run.run_dir": str(tmp_path / "boom"),
             "agent.width": 32,
-            "agent.batch_size": 32,
+            "replay.batch_size": 32,
             "agent.learning_starts": 64,
             "agent.update_every": 1,
             "agent.learning_rate": 1e30,

@@ -78,33 +78,33 @@ def _where_tree(flag: jax.Array, new: Any, old: Any) -> Any:
 
 def make_train(agent: Any, env: Any, settings: DeviceSettings):
     """(init, run, evaluate) pure functions for one seed; see the module docstring."""
-    c = agent.config
+    c, r = agent.config, agent.replay_settings
     n = settings.num_envs
-    n_step = int(getattr(c, "n_step", 1))
+    n_step = r.n_step
     horizon = int(getattr(c, "horizon", 1))
     window = max(n_step, horizon)
     gamma = float(c.gamma)
-    rows = stream_capacity(c.replay_capacity, n) // n
+    rows = stream_capacity(r.capacity, n) // n
     if rows < window:
         raise ValueError(
-            f"replay_capacity {c.replay_capacity} leaves {rows} steps per environment for "
-            f"{n} environments, fewer than the {window}-step window; raise --replay-capacity"
+            f"replay.capacity {r.capacity} leaves {rows} steps per environment for "
+            f"{n} environments, fewer than the {window}-step window; raise replay.capacity"
         )
-    prioritized = bool(getattr(c, "prioritized", False))
+    prioritized = r.prioritized
     obs_shape = tuple(env.spec.obs_shape)
     action_dim = int(env.spec.action_low.shape[0])
     replay = DeviceReplay(
         num_envs=n,
         steps_per_env=rows,
-        batch_size=c.batch_size,
+        batch_size=r.batch_size,
         obs_shape=obs_shape,
         action_shape=(action_dim,),
         n_step=n_step,
         horizon=horizon,
         gamma=gamma,
         prioritized=prioritized,
-        priority_alpha=getattr(c, "priority_alpha", 0.6),
-        priority_beta=getattr(c, "priority_beta", 0.4),
+        priority_alpha=r.priority_alpha,
+        priority_beta=r.priority_beta,
     )
     reset_envs = jax.vmap(env.reset)
     step_envs = jax.vmap(env.step)
@@ -126,7 +126,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             )
         )
 
-    dummy = _dummy_batch(c.batch_size, obs_shape, action_dim, horizon)
+    dummy = _dummy_batch(r.batch_size, obs_shape, action_dim, horizon)
     counts = dict(agent.trace_counts)
     metric_shapes = jax.eval_shape(
         lambda s: agent.update_fn(s.agent, dummy)[1], jax.eval_shape(init, 0)
@@ -288,7 +288,7 @@ def agent_for_jax_env(cfg: Any, env: Any) -> Any:
     spec = env.spec
     obs_space = gymnasium.spaces.Box(-np.inf, np.inf, spec.obs_shape, np.float32)
     action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
-    return get_algorithm(cfg.algo)(cfg.agent, obs_space, action_space)
+    return get_algorithm(cfg.algo)(cfg.agent, obs_space, action_space, cfg.replay)
 
 
 #: compiled programs by configuration, so runs of one configuration in a process (a resume, a
@@ -307,7 +307,14 @@ def _compiled_program(cfg: Any) -> tuple:
     from factorl.jaxenvs import make_jax_env
 
     key = json.dumps(
-        [cfg.algo, asdict(cfg.agent), cfg.env.id, cfg.env.num_envs, cfg.runner.eval_episodes],
+        [
+            cfg.algo,
+            asdict(cfg.agent),
+            asdict(cfg.replay),
+            cfg.env.id,
+            cfg.env.num_envs,
+            cfg.runner.eval_episodes,
+        ],
         sort_keys=True,
     )
     if key in _PROGRAMS:
