@@ -30,7 +30,6 @@ from factorl.train import make_config
 AGENTS = {
     # the learning test's DecQN (tests/test_device.py) and SAC's reference settings
     "decqn": {
-        "prioritized": False,
         "width": 256,
         "learning_rate": 1e-3,
         "update_every": 2,
@@ -54,9 +53,11 @@ def time_seeds(algo: str, env: str, num_envs: int, seeds: list[int], chunk: int,
     for s in seeds:
         cfg = make_config(
             algo,
-            {"env": env, "num_envs": num_envs, "num_seeds": s, "eval_episodes": 1},
-            {**AGENTS[algo], "replay_capacity": 100_000},
-        )
+            {"env.id": env, "env.num_envs": num_envs, "run.num_seeds": s,
+             "runner.eval_episodes": 1, "replay.capacity": 100_000,
+             **{f"agent.{k}": v for k, v in AGENTS[algo].items()},
+             **({"replay.prioritized": False} if algo == "decqn" else {})},
+        )  # fmt: skip
         _, agent, init, run, _ = _compiled_program(cfg)
         state = init(np.arange(s, dtype=np.int32))
         start = time.perf_counter()

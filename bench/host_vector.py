@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
+import inspect
 import json
 import os
 import platform
@@ -36,12 +37,33 @@ import jax
 import numpy as np
 
 import factorl
-from factorl.config import TrainConfig
 from factorl.system import source_revision
 from factorl.train import Trainer
 
 ENV = "dmc:cheetah-run"
 ALGO = "decqn"
+
+
+def _config(num_envs: int, steps: int, seed: int, learning_starts: int, run_dir: str):
+    """(config, whether this factorl has num_envs) of the timed run, in the config syntax of the
+    factorl on PYTHONPATH: this checkout's sections, or an earlier commit's flat dicts."""
+    loop = {"env": ENV, "steps": steps, "seed": seed, "eval_every": 10**9, "log_every": 1000,
+            "checkpoint_every": 10**9, "checkpoint_minutes": 0, "progress": "none",
+            "tensorboard": False, "run_dir": run_dir}  # fmt: skip
+    if "overrides" in inspect.signature(factorl.make_config).parameters:  # the config in sections
+        section = {"env": "env", "seed": "run", "steps": "run", "progress": "run",
+                   "tensorboard": "run", "run_dir": "run"}  # fmt: skip
+        settings = {
+            f"{section.get(k, 'runner')}.{'id' if k == 'env' else k}": v for k, v in loop.items()
+        }
+        settings.update({"env.num_envs": num_envs, "agent.learning_starts": learning_starts})
+        return factorl.make_config(ALGO, settings), True
+    from factorl.config import TrainConfig  # an earlier commit: flat train and agent dicts
+
+    vector = "num_envs" in {f.name for f in dataclasses.fields(TrainConfig)}
+    if num_envs != 1:
+        loop["num_envs"] = num_envs
+    return factorl.make_config(ALGO, loop, {"learning_starts": learning_starts}), vector
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,32 +84,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", metavar="FILE", help="cProfile stats of the timed loop to FILE")
     args = p.parse_args(argv)
     n = args.num_envs
-    vector = "num_envs" in {f.name for f in dataclasses.fields(TrainConfig)}
-    if n != 1 and not vector:
-        sys.exit("this factorl has no num_envs: only --num-envs 1 is possible")
     if args.steps % n or args.warmup % n:
         sys.exit("--steps and --warmup must be multiples of --num-envs")
 
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="host_vector_") as tmp:
-        train = {
-            "env": ENV,
-            "steps": args.warmup + args.steps + 10 * n,
-            "seed": args.seed,
-            "eval_every": 10**9,
-            "log_every": 1000,
-            "checkpoint_every": 10**9,
-            "checkpoint_minutes": 0,
-            "progress": "none",
-            "tensorboard": False,
-            "run_dir": os.path.join(tmp, "run"),
-        }
-        if n != 1:
-            train["num_envs"] = n
-        cfg = factorl.make_config(ALGO, train, {"learning_starts": args.learning_starts})
+        total = args.warmup + args.steps + 10 * n
+        cfg, vector = _config(n, total, args.seed, args.learning_starts, os.path.join(tmp, "run"))
+        if n != 1 and not vector:
+            sys.exit("this factorl has no num_envs: only --num-envs 1 is possible")
         trainer = Trainer(cfg)
         try:
-            total, loop = cfg.train.steps, trainer.loop
+            loop = trainer.loop
             t_built = time.perf_counter()
 
             # ---- untimed warm-up: until learning has started (first update compiled), then on

@@ -3,7 +3,8 @@ identical to an uninterrupted run of the same command.
 
     python bench/kill9.py                        # DecQN on dmc:cartpole-balance, 20 kills
     python bench/kill9.py --env gym:Pendulum-v1 --steps 3000 --kills 3 --min-wait 4 \
-        --max-wait 12 --checkpoint-minutes 0.05 --extra "--learning-starts 500 --eval-every 1000"
+        --max-wait 12 --checkpoint-minutes 0.05 \
+        --extra "--agent.learning-starts 500 --runner.eval-every 1000"
 
 The script trains a reference run to the end, then the same run in another folder, killing it
 `--kills` times (each kill after a random wait since the process started) and restarting it with
@@ -75,7 +76,7 @@ def compare(ref: Path, run: Path) -> dict[str, bool]:
     """One boolean per thing compared, and `identical`: all of them."""
     config = [json.loads((d / "config.json").read_text()) for d in (ref, run)]
     for c in config:
-        c["train"].pop("run_dir")  # the one setting that differs by construction
+        c["run"].pop("run_dir")  # the one setting that differs by construction
     metrics = [[without(r, "wall_time") for r in read_metrics(d)] for d in (ref, run)]
     a, b = latest_checkpoint(ref / "checkpoints"), latest_checkpoint(run / "checkpoints")
     out = {"config": config[0] == config[1], "metrics": metrics[0] == metrics[1]}
@@ -123,9 +124,9 @@ def main() -> int:
 
     def start(run: Path) -> list[str]:
         return [
-            *TRAIN, args.algo, "--env", args.env, "--steps", str(args.steps),
-            "--seed", str(args.seed), "--run-dir", str(run), "--progress", "lines",
-            "--no-tensorboard", "--checkpoint-minutes", str(args.checkpoint_minutes),
+            *TRAIN, args.algo, "--env.id", args.env, "--run.steps", str(args.steps),
+            "--run.seed", str(args.seed), "--run.run-dir", str(run), "--run.progress", "lines",
+            "--run.no-tensorboard", "--runner.checkpoint-minutes", str(args.checkpoint_minutes),
             *shlex.split(args.extra),
         ]  # fmt: skip
 

@@ -3,7 +3,7 @@
     python bench/learning.py --algos decqn --envs dmc:walker-walk,dmc:cheetah-run \
         --seeds 0,1,2 --steps 100000 --eval-every 10000
 
-Each run trains with the algorithm's reference defaults (plus any `--agent-override KEY=VALUE`) in
+Each run trains with the algorithm's reference defaults (plus any `--set SECTION.FIELD=VALUE`) in
 `--work-dir/ALGO__ENV__sSEED` and, when it finishes, writes `--out-dir/ALGO__ENV__sSEED.json`: the
 evaluation curve (env step, mean and per-episode eval returns, wall time), the config, the machine
 and library versions, and the command. Runs whose JSON exists are skipped; unfinished runs whose
@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from factorl import checkpoint as ckpt
-from factorl.agents import agent_overrides
-from factorl.config import ConfigError
+from factorl.config import ConfigError, overrides_by_algo
 from factorl.logging import read_metrics
 from factorl.runfolder import CONFIG_FILE, RunFolderError
 from factorl.system import machine_info, process_settings, source_revision, versions
@@ -35,6 +34,13 @@ from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_con
 SOURCE_REVISION = source_revision()
 #: in a run folder: the code revision of every process that trained the run, with its start step
 SEGMENTS_FILE = "segments.json"
+
+
+#: the settings each run of the sweep takes from the sweep's own flags, not from --set (the
+#: others it sets, such as runner.log_every, --set may change)
+SWEEP_KEYS = frozenset(
+    {"env.id", "run.seed", "run.steps", "run.run_dir", "runner.eval_every", "runner.eval_episodes"}
+)
 
 
 def run_name(algo: str, env: str, seed: int) -> str:
@@ -86,9 +92,9 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
     return {
         "benchmark": "learning",
         "algo": cfg.algo,
-        "env": cfg.train.env,
-        "seed": cfg.train.seed,
-        "steps": cfg.train.steps,
+        "env": cfg.env.id,
+        "seed": cfg.run.seed,
+        "steps": cfg.run.steps,
         "final_env_step": curve[-1]["env_step"],
         "wall_time_s": max(r.get("wall_time", 0.0) for r in records),
         "curve": curve,
@@ -116,7 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--agent-override", action="append", default=[], metavar="[ALGO.]K=V")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="a setting of every run, by its dotted key as in 'factorl train -h' (repeatable); "
+        "it applies to each algorithm that has it",
+    )
     parser.add_argument("--work-dir", default="runs/learning", help="run folders (not committed)")
     parser.add_argument("--out-dir", default="results/learning", help="where the JSON goes")
     parser.add_argument("--from-run", metavar="RUN_DIR", help="only summarise this finished run")
@@ -134,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     algos = args.algos.split(",")
     try:
-        overrides = agent_overrides(algos, args.agent_override)
+        overrides = overrides_by_algo(algos, args.overrides)
+        clash = sorted({key for values in overrides.values() for key in values} & SWEEP_KEYS)
+        if clash:
+            raise ConfigError(
+                f"--set {clash[0]}: the sweep sets it from its own flags (--envs, --seeds, "
+                "--steps, --eval-every, --eval-episodes, --work-dir)"
+            )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -151,17 +171,17 @@ def main(argv: list[str] | None = None) -> int:
                     cfg = make_config(
                         algo,
                         {
-                            "env": env,
-                            "seed": seed,
-                            "steps": args.steps,
-                            "eval_every": args.eval_every,
-                            "eval_episodes": args.eval_episodes,
-                            "checkpoint_every": args.eval_every,
-                            "run_dir": str(run_dir),
-                            "progress": "lines",
-                            "log_every": args.eval_every,
+                            "env.id": env,
+                            "run.seed": seed,
+                            "run.steps": args.steps,
+                            "runner.eval_every": args.eval_every,
+                            "runner.eval_episodes": args.eval_episodes,
+                            "runner.checkpoint_every": args.eval_every,
+                            "run.run_dir": str(run_dir),
+                            "run.progress": "lines",
+                            "runner.log_every": args.eval_every,
+                            **overrides[algo],
                         },
-                        overrides[algo],
                     )
                     checkpoint = ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
                     record_segment(run_dir, checkpoint)

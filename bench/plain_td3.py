@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.agents.td3 import TD3Config
+from factorl.agents.td3 import TD3, TD3Config
+from factorl.config import ReplaySettings
 from factorl.envs import make_env
 
 
@@ -52,8 +53,16 @@ class _Critic(nn.Module):
 class PlainTD3Loop:
     """env step -> buffer add -> (critic update, every `policy_delay`: actor/targets update)."""
 
-    def __init__(self, env_id: str, seed: int, config: TD3Config, action_repeat: int = 1) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        seed: int,
+        config: TD3Config,
+        action_repeat: int = 1,
+        replay: ReplaySettings = TD3.REPLAY,
+    ) -> None:
         c = self.config = config
+        self.replay_settings = replay
         self.env = make_env(env_id, seed=seed, action_repeat=action_repeat)
         space = self.env.action_space
         space.seed(seed)
@@ -81,7 +90,7 @@ class PlainTD3Loop:
             "opt_q2": self.critic_opt.init(critics[1]),
         }
         self.key = keys[3]
-        capacity = min(c.replay_capacity, 10_000_000)
+        capacity = min(replay.capacity, 10_000_000)
         self.buf_obs = np.zeros((capacity, obs_dim), np.float32)
         self.buf_next = np.zeros((capacity, obs_dim), np.float32)
         self.buf_act = np.zeros((capacity, act_dim), np.float32)  # normalised to [-1, 1]
@@ -153,7 +162,7 @@ class PlainTD3Loop:
         self.global_step += 1
         if self.size < c.learning_starts or self.global_step % c.update_every:
             return False
-        idx = self.rng.integers(0, self.size, c.batch_size)
+        idx = self.rng.integers(0, self.size, self.replay_settings.batch_size)
         batch = (
             self.buf_obs[idx],
             self.buf_act[idx],

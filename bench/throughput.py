@@ -13,7 +13,7 @@ and compares the loop's time per env step with the sum of its parts. See bench/R
 Usage::
 
     python bench/throughput.py [--env dmc:cheetah-run] [--algos decqn] [--steps 20000]
-        [--warmup 3000] [--seed 0] [--agent-override key=value ...] [--out FILE]
+        [--warmup 3000] [--seed 0] [--set agent.KEY=VALUE ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from factorl.agents import ALGORITHMS, CONFIGS, agent_overrides
+from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.agents.base import TrainBatch
-from factorl.config import ConfigError, TrainConfig
+from factorl.config import ConfigError, EnvSettings, overrides_by_algo
 from factorl.envs import make_env
 from factorl.system import machine_info, source_revision, versions
 from factorl.train import Trainer, build_agent, episode_seed, make_config
@@ -67,7 +67,7 @@ class Settings:
     action_repeat: int
     updates: int
     acts: int
-    agent_overrides: list[str]
+    overrides: list[str]  # SECTION.FIELD=VALUE, as given to --set
     plain_td3: bool
     out: Path
 
@@ -98,19 +98,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--action-repeat", type=int, default=TrainConfig.action_repeat, help="action repeat"
+        "--action-repeat", type=int, default=EnvSettings.action_repeat, help="action repeat"
     )
     parser.add_argument(
         "--updates", type=int, default=300, help="timed learner updates for the update floor"
     )
     parser.add_argument("--acts", type=int, default=2_000, help="timed act calls for the act floor")
     parser.add_argument(
-        "--agent-override",
+        "--set",
+        dest="overrides",
         action="append",
         default=[],
-        metavar="[ALGO.]KEY=VALUE",
-        help="override an agent option (repeatable); KEY=VALUE applies to every selected "
-        "algorithm that has KEY, ALGO.KEY=VALUE to one",
+        metavar="agent.KEY=VALUE",
+        help="override an agent or replay setting (repeatable), named by its dotted key as in "
+        "'factorl train -h'; it applies to every selected algorithm that has it. The benchmark "
+        "sets the run, env and runner sections itself",
     )
     parser.add_argument(
         "--plain-td3",
@@ -154,7 +156,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         action_repeat=args.action_repeat,
         updates=args.updates,
         acts=args.acts,
-        agent_overrides=list(args.agent_override),
+        overrides=list(args.overrides),
         plain_td3=args.plain_td3,
         out=out,
     )
@@ -266,7 +268,7 @@ def compiled_flops(jitted: Any, *args: Any) -> float | None:
 def update_floor(agent: Any, state: Any, replay: Any, seed: int, updates: int) -> dict[str, Any]:
     """ms per learner update alone (compiled first), with sampling timed on its own."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
-    batch_size = agent.config.batch_size
+    batch_size = agent.replay_settings.batch_size
 
     def one() -> tuple[float, float, float]:
         nonlocal state
@@ -330,33 +332,33 @@ def act_floor(agent: Any, state: Any, data: Transitions, acts: int) -> dict[str,
 
 
 # ------------------------------------------------------------------------------------- the loop
-def _loop_config(algo: str, settings: Settings, agent_values: dict[str, Any], run_dir: Path) -> Any:
+def _loop_config(algo: str, settings: Settings, overrides: dict[str, Any], run_dir: Path) -> Any:
     """A run of warmup + steps env steps with evaluation and checkpoints that never fire."""
     total = settings.warmup + settings.steps
     never = total + 1
     return make_config(
         algo,
         {
-            "env": settings.env,
-            "seed": settings.seed,
-            "action_repeat": settings.action_repeat,
-            "steps": total,
-            "eval_every": never,
-            "checkpoint_every": never,
-            "progress": "none",
-            "tensorboard": False,
-            "run_dir": str(run_dir),
+            "env.id": settings.env,
+            "run.seed": settings.seed,
+            "env.action_repeat": settings.action_repeat,
+            "run.steps": total,
+            "runner.eval_every": never,
+            "runner.checkpoint_every": never,
+            "run.progress": "none",
+            "run.tensorboard": False,
+            "run.run_dir": str(run_dir),
+            **overrides,
         },
-        dict(agent_values),
     )
 
 
 def training_loop(
-    algo: str, settings: Settings, agent_values: dict[str, Any], run_dir: Path
+    algo: str, settings: Settings, overrides: dict[str, Any], run_dir: Path
 ) -> dict[str, Any]:
     """Env steps/s of the real training loop, timed after `settings.warmup` untimed steps."""
     total = settings.warmup + settings.steps
-    cfg = _loop_config(algo, settings, agent_values, run_dir)
+    cfg = _loop_config(algo, settings, overrides, run_dir)
     trainer = Trainer(cfg)
     try:
         warm_start = time.perf_counter()
@@ -392,7 +394,7 @@ def training_loop(
 
 
 def plain_td3_comparison(
-    settings: Settings, agent_values: dict[str, Any], run_dir: Path, chunk: int = 500
+    settings: Settings, overrides: dict[str, Any], run_dir: Path, chunk: int = 500
 ) -> dict[str, Any]:
     """factorl's TD3 loop and bench/plain_td3.py at the same settings, timed in alternating chunks
     of `chunk` env steps (so load changes hit both alike): the random-action phase (after 100
@@ -402,9 +404,9 @@ def plain_td3_comparison(
     from plain_td3 import PlainTD3Loop
 
     total = settings.warmup + settings.steps
-    cfg = _loop_config("td3", settings, agent_values, run_dir)
+    cfg = _loop_config("td3", settings, overrides, run_dir)
     trainer = Trainer(cfg)
-    plain = PlainTD3Loop(settings.env, settings.seed, cfg.agent, settings.action_repeat)
+    plain = PlainTD3Loop(settings.env, settings.seed, cfg.agent, settings.action_repeat, cfg.replay)
     # the step that fills replay to learning_starts also runs (and compiles) the first update
     random_steps = min(cfg.agent.random_steps, cfg.agent.learning_starts) - 1
     loops: dict[str, Callable[[], bool]] = {
@@ -427,9 +429,9 @@ def plain_td3_comparison(
                     counted[phase][name] += n
                 done[name] += n
 
-    probe = np.zeros((cfg.agent.batch_size, *plain.buf_obs.shape[1:]), np.float32)
-    act_probe = np.zeros((cfg.agent.batch_size, plain.buf_act.shape[1]), np.float32)
-    rewards = np.zeros(cfg.agent.batch_size, np.float32)
+    probe = np.zeros((cfg.replay.batch_size, *plain.buf_obs.shape[1:]), np.float32)
+    act_probe = np.zeros((cfg.replay.batch_size, plain.buf_act.shape[1]), np.float32)
+    rewards = np.zeros(cfg.replay.batch_size, np.float32)
     plain_flops = {
         "plain_critic_step_flops": compiled_flops(
             plain._update_critic,
@@ -481,12 +483,16 @@ def plain_td3_comparison(
 
 
 # ------------------------------------------------------------------------------- one algorithm
-def prepare(algo: str, settings: Settings, agent_values: dict[str, Any]) -> tuple[Any, Any]:
+def prepare(algo: str, settings: Settings, overrides: dict[str, Any]) -> tuple[Any, Any]:
     """(config, agent) for `algo` with the overrides; checks that --warmup can cover learning."""
     cfg = make_config(
         algo,
-        {"env": settings.env, "seed": settings.seed, "action_repeat": settings.action_repeat},
-        dict(agent_values),
+        {
+            "env.id": settings.env,
+            "run.seed": settings.seed,
+            "env.action_repeat": settings.action_repeat,
+            **overrides,
+        },
     )
     try:
         env = make_env(settings.env, seed=settings.seed, action_repeat=settings.action_repeat)
@@ -511,7 +517,7 @@ def bench_algo(
     cfg: Any,
     agent: Any,
     settings: Settings,
-    agent_values: dict[str, Any],
+    overrides: dict[str, Any],
     data: Transitions,
     raw_env_sps: float,
     workdir: Path,
@@ -525,7 +531,7 @@ def bench_algo(
     upd = update_floor(agent, state, replay, settings.seed, settings.updates)
     act = act_floor(agent, upd["state"], data, settings.acts)
     del upd["state"], state, replay
-    loop = training_loop(algo, settings, agent_values, workdir / f"run-{algo}")
+    loop = training_loop(algo, settings, overrides, workdir / f"run-{algo}")
 
     numbers = upd["numbers"]
     every = agent.update_every
@@ -538,9 +544,10 @@ def bench_algo(
     per_step = 1.0 / loop["loop_sps"]
     return {
         "agent_config": dataclasses.asdict(cfg.agent),
-        "agent_overrides": dict(agent_values),
+        "overrides": dict(overrides),
         "update_every": every,
-        "batch_size": agent.config.batch_size,
+        "batch_size": agent.replay_settings.batch_size,
+        "replay_config": dataclasses.asdict(cfg.replay),
         "raw_env_sps": raw_env_sps,
         **act,
         **numbers,
@@ -630,7 +637,13 @@ def plain_table(paired: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------- main
 def run(settings: Settings) -> dict[str, Any]:
     """Measure everything and return the report (does not write it)."""
-    overrides = agent_overrides(settings.algos, settings.agent_overrides)
+    overrides = overrides_by_algo(settings.algos, settings.overrides)
+    for key in {key for values in overrides.values() for key in values}:
+        if not key.startswith(("agent.", "replay.")):
+            raise ConfigError(
+                f"--set {key}: the benchmark sets the run, env and runner sections from its own "
+                "flags (--env, --seed, --action-repeat, --steps); --set takes agent.* and replay.*"
+            )
     prepared = {a: prepare(a, settings, overrides[a]) for a in settings.algos}
     created = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
     report: dict[str, Any] = {
@@ -650,7 +663,7 @@ def run(settings: Settings) -> dict[str, Any]:
             "action_repeat": settings.action_repeat,
             "updates": settings.updates,
             "acts": settings.acts,
-            "agent_overrides": list(settings.agent_overrides),
+            "overrides": list(settings.overrides),
             "plain_td3": settings.plain_td3,
             "replay_fill": settings.warmup + settings.steps,
         },

@@ -3,13 +3,20 @@
 Quick use::
 
     import factorl
-    cfg = factorl.make_config("decqn", {"env": "gym:Pendulum-v1", "steps": 20_000})
+    cfg = factorl.make_config("decqn", {"env.id": "gym:Pendulum-v1", "run.steps": 20_000})
     result = factorl.train(cfg)
     policy = factorl.load_agent(result.run_dir)
     action = policy(observation)
 """
 
-from factorl.config import ConfigError, RunConfig, TrainConfig
+from factorl.config import (
+    Config,
+    ConfigError,
+    EnvSettings,
+    RunnerSettings,
+    RunSettings,
+    parse_override,
+)
 from factorl.envs import available_envs, make_env
 from factorl.factorisation import ActionFactorisation
 from factorl.train import (
@@ -27,10 +34,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActionFactorisation",
+    "Config",
     "ConfigError",
+    "EnvSettings",
     "Policy",
-    "RunConfig",
-    "TrainConfig",
+    "RunSettings",
+    "RunnerSettings",
     "TrainResult",
     "TrainingStopped",
     "available_envs",
@@ -39,5 +48,6 @@ __all__ = [
     "load_config",
     "make_config",
     "make_env",
+    "parse_override",
     "train",
 ]

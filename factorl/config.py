@@ -1,17 +1,24 @@
 """Configuration: plain dataclasses whose field metadata (help text, bounds, choices) drives both
 validation and the command-line flags, so a field is declared once.
 
-A run is described by `RunConfig`: the algorithm name, the `TrainConfig` of the loop (environment,
-budget, evaluation, logging, checkpoints) and the algorithm's own config dataclass.
+A run is described by a `Config` in sections: `run` (seed, budget, folder, display), `env` (which
+environment, how many side by side), `replay` (buffer and learner batches, with each algorithm's
+reference values), `agent` (the algorithm's own config dataclass) and `runner` (evaluation,
+logging, checkpoints). A setting is named by one dotted key, `section.field` (`run.steps`,
+`env.id`, `replay.n_step`), in every syntax: `make_config` overrides, presets, `parse_override`
+strings (`agent.width=256`, for benchmarks and sweeps), and the command line, where it is the
+flag (`--replay.n-step 3`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +56,12 @@ def _describe_range(meta: dict[str, Any]) -> str:
     return " and ".join(parts) if parts else "any value"
 
 
-def field_type(cls: type, name: str) -> type:
-    """The concrete type of a dataclass field (resolving `from __future__` annotations)."""
+def field_type(cls: type, name: str, keep_none: bool = False) -> Any:
+    """The concrete type of a dataclass field (resolving `from __future__` annotations); an
+    optional field's type without None unless `keep_none`."""
     hint = typing.get_type_hints(cls)[name]
+    if keep_none:
+        return hint
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = args[0]
@@ -91,14 +101,9 @@ def validate(config: Any, section: str = "") -> None:
 
 
 @dataclass
-class TrainConfig:
-    """The training loop: environment, budget, evaluation, logging and checkpoints."""
+class RunSettings:
+    """The run: its seed, budget and folder, and what it shows while training."""
 
-    env: str = option(
-        "gym:Pendulum-v1",
-        "environment id: dmc:DOMAIN-TASK or gym:ID (Box action space) on the host runner; "
-        "gymnax:ID or playground:NAME (JAX-native) on the device runner",
-    )
     seed: int = option(
         0,
         "random seed (networks, exploration, replay sampling, environments)",
@@ -106,13 +111,6 @@ class TrainConfig:
         high=SEED_MAX,
     )
     steps: int = option(1_000_000, "environment steps to train for (agent steps)", low=1)
-    num_envs: int = option(
-        1,
-        "environments stepped together; the agent acts on all in one call and the budget and "
-        "every interval count their steps summed",
-        low=1,
-        high=4096,
-    )
     num_seeds: int = option(
         1,
         "seeds trained side by side in one process (seed, seed + 1, ...); JAX-native "
@@ -120,7 +118,38 @@ class TrainConfig:
         low=1,
         high=1024,
     )
+    run_dir: str | None = option(None, "run folder; None: a new runs/ALGO-ENV-sSEED-TIME")
+    progress: str = option(
+        "auto",
+        "progress display: bar (live), lines (periodic plain lines), none; auto: bar on a tty",
+        choices=("auto", "bar", "lines", "none"),
+    )
+    tensorboard: bool = option(True, "write TensorBoard event files under RUN_DIR/tb")
+
+
+@dataclass
+class EnvSettings:
+    """The environment, and how many copies are stepped together."""
+
+    id: str = option(
+        "gym:Pendulum-v1",
+        "environment id: dmc:DOMAIN-TASK or gym:ID (Box action space) on the host runner; "
+        "gymnax:ID or playground:NAME (JAX-native) on the device runner",
+    )
+    num_envs: int = option(
+        1,
+        "environments stepped together; the agent acts on all in one call and the budget and "
+        "every interval count their steps summed",
+        low=1,
+        high=4096,
+    )
     action_repeat: int = option(1, "repeat each action this many env steps", low=1)
+
+
+@dataclass
+class RunnerSettings:
+    """The training loop's evaluation, logging and checkpoints."""
+
     eval_every: int = option(10_000, "evaluate the greedy policy every N env steps", low=1)
     eval_episodes: int = option(5, "episodes per evaluation", low=1)
     log_every: int = option(1_000, "write a metrics record every N env steps", low=1)
@@ -133,39 +162,119 @@ class TrainConfig:
     )
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep", low=1)
     save_replay: bool = option(True, "include the replay buffer in checkpoints (exact resume)")
-    run_dir: str | None = option(None, "run folder (default: runs/ALGO-ENV-sSEED-TIME)")
-    progress: str = option(
-        "auto",
-        "progress display: bar (live), lines (periodic plain lines), none; auto: bar on a tty",
-        choices=("auto", "bar", "lines", "none"),
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """The replay buffer and the batches the learner samples from it. Each algorithm declares its
+    reference values (`REPLAY` next to its config) and the settings it cannot use."""
+
+    capacity: int = option(
+        1_000_000, "replay buffer capacity (transitions, summed over environments)", low=1
     )
-    tensorboard: bool = option(True, "write TensorBoard event files under RUN_DIR/tb")
+    batch_size: int = option(256, "learner batch size", low=1)
+    n_step: int = option(1, "n-step return length", low=1)
+    prioritized: bool = option(False, "prioritised replay (False: uniform)")
+    priority_alpha: float = option(0.6, "prioritisation exponent alpha", low=0.0)
+    priority_beta: float = option(0.4, "importance-sampling exponent beta", low=0.0)
+
+
+def sections(algo: str) -> dict[str, type]:
+    """The config dataclass of each section of `algo`'s config, in order."""
+    return {name: type(value) for name, value in section_defaults(algo).items()}
+
+
+def section_defaults(algo: str) -> dict[str, Any]:
+    """Each section of `algo`'s config at its reference values: the replay section is the
+    algorithm's own (`REPLAY`), the agent section its config dataclass."""
+    # imported here: the agents import this module (for `option` and ConfigError)
+    from factorl.agents import get_algorithm
+
+    agent = get_algorithm(algo)
+    return {
+        "run": RunSettings(),
+        "env": EnvSettings(),
+        "replay": agent.REPLAY,
+        "agent": agent.Config(),
+        "runner": RunnerSettings(),
+    }
+
+
+def setting_keys(algo: str) -> list[str]:
+    """Every dotted key `algo`'s config has, section by section."""
+    return [
+        f"{name}.{f.name}" for name, cls in sections(algo).items() for f in dataclasses.fields(cls)
+    ]
+
+
+def _close_keys(key: str, known: Sequence[str]) -> str:
+    """The "did you mean ...?" of a mistyped dotted key ("" if nothing is close): the keys whose
+    field is the given name (a key given without its section), else the nearest spellings."""
+    field_name = key.rpartition(".")[2]
+    close = [k for k in known if k.rpartition(".")[2] == field_name]
+    close = close or difflib.get_close_matches(key, known, n=2, cutoff=0.75)
+    return f"did you mean {' or '.join(close)}?" if close else ""
+
+
+def _split_key(algo: str, key: str) -> tuple[str, str]:
+    """(section, field) of a dotted key, or a one-line error naming the closest keys."""
+    section, _, name = str(key).partition(".")
+    classes = sections(algo)
+    if section in classes and name in {f.name for f in dataclasses.fields(classes[section])}:
+        return section, name
+    hint = _close_keys(str(key), setting_keys(algo)) or "keys are SECTION.FIELD"
+    raise ConfigError(
+        f"unknown setting {key!r} for {algo}; {hint} ('factorl train {algo} -h' lists them)"
+    )
 
 
 @dataclass
-class RunConfig:
-    """Everything that defines a run: algorithm, loop settings and algorithm settings."""
+class Config:
+    """Everything that defines a run: the algorithm and its settings, section by section."""
 
     algo: str
-    train: TrainConfig
+    run: RunSettings
+    env: EnvSettings
+    replay: ReplaySettings
     agent: Any
+    runner: RunnerSettings
 
     def to_dict(self) -> dict[str, Any]:
+        """The config by sections, as saved in a run folder's config.json."""
         return {
             "algo": self.algo,
-            "train": dataclasses.asdict(self.train),
-            "agent": dataclasses.asdict(self.agent),
+            **{name: dataclasses.asdict(getattr(self, name)) for name in sections(self.algo)},
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
+    def settings(self) -> dict[str, Any]:
+        """Every setting by its dotted key (`run.steps`, `replay.n_step`, ...)."""
+        return flatten(self.to_dict())
+
     def validate(self) -> None:
-        validate(self.train, "train.")
-        validate(self.agent, f"{self.algo}.")
+        for name in sections(self.algo):
+            validate(getattr(self, name), f"{name}.")
         if hasattr(self.agent, "check"):
             self.agent.check()
+        self._check_replay()
         self._check_learning_can_start()
+
+    def _check_replay(self) -> None:
+        """Refuse a replay setting the algorithm cannot use (it must keep its reference value)."""
+        from factorl.agents import get_algorithm
+
+        agent = get_algorithm(self.algo)
+        for name, reason in agent.REPLAY_FIXED.items():
+            value, reference = getattr(self.replay, name), getattr(agent.REPLAY, name)
+            if value != reference:
+                raise ConfigError(
+                    f"replay.{name} must stay {reference!r} for {self.algo} ({reason}); "
+                    f"got {value!r}"
+                )
+        if self.replay.capacity < self.replay.n_step:
+            raise ConfigError("replay.capacity must be at least replay.n_step")
 
     def _check_learning_can_start(self) -> None:
         """Refuse a replay too small to ever hold `learning_starts` sampleable transitions.
@@ -173,28 +282,145 @@ class RunConfig:
         A step becomes sampleable once the n-step (or action-sequence) window after it is stored,
         so a full buffer holds capacity - window + 1 of them between episode ends.
         """
-        a, algo = self.agent, self.algo
-        capacity = getattr(a, "replay_capacity", None)
-        starts = getattr(a, "learning_starts", None)
-        if capacity is None or starts is None:
-            return
-        window = max(getattr(a, "n_step", 1), getattr(a, "horizon", 1))
-        n = self.train.num_envs  # every environment's stream holds capacity // n slots
+        capacity, starts = self.replay.capacity, self.agent.learning_starts
+        window = max(self.replay.n_step, getattr(self.agent, "horizon", 1))
+        n = self.env.num_envs  # every environment's stream holds capacity // n slots
         usable = n * (capacity // n - window + 1)
         if starts > usable:
             raise ConfigError(
-                f"{algo}.replay_capacity {capacity} holds at most {usable} sampleable transitions,"
-                f" fewer than {algo}.learning_starts {starts}, so learning would never start; "
-                "raise --replay-capacity or lower --learning-starts"
+                f"replay.capacity {capacity} holds at most {usable} sampleable transitions, fewer "
+                f"than agent.learning_starts {starts}, so learning would never start; raise "
+                "replay.capacity or lower agent.learning_starts"
             )
 
 
-def from_dict(cls: type, values: dict[str, Any], section: str) -> Any:
-    """Build a config dataclass from a dict, rejecting unknown keys with a clear message."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
+def flatten(nested: Mapping[str, Any]) -> dict[str, Any]:
+    """{"run": {"steps": 5}, "algo": "x"} -> {"run.steps": 5}: the dotted keys of a config dict
+    by sections (`algo`, not a setting, is left out)."""
+    return {
+        f"{section}.{name}": value
+        for section, values in nested.items()
+        if isinstance(values, Mapping)
+        for name, value in values.items()
+    }
+
+
+def build_config(algo: str, settings: Mapping[str, Any]) -> Config:
+    """A validated Config of `algo`: its reference defaults with `settings` (dotted keys) set."""
+    defaults = section_defaults(algo)
+    values: dict[str, dict[str, Any]] = {name: {} for name in defaults}
+    for key, value in settings.items():
+        section, name = _split_key(algo, key)
+        values[section][name] = value
+    parts = {name: dataclasses.replace(defaults[name], **values[name]) for name in defaults}
+    cfg = Config(algo, **parts)
+    cfg.validate()
+    return cfg
+
+
+#: where each setting of the first layout's flat `train` section lives now (run folders written
+#: before the config had sections keep {"algo", "train": {...}, "agent": {...}})
+_FIRST_LAYOUT_TRAIN = {
+    "env": "env.id",
+    "num_envs": "env.num_envs",
+    "action_repeat": "env.action_repeat",
+    **{name: f"run.{name}" for name in ("seed", "steps", "num_seeds", "run_dir", "progress")},
+    "tensorboard": "run.tensorboard",
+    **{f.name: f"runner.{f.name}" for f in dataclasses.fields(RunnerSettings)},
+}
+
+
+#: where each replay setting of the agent section of earlier layouts lives now
+_EARLIER_AGENT_REPLAY = {
+    "agent.replay_capacity": "replay.capacity",
+    **{
+        f"agent.{name}": f"replay.{name}"
+        for name in ("batch_size", "n_step", "prioritized", "priority_alpha", "priority_beta")
+    },
+}
+
+
+def saved_settings(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(algo, dotted settings) of a parsed config.json, of any layout: by sections, by sections
+    with the replay settings still in `agent`, or the first one's flat `train` and `agent`
+    sections. A pure transform: nothing is imported or run, and the settings still go through
+    `build_config`'s checks."""
+    algo = data["algo"]
+    if not isinstance(algo, str):
+        raise ConfigError(f"the algorithm must be a name, got {algo!r}")
+    if "train" in data:
+        if not isinstance(data["train"], Mapping) or not isinstance(data.get("agent", {}), Mapping):
+            raise ConfigError("its train and agent sections must be objects")
+        # a key the first layout did not have stays `train.KEY`, which build_config refuses
+        settings = {_FIRST_LAYOUT_TRAIN.get(k, f"train.{k}"): v for k, v in data["train"].items()}
+        settings.update(flatten({"agent": data.get("agent", {})}))
+    else:
+        settings = flatten({k: v for k, v in data.items() if k != "algo"})
+    return algo, {_EARLIER_AGENT_REPLAY.get(k, k): v for k, v in settings.items()}
+
+
+def parse_value(algo: str, key: str, text: str) -> Any:
+    """`text` as a value of setting `key`, typed by its field: integers, numbers, true/false
+    for booleans, none for an optional field. Bounds are checked later, by `validate`."""
+    section, name = _split_key(algo, key)
+    cls = sections(algo)[section]
+    kind = field_type(cls, name)
+    optional = field_type(cls, name, keep_none=True) is not kind
+    if optional and text.strip().lower() in ("none", "null"):
+        return None
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        raise ConfigError(f"{key} must be true or false, got {text!r}")
+    try:
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{key} must be {what}, got {text!r}") from None
+    return text
+
+
+def _override_parts(text: str) -> tuple[str, str]:
+    """(dotted key, value text) of `SECTION.FIELD=VALUE`; hyphens in FIELD become underscores."""
+    key, sep, value = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not section or not name:
         raise ConfigError(
-            f"unknown {section} option(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            f"an override is SECTION.FIELD=VALUE (e.g. agent.width=256), got {text!r}"
         )
-    return cls(**values)
+    return f"{section}.{name.replace('-', '_')}", value
+
+
+def parse_override(text: str, algo: str) -> tuple[str, Any]:
+    """One override in its string form, `SECTION.FIELD=VALUE` (for benchmark flags and sweeps),
+    as (dotted key, value typed by the field): `parse_override("agent.width=256", "decqn")` is
+    `("agent.width", 256)`. FIELD may be spelled with hyphens, as on the command line."""
+    key, value = _override_parts(text)
+    return key, parse_value(algo, key, value)
+
+
+def overrides_by_algo(algos: Sequence[str], items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each algorithm's overrides from `SECTION.FIELD=VALUE` strings (a benchmark's `--set`).
+
+    An item applies to every algorithm in `algos` that has its key; a key none of them has, or a
+    value of the wrong type, is a ConfigError, so a typo stops a sweep before it trains runs
+    labelled with settings they did not use. Ranges are checked later, by `make_config`.
+    """
+    result: dict[str, dict[str, Any]] = {algo: {} for algo in algos}
+    for item in items:
+        key, text = _override_parts(item)
+        having = [algo for algo in algos if key in setting_keys(algo)]
+        if not having:
+            known = sorted({k for algo in algos for k in setting_keys(algo)})
+            hint = _close_keys(key, known)
+            raise ConfigError(
+                f"{item!r}: no selected algorithm ({', '.join(algos)}) has setting {key!r}"
+                + (f"; {hint}" if hint else "")
+            )
+        for algo in having:
+            result[algo][key] = parse_value(algo, key, text)
+    return result

@@ -268,7 +268,7 @@ def _make_gym(name: str, seed: int | None, render_mode: str | None) -> gymnasium
         raise ValueError(
             f"'gym:{name}' would import the Python module {module!r}, and factorl never imports "
             f"code named in an environment id. Import it explicitly: 'factorl train --import "
-            f"{module} --env gym:{env_name}' (or 'import {module}' before calling factorl)."
+            f"{module} --env.id gym:{env_name}' (or 'import {module}' before calling factorl)."
         )
     if env_name not in gymnasium.registry:
         registered = [f"gym:{k}" for k in gymnasium.registry]

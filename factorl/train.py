@@ -15,7 +15,6 @@ those actions, which rebuilds the simulator states bit for bit on a deterministi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import signal
@@ -23,6 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,12 @@ import jax
 import numpy as np
 
 from factorl import checkpoint as ckpt
-from factorl.agents import CONFIGS, get_algorithm
+from factorl.agents import get_algorithm
 from factorl.agents.base import TrainBatch
-from factorl.config import ConfigError, RunConfig, TrainConfig, from_dict
+from factorl.config import Config, ConfigError, build_config, saved_settings
 from factorl.envs import make_env
 from factorl.logging import RunLogger
-from factorl.presets import apply_preset
+from factorl.presets import preset_settings
 from factorl.runfolder import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -107,39 +107,34 @@ class LoopState:
         )
 
 
-#: loop settings that may change when a run is resumed (the rest would change the run itself)
-RESUMABLE = {
-    "steps",
-    "eval_every",
-    "eval_episodes",
-    "log_every",
-    "checkpoint_every",
-    "checkpoint_minutes",
-    "keep_checkpoints",
-    "progress",
-    "tensorboard",
-    "save_replay",
-}
+#: settings a resume may change: budget, intervals and display (the rest would change the run)
+RESUMABLE = frozenset(
+    {
+        "run.steps",
+        "run.progress",
+        "run.tensorboard",
+        "runner.eval_every",
+        "runner.eval_episodes",
+        "runner.log_every",
+        "runner.checkpoint_every",
+        "runner.checkpoint_minutes",
+        "runner.keep_checkpoints",
+        "runner.save_replay",
+    }
+)
 
 
-def config_changes(saved: RunConfig, given: RunConfig) -> list[str]:
-    """What `given` changes in a saved run's config beyond the RESUMABLE loop settings, one
-    "--flag (saved X, given Y)" per field. The run folder is whatever is being resumed."""
+def config_changes(saved: Config, given: Config) -> list[str]:
+    """What `given` changes in a saved run's config beyond the RESUMABLE settings, one
+    "KEY (saved X, given Y)" per setting. The run folder is whatever is being resumed."""
     if saved.algo != given.algo:
         return [f"the algorithm (saved {saved.algo!r}, given {given.algo!r})"]
-    changes = []
-    for section in ("train", "agent"):
-        old, new = (
-            dataclasses.asdict(getattr(saved, section)),
-            dataclasses.asdict(getattr(given, section)),
-        )
-        for key, value in new.items():
-            if section == "train" and key in (*RESUMABLE, "run_dir"):
-                continue
-            if value != old[key]:
-                flag = "--" + key.replace("_", "-")
-                changes.append(f"{flag} (saved {old[key]!r}, given {value!r})")
-    return changes
+    old, new = saved.settings(), given.settings()
+    return [
+        f"{key} (saved {old[key]!r}, given {value!r})"
+        for key, value in new.items()
+        if key not in RESUMABLE and key != "run.run_dir" and value != old[key]
+    ]
 
 
 def episode_seed(seed: int, stream: int, *index: int) -> int:
@@ -148,25 +143,17 @@ def episode_seed(seed: int, stream: int, *index: int) -> int:
 
 
 def make_config(
-    algo: str, train: dict | None = None, agent: dict | None = None, preset: str | None = None
-) -> RunConfig:
-    """Build and validate a RunConfig from plain dicts (unknown keys are errors).
-
-    `preset` names overrides from `factorl.presets` applied under the given values.
-    """
-    get_algorithm(algo)
-    train, agent = apply_preset(algo, preset, dict(train or {}), dict(agent or {}))
-    cfg = RunConfig(
-        algo=algo,
-        train=from_dict(TrainConfig, train or {}, "train"),
-        agent=from_dict(CONFIGS[algo], agent or {}, algo),
-    )
-    cfg.validate()
-    return cfg
+    algo: str, overrides: Mapping[str, Any] | None = None, preset: str | None = None
+) -> Config:
+    """A validated Config of `algo`: its reference defaults, then preset `preset` (see
+    `factorl.presets`), then `overrides`, keyed by dotted setting names (`"env.id"`,
+    `"run.steps"`, `"replay.n_step"`). An unknown key or a bad value is a ConfigError."""
+    return build_config(algo, {**preset_settings(algo, preset), **(overrides or {})})
 
 
-def load_config(run_dir: Path) -> RunConfig:
-    """The resolved config a run was started with."""
+def load_config(run_dir: str | Path) -> Config:
+    """The resolved config a run was started with, read as data and checked as `make_config`
+    checks (a run folder of the first, flat layout is read too)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         if (Path(run_dir) / LOCK_FILE).is_file():  # stopped while starting, before its config
@@ -177,24 +164,26 @@ def load_config(run_dir: Path) -> RunConfig:
         raise ConfigError(f"{run_dir} is not a factorl run folder (no {CONFIG_FILE})")
     try:
         data = json.loads(path.read_text())
-        return make_config(data["algo"], data["train"], data["agent"])
+        if not isinstance(data, dict):
+            raise TypeError("it is not a JSON object")
+        return build_config(*saved_settings(data))
     except OSError as e:
         raise ConfigError(f"cannot read {path} ({describe_os_error(e)})") from e
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ConfigError) as e:
         raise ConfigError(f"{path} is not a valid factorl config: {e}") from e
 
 
-def default_run_dir(cfg: RunConfig) -> Path:
-    env = cfg.train.env.replace(":", "-").replace("/", "-")
+def default_run_dir(cfg: Config) -> Path:
+    env = cfg.env.id.replace(":", "-").replace("/", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.algo}-{env}-s{cfg.train.seed}-{stamp}"
+    return Path("runs") / f"{cfg.algo}-{env}-s{cfg.run.seed}-{stamp}"
 
 
-def resolve_run_dir(cfg: RunConfig, resume: str | Path | None) -> Path:
+def resolve_run_dir(cfg: Config, resume: str | Path | None) -> Path:
     """The run's folder: `resume` (whose saved config `cfg` may change only in the RESUMABLE
-    loop settings), else `cfg.train.run_dir`, else a new default one."""
+    settings), else `cfg.run.run_dir`, else a new default one."""
     if resume is None:
-        return Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
+        return Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg)
     run_dir = Path(resume)
     changes = config_changes(load_config(run_dir), cfg)
     if changes:
@@ -205,8 +194,8 @@ def resolve_run_dir(cfg: RunConfig, resume: str | Path | None) -> Path:
     return run_dir
 
 
-def build_agent(cfg: RunConfig, env) -> Any:
-    return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space)
+def build_agent(cfg: Config, env) -> Any:
+    return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space, cfg.replay)
 
 
 def _finite(obs: np.ndarray, reward: np.ndarray) -> bool:
@@ -241,7 +230,7 @@ LOOP_FORMAT = 2
 
 
 def _save(
-    run_dir: Path, cfg: RunConfig, action_size: int, state, replay, loop: LoopState, rng, obs,
+    run_dir: Path, cfg: Config, action_size: int, state, replay, loop: LoopState, rng, obs,
     unwritten: list[dict[str, Any]],
 ) -> Path:  # fmt: skip
     actions = [np.asarray(a, np.float32).reshape(len(a), action_size) for a in loop.episode_actions]
@@ -256,7 +245,7 @@ def _save(
             "recent_returns": np.asarray(loop.recent_returns, np.float64),
         }
     }
-    if cfg.train.save_replay:
+    if cfg.runner.save_replay:
         arrays["replay"] = replay.state_dict()
     meta = {
         "algo": cfg.algo,
@@ -269,7 +258,7 @@ def _save(
         "unwritten_records": unwritten,
     }
     return ckpt.save_checkpoint(
-        run_dir / CHECKPOINT_DIR, loop.env_step, state, arrays, meta, cfg.train.keep_checkpoints
+        run_dir / CHECKPOINT_DIR, loop.env_step, state, arrays, meta, cfg.runner.keep_checkpoints
     )
 
 
@@ -361,7 +350,7 @@ def _checked_loop(
     return loop, obs, unwritten
 
 
-def _restore(path: Path, cfg: RunConfig, agent, template, replay, rng, envs, notes: list[str]):
+def _restore(path: Path, cfg: Config, agent, template, replay, rng, envs, notes: list[str]):
     state, arrays, meta = ckpt.load_checkpoint(path, template)
     if meta.get("algo") != cfg.algo:
         raise ckpt.CheckpointError(f"{path} was written by {meta.get('algo')!r}, not {cfg.algo!r}")
@@ -384,9 +373,7 @@ def _restore(path: Path, cfg: RunConfig, agent, template, replay, rng, envs, not
     # rebuild every environment's episode in progress by replaying its actions
     obs = np.empty_like(saved_obs)
     for i, env in enumerate(envs.envs):
-        obs[i], _ = env.reset(
-            seed=episode_seed(cfg.train.seed, TRAIN_STREAM, loop.episode_index[i])
-        )
+        obs[i], _ = env.reset(seed=episode_seed(cfg.run.seed, TRAIN_STREAM, loop.episode_index[i]))
         for action in loop.episode_actions[i]:
             obs[i] = env.step(action.reshape(action_space.shape))[0]
     if not np.array_equal(obs, saved_obs):
@@ -432,20 +419,19 @@ class _StopFlag:
             signal.signal(sig, previous)
 
 
-def _env_or_config_error(cfg: RunConfig, seed: int | None = None):
+def _env_or_config_error(cfg: Config, seed: int | None = None):
     """`make_env` for a config, with an unknown or unusable environment as a ConfigError."""
     try:
-        return make_env(cfg.train.env, seed=seed, action_repeat=cfg.train.action_repeat)
+        return make_env(cfg.env.id, seed=seed, action_repeat=cfg.env.action_repeat)
     except ValueError as e:
         raise ConfigError(str(e)) from e
 
 
-def _vector_env(cfg: RunConfig) -> gymnasium.vector.SyncVectorEnv:
+def _vector_env(cfg: Config) -> gymnasium.vector.SyncVectorEnv:
     """`num_envs` training environments behind Gymnasium's vector API. Autoreset is off: the
     loop resets finished environments itself, each with its episode's seed (exact resume)."""
-    t = cfg.train
     return gymnasium.vector.SyncVectorEnv(
-        [lambda: _env_or_config_error(cfg, t.seed) for _ in range(t.num_envs)],
+        [lambda: _env_or_config_error(cfg, cfg.run.seed) for _ in range(cfg.env.num_envs)],
         autoreset_mode=gymnasium.vector.AutoresetMode.DISABLED,
     )
 
@@ -463,7 +449,7 @@ def prepare_run_folder(run_dir: Path, resuming: bool, overwrite: bool) -> list[s
         if not overwrite:
             raise ConfigError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir}, start it "
-                "over with --overwrite, or choose another --run-dir"
+                "over with --overwrite, or choose another --run.run-dir"
             )
         notes.append(f"[factorl] --overwrite: removed the previous run in {run_dir}")
     return notes
@@ -491,11 +477,10 @@ class Trainer:
     """
 
     def __init__(
-        self, config: RunConfig, resume: str | Path | None = None, *, overwrite: bool = False
+        self, config: Config, resume: str | Path | None = None, *, overwrite: bool = False
     ) -> None:
         config.validate()
         self.cfg = cfg = config
-        t = cfg.train
         self.logger: RunLogger | None = None
         self.envs = self.eval_env = None
         self.finished = False
@@ -507,7 +492,7 @@ class Trainer:
             # the checkpoint is chosen under the lock: a process that held the folder until now
             # may have saved a newer one
             checkpoint = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR) if resume else None
-            if checkpoint is not None and ckpt.read_meta(checkpoint)["env_step"] >= t.steps:
+            if checkpoint is not None and ckpt.read_meta(checkpoint)["env_step"] >= cfg.run.steps:
                 self._load_finished(checkpoint)
                 self.close()
                 return
@@ -526,28 +511,30 @@ class Trainer:
 
     def _build(self) -> None:
         """The environments, agent, replay buffer and initial state (nothing is written)."""
-        cfg, t = self.cfg, self.cfg.train
-        if t.num_seeds > 1:
+        cfg = self.cfg
+        if cfg.run.num_seeds > 1:
             raise ConfigError(
-                f"--num-seeds trains seeds side by side on JAX-native environments (gymnax:, "
-                f"playground:); {t.env} runs on the host: start one run per seed instead"
+                f"run.num_seeds trains seeds side by side on JAX-native environments (gymnax:, "
+                f"playground:); {cfg.env.id} runs on the host: start one run per seed instead"
             )
-        self.eval_env = _env_or_config_error(cfg, t.seed + 1)
+        self.eval_env = _env_or_config_error(cfg, cfg.run.seed + 1)
         self.envs = _vector_env(cfg)
         try:
             self.agent = build_agent(cfg, self.eval_env)
         except ValueError as e:  # an action space the algorithm cannot use: a config problem
             raise ConfigError(str(e)) from e
         try:
-            self.replay = self.agent.make_replay(self.eval_env.observation_space.shape, t.num_envs)
+            self.replay = self.agent.make_replay(
+                self.eval_env.observation_space.shape, cfg.env.num_envs
+            )
         except ValueError as e:
-            raise ConfigError(f"--replay-capacity: {e}") from e
-        self.rng = np.random.default_rng(np.random.SeedSequence([t.seed, 2]))
-        self.state = self.agent.init(t.seed, t.num_envs)
+            raise ConfigError(f"replay.capacity: {e}") from e
+        self.rng = np.random.default_rng(np.random.SeedSequence([cfg.run.seed, 2]))
+        self.state = self.agent.init(cfg.run.seed, cfg.env.num_envs)
         self.action_size = int(np.prod(self.eval_env.action_space.shape))
 
     def _open(self, checkpoint: Path | None, resuming: bool, overwrite: bool) -> None:
-        cfg, t, run_dir = self.cfg, self.cfg.train, self.run_dir
+        cfg, run_dir = self.cfg, self.run_dir
         notes = prepare_run_folder(run_dir, resuming, overwrite)
         if resuming and checkpoint is None:
             notes.append(
@@ -561,8 +548,8 @@ class Trainer:
                 checkpoint, cfg, self.agent, self.state, self.replay, self.rng, self.envs, notes
             )
         else:
-            self.loop = LoopState.starting(t.num_envs)
-            seeds = [episode_seed(t.seed, TRAIN_STREAM, i) for i in range(t.num_envs)]
+            self.loop = LoopState.starting(cfg.env.num_envs)
+            seeds = [episode_seed(cfg.run.seed, TRAIN_STREAM, i) for i in range(cfg.env.num_envs)]
             self.obs, _ = self.envs.reset(seed=seeds)
             self.state = self.agent.begin_episodes(self.state)
         try:
@@ -573,22 +560,22 @@ class Trainer:
             ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.to_json() + "\n")
             self.logger = RunLogger(
                 run_dir,
-                t.steps,
+                cfg.run.steps,
                 self.loop.env_step,
-                progress=t.progress,
-                tensorboard=t.tensorboard,
-                line_every=t.log_every,
+                progress=cfg.run.progress,
+                tensorboard=cfg.run.tensorboard,
+                line_every=cfg.runner.log_every,
             )
         except OSError as e:
             raise _folder_error(run_dir, e, "write the run's files") from e
         where = f"from {checkpoint.name} at env step {self.loop.env_step}" if checkpoint else ""
         verb = f"resumed {run_dir} {where}" if checkpoint else "training"
-        self.logger.message(f"[factorl] {verb} {cfg.algo} on {t.env}; run folder {run_dir}")
-        if t.steps < self.agent.learning_starts:
+        self.logger.message(f"[factorl] {verb} {cfg.algo} on {cfg.env.id}; run folder {run_dir}")
+        if cfg.run.steps < self.agent.learning_starts:
             notes.append(
-                f"[factorl] note: the budget of {t.steps} env steps ends before learning starts "
-                f"(after {self.agent.learning_starts} transitions); this run will not learn "
-                "unless resumed with more --steps"
+                f"[factorl] note: the budget of {cfg.run.steps} env steps ends before learning "
+                f"starts (after {self.agent.learning_starts} transitions); this run will not learn "
+                "unless resumed with more --run.steps"
             )
         for note in notes:
             self.logger.message(note)
@@ -623,7 +610,7 @@ class Trainer:
 
     def env_step(self) -> None:
         """Act in every environment, step them, store the transitions, handle episode ends."""
-        loop, n = self.loop, self.cfg.train.num_envs
+        loop, n = self.loop, self.cfg.env.num_envs
         mode = "random" if loop.env_step < self.agent.random_steps else "explore"
         state_before = self.state
         try:
@@ -661,7 +648,7 @@ class Trainer:
 
     def _begin_episodes(self, ended: np.ndarray) -> None:
         """Record the finished episodes and reset their environments with the next seeds."""
-        loop, t = self.loop, self.cfg.train
+        loop, cfg = self.loop, self.cfg
         seeds: list[int | None] = [None] * len(ended)
         for i in np.flatnonzero(ended).tolist():
             loop.recent_returns.append(float(loop.episode_return[i]))
@@ -679,13 +666,13 @@ class Trainer:
             loop.episodes_started += 1
             loop.episode_return[i], loop.episode_length[i] = 0.0, 0
             loop.episode_actions[i] = []
-            seeds[i] = episode_seed(t.seed, TRAIN_STREAM, int(loop.episode_index[i]))
+            seeds[i] = episode_seed(cfg.run.seed, TRAIN_STREAM, int(loop.episode_index[i]))
         self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": ended})
         self.state = self.agent.begin_episodes(self.state, ended)
 
     def learn(self) -> None:
         """One learner step on a replay sample; stops on non-finite numbers."""
-        batch = self.replay.sample(self.agent.config.batch_size, self.rng)
+        batch = self.replay.sample(self.agent.replay_settings.batch_size, self.rng)
         new_state, metrics, td_abs = self.agent.update(self.state, TrainBatch.from_sample(batch))
         metrics = jax.device_get(metrics)
         if not bool(metrics.pop("finite")):
@@ -706,7 +693,7 @@ class Trainer:
         record = {
             "event": "train",
             "env_step": loop.env_step,
-            "env_frames": loop.env_step * self.cfg.train.action_repeat,
+            "env_frames": loop.env_step * self.cfg.env.action_repeat,
             "learner_step": int(self.state.learner_step),
             "wall_time": round(self.wall(), 3),
             "episodes": loop.episodes_done,
@@ -727,11 +714,17 @@ class Trainer:
         """Greedy evaluation. A `final` one (the budget ended between evaluation points) has
         seeds of its own and leaves the round counter alone, so a run whose budget is later
         extended goes on exactly as one that had the larger budget from the start."""
-        loop, t = self.loop, self.cfg.train
+        loop, cfg = self.loop, self.cfg
         stream = FINAL_EVAL_STREAM if final else EVAL_STREAM
         index = loop.env_step if final else loop.eval_round
         returns = run_episodes(
-            self.agent, self.state, self.eval_env, t.seed, (index,), t.eval_episodes, stream
+            self.agent,
+            self.state,
+            self.eval_env,
+            cfg.run.seed,
+            (index,),
+            cfg.runner.eval_episodes,
+            stream,
         )
         if not final:
             loop.eval_round += 1
@@ -740,7 +733,7 @@ class Trainer:
         record = {
             "event": "eval",
             "env_step": loop.env_step,
-            "env_frames": loop.env_step * t.action_repeat,
+            "env_frames": loop.env_step * cfg.env.action_repeat,
             "learner_step": int(self.state.learner_step),
             "wall_time": round(self.wall(), 3),
             "eval_return": loop.last_eval_return,
@@ -762,25 +755,25 @@ class Trainer:
             self._window.append((now, step))
             (t0, s0), (t1, s1) = self._window[0], self._window[-1]
             sps = (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
-            self._progress = _progress_fields(self.loop, sps, self.cfg.train.steps)
+            self._progress = _progress_fields(self.loop, sps, self.cfg.run.steps)
         self.logger.progress(step, self._progress, line_due)
 
     # ------------------------------------------------------------------------------- the loop
     def checkpoint_due(self, before: int | None = None) -> bool:
         """Every `checkpoint_every` env steps, and once `checkpoint_minutes` have passed;
         `before` is the env step before the last step (one vector step back by default)."""
-        t = self.cfg.train
+        cfg = self.cfg
         if before is None:
-            before = self.loop.env_step - t.num_envs
-        if _crossed(before, self.loop.env_step, t.checkpoint_every):
+            before = self.loop.env_step - cfg.env.num_envs
+        if _crossed(before, self.loop.env_step, cfg.runner.checkpoint_every):
             return True
-        minutes = t.checkpoint_minutes
+        minutes = cfg.runner.checkpoint_minutes
         return minutes > 0 and time.perf_counter() - self._last_save >= 60 * minutes
 
     def step(self, end_step: int) -> int:
         """One iteration of the loop: a (vector) env step, then whatever falls due. Returns the
         number of learner steps taken."""
-        loop, t, agent = self.loop, self.cfg.train, self.agent
+        loop, cfg, agent = self.loop, self.cfg, self.agent
         before = loop.env_step
         self.env_step()
         step = loop.env_step
@@ -791,9 +784,9 @@ class Trainer:
             if len(self.replay) >= agent.learning_starts:
                 self.learn()
                 learned += 1
-        if _crossed(before, step, t.log_every):
+        if _crossed(before, step, cfg.runner.log_every):
             self.record_train()
-        if _crossed(before, step, t.eval_every):
+        if _crossed(before, step, cfg.runner.eval_every):
             self.evaluate()
         self._mid_step = False
         if self.checkpoint_due(before) and self.logger.error is None:
@@ -802,18 +795,20 @@ class Trainer:
         return learned
 
     def run(self, stop_after: int | None = None) -> TrainResult:
-        loop, t, agent = self.loop, self.cfg.train, self.agent
+        loop, cfg, agent = self.loop, self.cfg, self.agent
         if self.finished:
             print(
-                f"[factorl] {self.run_dir} has already used its budget of {t.steps} env steps "
-                f"(it is at env step {loop.env_step}); nothing to do. Pass --steps N with N > "
-                f"{loop.env_step} to train further.",
+                f"[factorl] {self.run_dir} has already used its budget of {cfg.run.steps} env "
+                f"steps (it is at env step {loop.env_step}); nothing to do. Pass --run.steps N "
+                f"with N > {loop.env_step} to train further.",
                 file=sys.stderr,
             )
             return TrainResult(
                 self.run_dir, agent, self.state, loop.env_step, loop.last_eval_return, "completed"
             )
-        end_step = t.steps if stop_after is None else min(t.steps, loop.env_step + stop_after)
+        end_step = (
+            cfg.run.steps if stop_after is None else min(cfg.run.steps, loop.env_step + stop_after)
+        )
         status, stop = "completed", _StopFlag()
         try:
             with stop:
@@ -823,7 +818,7 @@ class Trainer:
                     if stop.requested:
                         status = "interrupted"
                         break
-                at_budget = status == "completed" and loop.env_step >= t.steps
+                at_budget = status == "completed" and loop.env_step >= cfg.run.steps
                 if at_budget and self._evaluated_at != loop.env_step:
                     self._mid_step = True  # a checkpoint without it would skip it on resume
                     self.evaluate(final=True)
@@ -898,13 +893,13 @@ class Trainer:
 
 
 def train(
-    config: RunConfig,
+    config: Config,
     resume: str | Path | None = None,
     *,
     stop_after: int | None = None,
     overwrite: bool = False,
 ) -> TrainResult:
-    """Train `config.algo` on `config.train.env`; with `resume`, continue that run folder.
+    """Train `config.algo` on `config.env.id`; with `resume`, continue that run folder.
 
     Host environments (dmc:, gym:) run on the host runner (`Trainer`), JAX-native ones (gymnax:,
     playground:) on the device runner (`factorl.runners.device.DeviceTrainer`).
@@ -915,7 +910,7 @@ def train(
     """
     from factorl.runners.device import DeviceTrainer, is_jax_env
 
-    runner = DeviceTrainer if is_jax_env(config.train.env) else Trainer
+    runner = DeviceTrainer if is_jax_env(config.env.id) else Trainer
     return runner(config, resume, overwrite=overwrite).run(stop_after)
 
 
@@ -936,7 +931,7 @@ def _progress_fields(loop: LoopState, sps: float, total: int) -> dict[str, str]:
 class Policy:
     """A trained agent as a function of observations: `policy(obs) -> action` (greedy)."""
 
-    def __init__(self, config: RunConfig, agent, state) -> None:
+    def __init__(self, config: Config, agent, state) -> None:
         self.config, self.agent = config, agent
         self.state = agent.with_num_envs(state, 1)
         self._step = 0
@@ -962,15 +957,15 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pol
         raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
     from factorl.runners.device import is_jax_env, load_device_run
 
-    if is_jax_env(cfg.train.env):  # the first seed's agent of a device run
+    if is_jax_env(cfg.env.id):  # the first seed's agent of a device run
         agent, _, states = load_device_run(cfg, path)
         return Policy(cfg, agent, jax.tree_util.tree_map(lambda x: x[0], states))
-    env = _env_or_config_error(cfg, cfg.train.seed)
+    env = _env_or_config_error(cfg, cfg.run.seed)
     try:
         agent = build_agent(cfg, env)
     finally:
         env.close()
-    state, _, _ = ckpt.load_checkpoint(path, agent.init(cfg.train.seed, cfg.train.num_envs))
+    state, _, _ = ckpt.load_checkpoint(path, agent.init(cfg.run.seed, cfg.env.num_envs))
     return Policy(cfg, agent, state)
 
 
@@ -980,16 +975,16 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None) -
     from factorl.runners.device import evaluate_device_run, is_jax_env
 
     cfg = load_config(run_dir)
-    if is_jax_env(cfg.train.env):
+    if is_jax_env(cfg.env.id):
         path = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
         if path is None:
             raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
-        seed = cfg.train.seed + 10_000 if seed is None else seed
+        seed = cfg.run.seed + 10_000 if seed is None else seed
         return evaluate_device_run(cfg, path, episodes, seed)
     policy = load_agent(run_dir)
     cfg = policy.config
     env = _env_or_config_error(cfg)
-    seed = cfg.train.seed + 10_000 if seed is None else seed
+    seed = cfg.run.seed + 10_000 if seed is None else seed
     returns = run_episodes(policy.agent, policy.state, env, seed, (0,), episodes)
     env.close()
     return {
@@ -997,7 +992,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None) -
         "std": float(np.std(returns)),
         "returns": returns,
         "episodes": episodes,
-        "env": cfg.train.env,
+        "env": cfg.env.id,
         "finite": all(math.isfinite(r) for r in returns),
     }
 

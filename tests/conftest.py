@@ -11,32 +11,41 @@ import pytest
 from factorl.logging import read_metrics
 from factorl.train import make_config
 
-TINY_AGENT = {
-    "width": 32,
-    "batch_size": 32,
-    "learning_starts": 100,
-    "update_every": 2,
-    "target_update_period": 20,
-    "replay_capacity": 5000,
+#: a tiny DecQN's agent and replay settings
+TINY_DECQN = {
+    "agent.width": 32,
+    "agent.learning_starts": 100,
+    "agent.update_every": 2,
+    "agent.target_update_period": 20,
+    "replay.batch_size": 32,
+    "replay.capacity": 5000,
 }
 
 
-def tiny_config(run_dir, algo="decqn", steps=600, agent=None, **train):
-    """A run on Pendulum that takes a couple of seconds (`agent`: the algorithm's options;
-    default: a tiny DecQN)."""
-    values = {
-        "env": "gym:Pendulum-v1",
-        "steps": steps,
-        "eval_every": 300,
-        "eval_episodes": 1,
-        "log_every": 100,
-        "checkpoint_every": 10_000,
-        "progress": "none",
-        "tensorboard": False,
-        "run_dir": str(run_dir),
-        **train,
-    }
-    return make_config(algo, values, dict(TINY_AGENT) if agent is None else agent)
+#: the loop settings of a tiny run (dotted keys, as `make_config` takes them)
+TINY_LOOP = {
+    "env.id": "gym:Pendulum-v1",
+    "runner.eval_every": 300,
+    "runner.eval_episodes": 1,
+    "runner.log_every": 100,
+    "runner.checkpoint_every": 10_000,
+    "run.progress": "none",
+    "run.tensorboard": False,
+}
+
+
+def in_section(section, values):
+    """A table of one section's values as dotted keys: {"width": 32} -> {"agent.width": 32}."""
+    return {f"{section}.{name}": value for name, value in values.items()}
+
+
+def tiny_config(run_dir, algo="decqn", steps=600, overrides=None):
+    """A run on Pendulum that takes a couple of seconds: TINY_LOOP, TINY_DECQN when `algo` is
+    decqn (other algorithms' tests name their own agent and replay settings), then `overrides`
+    (dotted keys)."""
+    agent = TINY_DECQN if algo == "decqn" else {}
+    settings = {**TINY_LOOP, **agent, "run.steps": steps, "run.run_dir": str(run_dir)}
+    return make_config(algo, {**settings, **(overrides or {})})
 
 
 def leaves(tree):
@@ -114,4 +123,6 @@ for _fault in ("nan", "crash", "sigint"):
 
 @pytest.fixture
 def tiny(tmp_path):
-    return lambda **kw: tiny_config(tmp_path / "run", **kw)
+    return lambda steps=600, overrides=None: tiny_config(
+        tmp_path / "run", "decqn", steps, overrides
+    )

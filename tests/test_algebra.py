@@ -183,7 +183,7 @@ def test_bootstrap_and_huber():
 def _tiny_decqn(**overrides):
     obs_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
     act_space = gym.spaces.Box(np.array([-1.0, 0.0], np.float32), np.array([1.0, 2.0], np.float32))
-    cfg = DecQNConfig(width=16, batch_size=4, **overrides)
+    cfg = DecQNConfig(width=16, **overrides)
     return DecQN(cfg, obs_space, act_space)
 
 

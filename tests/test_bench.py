@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from factorl.config import ConfigError
+
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "throughput.py"
 
 
@@ -25,16 +27,16 @@ def test_throughput_benchmark_runs_and_writes_its_report(tmp_path):
     bench = _load_bench()
     out = tmp_path / "results" / "throughput.json"
     overrides = {
-        "width": 32,
-        "batch_size": 32,
-        "learning_starts": 64,
-        "update_every": 2,
-        "replay_capacity": 2000,
+        "agent.width": 32,
+        "replay.batch_size": 32,
+        "agent.learning_starts": 64,
+        "agent.update_every": 2,
+        "replay.capacity": 2000,
     }
     argv = ["--env", "gym:Pendulum-v1", "--algos", "decqn", "--steps", "200", "--warmup", "150"]
     argv += ["--updates", "10", "--acts", "50", "--out", str(out)]
     for key, value in overrides.items():
-        argv += ["--agent-override", f"{key}={value}"]
+        argv += ["--set", f"{key}={value}"]
     bench.main(argv)
 
     report = json.loads(out.read_text())
@@ -80,12 +82,12 @@ def test_plain_td3_comparison_runs_both_loops_on_the_same_steps(tmp_path):
     argv = ["--env", "gym:Pendulum-v1", "--algos", "td3", "--steps", "300", "--warmup", "250"]
     argv += ["--updates", "5", "--acts", "20", "--plain-td3", "--out", str(out)]
     for key, value in {
-        "width": 16,
-        "batch_size": 16,
-        "learning_starts": 200,
-        "random_steps": 200,
+        "agent.width": 16,
+        "replay.batch_size": 16,
+        "agent.learning_starts": 200,
+        "agent.random_steps": 200,
     }.items():
-        argv += ["--agent-override", f"{key}={value}"]
+        argv += ["--set", f"{key}={value}"]
     bench.main(argv)
 
     paired = json.loads(out.read_text())["plain_td3"]
@@ -137,27 +139,16 @@ def test_source_revision_names_the_commit_and_flags_uncommitted_changes(tmp_path
     assert source_revision(repo / "sub") is None  # inside a repository but not its root
 
 
-def test_agent_overrides_are_typed_scoped_and_checked():
-    from factorl.agents import agent_overrides
-    from factorl.config import ConfigError
-
-    got = agent_overrides(
-        ["decqn", "cqn"],
-        ["width=64", "cqn.levels=2", "decqn.prioritized=false", "learning-rate=3e-4"],
-    )
-    assert got["decqn"] == {"width": 64, "prioritized": False, "learning_rate": 3e-4}
-    assert got["cqn"] == {"width": 64, "levels": 2, "learning_rate": 3e-4}
-    bad = {
-        "widht=64": "no selected algorithm has option 'widht'",  # a typo is not dropped
-        "td3.width=64": "not among the algorithms",
-        "width": "expects",
-        "width=wide": "width must be int",
-        "cqn.random_ties=maybe": "random_ties must be true or false",
-        # decqn's option, not cqn's
-        "cqn.prioritized=true": "no selected algorithm has option 'prioritized'",
-    }
-    for item, message in bad.items():
-        with pytest.raises(ConfigError, match=message):
-            agent_overrides(["decqn", "cqn"], [item])
-    with pytest.raises(ConfigError, match="unknown algorithm 'dqn'"):
-        agent_overrides(["dqn"], [])
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("agent.widht=32", r"no selected algorithm \(decqn\) has setting 'agent\.widht'"),
+        ("agent.width=wide", r"agent\.width must be an integer, got 'wide'"),
+        ("run.seed=3", r"--set run\.seed: the benchmark sets the run, env and runner sections"),
+    ],
+)
+def test_throughput_set_takes_agent_settings_and_refuses_typos_before_measuring(item, message):
+    bench = _load_bench()
+    argv = ["--env", "gym:Pendulum-v1", "--algos", "decqn", "--set", item]
+    with pytest.raises(ConfigError, match=message):
+        bench.run(bench.parse_args(argv))

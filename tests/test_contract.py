@@ -10,7 +10,7 @@ environment, and exact resume of environments whose episodes end at different st
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import TINY_AGENT, leaves, records, same_leaves, tiny_config
+from conftest import TINY_DECQN, leaves, records, same_leaves, tiny_config
 
 from factorl.agents import ALGORITHMS
 from factorl.agents.base import TrainBatch
@@ -18,28 +18,32 @@ from factorl.train import build_agent, make_config, train
 
 #: small sizes shared by the tiny runs below: Pendulum learns nothing in 600 steps, but every
 #: path of the loop (random warm-up, learning, evaluation, checkpoints) runs
-_SMALL = {"width": 32, "batch_size": 32, "learning_starts": 100, "replay_capacity": 5000}
-#: variant name -> (algorithm, its tiny options); each algorithm's main options get a variant
+_SMALL = {"agent.width": 32, "agent.learning_starts": 100, "replay.batch_size": 32,
+          "replay.capacity": 5000}  # fmt: skip
+#: variant name -> (algorithm, its tiny settings); each algorithm's main options get a variant
 VARIANTS = {
-    "decqn": ("decqn", TINY_AGENT),
-    "revalued": ("revalued", {**_SMALL, "ensemble_size": 3, "random_steps": 100,
-                              "update_every": 2, "epsilon_decay": 0.99}),
+    "decqn": ("decqn", TINY_DECQN),
+    "revalued": ("revalued", {**_SMALL, "agent.ensemble_size": 3, "agent.random_steps": 100,
+                              "agent.update_every": 2, "agent.epsilon_decay": 0.99}),
     # redq draws its members from the state's key and learner step: resume must reproduce them
-    "revalued-redq": ("revalued", {**_SMALL, "ensemble_size": 3, "random_steps": 100,
-                                   "update_every": 2, "target": "redq"}),
-    "cqn": ("cqn", {**_SMALL, "random_steps": 100, "update_every": 2,
-                    "target_update_period": 20}),
-    "cqn-c51-dueling": ("cqn", {**_SMALL, "random_steps": 100, "update_every": 2,
-                                "distributional": True, "dueling": True, "v_min": -200.0,
-                                "v_max": 0.0}),
+    "revalued-redq": ("revalued", {**_SMALL, "agent.ensemble_size": 3,
+                                   "agent.random_steps": 100, "agent.update_every": 2,
+                                   "agent.target": "redq"}),
+    "cqn": ("cqn", {**_SMALL, "agent.random_steps": 100, "agent.update_every": 2,
+                    "agent.target_update_period": 20}),
+    "cqn-c51-dueling": ("cqn", {**_SMALL, "agent.random_steps": 100, "agent.update_every": 2,
+                                "agent.distributional": True, "agent.dueling": True,
+                                "agent.v_min": -200.0, "agent.v_max": 0.0}),
     # CQN-AS keeps the sequences it is executing in its state: resume mid-episode restores them
-    "cqn_as-ensemble": ("cqn_as", {**_SMALL, "width": 16, "batch_size": 16, "random_steps": 100,
-                                   "horizon": 3, "execution": "ensemble"}),
-    "cqn_as-replan": ("cqn_as", {**_SMALL, "width": 16, "batch_size": 16, "random_steps": 100,
-                                 "horizon": 3, "execution": "replan"}),
-    "sac": ("sac", {**_SMALL, "random_steps": 50}),
-    "sac-bernoulli": ("sac", {**_SMALL, "random_steps": 50, "policy": "bernoulli"}),
-    "td3": ("td3", {**_SMALL, "random_steps": 50}),
+    "cqn_as-ensemble": ("cqn_as", {**_SMALL, "agent.width": 16, "replay.batch_size": 16,
+                                   "agent.random_steps": 100, "agent.horizon": 3,
+                                   "agent.execution": "ensemble"}),
+    "cqn_as-replan": ("cqn_as", {**_SMALL, "agent.width": 16, "replay.batch_size": 16,
+                                 "agent.random_steps": 100, "agent.horizon": 3,
+                                 "agent.execution": "replan"}),
+    "sac": ("sac", {**_SMALL, "agent.random_steps": 50}),
+    "sac-bernoulli": ("sac", {**_SMALL, "agent.random_steps": 50, "agent.policy": "bernoulli"}),
+    "td3": ("td3", {**_SMALL, "agent.random_steps": 50}),
 }  # fmt: skip
 
 
@@ -48,9 +52,9 @@ VARIANTS = {
 PER_ALGORITHM = ["decqn", "revalued", "cqn", "cqn_as-ensemble", "cqn_as-replan", "sac", "td3"]
 
 
-def _tiny(run_dir, variant, steps=600, **train_values):
-    algo, agent = VARIANTS[variant]
-    return tiny_config(run_dir, algo, steps, agent=dict(agent), **train_values)
+def _tiny(run_dir, variant, steps=600, overrides=None):
+    algo, settings = VARIANTS[variant]
+    return tiny_config(run_dir, algo, steps, {**settings, **(overrides or {})})
 
 
 def test_every_registered_algorithm_has_a_contract_variant():
@@ -75,14 +79,14 @@ def test_deterministic_exact_resume_and_compile_once(tmp_path, variant):
     assert same_leaves(straight.state, resumed.state)
     assert records(straight.run_dir) == records(tmp_path / "split")
     # another seed gives other numbers
-    other = train(_tiny(tmp_path / "other", variant, seed=1), stop_after=330)
+    other = train(_tiny(tmp_path / "other", variant, overrides={"run.seed": 1}), stop_after=330)
     assert not same_leaves(other.state, first.state)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_a_non_finite_update_is_flagged_and_leaves_its_input_state_intact(variant):
-    algo, agent_values = VARIANTS[variant]
-    cfg = make_config(algo, {}, {**agent_values, "batch_size": 8})
+    algo, settings = VARIANTS[variant]
+    cfg = make_config(algo, {**settings, "replay.batch_size": 8})
     env = gym.make("Pendulum-v1")
     agent = build_agent(cfg, env)
     replay = agent.make_replay(env.observation_space.shape)
@@ -108,8 +112,8 @@ def test_a_non_finite_update_is_flagged_and_leaves_its_input_state_intact(varian
 
 
 def _agent(variant: str):
-    algo, agent_values = VARIANTS[variant]
-    return build_agent(make_config(algo, {}, agent_values), gym.make("Pendulum-v1"))
+    algo, settings = VARIANTS[variant]
+    return build_agent(make_config(algo, settings), gym.make("Pendulum-v1"))
 
 
 @pytest.mark.parametrize("variant", PER_ALGORITHM)
@@ -143,15 +147,15 @@ def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(var
 def test_several_environments_resume_exactly_with_ragged_episodes(tmp_path, variant):
     # three environments whose episodes end at different steps, terminated or truncated; the run
     # stops with every environment mid-episode and resumes bit for bit
-    ragged = {"env": "gym:FactorlTestRagged-v0", "num_envs": 3}
-    straight = train(_tiny(tmp_path / "straight", variant, steps=300, **ragged))
+    ragged = {"env.id": "gym:FactorlTestRagged-v0", "env.num_envs": 3}
+    straight = train(_tiny(tmp_path / "straight", variant, steps=300, overrides=ragged))
     assert straight.env_step == 300 and int(straight.state.learner_step) > 0
     modes = 2 + (straight.agent.random_steps > 0)
     assert straight.agent.trace_counts == {"update": 1, "act": modes}
-    first = train(_tiny(tmp_path / "split", variant, steps=300, **ragged), stop_after=162)
+    first = train(_tiny(tmp_path / "split", variant, steps=300, overrides=ragged), stop_after=162)
     assert first.env_step == 162
     resumed = train(
-        _tiny(tmp_path / "split", variant, steps=300, **ragged), resume=tmp_path / "split"
+        _tiny(tmp_path / "split", variant, steps=300, overrides=ragged), resume=tmp_path / "split"
     )
     assert same_leaves(straight.state, resumed.state)
     assert records(straight.run_dir) == records(tmp_path / "split")

@@ -69,7 +69,7 @@ def test_path_centres_start_at_the_middle_of_the_range():
 def _agent(**kw):
     obs = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
     act = gym.spaces.Box(LOW, HIGH)
-    return CQN(CQNConfig(width=16, batch_size=8, **kw), obs, act)
+    return CQN(CQNConfig(width=16, **kw), obs, act)
 
 
 def test_greedy_action_is_the_argmax_along_the_zoom_path():

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import by_params
+from conftest import by_params, in_section
 
 from factorl.agents.base import TrainBatch
 from factorl.agents.cqn_as import CQNAS, CQNASConfig, SequenceCritic, ensemble_weights
@@ -28,7 +28,7 @@ def test_ensemble_weights_hand_worked():
 def _agent(**kw):
     obs = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
     act = gym.spaces.Box(np.array([-10.0, -10.0], np.float32), np.array([100.0, 100.0], np.float32))
-    return CQNAS(CQNASConfig(width=8, batch_size=4, horizon=3, **kw), obs, act)
+    return CQNAS(CQNASConfig(width=8, horizon=3, **kw), obs, act)
 
 
 def _with_fake_predictions(agent):
@@ -139,18 +139,18 @@ def test_target_and_loss_are_per_level_step_and_dimension():
 
 def test_distributional_is_refused():
     with pytest.raises(ConfigError, match="distributional"):
-        make_config("cqn_as", {}, {"distributional": True})
+        make_config("cqn_as", {"agent.distributional": True})
 
 
 def _cfg(run_dir, steps=400, **agent):
-    values = {"width": 16, "batch_size": 16, "random_steps": 100, "learning_starts": 100,
-              "target_update_period": 20, "replay_capacity": 5000, "horizon": 3,
-              **agent}  # fmt: skip
+    values = {"width": 16, "random_steps": 100, "learning_starts": 100,
+              "target_update_period": 20, "horizon": 3, **agent}  # fmt: skip
     return make_config(
         "cqn_as",
-        {"env": "gym:Pendulum-v1", "steps": steps, "eval_every": 200, "eval_episodes": 1,
-         "log_every": 100, "progress": "none", "tensorboard": False, "run_dir": str(run_dir)},
-        values,
+        {"env.id": "gym:Pendulum-v1", "run.steps": steps, "runner.eval_every": 200,
+         "runner.eval_episodes": 1, "runner.log_every": 100, "run.progress": "none",
+         "run.tensorboard": False, "run.run_dir": str(run_dir), "replay.batch_size": 16,
+         "replay.capacity": 5000, **in_section("agent", values)},
     )  # fmt: skip
 
 

@@ -11,24 +11,24 @@ from factorl.config import ConfigError
 from factorl.train import evaluate, load_agent, make_config, train
 
 
-def _device_config(run_dir, variant="decqn", steps=400, **train_values):
-    algo, agent = VARIANTS[variant]
-    agent = {**agent, "learning_starts": 64}  # DecQN's replay stays prioritised, as by default
+def _device_config(run_dir, variant="decqn", steps=400, overrides=None):
+    algo, settings = VARIANTS[variant]
+    # DecQN's replay stays prioritised, as by default
+    settings = {**settings, "agent.learning_starts": 64}
     values = {
-        "env": "gymnax:Pendulum-v1",
-        "steps": steps,
-        "num_envs": 2,
-        "num_seeds": 2,
-        "eval_every": 200,
-        "eval_episodes": 2,
-        "log_every": 100,
-        "checkpoint_every": 10_000,
-        "progress": "none",
-        "tensorboard": False,
-        "run_dir": str(run_dir),
-        **train_values,
+        "env.id": "gymnax:Pendulum-v1",
+        "run.steps": steps,
+        "env.num_envs": 2,
+        "run.num_seeds": 2,
+        "runner.eval_every": 200,
+        "runner.eval_episodes": 2,
+        "runner.log_every": 100,
+        "runner.checkpoint_every": 10_000,
+        "run.progress": "none",
+        "run.tensorboard": False,
+        "run.run_dir": str(run_dir),
     }
-    return make_config(algo, values, agent)
+    return make_config(algo, {**values, **settings, **(overrides or {})})
 
 
 @pytest.mark.parametrize("variant", PER_ALGORITHM)
@@ -80,10 +80,13 @@ def test_a_device_run_loads_as_a_policy_and_evaluates(tmp_path):
 
 
 def test_device_runner_errors_are_one_line(tmp_path):
-    with pytest.raises(ConfigError, match="--num-seeds"):
-        train(make_config("decqn", {"num_seeds": 2, "run_dir": str(tmp_path / "b")}))
+    with pytest.raises(ConfigError, match=r"run\.num_seeds"):
+        train(make_config("decqn", {"run.num_seeds": 2, "run.run_dir": str(tmp_path / "b")}))
     with pytest.raises(ConfigError, match="Box"):
-        train(make_config("sac", {"env": "gymnax:CartPole-v1", "run_dir": str(tmp_path / "c")}))
+        cfg = make_config(
+            "sac", {"env.id": "gymnax:CartPole-v1", "run.run_dir": str(tmp_path / "c")}
+        )
+        train(cfg)
 
 
 @pytest.mark.slow
@@ -91,26 +94,26 @@ def test_decqn_learns_pendulum_on_the_device_runner(tmp_path):
     # a random or broken policy scores about -1200 to -1500 on Pendulum; two seeds of DecQN,
     # four environments each, reach about -200 within 10k env steps
     agent = {
-        "prioritized": False,
-        "width": 256,
-        "learning_rate": 1e-3,
-        "update_every": 2,
-        "learning_starts": 1000,
-        "replay_capacity": 100_000,
+        "replay.prioritized": False,
+        "agent.width": 256,
+        "agent.learning_rate": 1e-3,
+        "agent.update_every": 2,
+        "agent.learning_starts": 1000,
+        "replay.capacity": 100_000,
     }
-    train_values = {
-        "env": "gymnax:Pendulum-v1",
-        "steps": 10_000,
-        "num_envs": 4,
-        "num_seeds": 2,
-        "eval_every": 10_000,
-        "eval_episodes": 10,
-        "log_every": 1000,
-        "progress": "none",
-        "tensorboard": False,
-        "run_dir": str(tmp_path / "run"),
+    loop_settings = {
+        "env.id": "gymnax:Pendulum-v1",
+        "run.steps": 10_000,
+        "env.num_envs": 4,
+        "run.num_seeds": 2,
+        "runner.eval_every": 10_000,
+        "runner.eval_episodes": 10,
+        "runner.log_every": 1000,
+        "run.progress": "none",
+        "run.tensorboard": False,
+        "run.run_dir": str(tmp_path / "run"),
     }
-    result = train(make_config("decqn", train_values, agent))
+    result = train(make_config("decqn", {**loop_settings, **agent}))
     evals = [r["eval_return"] for r in records(result.run_dir) if r["event"] == "eval"]
     assert len(evals) == 2 and min(evals) > -450, evals
 
@@ -121,16 +124,16 @@ def test_the_command_line_trains_resumes_and_evaluates_a_device_run(tmp_path, ca
     from factorl.cli import main
 
     run = tmp_path / "run"
-    tiny = ["--width", "32", "--batch-size", "32", "--learning-starts", "64",
-            "--num-envs", "2", "--num-seeds", "2", "--eval-every", "200",
-            "--eval-episodes", "2", "--log-every", "100", "--progress", "lines",
-            "--no-tensorboard"]  # fmt: skip
-    argv = ["train", "decqn", "--env", "gymnax:Pendulum-v1", "--run-dir", str(run), *tiny]
-    assert main([*argv, "--steps", "200"]) == 0
+    tiny = ["--agent.width", "32", "--replay.batch-size", "32", "--agent.learning-starts", "64",
+            "--env.num-envs", "2", "--run.num-seeds", "2", "--runner.eval-every", "200",
+            "--runner.eval-episodes", "2", "--runner.log-every", "100", "--run.progress", "lines",
+            "--run.no-tensorboard"]  # fmt: skip
+    argv = ["train", "decqn", "--env.id", "gymnax:Pendulum-v1", "--run.run-dir", str(run), *tiny]
+    assert main([*argv, "--run.steps", "200"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out.strip().splitlines()[-1])["env_step"] == 200
     assert "2 seeds x 2 environments, device runner" in err
-    assert main(["train", "--resume", str(run), "--steps", "400"]) == 0
+    assert main(["train", "--resume", str(run), "--run.steps", "400"]) == 0
     out, _ = capsys.readouterr()
     assert json.loads(out.strip().splitlines()[-1])["env_step"] == 400
     assert main(["eval", str(run), "--episodes", "2"]) == 0

@@ -11,22 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from factorl.agents import CONFIGS
+from factorl.agents import ALGORITHMS, CONFIGS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: pages that document only what they change or add to another page's table
 BASE_PAGE = {"cqn_as": "cqn"}
 
 
-def config_table(page: str) -> dict[str, str]:
-    """field name -> default cell, from the table under "## Config fields" of docs/{page}.md.
+def config_table(page: str, heading: str = "## Config fields") -> dict[str, str]:
+    """field name -> default cell, from the table under `heading` of docs/{page}.md.
 
     A row may name several fields ("levels, bins | 3, 5"); their defaults are then split on
     commas too, unless the counts differ (one default shared by all).
     """
     text = (DOCS / f"{page}.md").read_text()
-    assert "## Config fields" in text, f"docs/{page}.md has no '## Config fields' section"
-    section = text.split("## Config fields", 1)[1].split("\n## ", 1)[0]
+    assert heading in text, f"docs/{page}.md has no '{heading}' section"
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in rows[0].strip("|").split("|")]
     column = header.index("default")
@@ -78,6 +78,22 @@ def test_config_table_matches_code(name):
         if k in table and not matches(table[k], v)
     ]
     problems += [f"{k}: in the table but not a config field" for k in table if k not in fields]
+    assert not problems, f"docs/{name}.md is out of date:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_replay_table_matches_the_algorithms_reference_replay(name):
+    table = config_table(name, "## Replay settings")
+    if name in BASE_PAGE:
+        table = {**config_table(BASE_PAGE[name], "## Replay settings"), **table}
+    reference = dataclasses.asdict(ALGORITHMS[name].REPLAY)
+    assert {"capacity", "batch_size"} <= set(table), f"docs/{name}.md: replay table incomplete"
+    problems = [f"{k}: not a replay setting" for k in table if k not in reference]
+    problems += [
+        f"{k}: table says {table[k]!r}, code has {reference[k]!r}"
+        for k in table
+        if k in reference and not matches(table[k], reference[k])
+    ]
     assert not problems, f"docs/{name}.md is out of date:\n" + "\n".join(problems)
 
 

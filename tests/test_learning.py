@@ -17,12 +17,12 @@ def test_decqn_learns_pendulum(tmp_path):
     cfg = make_config(
         "decqn",
         {
-            "steps": 10_000,
-            "eval_every": 5_000,
-            "eval_episodes": 10,
-            "progress": "none",
-            "tensorboard": False,
-            "run_dir": str(tmp_path / "run"),
+            "run.steps": 10_000,
+            "runner.eval_every": 5_000,
+            "runner.eval_episodes": 10,
+            "run.progress": "none",
+            "run.tensorboard": False,
+            "run.run_dir": str(tmp_path / "run"),
         },
         preset="quickstart",
     )
@@ -41,12 +41,12 @@ def test_cqn_learns_pendulum(tmp_path):
     cfg = make_config(
         "cqn",
         {
-            "steps": 10_000,
-            "eval_every": 5_000,
-            "eval_episodes": 10,
-            "progress": "none",
-            "tensorboard": False,
-            "run_dir": str(tmp_path / "run"),
+            "run.steps": 10_000,
+            "runner.eval_every": 5_000,
+            "runner.eval_episodes": 10,
+            "run.progress": "none",
+            "run.tensorboard": False,
+            "run.run_dir": str(tmp_path / "run"),
         },
         preset="quickstart",
     )
@@ -69,15 +69,15 @@ def test_cqn_as_learns_pendulum(tmp_path):
     cfg = make_config(
         "cqn_as",
         {
-            "seed": 1,
-            "steps": 16_000,
-            "eval_every": 2_000,
-            "eval_episodes": 10,
-            "progress": "none",
-            "tensorboard": False,
-            "run_dir": str(tmp_path / "run"),
+            "run.seed": 1,
+            "run.steps": 16_000,
+            "runner.eval_every": 2_000,
+            "runner.eval_episodes": 10,
+            "run.progress": "none",
+            "run.tensorboard": False,
+            "run.run_dir": str(tmp_path / "run"),
+            "agent.execution": "replan",
         },
-        {"execution": "replan"},
         preset="quickstart",
     )
     result = train(cfg)

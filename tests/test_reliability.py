@@ -26,10 +26,11 @@ from factorl.train import StoppedAtOnce, Trainer, evaluate, load_agent, make_con
 
 #: conftest's tiny_config as flags, so CLI runs and `train(tiny_config(...))` runs are the same run
 TINY_FLAGS = [
-    "--width", "32", "--batch-size", "32", "--learning-starts", "100", "--update-every", "2",
-    "--target-update-period", "20", "--replay-capacity", "5000", "--eval-every", "300",
-    "--eval-episodes", "1", "--log-every", "100", "--checkpoint-every", "10000",
-    "--progress", "lines", "--no-tensorboard",
+    "--agent.width", "32", "--replay.batch-size", "32", "--agent.learning-starts", "100",
+    "--agent.update-every", "2", "--agent.target-update-period", "20",
+    "--replay.capacity", "5000", "--runner.eval-every", "300", "--runner.eval-episodes", "1",
+    "--runner.log-every", "100", "--runner.checkpoint-every", "10000", "--run.progress", "lines",
+    "--run.no-tensorboard",
 ]  # fmt: skip
 
 
@@ -75,7 +76,7 @@ def _run_whose_config_names(tmp_path, env_id):
     run = tmp_path / "run"
     train(tiny_config(run, steps=100))
     config = json.loads((run / "config.json").read_text())
-    config["train"]["env"] = env_id
+    config["env"]["id"] = env_id
     (run / "config.json").write_text(json.dumps(config))
     return run
 
@@ -94,12 +95,12 @@ def booby_trap(tmp_path, monkeypatch):
 def test_an_environment_id_never_imports_a_module(tmp_path, booby_trap, capsys):
     from factorl.envs import make_env
 
-    with pytest.raises(ValueError, match="--import factorl_trap --env gym:Pendulum-v1"):
+    with pytest.raises(ValueError, match=r"--import factorl_trap --env\.id gym:Pendulum-v1"):
         make_env("gym:factorl_trap:Pendulum-v1")
     run = _run_whose_config_names(tmp_path, "gym:factorl_trap:Pendulum-v1")
     assert main(["eval", str(run)]) == 2
     assert "never imports code" in capsys.readouterr().err
-    assert main(["train", "--resume", str(run), "--steps", "200"]) == 2
+    assert main(["train", "--resume", str(run), "--run.steps", "200"]) == 2
     for load in (load_agent, evaluate):
         with pytest.raises(ConfigError, match="never imports code"):
             load(run)
@@ -115,7 +116,15 @@ def test_import_is_an_explicit_command_line_opt_in(tmp_path, monkeypatch, capsys
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     run = tmp_path / "run"
-    argv = ["train", "--env", "gym:FactorlRegistered-v0", "--steps", "100", "--run-dir", str(run)]
+    argv = [
+        "train",
+        "--env.id",
+        "gym:FactorlRegistered-v0",
+        "--run.steps",
+        "100",
+        "--run.run-dir",
+        str(run),
+    ]
     assert main([*argv, *TINY_FLAGS, "--import", "factorl_test_registry"]) == 0
     # a saved config asks for no import; evaluating needs the same explicit --import
     gym.registry.pop("FactorlRegistered-v0")
@@ -129,11 +138,16 @@ def test_import_is_an_explicit_command_line_opt_in(tmp_path, monkeypatch, capsys
 # -------------------- 2. SIGTERM
 def test_sigterm_stops_with_a_checkpoint_and_resume_is_exact(tmp_path):
     straight = tmp_path / "straight"
-    train(tiny_config(straight, steps=4000, eval_every=1000, log_every=500))
+    train(
+        tiny_config(
+            straight, steps=4000, overrides={"runner.eval_every": 1000, "runner.log_every": 500}
+        )
+    )
     run = tmp_path / "run"
     proc = _cli(
-        "train", "--env", "gym:Pendulum-v1", "--steps", "4000", "--run-dir", str(run),
-        *TINY_FLAGS, "--eval-every", "1000", "--log-every", "500", "--checkpoint-every", "10000",
+        "train", "--env.id", "gym:Pendulum-v1", "--run.steps", "4000", "--run.run-dir", str(run),
+        *TINY_FLAGS, "--runner.eval-every", "1000", "--runner.log-every", "500",
+        "--runner.checkpoint-every", "10000",
     )  # fmt: skip
     _wait_for_step(run, 500, proc)
     proc.send_signal(signal.SIGTERM)
@@ -142,14 +156,24 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_is_exact(tmp_path):
     assert "stopped by SIGTERM" in err and "--resume" in err
     stopped_at = ckpt.read_meta(ckpt.latest_checkpoint(run / "checkpoints"))["env_step"]
     assert 500 <= stopped_at < 4000
-    train(tiny_config(run, steps=4000, eval_every=1000, log_every=500), resume=run)
+    train(
+        tiny_config(
+            run, steps=4000, overrides={"runner.eval_every": 1000, "runner.log_every": 500}
+        ),
+        resume=run,
+    )
     assert records(run) == records(straight)
     assert _same_final_checkpoint(run, straight)
 
 
 # -------------------- 3. time-based checkpoints, kill -9
 def test_checkpoints_fall_due_by_wall_time(tiny, monkeypatch):
-    trainer = Trainer(tiny(steps=1000, checkpoint_every=10_000, checkpoint_minutes=2.0))
+    trainer = Trainer(
+        tiny(
+            steps=1000,
+            overrides={"runner.checkpoint_every": 10_000, "runner.checkpoint_minutes": 2.0},
+        )
+    )
     now = [trainer._last_save]
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     trainer.loop.env_step = 7  # not a multiple of checkpoint_every
@@ -165,14 +189,23 @@ def test_checkpoints_fall_due_by_wall_time(tiny, monkeypatch):
 
 def test_interrupted_checkpoint_writes_are_tidied_on_the_next_start(tmp_path):
     run = tmp_path / "run"
-    train(tiny_config(run, steps=200, checkpoint_every=100, keep_checkpoints=1))
+    train(
+        tiny_config(
+            run, steps=200, overrides={"runner.checkpoint_every": 100, "runner.keep_checkpoints": 1}
+        )
+    )
     root = run / "checkpoints"
     (root / ".tmp-step_0000000300-4242").mkdir()  # killed while writing step 300
     (root / ".tmp-step_0000000300-4242" / "state.msgpack").write_bytes(b"\0" * 8)
     # killed while re-saving step 200: the old copy is swapped out, the new one never landed
     (root / "step_0000000200").rename(root / ".old-step_0000000200-4243")
     (run / ".metrics.jsonl.tmp-4244").write_text("torn")
-    train(tiny_config(run, steps=400, checkpoint_every=100, keep_checkpoints=1), resume=run)
+    train(
+        tiny_config(
+            run, steps=400, overrides={"runner.checkpoint_every": 100, "runner.keep_checkpoints": 1}
+        ),
+        resume=run,
+    )
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step_0000000400"]
     assert not (run / ".metrics.jsonl.tmp-4244").exists()
     straight = train(tiny_config(tmp_path / "straight", steps=400))
@@ -199,11 +232,12 @@ def _saved_past(run_dir, step, proc, timeout=300):
 @pytest.mark.slow
 def test_kill_9_at_random_moments_never_breaks_resume_and_ends_identical(tmp_path):
     flags = [
-        "--env", "gym:Pendulum-v1", "--steps", "6000", *TINY_FLAGS, "--eval-every", "1000",
-        "--log-every", "500", "--checkpoint-minutes", "0.01",
+        "--env.id", "gym:Pendulum-v1", "--run.steps", "6000", *TINY_FLAGS,
+        "--runner.eval-every", "1000", "--runner.log-every", "500",
+        "--runner.checkpoint-minutes", "0.01",
     ]  # fmt: skip
     straight, run = tmp_path / "straight", tmp_path / "run"
-    assert _cli("train", *flags, "--run-dir", str(straight)).wait(timeout=300) == 0
+    assert _cli("train", *flags, "--run.run-dir", str(straight)).wait(timeout=300) == 0
     rng = np.random.default_rng(0)
     kills = 0
     for first in (True, False, False, False):
@@ -214,7 +248,7 @@ def test_kill_9_at_random_moments_never_breaks_resume_and_ends_identical(tmp_pat
             *(
                 ["train", "--resume", str(run)]
                 if started
-                else ["train", *flags, "--run-dir", str(run)]
+                else ["train", *flags, "--run.run-dir", str(run)]
             )
         )
         if first:  # anywhere in start-up or early training, likely before any checkpoint
@@ -240,13 +274,21 @@ def test_kill_9_at_random_moments_never_breaks_resume_and_ends_identical(tmp_pat
 # -------------------- 4. resume with unchanged flags
 def test_resume_accepts_repeated_flags_and_names_a_real_change(tmp_path, capsys):
     run = tmp_path / "run"
-    start = ["--env", "gym:Pendulum-v1", "--seed", "3", "--run-dir", str(run), *TINY_FLAGS]
-    assert main(["train", *start, "--steps", "100"]) == 0
-    assert main(["train", "--resume", str(run), *start, "--steps", "200"]) == 0
+    start = [
+        "--env.id",
+        "gym:Pendulum-v1",
+        "--run.seed",
+        "3",
+        "--run.run-dir",
+        str(run),
+        *TINY_FLAGS,
+    ]
+    assert main(["train", *start, "--run.steps", "100"]) == 0
+    assert main(["train", "--resume", str(run), *start, "--run.steps", "200"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["env_step"] == 200
-    assert main(["train", "--resume", str(run), "--seed", "4", "--width", "64"]) == 2
+    assert main(["train", "--resume", str(run), "--run.seed", "4", "--agent.width", "64"]) == 2
     err = capsys.readouterr().err
-    assert "--seed (saved 3, given 4)" in err and "--width (saved 32, given 64)" in err
+    assert "run.seed (saved 3, given 4)" in err and "agent.width (saved 32, given 64)" in err
 
 
 # -------------------- 5. one process per run folder
@@ -286,11 +328,13 @@ def test_a_fresh_run_refuses_a_folder_with_metrics_unless_told_to_overwrite(tmp_
     (run / "metrics.jsonl").write_text('{"event": "train", "env_step": 100}\n')
     with pytest.raises(ConfigError, match="--overwrite"):
         train(tiny_config(run, steps=200))
-    argv = ["train", "--env", "gym:Pendulum-v1", "--steps", "200", "--run-dir", str(run)]
+    argv = ["train", "--env.id", "gym:Pendulum-v1", "--run.steps", "200", "--run.run-dir", str(run)]
     assert main([*argv, *TINY_FLAGS]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main([*argv, *TINY_FLAGS, "--overwrite"]) == 0
-    straight = train(tiny_config(tmp_path / "straight", steps=200, eval_every=300))
+    straight = train(
+        tiny_config(tmp_path / "straight", steps=200, overrides={"runner.eval_every": 300})
+    )
     assert records(run) == records(straight.run_dir)
 
 
@@ -318,7 +362,7 @@ def test_extending_a_budget_that_ended_between_evaluations_is_exact(tmp_path):
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", "--env", "gym:Pendulum-v1", "--steps", "450", "--run-dir", str(run)]
+    argv = ["train", "--env.id", "gym:Pendulum-v1", "--run.steps", "450", "--run.run-dir", str(run)]
     assert main([*argv, *TINY_FLAGS]) == 0
     capsys.readouterr()
 
@@ -377,7 +421,7 @@ def test_a_failing_tensorboard_writer_is_dropped_not_waited_on(tiny, monkeypatch
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(EventsWriter, "write_event", full_disk)
-    result = train(tiny(steps=600, tensorboard=True, progress="lines"))
+    result = train(tiny(steps=600, overrides={"run.tensorboard": True, "run.progress": "lines"}))
     assert result.status == "completed"
     assert "continuing without TensorBoard" in capsys.readouterr().err
     assert [r["env_step"] for r in read_metrics(result.run_dir) if r["event"] == "train"] == [
@@ -400,7 +444,7 @@ class _FullConsole:
 
 def test_a_console_that_cannot_take_more_does_not_stop_training(tiny, monkeypatch):
     monkeypatch.setattr(sys, "stderr", _FullConsole())
-    result = train(tiny(steps=300, progress="lines"))
+    result = train(tiny(steps=300, overrides={"run.progress": "lines"}))
     assert result.status == "completed" and result.env_step == 300
     train_steps = [r["env_step"] for r in read_metrics(result.run_dir) if r["event"] == "train"]
     assert train_steps == [100, 200, 300]
@@ -424,15 +468,26 @@ def test_a_full_disk_while_resuming_is_one_line_and_changes_nothing(tmp_path, mo
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--replay-capacity", "1000000000000"], "GiB of memory is available"),
-        (["--seed", "99999999999999999999"], "train.seed must be >= 0 and <= 2147483646"),
+        (["--replay.capacity", "1000000000000"], "GiB of memory is available"),
+        (["--run.seed", "99999999999999999999"], "run.seed must be >= 0 and <= 2147483646"),
         # 9. a replay that can never hold learning_starts transitions
-        (["--replay-capacity", "500", "--learning-starts", "1000"], "learning would never start"),
+        (
+            ["--replay.capacity", "500", "--agent.learning-starts", "1000"],
+            "learning would never start",
+        ),
     ],
 )
 def test_impossible_settings_are_refused_before_anything_runs(tmp_path, capsys, flags, message):
     run = tmp_path / "run"
-    argv = ["train", "--env", "gym:Pendulum-v1", "--steps", "2000", "--run-dir", str(run)]
+    argv = [
+        "train",
+        "--env.id",
+        "gym:Pendulum-v1",
+        "--run.steps",
+        "2000",
+        "--run.run-dir",
+        str(run),
+    ]
     assert main([*argv, *flags]) == 2
     assert message in capsys.readouterr().err
     assert not run.exists()
@@ -449,11 +504,11 @@ def test_an_unwritable_run_folder_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(os, "open", read_only)
     argv = [
         "train",
-        "--env",
+        "--env.id",
         "gym:Pendulum-v1",
-        "--steps",
+        "--run.steps",
         "100",
-        "--run-dir",
+        "--run.run-dir",
         str(tmp_path / "ro"),
     ]
     assert main([*argv, *TINY_FLAGS]) == 1
@@ -526,7 +581,7 @@ def test_a_symlinked_metrics_file_is_refused(tmp_path):
 def test_a_config_naming_a_vanished_environment_is_one_line(tmp_path, capsys):
     run = _run_whose_config_names(tmp_path, "gym:FactorlNoLongerThere-v3")
     assert main(["eval", str(run)]) == 2
-    assert main(["train", "--resume", str(run), "--steps", "200"]) == 2
+    assert main(["train", "--resume", str(run), "--run.steps", "200"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all("FactorlNoLongerThere-v3" in line for line in lines)
 
@@ -548,14 +603,16 @@ class _DoubleCtrlC(gym.Wrapper):
 
 def test_ctrl_c_twice_during_an_evaluation_is_one_line_and_resume_is_exact(tmp_path, capsys):
     run = tmp_path / "run"
-    trainer = Trainer(tiny_config(run, steps=600, checkpoint_every=100))
+    trainer = Trainer(tiny_config(run, steps=600, overrides={"runner.checkpoint_every": 100}))
     trainer.eval_env = _DoubleCtrlC(trainer.eval_env, at_step=50)  # the evaluation at 300
     with pytest.raises(StoppedAtOnce, match="second SIGINT at env step 300") as err:
         trainer.run()
     assert "step_0000000200" in str(err.value)  # the step's checkpoint had not been written yet
     assert ckpt.latest_checkpoint(run / "checkpoints").name == "step_0000000200"
-    train(tiny_config(run, steps=600, checkpoint_every=100), resume=run)
-    straight = train(tiny_config(tmp_path / "straight", steps=600, checkpoint_every=100))
+    train(tiny_config(run, steps=600, overrides={"runner.checkpoint_every": 100}), resume=run)
+    straight = train(
+        tiny_config(tmp_path / "straight", steps=600, overrides={"runner.checkpoint_every": 100})
+    )
     assert records(run) == records(straight.run_dir)
     assert _same_final_checkpoint(run, straight.run_dir)
 
@@ -567,7 +624,7 @@ def test_stopped_at_once_is_exit_code_130_with_one_line(tmp_path, monkeypatch, c
         raise StoppedAtOnce("stopped at once by a second SIGINT at env step 7; no checkpoint")
 
     monkeypatch.setattr(cli, "train", interrupted)
-    assert main(["train", "--steps", "10", "--run-dir", str(tmp_path / "r")]) == 130
+    assert main(["train", "--run.steps", "10", "--run.run-dir", str(tmp_path / "r")]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [
         "factorl: stopped at once by a second SIGINT at env step 7; no checkpoint"
     ]
@@ -575,8 +632,9 @@ def test_stopped_at_once_is_exit_code_130_with_one_line(tmp_path, monkeypatch, c
 
 def test_make_config_refuses_a_replay_that_never_fills():
     with pytest.raises(ConfigError, match="never start"):
-        make_config("decqn", {}, {"replay_capacity": 500, "learning_starts": 1000})
+        make_config("decqn", {"replay.capacity": 500, "agent.learning_starts": 1000})
     # n-step windows: 1002 slots hold 1000 sampleable 3-step transitions between episode ends
-    make_config("decqn", {}, {"replay_capacity": 1002, "learning_starts": 1000, "n_step": 3})
+    window = {"agent.learning_starts": 1000, "replay.n_step": 3}
+    make_config("decqn", {**window, "replay.capacity": 1002})
     with pytest.raises(ConfigError, match="at most 999"):
-        make_config("decqn", {}, {"replay_capacity": 1001, "learning_starts": 1000, "n_step": 3})
+        make_config("decqn", {**window, "replay.capacity": 1001})

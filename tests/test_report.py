@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_AGENT, tiny_config
+from conftest import TINY_DECQN, tiny_config
 
 from factorl import checkpoint as ckpt
 from factorl.train import train
@@ -135,8 +135,8 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
     argv = ["--algos", "decqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
     argv += ["--eval-every", "150", "--eval-episodes", "1"]
     argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
-    for key, value in TINY_AGENT.items():
-        argv += ["--agent-override", f"{key}={value}"]
+    for key, value in TINY_DECQN.items():
+        argv += ["--set", f"{key}={value}"]
 
     # session 1 stops after 150 steps (as Ctrl-C would); session 2 runs other code and flags
     monkeypatch.delenv("XLA_FLAGS", raising=False)
@@ -186,11 +186,15 @@ def test_a_mistyped_override_stops_the_sweep_before_it_trains(tmp_path, capsys):
     learning = _load("learning")
     argv = ["--algos", "decqn,cqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
     argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
-    assert learning.main([*argv, "--agent-override", "cqn.level=2"]) == 2
+    assert learning.main([*argv, "--set", "agent.level=2"]) == 2
     err = capsys.readouterr().err
-    assert "no selected algorithm has option 'level'" in err and "Traceback" not in err
+    assert "no selected algorithm (decqn, cqn) has setting 'agent.level'" in err
+    assert "did you mean agent.levels?" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+    # a setting the sweep takes from its own flags is refused, not silently overridden
+    assert learning.main([*argv, "--set", "run.seed=3"]) == 2
+    assert "--set run.seed: the sweep sets it" in capsys.readouterr().err
     # a value out of range is caught by the config, also before anything trains
-    assert learning.main([*argv, "--agent-override", "width=0"]) == 2
-    assert "width" in capsys.readouterr().err
+    assert learning.main([*argv, "--set", "agent.width=0"]) == 2
+    assert "agent.width must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

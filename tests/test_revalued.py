@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import in_section, tiny_config
 
 from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.agents.base import TrainBatch
@@ -137,7 +137,7 @@ def test_regulariser_hand_worked_value_and_gradient():
 def _tiny_agent(**overrides) -> REValueD:
     obs_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
     act_space = gym.spaces.Box(np.array([-1.0, 0.0], np.float32), np.array([1.0, 2.0], np.float32))
-    values = {"width": 16, "batch_size": 4, "ensemble_size": 2, **overrides}
+    values = {"width": 16, "ensemble_size": 2, **overrides}
     return REValueD(REValueDConfig(**values), obs_space, act_space)
 
 
@@ -336,10 +336,16 @@ def test_ensemble_members_are_independent():
 
 def test_registry_and_reference_defaults():
     assert ALGORITHMS["revalued"] is REValueD and CONFIGS["revalued"] is REValueDConfig
-    c = make_config("revalued").agent
-    assert (c.bins, c.width, c.ensemble_size, c.batch_size, c.n_step) == (3, 512, 10, 256, 3)
+    cfg = make_config("revalued")
+    c, r = cfg.agent, cfg.replay
+    assert (c.bins, c.width, c.ensemble_size, r.batch_size, r.n_step) == (3, 512, 10, 256, 3)
     assert (c.learning_rate, c.max_grad_norm, c.gamma, c.tau) == (1e-4, 40.0, 0.99, 0.005)
-    assert (c.update_every, c.random_steps, c.replay_capacity) == (5, 10_000, 500_000)
+    assert (c.update_every, c.random_steps, r.capacity, r.prioritized) == (
+        5,
+        10_000,
+        500_000,
+        False,
+    )
     assert (c.epsilon_start, c.epsilon_decay, c.epsilon_min) == (1.0, 0.999, 0.05)
     assert (c.target, c.reg_coef) == ("mean", 0.5)
 
@@ -349,32 +355,32 @@ def test_registry_and_reference_defaults():
     [
         ({"target": "max"}, "one of 'mean'"),
         ({"target": "redq", "ensemble_size": 3, "redq_members": 4}, "redq_members"),
-        ({"tau": 0.0}, "revalued.tau"),
-        ({"reg_coef": -1.0}, "revalued.reg_coef"),
-        ({"epsilon_decay": 1.5}, "revalued.epsilon_decay"),
+        ({"tau": 0.0}, r"agent\.tau"),
+        ({"reg_coef": -1.0}, r"agent\.reg_coef"),
+        ({"epsilon_decay": 1.5}, r"agent\.epsilon_decay"),
     ],
 )
 def test_bad_config_values_are_clear_errors(agent_values, match):
     with pytest.raises(ConfigError, match=match):
-        make_config("revalued", {}, agent_values)
+        make_config("revalued", in_section("agent", agent_values))
 
 
 # ------------------------------------------------------------------------------ through the loop
 
 TINY = {
-    "width": 32,
-    "ensemble_size": 3,
-    "batch_size": 32,
-    "random_steps": 100,
-    "learning_starts": 100,
-    "update_every": 2,
-    "replay_capacity": 5000,
-    "epsilon_decay": 0.99,
+    "agent.width": 32,
+    "agent.ensemble_size": 3,
+    "agent.random_steps": 100,
+    "agent.learning_starts": 100,
+    "agent.update_every": 2,
+    "agent.epsilon_decay": 0.99,
+    "replay.batch_size": 32,
+    "replay.capacity": 5000,
 }
 
 
-def _tiny_run(run_dir, steps=600, agent=None, **train_values):
-    return tiny_config(run_dir, "revalued", steps, agent={**TINY, **(agent or {})}, **train_values)
+def _tiny_run(run_dir, steps=600):
+    return tiny_config(run_dir, "revalued", steps, TINY)
 
 
 def test_epsilon_decays_through_training(tmp_path):
@@ -411,15 +417,15 @@ def test_revalued_learns_pendulum(tmp_path):
         "epsilon_decay": 0.99,
         "reg_coef": 0.0,
     }
-    train_values = {
-        "steps": 10_000,
-        "eval_every": 5_000,
-        "eval_episodes": 10,
-        "progress": "none",
-        "tensorboard": False,
-        "run_dir": str(tmp_path / "run"),
+    loop_settings = {
+        "run.steps": 10_000,
+        "runner.eval_every": 5_000,
+        "runner.eval_episodes": 10,
+        "run.progress": "none",
+        "run.tensorboard": False,
+        "run.run_dir": str(tmp_path / "run"),
     }
-    result = train(make_config("revalued", train_values, agent))
+    result = train(make_config("revalued", {**loop_settings, **in_section("agent", agent)}))
     evals = [r for r in read_metrics(result.run_dir) if r["event"] == "eval"]
     assert [r["env_step"] for r in evals] == [5_000, 10_000]
     final = evals[-1]["eval_return"]

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import in_section, tiny_config
 from gymnasium import spaces
 
 from factorl.agents.base import TrainBatch
@@ -169,7 +169,7 @@ ASYM = spaces.Box(
     low=np.asarray([-1.0, 0.0, 2.0], np.float32), high=np.asarray([3.0, 0.5, 2.5], np.float32)
 )
 OBS = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
-SMALL = {"width": 16, "batch_size": 8}
+SMALL = {"width": 16}
 
 
 def _agents():
@@ -288,11 +288,11 @@ def test_sac_fixed_temperature_stays_fixed():
 # ------------------------------------------------------------------------------ the training loop
 
 TINY_AC = {
-    "width": 32,
-    "batch_size": 32,
-    "random_steps": 50,
-    "learning_starts": 100,
-    "replay_capacity": 5000,
+    "agent.width": 32,
+    "agent.random_steps": 50,
+    "agent.learning_starts": 100,
+    "replay.batch_size": 32,
+    "replay.capacity": 5000,
 }
 VARIANTS = {
     "sac": ("sac", {}),
@@ -301,9 +301,9 @@ VARIANTS = {
 }
 
 
-def _tiny(run_dir, variant, steps=600, **train_values):
+def _tiny(run_dir, variant, steps=600):
     algo, agent = VARIANTS[variant]
-    return tiny_config(run_dir, algo, steps, agent={**TINY_AC, **agent}, **train_values)
+    return tiny_config(run_dir, algo, steps, {**TINY_AC, **in_section("agent", agent)})
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -318,10 +318,11 @@ def test_one_update_per_step_from_learning_starts_and_the_logged_losses(tmp_path
 
 def test_cli_trains_sac_with_the_bernoulli_policy(tmp_path, capsys):
     run = tmp_path / "run"
-    code = main(["train", "sac", "--policy", "bernoulli", "--env", "gym:Pendulum-v1",
-                 "--steps", "150", "--width", "16", "--batch-size", "16", "--random-steps", "50",
-                 "--learning-starts", "100", "--eval-every", "150", "--eval-episodes", "1",
-                 "--progress", "none", "--no-tensorboard", "--run-dir", str(run)])  # fmt: skip
+    code = main(["train", "sac", "--agent.policy", "bernoulli", "--env.id", "gym:Pendulum-v1",
+                 "--run.steps", "150", "--agent.width", "16", "--replay.batch-size", "16",
+                 "--agent.random-steps", "50", "--agent.learning-starts", "100",
+                 "--runner.eval-every", "150", "--runner.eval-episodes", "1", "--run.progress",
+                 "none", "--run.no-tensorboard", "--run.run-dir", str(run)])  # fmt: skip
     assert code == 0
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "1"]) == 0
@@ -331,15 +332,15 @@ def test_cli_trains_sac_with_the_bernoulli_policy(tmp_path, capsys):
     ("algo", "agent_values", "match"),
     [
         ("sac", {"policy": "beta"}, "one of 'gaussian'"),
-        ("sac", {"tau": 1.5}, "sac.tau"),
-        ("sac", {"init_alpha": 0.0}, "sac.init_alpha"),
-        ("td3", {"policy_delay": 0}, "td3.policy_delay"),
-        ("td3", {"bins": 3}, "unknown td3 option"),
+        ("sac", {"tau": 1.5}, r"agent\.tau"),
+        ("sac", {"init_alpha": 0.0}, r"agent\.init_alpha"),
+        ("td3", {"policy_delay": 0}, r"agent\.policy_delay"),
+        ("td3", {"bins": 3}, r"unknown setting 'agent\.bins' for td3"),
     ],
 )
 def test_bad_config_values_are_clear_errors(algo, agent_values, match):
     with pytest.raises(ConfigError, match=match):
-        make_config(algo, {}, agent_values)
+        make_config(algo, in_section("agent", agent_values))
 
 
 # ------------------------------------------------------------------------------ learning (slow)
@@ -355,15 +356,17 @@ def _learn(tmp_path, algo, steps, agent_values):
     cfg = make_config(
         algo,
         {
-            "env": "gym:Pendulum-v1",
-            "steps": steps,
-            "eval_every": steps,
-            "eval_episodes": 10,
-            "progress": "none",
-            "tensorboard": False,
-            "run_dir": str(tmp_path / "run"),
+            "env.id": "gym:Pendulum-v1",
+            "run.steps": steps,
+            "runner.eval_every": steps,
+            "runner.eval_episodes": 10,
+            "run.progress": "none",
+            "run.tensorboard": False,
+            "run.run_dir": str(tmp_path / "run"),
+            "agent.random_steps": 1000,
+            "agent.learning_starts": 1000,
+            **in_section("agent", agent_values),
         },
-        {"random_steps": 1000, "learning_starts": 1000, **agent_values},
     )
     final = [r for r in read_metrics(train(cfg).run_dir) if r["event"] == "eval"][-1]
     print(f"{algo} {agent_values}: eval {final['eval_return']:.1f} at {final['env_step']} steps")

@@ -13,14 +13,20 @@ from factorl.train import Trainer, TrainingStopped, evaluate, load_agent, make_c
 
 
 def test_resume_without_replay_is_allowed(tmp_path):
-    first = train(tiny_config(tmp_path / "r", steps=400, save_replay=False), stop_after=200)
+    first = train(
+        tiny_config(tmp_path / "r", steps=400, overrides={"runner.save_replay": False}),
+        stop_after=200,
+    )
     assert first.env_step == 200
-    resumed = train(tiny_config(tmp_path / "r", steps=400, save_replay=False), resume=first.run_dir)
+    resumed = train(
+        tiny_config(tmp_path / "r", steps=400, overrides={"runner.save_replay": False}),
+        resume=first.run_dir,
+    )
     assert resumed.env_step == 400
 
 
 def test_run_folder_layout_and_records(tiny):
-    result = train(tiny(steps=600, tensorboard=True))
+    result = train(tiny(steps=600, overrides={"run.tensorboard": True}))
     run = result.run_dir
     assert (run / "config.json").is_file()
     assert any((run / "tb").iterdir())
@@ -52,7 +58,7 @@ def test_load_agent_and_evaluate(tiny):
 
 
 def test_nan_observation_stops_with_a_checkpoint(tmp_path):
-    cfg = tiny_config(tmp_path / "nan", env="gym:FactorlTestNan-v0")
+    cfg = tiny_config(tmp_path / "nan", overrides={"env.id": "gym:FactorlTestNan-v0"})
     with pytest.raises(TrainingStopped, match="env step 250"):
         train(cfg)
     path = ckpt.latest_checkpoint(tmp_path / "nan" / "checkpoints")
@@ -61,15 +67,22 @@ def test_nan_observation_stops_with_a_checkpoint(tmp_path):
 
 
 def test_nan_loss_stops_on_the_last_good_state(tmp_path):
-    values = {
-        "env": "gym:Pendulum-v1",
-        "steps": 2000,
-        "progress": "none",
-        "tensorboard": False,
-        "run_dir": str(tmp_path / "boom"),
-    }
-    agent = {"width": 32, "batch_size": 32, "learning_starts": 64, "update_every": 1}
-    cfg = make_config("decqn", values, {**agent, "learning_rate": 1e30, "max_grad_norm": 1e30})
+    cfg = make_config(
+        "decqn",
+        {
+            "env.id": "gym:Pendulum-v1",
+            "run.steps": 2000,
+            "run.progress": "none",
+            "run.tensorboard": False,
+            "run.run_dir": str(tmp_path / "boom"),
+            "agent.width": 32,
+            "replay.batch_size": 32,
+            "agent.learning_starts": 64,
+            "agent.update_every": 1,
+            "agent.learning_rate": 1e30,
+            "agent.max_grad_norm": 1e30,
+        },
+    )
     with pytest.raises(TrainingStopped, match="non-finite loss") as err:
         train(cfg)
     assert "learner step" in str(err.value)
@@ -80,7 +93,9 @@ def test_nan_loss_stops_on_the_last_good_state(tmp_path):
 
 
 def test_crash_leaves_an_emergency_checkpoint_that_resumes(tmp_path):
-    cfg = tiny_config(tmp_path / "crash", env="gym:FactorlTestCrash-v0", steps=400)
+    cfg = tiny_config(
+        tmp_path / "crash", steps=400, overrides={"env.id": "gym:FactorlTestCrash-v0"}
+    )
     with pytest.raises(RuntimeError, match="simulator exploded"):
         train(cfg)
     path = ckpt.latest_checkpoint(tmp_path / "crash" / "checkpoints")
@@ -88,32 +103,38 @@ def test_crash_leaves_an_emergency_checkpoint_that_resumes(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path):
-    cfg = tiny_config(tmp_path / "int", env="gym:FactorlTestSigint-v0", steps=600)
+    cfg = tiny_config(tmp_path / "int", steps=600, overrides={"env.id": "gym:FactorlTestSigint-v0"})
     result = train(cfg)
     assert result.status == "interrupted" and result.env_step == 250
     assert ckpt.latest_checkpoint(tmp_path / "int" / "checkpoints").name == "step_0000000250"
 
 
 @pytest.mark.parametrize(
-    ("train_values", "agent_values", "match"),
+    ("overrides", "match"),
     [
-        ({"steps": -5}, {}, "train.steps must be >= 1"),
-        ({}, {"bins": 0}, "decqn.bins must be >= 2"),
-        ({}, {"epsilon": 1.5}, "decqn.epsilon"),
-        ({}, {"epsilon_mode": "sometimes"}, "one of 'dimension'"),
-        ({"progress": "fancy"}, {}, "train.progress"),
-        ({}, {"no_such_option": 1}, "unknown decqn option"),
+        ({"run.steps": -5}, r"^run\.steps must be >= 1; got -5$"),
+        ({"run.steps": "abc"}, r"^run\.steps must be an integer, got 'abc'$"),
+        ({"agent.bins": 0}, r"^agent\.bins must be >= 2; got 0$"),
+        ({"agent.epsilon": 1.5}, "agent.epsilon"),
+        ({"agent.epsilon_mode": "sometimes"}, "one of 'dimension'"),
+        ({"run.progress": "fancy"}, "run.progress"),
+        ({"agent.no_such_option": 1}, r"^unknown setting 'agent\.no_such_option' for decqn;"),
+        # a key without its section, or mistyped, is named with the keys it could have meant
+        ({"steps": 10}, r"unknown setting 'steps' for decqn; did you mean run\.steps\?"),
+        ({"run.stesp": 10}, r"did you mean run\.steps"),
+        ({"train.env": "gym:Pendulum-v1"}, "unknown setting 'train.env'"),
     ],
 )
-def test_bad_config_values_are_clear_errors(train_values, agent_values, match):
-    with pytest.raises(ConfigError, match=match):
-        make_config("decqn", train_values, agent_values)
+def test_bad_config_values_are_clear_one_line_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        make_config("decqn", overrides)
+    assert "\n" not in str(err.value)
 
 
 def test_unknown_algorithm_and_environment(tmp_path):
     with pytest.raises(ConfigError, match=r"available: (\w+, )*decqn"):
         make_config("dqn9000")
-    cfg = tiny_config(tmp_path / "x", env="dmc:cheetah-runn")
+    cfg = tiny_config(tmp_path / "x", overrides={"env.id": "dmc:cheetah-runn"})
     with pytest.raises(ConfigError, match="cheetah-run"):
         train(cfg)
 
@@ -122,8 +143,10 @@ def test_every_algorithm_has_a_valid_quickstart_preset():
     from factorl.agents import ALGORITHMS
 
     for algo in ALGORITHMS:
-        cfg = make_config(algo, {}, {}, preset="quickstart")
-        assert cfg.train.env == "gym:Pendulum-v1" and cfg.train.steps <= 20_000, algo
+        cfg = make_config(algo, preset="quickstart")
+        assert cfg.env.id == "gym:Pendulum-v1" and cfg.run.steps <= 20_000, algo
+        # explicit overrides win over the preset
+        assert make_config(algo, {"run.steps": 7}, preset="quickstart").run.steps == 7
 
 
 def test_learner_metrics_that_were_not_measured_are_left_out_of_the_average(tiny):

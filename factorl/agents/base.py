@@ -15,13 +15,15 @@ caller's own `jit`, `vmap` (e.g. over seeds) or `lax.scan`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+
+from factorl.config import ReplaySettings
 
 
 class TrainBatch(NamedTuple):
@@ -140,7 +142,8 @@ class JaxAgent:
     """Plumbing every agent shares: the loop-facing settings, the batched, jitted `act` and the
     jitted `update`, acting memory, and trace counters (tests check each function compiles once).
 
-    A subclass sets `self.config` (with update_every, learning_starts, random_steps), calls
+    A subclass sets `self.config` (with update_every, learning_starts, random_steps) and
+    `self.replay_settings` (its replay section; `self.REPLAY` when none is given), calls
     `self._compile()` at the end of its `__init__`, and implements `init(seed, num_envs)`,
     `_act_impl(params, memory, obs, key, env_step, mode) -> (action, memory)` for ONE
     environment (the base class vmaps it over environments), and
@@ -150,6 +153,12 @@ class JaxAgent:
     """
 
     config: Any
+    #: the algorithm's reference replay settings, and those it cannot use (name: why), which must
+    #: keep their reference value
+    REPLAY: ReplaySettings = ReplaySettings()
+    REPLAY_FIXED: ClassVar[dict[str, str]] = {}
+    #: the replay settings this agent was built with (`REPLAY` unless given)
+    replay_settings: ReplaySettings
     #: whether the acting memory belongs to an episode (reset at its start: CQN-AS's sequences)
     #: or to the whole run (REValueD's decaying epsilon)
     episodic_memory: bool = True

@@ -19,20 +19,21 @@ We follow the official state-based code (younggyoseo/CQN-AS, dmc_src/cqn_state.p
   bounds and re-quantised to the finest grid.
 Where we differ: ties between equal utilities are broken at random (`random_ties`, default on).
 The official state code takes the first maximum, so with its zero-initialised head it acts at the
-lowest bin of every dimension (about -1) until the utilities separate; `--no-random-ties` restores
-that. `learning_starts` counts agent steps: 4000 is the official "updates start at 8000 frames"
-at the Control Suite's usual action repeat of 2. Our loop's `action_repeat` defaults to 1 (and
-every run in results/ used 1), so there the warm-up is 4000 frames and updates come once per
-frame, where the official code updates once per two frames; `--action-repeat 2` restores its
+lowest bin of every dimension (about -1) until the utilities separate; `--agent.no-random-ties`
+restores that. `learning_starts` counts agent steps: 4000 is the official "updates start at 8000
+frames" at the Control Suite's usual action repeat of 2. Our loop's `action_repeat` defaults to 1
+(and every run in results/ used 1), so there the warm-up is 4000 frames and updates come once per
+frame, where the official code updates once per two frames; `--env.action-repeat 2` restores its
 frame accounting.
-The distributional variant of the pixel/RLBench code is an option: `--distributional` uses C51
-(51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entropy loss, and
-`--dueling` splits the head into value and advantage streams, q = V + A - mean(A).
+The distributional variant of the pixel/RLBench code is an option: `--agent.distributional` uses
+C51 (51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entropy loss, and
+`--agent.dueling` splits the head into value and advantage streams, q = V + A - mean(A).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -47,7 +48,7 @@ from factorl.agents.base import (
     stream_capacity,
     value_learner_step,
 )
-from factorl.config import ConfigError, option
+from factorl.config import ConfigError, ReplaySettings, option
 from factorl.distributional import expected_value, select_distribution, support
 from factorl.factorisation import ActionFactorisation
 from factorl.mixers import select
@@ -62,16 +63,13 @@ class CQNConfig:
     levels: int = option(3, "coarse-to-fine levels", low=1)
     bins: int = option(5, "bins per level and dimension", low=2)
     width: int = option(512, "hidden width", low=1)
-    n_step: int = option(1, "n-step return length", low=1)
     gamma: float = option(0.99, "discount factor", low=0.0, high=1.0)
-    batch_size: int = option(512, "learner batch size", low=1)
     learning_rate: float = option(1e-4, "AdamW learning rate", low=0.0, low_open=True)
     weight_decay: float = option(0.1, "AdamW weight decay", low=0.0)
     target_update_period: int = option(100, "hard target copy every N learner steps", low=1)
     update_every: int = option(1, "environment steps per learner step", low=1)
     learning_starts: int = option(4000, "transitions in replay before learning starts", low=1)
     random_steps: int = option(2000, "uniform random actions for the first N env steps", low=0)
-    replay_capacity: int = option(1_000_000, "replay buffer capacity (transitions)", low=1)
     explore_std: float = option(
         0.1, "Gaussian exploration std, in units of each dimension's half range", low=0.0
     )
@@ -84,9 +82,7 @@ class CQNConfig:
 
     def check(self) -> None:
         if self.distributional and self.v_max <= self.v_min:
-            raise ConfigError("cqn.v_max must be greater than cqn.v_min")
-        if self.replay_capacity < self.n_step:
-            raise ConfigError("cqn.replay_capacity must be at least cqn.n_step")
+            raise ConfigError("agent.v_max must be greater than agent.v_min")
 
 
 class LevelCritic(nn.Module):
@@ -130,9 +126,22 @@ class CQN(JaxAgent):
 
     name = "cqn"
     Config = CQNConfig
+    #: the official state code's replay: 1M transitions, batch 512, 1-step returns, uniform
+    REPLAY = ReplaySettings(capacity=1_000_000, batch_size=512, n_step=1, prioritized=False)
+    REPLAY_FIXED: ClassVar[dict[str, str]] = {
+        name: "its loss applies no importance weights, so it samples uniformly"
+        for name in ("prioritized", "priority_alpha", "priority_beta")
+    }
 
-    def __init__(self, config: CQNConfig, observation_space, action_space) -> None:
+    def __init__(
+        self,
+        config: CQNConfig,
+        observation_space,
+        action_space,
+        replay: ReplaySettings | None = None,
+    ) -> None:
         self.config = c = config
+        self.replay_settings = self.REPLAY if replay is None else replay
         self.obs_shape = tuple(observation_space.shape)
         self.factorisation = self.make_factorisation(action_space)
         self.network = self._make_network()
@@ -178,13 +187,13 @@ class CQN(JaxAgent):
         )
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        c = self.config
+        r = self.replay_settings
         return ReplayBuffer(
-            stream_capacity(c.replay_capacity, num_envs),
+            stream_capacity(r.capacity, num_envs),
             obs_shape,
             (self.factorisation.num_dims,),
-            n_step=c.n_step,
-            gamma=c.gamma,
+            n_step=r.n_step,
+            gamma=self.config.gamma,
             num_envs=num_envs,
         )
 

@@ -9,13 +9,13 @@ found level by level for all K steps at once. Replay returns the K actions actua
 length (K) are independent. Target and loss are CQN's, per (level, step, dimension): every
 utility is regressed to R^(n) + gamma^n Qbar_{l,k,d}(s', c', b') along the online-greedy sequence.
 
-Execution (`--execution`):
+Execution (`--agent.execution`):
 - `ensemble` (default): temporal ensembling. A new sequence is predicted every step; the action
   executed at t averages the predictions for time t made at t, t-1, ..., t-K+1 within the current
-  episode. With `--ensemble-weighting newest` (default) the prediction made i steps ago has weight
-  exp(-decay * i), so the newest prediction counts most. `oldest` reproduces the official code,
-  which (contrary to its own comment) gives the OLDEST available prediction the largest weight,
-  exp(-decay * j) with j = 0 for the oldest. Validity is tracked with an explicit mask: the
+  episode. With `--agent.ensemble-weighting newest` (default) the prediction made i steps ago has
+  weight exp(-decay * i), so the newest prediction counts most. `oldest` reproduces the official
+  code, which (contrary to its own comment) gives the OLDEST available prediction the largest
+  weight, exp(-decay * j) with j = 0 for the oldest. Validity is tracked with an explicit mask: the
   official code drops any prediction containing an exact 0.0, a legitimate grid value; we don't.
 - `replan`: open loop, a new sequence every K steps (or at an episode start).
 
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from factorl.agents.base import stream_capacity
 from factorl.agents.cqn import CQN, CQNConfig
-from factorl.config import ConfigError, option
+from factorl.config import ConfigError, ReplaySettings, option
 from factorl.factorisation import ActionFactorisation
 from factorl.replay import ReplayBuffer
 
@@ -45,8 +45,6 @@ class CQNASConfig(CQNConfig):
 
     horizon: int = option(4, "action-sequence length K", low=1)
     width: int = option(1024, "hidden width (per-step MLP and GRU)", low=1)
-    n_step: int = option(3, "n-step return length (independent of the horizon)", low=1)
-    batch_size: int = option(128, "learner batch size", low=1)
     learning_rate: float = option(5e-5, "AdamW learning rate", low=0.0, low_open=True)
     update_every: int = option(2, "environment steps per learner step", low=1)
     learning_starts: int = option(10_000, "transitions in replay before learning starts", low=1)
@@ -66,7 +64,7 @@ class CQNASConfig(CQNConfig):
     def check(self) -> None:
         super().check()
         if self.distributional:
-            raise ConfigError("cqn_as.distributional is not supported (the official code is MSE)")
+            raise ConfigError("agent.distributional is not supported (the official code is MSE)")
 
 
 class SequenceCritic(nn.Module):
@@ -121,6 +119,9 @@ class CQNAS(CQN):
 
     name = "cqn_as"
     Config = CQNASConfig
+    #: the official HumanoidBench state code's replay: batch 128, 3-step returns (independent of
+    #: the horizon), uniform
+    REPLAY = ReplaySettings(capacity=1_000_000, batch_size=128, n_step=3, prioritized=False)
 
     def make_factorisation(self, action_space) -> ActionFactorisation:
         """CQN's zoom over sequences of K actions."""
@@ -132,13 +133,13 @@ class CQNAS(CQN):
         return SequenceCritic(self.factorisation.num_dims, c.bins, c.horizon, c.width)
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        c = self.config
+        r = self.replay_settings
         return ReplayBuffer(
-            stream_capacity(c.replay_capacity, num_envs),
+            stream_capacity(r.capacity, num_envs),
             obs_shape,
             (self.factorisation.num_dims,),
-            n_step=c.n_step,
-            gamma=c.gamma,
+            n_step=r.n_step,
+            gamma=self.config.gamma,
             action_horizon=self.factorisation.horizon,
             num_envs=num_envs,
         )

@@ -40,7 +40,7 @@ from factorl.agents.base import (
     stream_capacity,
     value_learner_step,
 )
-from factorl.config import ConfigError, option
+from factorl.config import ReplaySettings, option
 from factorl.mixers import greedy, mean_mixer, select
 from factorl.networks import UtilityEnsemble
 from factorl.replay import ReplayBuffer
@@ -54,9 +54,7 @@ class DecQNConfig:
     bins: int = option(3, "bins per action dimension (2 = bang-bang, 3 = bang-off-bang)", low=2)
     width: int = option(512, "hidden width of the residual torso", low=1)
     num_critics: int = option(2, "independent critics (double Q needs 2)", low=1)
-    n_step: int = option(3, "n-step return length", low=1)
     gamma: float = option(0.99, "discount factor", low=0.0, high=1.0)
-    batch_size: int = option(256, "learner batch size", low=1)
     learning_rate: float = option(1e-4, "Adam learning rate", low=0.0, low_open=True)
     max_grad_norm: float = option(40.0, "global gradient-norm clip", low=0.0, low_open=True)
     huber_delta: float = option(1.0, "Huber loss threshold on the joint TD error", low=0.0)
@@ -64,10 +62,6 @@ class DecQNConfig:
     update_every: int = option(8, "environment steps per learner step", low=1)
     learning_starts: int = option(1000, "transitions in replay before learning starts", low=1)
     random_steps: int = option(0, "act uniformly at random for the first N env steps", low=0)
-    replay_capacity: int = option(1_000_000, "replay buffer capacity (transitions)", low=1)
-    prioritized: bool = option(True, "prioritised replay (False: uniform)")
-    priority_alpha: float = option(0.6, "prioritisation exponent alpha", low=0.0)
-    priority_beta: float = option(0.2, "importance-sampling exponent beta", low=0.0)
     epsilon: float = option(0.1, "exploration probability", low=0.0, high=1.0)
     epsilon_mode: str = option(
         "dimension",
@@ -75,11 +69,6 @@ class DecQNConfig:
         "(eps/M)/(eps/M + 1 - eps) per dimension; joint: whole action random w.p. epsilon",
         choices=("dimension", "official", "joint"),
     )
-
-    def check(self) -> None:
-        """Cross-field checks that single-field bounds cannot express."""
-        if self.replay_capacity < self.n_step:
-            raise ConfigError("decqn.replay_capacity must be at least decqn.n_step")
 
 
 def per_dimension_explore_prob(epsilon: float, num_dims: int, mode: str) -> float:
@@ -111,9 +100,26 @@ class DecQN(JaxAgent):
 
     name = "decqn"
     Config = DecQNConfig
+    #: the official code's replay: 1M transitions, batch 256, 3-step returns, prioritised
+    #: (alpha 0.6, beta 0.2)
+    REPLAY = ReplaySettings(
+        capacity=1_000_000,
+        batch_size=256,
+        n_step=3,
+        prioritized=True,
+        priority_alpha=0.6,
+        priority_beta=0.2,
+    )
 
-    def __init__(self, config: DecQNConfig, observation_space, action_space) -> None:
+    def __init__(
+        self,
+        config: DecQNConfig,
+        observation_space,
+        action_space,
+        replay: ReplaySettings | None = None,
+    ) -> None:
         self.config = config
+        self.replay_settings = self.REPLAY if replay is None else replay
         self.obs_shape = tuple(observation_space.shape)
         self.critic = UtilityEnsemble(action_space, config.bins, config.width, config.num_critics)
         self.factorisation = self.critic.factorisation
@@ -132,16 +138,16 @@ class DecQN(JaxAgent):
         return fresh_value_state(params, self.optimizer, k_run, self.initial_memory(num_envs))
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        c = self.config
+        r = self.replay_settings
         return ReplayBuffer(
-            stream_capacity(c.replay_capacity, num_envs),
+            stream_capacity(r.capacity, num_envs),
             obs_shape,
             (self.factorisation.num_dims,),
-            n_step=c.n_step,
-            gamma=c.gamma,
-            prioritized=c.prioritized,
-            alpha=c.priority_alpha,
-            beta=c.priority_beta,
+            n_step=r.n_step,
+            gamma=self.config.gamma,
+            prioritized=r.prioritized,
+            alpha=r.priority_alpha,
+            beta=r.priority_beta,
             num_envs=num_envs,
         )
 

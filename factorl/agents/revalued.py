@@ -66,7 +66,7 @@ from factorl.agents.base import (
     stream_capacity,
     value_learner_step,
 )
-from factorl.config import ConfigError, option
+from factorl.config import ConfigError, ReplaySettings, option
 from factorl.mixers import greedy, mean_mixer, select
 from factorl.networks import UtilityEnsemble
 from factorl.replay import ReplayBuffer
@@ -101,9 +101,7 @@ class REValueDConfig:
     reg_coef: float = option(
         0.5, "weight of the reconstructed per-dimension regulariser (0 disables it)", low=0.0
     )
-    n_step: int = option(3, "n-step return length", low=1)
     gamma: float = option(0.99, "discount factor", low=0.0, high=1.0)
-    batch_size: int = option(256, "learner batch size", low=1)
     learning_rate: float = option(1e-4, "Adam learning rate", low=0.0, low_open=True)
     max_grad_norm: float = option(40.0, "global gradient-norm clip", low=0.0, low_open=True)
     huber_delta: float = option(1.0, "Huber threshold on each member's joint TD error", low=0.0)
@@ -115,7 +113,6 @@ class REValueDConfig:
     random_steps: int = option(
         10_000, "uniformly random warm-up env steps (they do not decay epsilon)", low=0
     )
-    replay_capacity: int = option(500_000, "replay buffer capacity (transitions)", low=1)
     epsilon_start: float = option(1.0, "initial exploration probability", low=0.0, high=1.0)
     epsilon_decay: float = option(
         0.999, "epsilon multiplier applied each time a random action is taken", low=0.0, high=1.0
@@ -124,12 +121,10 @@ class REValueDConfig:
 
     def check(self) -> None:
         """Cross-field checks that single-field bounds cannot express."""
-        if self.replay_capacity < self.n_step:
-            raise ConfigError("revalued.replay_capacity must be at least revalued.n_step")
         if self.target == "redq" and self.redq_members > self.ensemble_size:
             raise ConfigError(
-                f"revalued.redq_members ({self.redq_members}) must be at most "
-                f"revalued.ensemble_size ({self.ensemble_size})"
+                f"agent.redq_members ({self.redq_members}) must be at most "
+                f"agent.ensemble_size ({self.ensemble_size})"
             )
 
 
@@ -165,10 +160,19 @@ class REValueD(JaxAgent):
 
     name = "revalued"
     Config = REValueDConfig
+    #: the reference's replay: 500k transitions, batch 256, 3-step returns, uniform
+    REPLAY = ReplaySettings(capacity=500_000, batch_size=256, n_step=3, prioritized=False)
     episodic_memory = False  # the epsilon decays over the whole run, across episodes
 
-    def __init__(self, config: REValueDConfig, observation_space, action_space) -> None:
+    def __init__(
+        self,
+        config: REValueDConfig,
+        observation_space,
+        action_space,
+        replay: ReplaySettings | None = None,
+    ) -> None:
         self.config = config
+        self.replay_settings = self.REPLAY if replay is None else replay
         self.obs_shape = tuple(observation_space.shape)
         self.critic = UtilityEnsemble(action_space, config.bins, config.width, config.ensemble_size)
         self.factorisation = self.critic.factorisation
@@ -194,15 +198,17 @@ class REValueD(JaxAgent):
         return jnp.asarray(self.config.epsilon_start, jnp.float32)
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        """Uniform n-step replay (the reference has no prioritisation)."""
-        c = self.config
+        """n-step replay, uniform as in the reference unless replay.prioritized."""
+        r = self.replay_settings
         return ReplayBuffer(
-            stream_capacity(c.replay_capacity, num_envs),
+            stream_capacity(r.capacity, num_envs),
             obs_shape,
             (self.factorisation.num_dims,),
-            n_step=c.n_step,
-            gamma=c.gamma,
-            prioritized=False,
+            n_step=r.n_step,
+            gamma=self.config.gamma,
+            prioritized=r.prioritized,
+            alpha=r.priority_alpha,
+            beta=r.priority_beta,
             num_envs=num_envs,
         )
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +48,7 @@ import numpy as np
 import optax
 
 from factorl.agents.base import AgentState, JaxAgent, TrainBatch, stream_capacity
-from factorl.config import option
+from factorl.config import ReplaySettings, option
 from factorl.networks import (
     BernoulliActor,
     GaussianActor,
@@ -201,7 +201,6 @@ class SACConfig:
     depth: int = option(2, "hidden layers (actor and critics)", low=1)
     num_critics: int = option(2, "independent Q networks; targets take their minimum", low=1)
     gamma: float = option(0.99, "discount factor", low=0.0, high=1.0)
-    batch_size: int = option(256, "learner batch size", low=1)
     actor_learning_rate: float = option(3e-4, "Adam learning rate of the actor", low=0.0)
     critic_learning_rate: float = option(3e-4, "Adam learning rate of the critics", low=0.0)
     alpha_learning_rate: float = option(3e-4, "Adam learning rate of log alpha", low=0.0)
@@ -217,7 +216,6 @@ class SACConfig:
     update_every: int = option(1, "environment steps per learner step", low=1)
     learning_starts: int = option(5000, "transitions in replay before learning starts", low=1)
     random_steps: int = option(5000, "act uniformly at random for the first N env steps", low=0)
-    replay_capacity: int = option(1_000_000, "replay buffer capacity (transitions)", low=1)
 
 
 class SAC(JaxAgent):
@@ -225,9 +223,19 @@ class SAC(JaxAgent):
 
     name = "sac"
     Config = SACConfig
+    #: Haarnoja et al. 2018, Table 1: 1M transitions, batch 256; one-step, uniform
+    REPLAY = ReplaySettings(capacity=1_000_000, batch_size=256, n_step=1, prioritized=False)
+    REPLAY_FIXED: ClassVar[dict[str, str]] = {"n_step": "its critic targets are one-step"}
 
-    def __init__(self, config: SACConfig, observation_space, action_space) -> None:
+    def __init__(
+        self,
+        config: SACConfig,
+        observation_space,
+        action_space,
+        replay: ReplaySettings | None = None,
+    ) -> None:
         self.config = c = config
+        self.replay_settings = self.REPLAY if replay is None else replay
         self.obs_shape = tuple(observation_space.shape)
         self.bounds = ActionBounds.from_space(action_space)
         m = self.bounds.num_dims
@@ -269,14 +277,17 @@ class SAC(JaxAgent):
         )
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        """Uniform one-step replay of environment actions."""
-        c = self.config
+        """One-step replay of environment actions (uniform unless replay.prioritized)."""
+        r = self.replay_settings
         return ReplayBuffer(
-            stream_capacity(c.replay_capacity, num_envs),
+            stream_capacity(r.capacity, num_envs),
             obs_shape,
             (self.bounds.num_dims,),
             n_step=1,
-            gamma=c.gamma,
+            gamma=self.config.gamma,
+            prioritized=r.prioritized,
+            alpha=r.priority_alpha,
+            beta=r.priority_beta,
             num_envs=num_envs,
         )
 

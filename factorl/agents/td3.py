@@ -28,6 +28,7 @@ averaging of learner metrics skips.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ import optax
 
 from factorl.agents.base import AgentState, JaxAgent, TrainBatch, stream_capacity
 from factorl.agents.sac import ActionBounds, clipped_double_q, polyak
-from factorl.config import option
+from factorl.config import ReplaySettings, option
 from factorl.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
 from factorl.replay import ReplayBuffer
 
@@ -64,7 +65,6 @@ class TD3Config:
     depth: int = option(2, "hidden layers (actor and critics)", low=1)
     num_critics: int = option(2, "independent Q networks; targets take their minimum", low=1)
     gamma: float = option(0.99, "discount factor", low=0.0, high=1.0)
-    batch_size: int = option(256, "learner batch size", low=1)
     actor_learning_rate: float = option(3e-4, "Adam learning rate of the actor", low=0.0)
     critic_learning_rate: float = option(3e-4, "Adam learning rate of the critics", low=0.0)
     tau: float = option(0.005, "Polyak rate of the target networks", low=0.0, high=1.0)
@@ -75,7 +75,6 @@ class TD3Config:
     update_every: int = option(1, "environment steps per learner step", low=1)
     learning_starts: int = option(25_000, "transitions in replay before learning starts", low=1)
     random_steps: int = option(25_000, "act uniformly at random for the first N env steps", low=0)
-    replay_capacity: int = option(1_000_000, "replay buffer capacity (transitions)", low=1)
 
 
 class TD3(JaxAgent):
@@ -83,9 +82,19 @@ class TD3(JaxAgent):
 
     name = "td3"
     Config = TD3Config
+    #: the authors' code: 1M transitions, batch 256; one-step, uniform
+    REPLAY = ReplaySettings(capacity=1_000_000, batch_size=256, n_step=1, prioritized=False)
+    REPLAY_FIXED: ClassVar[dict[str, str]] = {"n_step": "its critic targets are one-step"}
 
-    def __init__(self, config: TD3Config, observation_space, action_space) -> None:
+    def __init__(
+        self,
+        config: TD3Config,
+        observation_space,
+        action_space,
+        replay: ReplaySettings | None = None,
+    ) -> None:
         self.config = c = config
+        self.replay_settings = self.REPLAY if replay is None else replay
         self.obs_shape = tuple(observation_space.shape)
         self.bounds = ActionBounds.from_space(action_space)
         hidden = (c.width,) * c.depth
@@ -117,14 +126,17 @@ class TD3(JaxAgent):
         )
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        """Uniform one-step replay of environment actions."""
-        c = self.config
+        """One-step replay of environment actions (uniform unless replay.prioritized)."""
+        r = self.replay_settings
         return ReplayBuffer(
-            stream_capacity(c.replay_capacity, num_envs),
+            stream_capacity(r.capacity, num_envs),
             obs_shape,
             (self.bounds.num_dims,),
             n_step=1,
-            gamma=c.gamma,
+            gamma=self.config.gamma,
+            prioritized=r.prioritized,
+            alpha=r.priority_alpha,
+            beta=r.priority_beta,
             num_envs=num_envs,
         )
 

@@ -78,33 +78,33 @@ def _where_tree(flag: jax.Array, new: Any, old: Any) -> Any:
 
 def make_train(agent: Any, env: Any, settings: DeviceSettings):
     """(init, run, evaluate) pure functions for one seed; see the module docstring."""
-    c = agent.config
+    c, r = agent.config, agent.replay_settings
     n = settings.num_envs
-    n_step = int(getattr(c, "n_step", 1))
+    n_step = r.n_step
     horizon = int(getattr(c, "horizon", 1))
     window = max(n_step, horizon)
     gamma = float(c.gamma)
-    rows = stream_capacity(c.replay_capacity, n) // n
+    rows = stream_capacity(r.capacity, n) // n
     if rows < window:
         raise ValueError(
-            f"replay_capacity {c.replay_capacity} leaves {rows} steps per environment for "
-            f"{n} environments, fewer than the {window}-step window; raise --replay-capacity"
+            f"replay.capacity {r.capacity} leaves {rows} steps per environment for "
+            f"{n} environments, fewer than the {window}-step window; raise replay.capacity"
         )
-    prioritized = bool(getattr(c, "prioritized", False))
+    prioritized = r.prioritized
     obs_shape = tuple(env.spec.obs_shape)
     action_dim = int(env.spec.action_low.shape[0])
     replay = DeviceReplay(
         num_envs=n,
         steps_per_env=rows,
-        batch_size=c.batch_size,
+        batch_size=r.batch_size,
         obs_shape=obs_shape,
         action_shape=(action_dim,),
         n_step=n_step,
         horizon=horizon,
         gamma=gamma,
         prioritized=prioritized,
-        priority_alpha=getattr(c, "priority_alpha", 0.6),
-        priority_beta=getattr(c, "priority_beta", 0.4),
+        priority_alpha=r.priority_alpha,
+        priority_beta=r.priority_beta,
     )
     reset_envs = jax.vmap(env.reset)
     step_envs = jax.vmap(env.step)
@@ -126,7 +126,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             )
         )
 
-    dummy = _dummy_batch(c.batch_size, obs_shape, action_dim, horizon)
+    dummy = _dummy_batch(r.batch_size, obs_shape, action_dim, horizon)
     counts = dict(agent.trace_counts)
     metric_shapes = jax.eval_shape(
         lambda s: agent.update_fn(s.agent, dummy)[1], jax.eval_shape(init, 0)
@@ -288,7 +288,7 @@ def agent_for_jax_env(cfg: Any, env: Any) -> Any:
     spec = env.spec
     obs_space = gymnasium.spaces.Box(-np.inf, np.inf, spec.obs_shape, np.float32)
     action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
-    return get_algorithm(cfg.algo)(cfg.agent, obs_space, action_space)
+    return get_algorithm(cfg.algo)(cfg.agent, obs_space, action_space, cfg.replay)
 
 
 #: compiled programs by configuration, so runs of one configuration in a process (a resume, a
@@ -306,20 +306,27 @@ def _compiled_program(cfg: Any) -> tuple:
     from factorl.config import ConfigError
     from factorl.jaxenvs import make_jax_env
 
-    t = cfg.train
     key = json.dumps(
-        [cfg.algo, asdict(cfg.agent), t.env, t.num_envs, t.eval_episodes], sort_keys=True
+        [
+            cfg.algo,
+            asdict(cfg.agent),
+            asdict(cfg.replay),
+            cfg.env.id,
+            cfg.env.num_envs,
+            cfg.runner.eval_episodes,
+        ],
+        sort_keys=True,
     )
     if key in _PROGRAMS:
         return _PROGRAMS[key]
     try:
-        env = make_jax_env(t.env)
+        env = make_jax_env(cfg.env.id)
         agent = agent_for_jax_env(cfg, env)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     settings = DeviceSettings(
-        num_envs=t.num_envs,
-        eval_episodes=t.eval_episodes,
+        num_envs=cfg.env.num_envs,
+        eval_episodes=cfg.runner.eval_episodes,
         max_episode_steps=env.spec.max_episode_steps,
     )
     try:
@@ -377,12 +384,12 @@ class DeviceTrainer:
 
         from factorl.config import ConfigError
 
-        t = self.cfg.train
-        if t.action_repeat != 1:
-            raise ConfigError("--action-repeat is for host environments; the device runner has 1")
+        cfg = self.cfg
+        if cfg.env.action_repeat != 1:
+            raise ConfigError("env.action_repeat is for host environments; the device runner has 1")
         program = _compiled_program(self.cfg)
         self.env, self.agent, self._init, self._run, self._evaluate = program
-        self.seeds = np.arange(t.seed, t.seed + t.num_seeds, dtype=np.int32)
+        self.seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
         self.state = self._init(self.seeds)
 
     def _open(self, checkpoint: Any, resuming: bool, overwrite: bool) -> None:
@@ -393,14 +400,14 @@ class DeviceTrainer:
         from factorl.runfolder import CONFIG_FILE, clear_run
         from factorl.train import prepare_run_folder
 
-        cfg, t, run_dir = self.cfg, self.cfg.train, self.run_dir
+        cfg, run_dir = self.cfg, self.run_dir
         notes = prepare_run_folder(run_dir, resuming, overwrite)
         self.env_step, self.eval_round, self.wall_time = 0, 0, 0.0
         self.last_eval_return = None
         unwritten: list = []
         if checkpoint is not None:
             unwritten = self._restore(checkpoint)
-        if checkpoint is not None and self.env_step >= t.steps:
+        if checkpoint is not None and self.env_step >= cfg.run.steps:
             self.finished = True
             return
         if checkpoint is None:
@@ -410,17 +417,17 @@ class DeviceTrainer:
         ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.to_json() + "\n")
         self.logger = RunLogger(
             run_dir,
-            t.steps,
+            cfg.run.steps,
             self.env_step,
-            progress=t.progress,
-            tensorboard=t.tensorboard,
-            line_every=t.log_every,
+            progress=cfg.run.progress,
+            tensorboard=cfg.run.tensorboard,
+            line_every=cfg.runner.log_every,
         )
-        seeds = f"{t.num_seeds} seeds x " if t.num_seeds > 1 else ""
+        seeds = f"{cfg.run.num_seeds} seeds x " if cfg.run.num_seeds > 1 else ""
         verb = f"resumed {run_dir} at env step {self.env_step}" if checkpoint else "training"
         self.logger.message(
-            f"[factorl] {verb} {cfg.algo} on {t.env} ({seeds}{t.num_envs} environments, device "
-            f"runner on {jax.default_backend()}); run folder {run_dir}"
+            f"[factorl] {verb} {cfg.algo} on {cfg.env.id} ({seeds}{cfg.env.num_envs} environments, "
+            f"device runner on {jax.default_backend()}); run folder {run_dir}"
         )
         for note in notes:
             self.logger.message(note)
@@ -484,7 +491,7 @@ class DeviceTrainer:
             jax.tree_util.tree_leaves(self.state),
             {},
             meta,
-            self.cfg.train.keep_checkpoints,
+            self.cfg.runner.keep_checkpoints,
         )
         self._last_save = time.perf_counter()
         return path
@@ -570,19 +577,22 @@ class DeviceTrainer:
 
         from factorl.train import TrainingStopped, TrainResult, _crossed, _StopFlag
 
-        t, n = self.cfg.train, self.cfg.train.num_envs
+        cfg, n = self.cfg, self.cfg.env.num_envs
         if self.finished:
             print(
-                f"[factorl] {self.run_dir} has already used its budget of {t.steps} env steps; "
-                f"nothing to do. Pass --steps N with N > {self.env_step} to train further.",
+                f"[factorl] {self.run_dir} has already used its budget of {cfg.run.steps} env "
+                f"steps; nothing to do. Pass --run.steps N with N > {self.env_step} to train "
+                "further.",
                 file=sys.stderr,
             )
             return TrainResult(
                 self.run_dir, self.agent, self.state, self.env_step, self.last_eval_return,
                 "completed",
             )  # fmt: skip
-        end = t.steps if stop_after is None else min(t.steps, self.env_step + stop_after)
-        chunk = max(1, t.log_every // n)  # vector steps between records
+        end = (
+            cfg.run.steps if stop_after is None else min(cfg.run.steps, self.env_step + stop_after)
+        )
+        chunk = max(1, cfg.runner.log_every // n)  # vector steps between records
         self._chunk_start = time.perf_counter()
         status, stop = "completed", _StopFlag()
         try:
@@ -600,17 +610,17 @@ class DeviceTrainer:
                             f"update was discarded and learning stopped; checkpoint {path}. Try "
                             "a lower learning rate."
                         )
-                    if _crossed(before, self.env_step, t.eval_every):
+                    if _crossed(before, self.env_step, cfg.runner.eval_every):
                         self.evaluate()
-                    minutes = t.checkpoint_minutes
+                    minutes = cfg.runner.checkpoint_minutes
                     timed = minutes > 0 and time.perf_counter() - self._last_save >= 60 * minutes
-                    if _crossed(before, self.env_step, t.checkpoint_every) or timed:
+                    if _crossed(before, self.env_step, cfg.runner.checkpoint_every) or timed:
                         self.save()
                     self.show_progress(before)
                     if stop.requested:
                         status = "interrupted"
                         break
-                at_budget = status == "completed" and self.env_step >= t.steps
+                at_budget = status == "completed" and self.env_step >= cfg.run.steps
                 if at_budget and self._evaluated_at != self.env_step:
                     self.evaluate(final=True)
                 path = self.save()
@@ -642,11 +652,12 @@ def load_device_run(cfg: Any, checkpoint: Any, episodes: int | None = None) -> t
 
     from factorl import checkpoint as ckpt
 
-    t = cfg.train
     if episodes is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, eval_episodes=episodes))
+        cfg = dataclasses.replace(
+            cfg, runner=dataclasses.replace(cfg.runner, eval_episodes=episodes)
+        )
     _, agent, init, _, evaluate = _compiled_program(cfg)
-    seeds = np.arange(t.seed, t.seed + t.num_seeds, dtype=np.int32)
+    seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
     leaves, treedef = jax.tree_util.tree_flatten(jax.eval_shape(init, seeds))
     saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
     if meta.get("runner") != "device":
@@ -660,7 +671,7 @@ def evaluate_device_run(cfg: Any, checkpoint: Any, episodes: int, seed: int) -> 
     import numpy as np
 
     _, evaluate, agent_state = load_device_run(cfg, checkpoint, episodes)
-    seeds = cfg.train.num_seeds
+    seeds = cfg.run.num_seeds
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
     returns = np.asarray(evaluate(agent_state, keys), np.float64)  # [seeds, episodes]
     return {
@@ -669,6 +680,6 @@ def evaluate_device_run(cfg: Any, checkpoint: Any, episodes: int, seed: int) -> 
         "returns": [float(r) for r in returns.reshape(-1)],
         "per_seed_mean": [float(r) for r in returns.mean(axis=1)],
         "episodes": episodes,
-        "env": cfg.train.env,
+        "env": cfg.env.id,
         "finite": bool(np.isfinite(returns).all()),
     }

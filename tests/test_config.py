@@ -1,0 +1,161 @@
+"""The config in sections and its one override syntax: dotted keys in `make_config`, presets,
+`parse_override` strings and config.json, old run folders included."""
+
+import json
+import re
+
+import pytest
+
+from factorl.config import (
+    Config,
+    ConfigError,
+    overrides_by_algo,
+    parse_override,
+    saved_settings,
+    setting_keys,
+)
+from factorl.presets import PRESETS
+from factorl.train import load_config, make_config
+
+
+def test_the_config_is_in_sections_and_saved_by_them():
+    cfg = make_config("decqn", {"env.id": "dmc:cheetah-run", "run.steps": 1000, "replay.n_step": 2})
+    assert isinstance(cfg, Config)
+    assert (cfg.env.id, cfg.run.steps, cfg.replay.n_step) == ("dmc:cheetah-run", 1000, 2)
+    saved = cfg.to_dict()
+    assert list(saved) == ["algo", "run", "env", "replay", "agent", "runner"]
+    assert saved["env"] == {"id": "dmc:cheetah-run", "num_envs": 1, "action_repeat": 1}
+    assert saved["runner"]["eval_every"] == 10_000 and saved["replay"]["n_step"] == 2
+    # every setting has one dotted key, and those keys rebuild the same config
+    assert list(cfg.settings()) == setting_keys("decqn")
+    assert make_config("decqn", cfg.settings()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "algo", "expected"),
+    [
+        ("agent.width=256", "decqn", ("agent.width", 256)),
+        ("agent.learning_rate=3e-4", "decqn", ("agent.learning_rate", 3e-4)),
+        ("replay.prioritized=false", "decqn", ("replay.prioritized", False)),
+        ("runner.save_replay=True", "decqn", ("runner.save_replay", True)),
+        ("replay.n-step=5", "decqn", ("replay.n_step", 5)),  # the flag spelling, as on the CLI
+        ("env.id=gym:Pendulum-v1", "sac", ("env.id", "gym:Pendulum-v1")),  # only the first '='
+        ("agent.target_entropy=none", "sac", ("agent.target_entropy", None)),
+        ("agent.target_entropy=-2.5", "sac", ("agent.target_entropy", -2.5)),
+        ("agent.epsilon_mode=joint", "decqn", ("agent.epsilon_mode", "joint")),
+    ],
+)
+def test_parse_override_types_the_value_by_its_field(text, algo, expected):
+    key, value = parse_override(text, algo)
+    assert (key, value) == expected and type(value) is type(expected[1])
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("agent.width=wide", "agent.width must be an integer, got 'wide'"),
+        ("replay.prioritized=yes", "replay.prioritized must be true or false, got 'yes'"),
+        ("agent.gamma=x", "agent.gamma must be a number, got 'x'"),
+        ("width=3", "an override is SECTION.FIELD=VALUE"),
+        ("agent.width", "an override is SECTION.FIELD=VALUE"),
+        ("agent.depth=2", "unknown setting 'agent.depth' for decqn"),
+    ],
+)
+def test_parse_override_refuses_bad_input_in_one_line(text, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        parse_override(text, "decqn")
+    assert "\n" not in str(err.value)
+
+
+def test_overrides_by_algo_apply_to_every_algorithm_that_has_the_setting():
+    got = overrides_by_algo(
+        ["decqn", "sac"], ["agent.width=64", "agent.epsilon=0.2", "agent.depth=3", "run.seed=4"]
+    )
+    assert got == {
+        "decqn": {"agent.width": 64, "agent.epsilon": 0.2, "run.seed": 4},
+        "sac": {"agent.width": 64, "agent.depth": 3, "run.seed": 4},
+    }
+    with pytest.raises(ConfigError, match=r"no selected algorithm \(decqn, sac\) has setting"):
+        overrides_by_algo(["decqn", "sac"], ["agent.widht=3"])
+    with pytest.raises(ConfigError, match=r"agent\.width must be an integer"):
+        overrides_by_algo(["decqn"], ["agent.width=3.5"])
+
+
+def test_presets_are_dotted_keys_of_their_algorithm():
+    for algo, presets in PRESETS.items():
+        for name, values in presets.items():
+            assert set(values) <= set(setting_keys(algo)), (algo, name)
+
+
+def test_a_run_folder_of_the_first_flat_layout_is_read_into_sections(tmp_path):
+    old = {
+        "algo": "decqn",
+        "train": {"env": "gym:Pendulum-v1", "seed": 3, "steps": 500, "num_envs": 2,
+                  "num_seeds": 1, "action_repeat": 1, "eval_every": 100, "eval_episodes": 1,
+                  "log_every": 50, "checkpoint_every": 250, "checkpoint_minutes": 0.0,
+                  "keep_checkpoints": 1, "save_replay": False, "run_dir": "runs/x",
+                  "progress": "none", "tensorboard": False},
+        "agent": {"width": 32, "n_step": 2, "replay_capacity": 4000, "prioritized": False},
+    }  # fmt: skip
+    algo, settings = saved_settings(old)
+    assert algo == "decqn"
+    assert settings["env.id"] == "gym:Pendulum-v1" and settings["env.num_envs"] == 2
+    assert settings["run.seed"] == 3 and settings["run.run_dir"] == "runs/x"
+    assert settings["runner.save_replay"] is False and settings["runner.eval_every"] == 100
+    assert settings["agent.width"] == 32 and settings["replay.n_step"] == 2
+    assert settings["replay.capacity"] == 4000 and settings["replay.prioritized"] is False
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(old))
+    cfg = load_config(run)
+    assert (cfg.env.num_envs, cfg.run.steps, cfg.runner.log_every) == (2, 500, 50)
+    # a first-layout key this version does not know is named, not dropped
+    (run / "config.json").write_text(json.dumps({**old, "train": {"frobs": 1}}))
+    with pytest.raises(ConfigError, match=r"unknown setting 'train\.frobs'"):
+        load_config(run)
+
+
+def test_load_config_checks_a_saved_config_as_make_config_does(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = make_config("decqn", {"run.steps": 100}).to_dict()
+    (run / "config.json").write_text(json.dumps({**saved, "run": {**saved["run"], "steps": 0}}))
+    with pytest.raises(ConfigError, match=r"not a valid factorl config: run\.steps must be >= 1"):
+        load_config(run)
+    (run / "config.json").write_text(json.dumps(["decqn"]))
+    with pytest.raises(ConfigError, match="not a valid factorl config"):
+        load_config(run)
+
+
+def test_each_algorithm_has_its_reference_replay_and_refuses_what_it_cannot_use():
+    decqn, cqn, sac = (make_config(a).replay for a in ("decqn", "cqn", "sac"))
+    assert (decqn.n_step, decqn.batch_size, decqn.prioritized, decqn.priority_beta) == (
+        3,
+        256,
+        True,
+        0.2,
+    )
+    assert (cqn.batch_size, cqn.n_step, cqn.prioritized) == (512, 1, False)
+    assert (sac.n_step, sac.prioritized) == (1, False)
+    assert make_config("sac", {"replay.prioritized": True}).replay.prioritized  # it weights TD
+    refused = {
+        ("sac", "replay.n_step", 3): "replay.n_step must stay 1 for sac (its critic targets",
+        ("td3", "replay.n_step", 2): "replay.n_step must stay 1 for td3",
+        ("cqn", "replay.prioritized", True): "must stay False for cqn (its loss applies no",
+        ("cqn_as", "replay.priority_beta", 1.0): "replay.priority_beta must stay 0.4 for cqn_as",
+    }
+    for (algo, key, value), message in refused.items():
+        with pytest.raises(ConfigError, match=re.escape(message)) as err:
+            make_config(algo, {key: value})
+        assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"did you mean replay\.batch_size\?"):
+        make_config("decqn", {"agent.batch_size": 64})  # moved to the replay section
+
+
+def test_a_config_json_with_the_replay_settings_in_agent_is_read_into_the_replay_section():
+    saved = make_config("decqn", {"replay.n_step": 2, "replay.capacity": 3000}).to_dict()
+    agent = {**saved.pop("agent"), "n_step": 2, "replay_capacity": 3000, "batch_size": 64}
+    del saved["replay"]
+    algo, settings = saved_settings({**saved, "agent": agent})
+    cfg = make_config(algo, settings)
+    assert (cfg.replay.n_step, cfg.replay.capacity, cfg.replay.batch_size) == (2, 3000, 64)
