@@ -8,7 +8,18 @@ from conftest import leaves, records, same_leaves
 from test_contract import PER_ALGORITHM, VARIANTS
 
 from factorl.config import ConfigError
+from factorl.runners import device
 from factorl.train import evaluate, load_agent, make_config, train
+
+
+@pytest.fixture(autouse=True)
+def _fresh_programs():
+    """Each test compiles its own programs: a program cached by an earlier test comes with an
+    agent whose trace counts include that test's (a loaded policy acts outside the program), so
+    the compile-once counts below would depend on the order tests ran in."""
+    device._PROGRAMS.clear()
+    yield
+    device._PROGRAMS.clear()
 
 
 def _device_config(run_dir, variant="decqn", steps=400, overrides=None):
