@@ -322,6 +322,44 @@ def test_playground_adapter_ends_a_diverged_episode_as_terminated_with_finite_va
     assert (np.abs(ts.obs[3]) <= 0.5).all()  # a fresh episode starts
 
 
+class _CountingMjxEnv(_FakeMjxEnv):
+    """The stand-in whose reset reports each time it is computed (once per batch under vmap)."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def reset(self, key: jax.Array) -> _FakeState:
+        jax.debug.callback(self._count)
+        return super().reset(key)
+
+    def _count(self) -> None:
+        self.resets += 1
+
+
+def test_playground_adapter_computes_a_reset_only_on_steps_where_an_episode_ended():
+    # Under vmap a cond on the episode end becomes a select that computes the reset on every
+    # step (CheetahRun's settles the model for 200 physics steps); the adapter's reset runs
+    # only when some environment in the batch ended, and leaves the others as they were.
+    inner = _CountingMjxEnv()
+    env = PlaygroundEnv(inner, max_episode_steps=3, name="fake:Counting")
+    ts = _scan_fake(env, np.full((7, 2, 1), 0.1, np.float32))
+    jax.effects_barrier()
+    np.testing.assert_array_equal(ts.truncated[:, 0], [0, 0, 1, 0, 0, 1, 0])
+    assert inner.resets == 1 + 2  # the first reset, then the two steps where episodes ended
+
+    inner = _CountingMjxEnv()
+    env = PlaygroundEnv(inner, max_episode_steps=100, name="fake:Counting")
+    actions = np.zeros((6, 2, 1), np.float32)
+    actions[:, 0] = 1.0  # the first environment diverges on its 4th step, the second stays put
+    ts = _scan_fake(env, actions)
+    jax.effects_barrier()
+    assert inner.resets == 1 + 1
+    np.testing.assert_array_equal(ts.terminated[:, 0], [0, 0, 0, 1, 0, 0])
+    assert not ts.terminated[:, 1].any() and not ts.truncated.any()
+    np.testing.assert_array_equal(ts.obs[:, 1], np.broadcast_to(ts.obs[0, 1], (6, 2)))
+    np.testing.assert_allclose(ts.obs[4, 0] - ts.obs[3, 0], [1.0, -1.0], rtol=1e-5)
+
+
 def test_playground_adapter_needs_bounded_actuators():
     env = _FakeMjxEnv()
     env.mj_model = SimpleNamespace(
