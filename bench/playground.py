@@ -53,8 +53,8 @@ EXTRA_PACKAGES = ("playground", "mujoco-mjx", "brax", "warp-lang", "flashbax")
 
 
 class SelectResetPlaygroundEnv(PlaygroundEnv):
-    """The adapter's former step (factorl before b146714): the reset under `lax.cond`, which
-    `vmap` turns into a select that computes the reset on every step."""
+    """The adapter's former step (factorl before b146714 and 6013497): the reset under
+    `lax.cond`, which `vmap` turns into a select that computes the reset on every step."""
 
     def step(self, key, state, action):
         from factorl.jaxenvs import _clip_action, _finite_or_zero, _flat
@@ -187,6 +187,9 @@ def bench_case(
         }
         if mode == "decqn":
             result[path]["timed_learner_steps"] = p["updates"]
+            # a non-finite update stops learning (the runner's `stopped`); timings after it
+            # would be of acting alone
+            result[path]["learning_stopped"] = bool(np.asarray(p["state"].stopped).any())
     result["speedup_while_over_select"] = (
         result["while"]["env_steps_per_s"] / result["select"]["env_steps_per_s"]
     )
@@ -236,6 +239,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="instead of benchmarking: write the learning JSON (bench/learning.py's format) and a "
         "PNG of this finished run into --figure-dir",
     )
+    parser.add_argument(
+        "--note", default="", help="recorded as is: e.g. what else ran on the machine meanwhile"
+    )
     parser.add_argument("--train-command", help="with --from-run: the command that trained it")
     parser.add_argument("--figure-dir", type=Path, default=Path("results/playground-cheetah-run"))
     args = parser.parse_args(argv)
@@ -263,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "shared_machine": "the machine is shared with other workers' jobs: the load average "
         "(per case before and after timing, and machine.load_avg_at_start/_at_end) shows how "
         "busy it was; the two paths' chunks alternate so both see the same load",
+        "note": args.note,
         "versions": {**versions(), **{p: _version(p) for p in EXTRA_PACKAGES}},
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],
