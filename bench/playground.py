@@ -20,7 +20,8 @@ episode length of vector steps (so its one batched reset, all environments endin
 time limit, is in the timed span once, as in training); the "select" path costs the same on every
 step, so a short span is enough. Chunks of the two paths alternate, so a change in the machine's
 load hits both alike. The report gives env steps/s (summed over environments) per path and the
-ratio while/select.
+ratio while/select, from the median chunk's wall time and from its CPU time (this process's,
+all threads: what the work costs whatever else runs).
 
     python bench/playground.py --out bench/results/playground-cheetah-run.json
 """
@@ -147,6 +148,7 @@ def bench_case(
             "state": state,
             "run": run,
             "times": [],
+            "cpu_times": [],
             "updates": 0,
             "warmup_s": time.perf_counter() - t0,
             "warmup_vector_steps": warm_steps,
@@ -163,10 +165,11 @@ def bench_case(
             p = progs[path]
             if len(p["times"]) >= timed_chunks[path]:
                 continue
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             p["state"], out = p["run"](p["state"])
             jax.block_until_ready(out)
             p["times"].append(time.perf_counter() - t0)
+            p["cpu_times"].append(time.process_time() - c0)
             if mode == "decqn":
                 p["updates"] += int(np.asarray(out.updates)[0])
     result: dict[str, Any] = {
@@ -174,14 +177,19 @@ def bench_case(
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
     }
     for path, p in progs.items():
-        total = float(np.sum(p["times"]))
         steps = n * chunks[path] * len(p["times"])
+        per_chunk = n * chunks[path]
         result[path] = {
-            "env_steps_per_s": steps / total,
+            # the median chunk: a chunk that waited for the CPU behind other jobs is an outlier
+            "env_steps_per_s": per_chunk / float(np.median(p["times"])),
+            "env_steps_per_s_over_all_chunks": steps / float(np.sum(p["times"])),
+            # this process's CPU time (all its threads): what the work costs, whatever the load
+            "env_steps_per_cpu_s": per_chunk / float(np.median(p["cpu_times"])),
             "timed_env_steps": steps,
             "timed_vector_steps": chunks[path] * len(p["times"]),
             "chunk_vector_steps": chunks[path],
             "chunk_seconds": [round(t, 4) for t in p["times"]],
+            "chunk_cpu_seconds": [round(t, 4) for t in p["cpu_times"]],
             "compile_and_warmup_s": round(p["warmup_s"], 2),
             "warmup_vector_steps": p["warmup_vector_steps"],
         }
@@ -190,13 +198,13 @@ def bench_case(
             # a non-finite update stops learning (the runner's `stopped`); timings after it
             # would be of acting alone
             result[path]["learning_stopped"] = bool(np.asarray(p["state"].stopped).any())
-    result["speedup_while_over_select"] = (
-        result["while"]["env_steps_per_s"] / result["select"]["env_steps_per_s"]
-    )
+    for unit in ("env_steps_per_s", "env_steps_per_cpu_s"):
+        result[f"ratio_while_over_select_{unit}"] = result["while"][unit] / result["select"][unit]
     print(
         f"[bench] {mode} N={n}: "
         + ", ".join(f"{path} {result[path]['env_steps_per_s']:.0f} env steps/s" for path in envs)
-        + f" (x{result['speedup_while_over_select']:.1f})",
+        + f" (x{result['ratio_while_over_select_env_steps_per_s']:.1f}; per CPU second "
+        f"x{result['ratio_while_over_select_env_steps_per_cpu_s']:.1f})",
         flush=True,
     )
     return result
@@ -216,11 +224,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=8,
         help="timed chunks of the while path; they cover one episode length",
     )
-    parser.add_argument("--select-chunks", type=int, default=4, help="timed chunks, select path")
+    parser.add_argument("--select-chunks", type=int, default=3, help="timed chunks, select path")
     parser.add_argument(
         "--select-env-steps",
         type=int,
-        default=256,
+        default=64,
         help="env steps (summed over environments) per select-path chunk",
     )
     parser.add_argument(
