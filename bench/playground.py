@@ -248,6 +248,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "PNG of this finished run into --figure-dir",
     )
     parser.add_argument(
+        "--uniform-replay",
+        action="store_true",
+        help="DecQN with uniform replay (--no-prioritized): flashbax 0.1.3's sum tree can return "
+        "a window of probability 0, whose infinite importance weight stops learning",
+    )
+    parser.add_argument(
         "--note", default="", help="recorded as is: e.g. what else ran on the machine meanwhile"
     )
     parser.add_argument("--train-command", help="with --from-run: the command that trained it")
@@ -261,6 +267,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if episode % args.while_chunks:
         parser.error(f"--while-chunks must divide the episode length {episode}")
     agent_overrides: dict[str, Any] = {}
+    if args.uniform_replay:
+        agent_overrides["prioritized"] = False
     if args.replay_capacity is not None:
         agent_overrides["replay_capacity"] = args.replay_capacity
     decqn_cfg = make_config("decqn", {"env": ENV}, agent_overrides).agent
