@@ -214,11 +214,15 @@ class PlaygroundEnv:
     """A MuJoCo Playground environment (an `MjxEnv` without brax's wrappers) as a `JaxEnv`.
 
     The time limit, the auto-reset and the terminal test are this adapter's (see the module
-    docstring). The reset runs under `lax.cond`, so an unbatched step pays for it only when an
-    episode ends. Under `vmap` the cond becomes a select and every step also computes a reset:
-    for most suite ports that is a forward pass, less than a control step, but CheetahRun's reset
-    settles the model for 200 physics steps, so a batched runner there wants to reset at the
-    batch level (a cond on any episode ending) instead.
+    docstring). The reset runs as the body of a `lax.while_loop` that runs at most once, not
+    under `lax.cond`: under `vmap` (over environments, and over seeds in the device runner) a cond
+    with a batched predicate becomes a select that computes the reset on every step for every
+    environment, whereas a batched while loop runs its body only while some element of the batch
+    needs it, so a step where no episode ended costs no reset, and one where some ended costs one
+    batched reset (an optimisation barrier keeps XLA from hoisting the reset out of the loop).
+    This matters: CheetahRun's reset settles the model for 200 physics steps (as dm_control's
+    does), and computed on every step it made the vmapped step two orders of magnitude slower
+    (bench/results/playground-cheetah-run.json). Unbatched, the loop is a cond.
     """
 
     def __init__(self, env: Any, *, max_episode_steps: int, name: str) -> None:
@@ -257,10 +261,19 @@ class PlaygroundEnv:
         truncated = (steps >= self.spec.max_episode_steps) & ~terminated
         final_obs = _finite_or_zero(_flat(inner.obs))
         reward = _finite_or_zero(jnp.asarray(inner.reward, jnp.float32).reshape(()))
-        next_state = jax.lax.cond(
-            terminated | truncated,
-            lambda: self.reset(key)[0],
-            lambda: PlaygroundState(inner, steps),
+
+        def reset_once(carry: tuple[jax.Array, PlaygroundState]):
+            # The barrier makes the reset depend on the loop's flag: `key` alone is invariant in
+            # the loop, and XLA's loop-invariant code motion would hoist the whole reset out of
+            # it and compute it on every step (CheetahRun: 24 env steps/s instead of ~3700).
+            _, reset_key = jax.lax.optimization_barrier((carry[0], key))
+            return jnp.zeros((), jnp.bool_), self.reset(reset_key)[0]
+
+        # At most one pass: the body clears the flag (see the class docstring for why not cond).
+        _, next_state = jax.lax.while_loop(
+            lambda carry: carry[0],
+            reset_once,
+            (terminated | truncated, PlaygroundState(inner, steps)),
         )
         obs = _flat(next_state.inner.obs)
         return next_state, TimeStep(obs, reward, terminated, truncated, final_obs)

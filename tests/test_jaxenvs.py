@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -320,6 +321,84 @@ def test_playground_adapter_ends_a_diverged_episode_as_terminated_with_finite_va
     np.testing.assert_array_equal(ts.next_obs_final[3], 0.0)
     np.testing.assert_array_equal(ts.reward[3], 0.0)
     assert (np.abs(ts.obs[3]) <= 0.5).all()  # a fresh episode starts
+
+
+class _CountingMjxEnv(_FakeMjxEnv):
+    """The stand-in whose reset reports each time it is computed (once per batch under vmap)."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def reset(self, key: jax.Array) -> _FakeState:
+        jax.debug.callback(self._count)
+        return super().reset(key)
+
+    def _count(self) -> None:
+        self.resets += 1
+
+
+def test_playground_adapter_computes_a_reset_only_on_steps_where_an_episode_ended():
+    # Under vmap a cond on the episode end becomes a select that computes the reset on every
+    # step (CheetahRun's settles the model for 200 physics steps); the adapter's reset runs
+    # only when some environment in the batch ended, and leaves the others as they were.
+    inner = _CountingMjxEnv()
+    env = PlaygroundEnv(inner, max_episode_steps=3, name="fake:Counting")
+    ts = _scan_fake(env, np.full((7, 2, 1), 0.1, np.float32))
+    jax.effects_barrier()
+    np.testing.assert_array_equal(ts.truncated[:, 0], [0, 0, 1, 0, 0, 1, 0])
+    assert inner.resets == 1 + 2  # the first reset, then the two steps where episodes ended
+
+    inner = _CountingMjxEnv()
+    env = PlaygroundEnv(inner, max_episode_steps=100, name="fake:Counting")
+    actions = np.zeros((6, 2, 1), np.float32)
+    actions[:, 0] = 1.0  # the first environment diverges on its 4th step, the second stays put
+    ts = _scan_fake(env, actions)
+    jax.effects_barrier()
+    assert inner.resets == 1 + 1
+    np.testing.assert_array_equal(ts.terminated[:, 0], [0, 0, 0, 1, 0, 0])
+    assert not ts.terminated[:, 1].any() and not ts.truncated.any()
+    np.testing.assert_array_equal(ts.obs[:, 1], np.broadcast_to(ts.obs[0, 1], (6, 2)))
+    np.testing.assert_allclose(ts.obs[4, 0] - ts.obs[3, 0], [1.0, -1.0], rtol=1e-5)
+
+
+class _SlowResetMjxEnv(_FakeMjxEnv):
+    """The stand-in with a reset that costs much more than a step (as CheetahRun's does) and
+    depends only on its key, so a compiler could compute it ahead of any test on the step."""
+
+    def reset(self, key: jax.Array) -> _FakeState:
+        state = super().reset(key)
+        pos = jax.lax.fori_loop(0, 20_000, lambda i, p: p + 1e-30 * jnp.sin(p + i), state.pos)
+        return state._replace(pos=pos, obs=jnp.stack([pos, -pos]))
+
+
+def test_playground_adapter_step_costs_no_reset_when_no_episode_ended():
+    # Compiled, not traced: XLA hoisted a reset that depends only on the key out of the reset
+    # loop and computed it on every step. Timed against the reset itself, so a busy machine
+    # slows both alike; a step that computed the reset would take about `steps` resets.
+    env = PlaygroundEnv(_SlowResetMjxEnv(), max_episode_steps=1000, name="fake:SlowReset")
+    steps = 50
+    reset = jax.jit(jax.vmap(env.reset))
+    keys = jax.random.split(jax.random.key(0), 2)
+    state, _ = jax.block_until_ready(reset(keys))
+
+    @jax.jit
+    def run(state, key):
+        keys = jax.random.split(key, (steps, 2))
+        action = jnp.full((2, 1), 0.01, jnp.float32)
+        return jax.lax.scan(lambda s, k: jax.vmap(env.step)(k, s, action), state, keys)
+
+    def best_of_three(fn, *args) -> float:
+        jax.block_until_ready(fn(*args))  # compiles
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    one_reset = best_of_three(reset, keys)
+    scan = best_of_three(run, state, jax.random.key(1))
+    assert scan < steps * one_reset / 10, (scan, one_reset)
 
 
 def test_playground_adapter_needs_bounded_actuators():
