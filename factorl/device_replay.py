@@ -34,6 +34,7 @@ from factorl.replay import mixed_split
 __all__ = [
     "DeviceReplay",
     "DeviceSample",
+    "importance_weights",
     "n_step_batch",
     "sample_mixed",
     "update_priorities_mixed",
@@ -252,21 +253,39 @@ class DeviceReplay:
         batch = n_step_batch(sample.experience, self.n_step, self.horizon, self.gamma)
         if not self.prioritized:
             return DeviceSample(batch, jnp.full(batch.reward.shape, -1, jnp.int32))
-        # importance weights (N P(i))^-beta, normalised by the batch's largest
-        w = (self.size(state) * sample.probabilities) ** (-self.priority_beta)
-        batch = batch._replace(weights=(w / jnp.max(w)).astype(jnp.float32))
-        return DeviceSample(batch, sample.indices)
+        weights = importance_weights(sample.probabilities, self.size(state), self.priority_beta)
+        return DeviceSample(batch._replace(weights=weights), sample.indices)
 
-    def update_priorities(self, state: Any, indices: jax.Array, td_abs: jax.Array) -> Any:
+    def update_priorities(
+        self, state: Any, indices: jax.Array, td_abs: jax.Array, weights: jax.Array | None = None
+    ) -> Any:
         """State with the sampled windows' priorities set from their |TD| (plus a small eps,
-        so none is 0); the state itself in a uniform buffer."""
+        so none is 0); the state itself in a uniform buffer. Given the batch's `weights`, rows
+        of weight 0 (drawn with probability 0, see `importance_weights`) keep priority 0, so a
+        window that is not sampleable is never made so."""
         if not self.prioritized or indices.shape[0] == 0:
             return state
-        return self._buffer().set_priorities(state, indices, jnp.abs(td_abs) + PRIORITY_EPS)
+        priorities = jnp.abs(td_abs) + PRIORITY_EPS
+        if weights is not None:
+            priorities = jnp.where(weights > 0, priorities, 0.0)
+        return self._buffer().set_priorities(state, indices, priorities)
 
     def _layout(self) -> dict[str, Any]:
         batch = {k: v for k, v in self._specs.items() if k not in ("terminated", "ended")}
         return {"horizon": self.horizon, **batch}
+
+
+def importance_weights(probabilities: jax.Array, size: jax.Array, beta: float) -> jax.Array:
+    """Importance weights (N P(i))^-beta, normalised by the batch's largest: [B] float32.
+
+    A row drawn with probability 0 gets weight 0, so it adds nothing to the loss. flashbax's
+    sum tree can return such a row (a window whose priority is 0: not yet stored, or cut by the
+    write head) when a drawn value falls on a boundary; its weight would otherwise be infinite
+    and stop the run at the non-finite guard.
+    """
+    drawn = probabilities > 0
+    w = jnp.where(drawn, (size * jnp.where(drawn, probabilities, 1.0)) ** (-beta), 0.0)
+    return (w / jnp.maximum(jnp.max(w), jnp.finfo(jnp.float32).tiny)).astype(jnp.float32)
 
 
 def sample_mixed(
@@ -313,11 +332,14 @@ def update_priorities_mixed(
     indices: jax.Array,
     td_abs: jax.Array,
     share: float,
+    weights: jax.Array | None = None,
 ) -> tuple[Any, Any]:
     """(main_state, second_state) with a `sample_mixed` batch's priorities set: its first rows
-    in main, its last `mixed_split(len(indices), share)` in second."""
+    in main, its last `mixed_split(len(indices), share)` in second (rows of weight 0 keep
+    priority 0, as in `DeviceReplay.update_priorities`)."""
     cut = indices.shape[0] - mixed_split(indices.shape[0], share)
+    head, tail = (None, None) if weights is None else (weights[:cut], weights[cut:])
     return (
-        main.update_priorities(main_state, indices[:cut], td_abs[:cut]),
-        second.update_priorities(second_state, indices[cut:], td_abs[cut:]),
+        main.update_priorities(main_state, indices[:cut], td_abs[:cut], head),
+        second.update_priorities(second_state, indices[cut:], td_abs[cut:], tail),
     )

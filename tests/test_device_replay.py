@@ -10,6 +10,7 @@ from conftest import same_leaves
 
 from factorl.device_replay import (
     DeviceReplay,
+    importance_weights,
     n_step_batch,
     sample_mixed,
     update_priorities_mixed,
@@ -193,6 +194,23 @@ def test_prioritised_samples_follow_and_take_back_priorities():
     drawn = uniform.sample(plain, jax.random.PRNGKey(0))
     assert (np.asarray(drawn.indices) == -1).all()
     assert uniform.update_priorities(plain, drawn.indices, jnp.ones(64)) is plain
+
+
+def test_a_row_drawn_with_probability_0_weighs_nothing_and_stays_unsampleable():
+    # flashbax's sum tree can return a window of priority 0 (not stored, or cut by the write
+    # head) when a drawn value falls on a boundary: its weight would be (N * 0)^-beta = inf
+    weights = importance_weights(jnp.array([0.0, 0.5, 0.25]), jnp.asarray(4), 1.0)
+    np.testing.assert_allclose(weights, [0.0, 0.5, 1.0])
+    assert np.isfinite(importance_weights(jnp.zeros(3), jnp.asarray(4), 0.4)).all()
+    replay = _replay(prioritized=True, priority_alpha=1.0, batch_size=4)
+    state = replay.extend(replay.init(), _steps(np.random.default_rng(3), 3, 16))
+    drawn = replay.sample(state, jax.random.PRNGKey(0))
+    zero_first = drawn.batch.weights.at[0].set(0.0)
+    state = replay.update_priorities(state, drawn.indices, jnp.ones(4), zero_first)
+    tree = state.sum_tree_state
+    leaves_ = np.asarray(tree.nodes)[2**tree.tree_depth - 1 :]
+    assert leaves_[int(drawn.indices[0])] == 0.0
+    assert (leaves_[np.asarray(drawn.indices[1:])] > 0).all()
 
 
 def _two_replays(prioritized=False):

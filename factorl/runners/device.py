@@ -144,7 +144,9 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         finite = metrics["finite"]
         replay_state = state.replay
         if prioritized:
-            updated = replay.update_priorities(replay_state, sample.indices, td_abs)
+            updated = replay.update_priorities(
+                replay_state, sample.indices, td_abs, sample.batch.weights
+            )
             replay_state = _where_tree(finite, updated, replay_state)
         state = state._replace(
             agent=_where_tree(finite, new_agent, state.agent),
