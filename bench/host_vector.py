@@ -37,7 +37,7 @@ import jax
 import numpy as np
 
 import factorl
-from factorl.system import source_revision
+from factorl.io.system import source_revision
 from factorl.train import Trainer
 
 ENV = "dmc:cheetah-run"
@@ -58,7 +58,7 @@ def _config(num_envs: int, steps: int, seed: int, learning_starts: int, run_dir:
         }
         settings.update({"env.num_envs": num_envs, "agent.learning_starts": learning_starts})
         return factorl.make_config(ALGO, settings), True
-    from factorl.config import TrainConfig  # an earlier commit: flat train and agent dicts
+    from factorl.core.config import TrainConfig  # an earlier commit: flat train and agent dicts
 
     vector = "num_envs" in {f.name for f in dataclasses.fields(TrainConfig)}
     if num_envs != 1:

@@ -29,9 +29,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from factorl.checkpoint import latest_checkpoint, read_meta
-from factorl.logging import read_metrics
-from factorl.system import machine_info, source_revision, versions
+from factorl.io.checkpoint import latest_checkpoint, read_meta
+from factorl.io.logging import read_metrics
+from factorl.io.system import machine_info, source_revision, versions
 
 TRAIN = [sys.executable, "-m", "factorl.cli", "train"]
 

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from factorl import checkpoint as ckpt
-from factorl.config import ConfigError, overrides_by_algo
-from factorl.logging import read_metrics
-from factorl.runfolder import CONFIG_FILE, RunFolderError
-from factorl.system import machine_info, process_settings, source_revision, versions
+from factorl.core.config import ConfigError, overrides_by_algo
+from factorl.io import checkpoint as ckpt
+from factorl.io.logging import read_metrics
+from factorl.io.runfolder import CONFIG_FILE, RunFolderError
+from factorl.io.system import machine_info, process_settings, source_revision, versions
 from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_config, train
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count

@@ -23,8 +23,8 @@ import numpy as np
 import optax
 
 from factorl.agents.td3 import TD3, TD3Config
-from factorl.config import ReplaySettings
-from factorl.envs import make_env
+from factorl.core.config import ReplaySettings
+from factorl.envs.host import make_env
 
 
 class _Actor(nn.Module):

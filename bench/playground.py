@@ -1,6 +1,6 @@
 """Device runner throughput on MuJoCo Playground's CheetahRun: env steps/s with random actions and
 with DecQN learning, for N = 1 and N = 64 environments, with the adapter's reset in a while loop
-(factorl.jaxenvs.PlaygroundEnv, "while") next to the former reset under `lax.cond` ("select").
+(factorl.envs.device.PlaygroundEnv, "while") next to the former reset under `lax.cond` ("select").
 
 Why both: under `vmap` (the runner maps over environments and over seeds) a cond with a batched
 predicate becomes a select, so the former adapter computed CheetahRun's reset, which settles the
@@ -41,9 +41,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import factorl
-from factorl.jaxenvs import PlaygroundEnv, PlaygroundState, TimeStep, make_jax_env
+from factorl.envs.device import PlaygroundEnv, PlaygroundState, TimeStep, make_jax_env
+from factorl.io.system import machine_info, source_revision, versions
 from factorl.runners.device import DeviceSettings, agent_for_jax_env, make_train
-from factorl.system import machine_info, source_revision, versions
 from factorl.train import make_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,7 +58,7 @@ class SelectResetPlaygroundEnv(PlaygroundEnv):
     `lax.cond`, which `vmap` turns into a select that computes the reset on every step."""
 
     def step(self, key, state, action):
-        from factorl.jaxenvs import _clip_action, _finite_or_zero, _flat
+        from factorl.envs.device import _clip_action, _finite_or_zero, _flat
 
         action = _clip_action(action, self.spec)
         inner = self._env.step(state.inner, action)
@@ -339,7 +339,7 @@ def figure(run_dir: Path, command: str | None, out_dir: Path) -> dict[str, Any]:
     import matplotlib.pyplot as plt
     from learning import run_name, summarise_run
 
-    from factorl.logging import read_metrics
+    from factorl.io.logging import read_metrics
 
     if not command:
         raise SystemExit("--from-run needs --train-command (the exact command that trained it)")

@@ -37,10 +37,10 @@ import jax
 import numpy as np
 
 from factorl.agents import ALGORITHMS, CONFIGS
-from factorl.agents.base import TrainBatch
-from factorl.config import ConfigError, EnvSettings, overrides_by_algo
-from factorl.envs import make_env
-from factorl.system import machine_info, source_revision, versions
+from factorl.core.agent import TrainBatch
+from factorl.core.config import ConfigError, EnvSettings, overrides_by_algo
+from factorl.envs.host import make_env
+from factorl.io.system import machine_info, source_revision, versions
 from factorl.train import Trainer, build_agent, episode_seed, make_config
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count

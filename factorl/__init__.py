@@ -9,7 +9,7 @@ Quick use::
     action = policy(observation)
 """
 
-from factorl.config import (
+from factorl.core.config import (
     Config,
     ConfigError,
     EnvSettings,
@@ -17,8 +17,8 @@ from factorl.config import (
     RunSettings,
     parse_override,
 )
-from factorl.envs import available_envs, make_env
-from factorl.factorisation import ActionFactorisation
+from factorl.envs.host import available_envs, make_env
+from factorl.maths.factorisation import ActionFactorisation
 from factorl.train import (
     Policy,
     TrainingStopped,

@@ -22,8 +22,7 @@ from typing import Annotated, Any
 import tyro
 
 from factorl.agents import ALGORITHMS, get_algorithm
-from factorl.checkpoint import CheckpointError
-from factorl.config import (
+from factorl.core.config import (
     SEED_MAX,
     Config,
     ConfigError,
@@ -34,8 +33,9 @@ from factorl.config import (
     sections,
     setting_keys,
 )
+from factorl.io.checkpoint import CheckpointError
+from factorl.io.runfolder import RunFolderError
 from factorl.presets import PRESETS, preset_settings
-from factorl.runfolder import RunFolderError
 from factorl.train import (
     StoppedAtOnce,
     TrainingStopped,
@@ -62,7 +62,7 @@ def _add_import(parser: argparse.ArgumentParser) -> None:
 
 
 def _import_modules(modules: Sequence[str] | None) -> None:
-    from factorl.envs import import_env_modules
+    from factorl.envs.host import import_env_modules
 
     try:
         import_env_modules(list(modules or []))
@@ -299,7 +299,7 @@ def cmd_eval(argv: Sequence[str]) -> int:
 
 
 def cmd_envs(argv: Sequence[str]) -> int:
-    from factorl.envs import available_envs
+    from factorl.envs.host import available_envs
 
     argparse.ArgumentParser(prog="factorl envs", description="List environment ids.").parse_args(
         argv

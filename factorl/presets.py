@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from factorl.config import ConfigError
+from factorl.core.config import ConfigError
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "revalued": {

@@ -31,14 +31,13 @@ import gymnasium
 import jax
 import numpy as np
 
-from factorl import checkpoint as ckpt
 from factorl.agents import get_algorithm
-from factorl.agents.base import TrainBatch
-from factorl.config import Config, ConfigError, build_config, saved_settings
-from factorl.envs import make_env
-from factorl.logging import RunLogger
-from factorl.presets import preset_settings
-from factorl.runfolder import (
+from factorl.core.agent import TrainBatch
+from factorl.core.config import Config, ConfigError, build_config, saved_settings
+from factorl.envs.host import make_env
+from factorl.io import checkpoint as ckpt
+from factorl.io.logging import RunLogger
+from factorl.io.runfolder import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     LOCK_FILE,
@@ -50,6 +49,7 @@ from factorl.runfolder import (
     refuse_links,
     remove_leftovers,
 )
+from factorl.presets import preset_settings
 
 #: seed streams of `episode_seed`: training episodes, periodic and final evaluations (2 is the
 #: replay sampler's)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from factorl.logging import read_metrics
+from factorl.io.logging import read_metrics
 from factorl.train import make_config
 
 #: a tiny DecQN's agent and replay settings

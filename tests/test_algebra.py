@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from factorl.agents.base import TrainBatch
 from factorl.agents.decqn import DecQN, DecQNConfig, epsilon_greedy, per_dimension_explore_prob
-from factorl.factorisation import ActionFactorisation
-from factorl.mixers import MEAN, MIXERS, SUM, bind, greedy, mean_mixer, select
-from factorl.networks import UtilityCritic, init_ensemble, stack_apply
-from factorl.targets import bootstrap, double_q_ensemble_target, huber
+from factorl.core.agent import TrainBatch
+from factorl.maths.factorisation import ActionFactorisation
+from factorl.maths.mixers import MEAN, MIXERS, SUM, bind, greedy, mean_mixer, select
+from factorl.maths.networks import UtilityCritic, init_ensemble, stack_apply
+from factorl.maths.targets import bootstrap, double_q_ensemble_target, huber
 
 # ------------------------------------------------------------------------------ factorisation
 
@@ -261,7 +261,7 @@ def test_ensemble_members_are_independent_networks():
 
 
 def test_per_utility_target_gives_every_utility_its_own_full_target():
-    from factorl.targets import per_utility_target
+    from factorl.maths.targets import per_utility_target
 
     # batch 2, 2 levels x 3 dimensions, 2 bins: each utility bootstraps from its own chosen bin
     next_u = jnp.arange(24.0).reshape(2, 2, 3, 2)

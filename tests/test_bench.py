@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from factorl.config import ConfigError
+from factorl.core.config import ConfigError
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "throughput.py"
 
@@ -121,7 +121,7 @@ def test_plain_td3_comparison_needs_td3(capsys):
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_source_revision_names_the_commit_and_flags_uncommitted_changes(tmp_path):
-    from factorl.system import source_revision
+    from factorl.io.system import source_revision
 
     assert source_revision(tmp_path) is None  # not a checkout
     repo = tmp_path / "repo"

@@ -8,7 +8,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from factorl import checkpoint as ckpt
+from factorl.io import checkpoint as ckpt
 from factorl.train import load_agent, train
 
 STATE = {"w": jnp.arange(6, dtype=jnp.float32).reshape(2, 3), "step": jnp.array(7, jnp.int32)}

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from factorl import checkpoint as ckpt
 from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.cli import main
-from factorl.logging import read_metrics
+from factorl.io import checkpoint as ckpt
+from factorl.io.logging import read_metrics
 from factorl.train import load_config, make_config
 
 TINY = [

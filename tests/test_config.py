@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from factorl.config import (
+from factorl.core.config import (
     Config,
     ConfigError,
     overrides_by_algo,

@@ -13,7 +13,7 @@ import pytest
 from conftest import TINY_DECQN, leaves, records, same_leaves, tiny_config
 
 from factorl.agents import ALGORITHMS
-from factorl.agents.base import TrainBatch
+from factorl.core.agent import TrainBatch
 from factorl.train import build_agent, make_config, train
 
 #: small sizes shared by the tiny runs below: Pendulum learns nothing in 600 steps, but every

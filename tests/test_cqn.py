@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import by_params
 
-from factorl.agents.base import TrainBatch
 from factorl.agents.cqn import CQN, CQNConfig, argmax_random_ties
-from factorl.distributional import categorical_projection
-from factorl.factorisation import ActionFactorisation
-from factorl.targets import per_utility_categorical_target
+from factorl.core.agent import TrainBatch
+from factorl.maths.distributional import categorical_projection
+from factorl.maths.factorisation import ActionFactorisation
+from factorl.maths.targets import per_utility_categorical_target
 
 LOW, HIGH = np.array([-1.0, 0.0, -3.0], np.float32), np.array([1.0, 0.5, 5.0], np.float32)
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import by_params, in_section
 
-from factorl.agents.base import TrainBatch
 from factorl.agents.cqn_as import CQNAS, CQNASConfig, SequenceCritic, ensemble_weights
-from factorl.config import ConfigError
+from factorl.core.agent import TrainBatch
+from factorl.core.config import ConfigError
 from factorl.train import make_config, train
 
 LN2 = float(np.log(2.0))

@@ -7,7 +7,7 @@ import pytest
 from conftest import leaves, records, same_leaves
 from test_contract import PER_ALGORITHM, VARIANTS
 
-from factorl.config import ConfigError
+from factorl.core.config import ConfigError
 from factorl.runners import device
 from factorl.train import evaluate, load_agent, make_config, train
 

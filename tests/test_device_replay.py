@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import same_leaves
 
-from factorl.device_replay import (
+from factorl.replay.device import (
     DeviceReplay,
     importance_weights,
     n_step_batch,

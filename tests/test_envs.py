@@ -1,4 +1,4 @@
-"""Tests for factorl.envs: dm_control and Gymnasium adapters behind one Gymnasium API."""
+"""Tests for factorl.envs.host: dm_control and Gymnasium adapters behind one Gymnasium API."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from factorl.envs import ActionRepeat, DMCEnv, available_envs, make_env
+from factorl.envs.host import ActionRepeat, DMCEnv, available_envs, make_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,7 +222,7 @@ def _import_in_fresh_python(extra_env: dict[str, str], code: str = "") -> tuple[
     }
     env.update(extra_env)
     script = (
-        "import os\nimport factorl.envs\nfrom dm_control import _render\n"
+        "import os\nimport factorl.envs.host\nfrom dm_control import _render\n"
         "print(os.environ['MUJOCO_GL'], _render.BACKEND)\n" + code
     )
     proc = subprocess.run(
@@ -259,7 +259,7 @@ def test_unusable_egl_falls_back_to_disabled_rendering():
     # libEGL installed but no usable EGL device.
     code = (
         "import numpy as np\n"
-        "env = factorl.envs.make_env('dmc:cheetah-run', render_mode='rgb_array')\n"
+        "env = factorl.envs.host.make_env('dmc:cheetah-run', render_mode='rgb_array')\n"
         "env.reset()\n"
         "env.step(np.zeros(6))\n"
         "try:\n    env.render()\nexcept RuntimeError as exc:\n    print('render-error', exc)\n"

@@ -1,4 +1,4 @@
-"""Tests for factorl.jaxenvs: pure, jittable JAX environments with auto-reset that keep
+"""Tests for factorl.envs.device: pure, jittable JAX environments with auto-reset that keep
 termination, truncation and the final observation apart."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from factorl import jaxenvs
-from factorl.jaxenvs import (
+from factorl.envs import device as device_envs
+from factorl.envs.device import (
     JaxEnv,
     MissingExtraError,
     PlaygroundEnv,
@@ -240,7 +240,7 @@ def test_a_missing_backend_names_the_extra_to_install(monkeypatch, env_id, modul
 def test_gymnax_older_than_1_0_1_is_refused(monkeypatch):
     # pip resolves to gymnax 0.0.9 when gymnasium>=1.4 is pinned; its merged `done` would be
     # read as terminal at every time limit.
-    monkeypatch.setattr(jaxenvs, "_distribution_version", lambda name: "0.0.9")
+    monkeypatch.setattr(device_envs, "_distribution_version", lambda name: "0.0.9")
     with pytest.raises(MissingExtraError) as exc:
         make_jax_env("gymnax:Pendulum-v1")
     message = _one_line(exc)

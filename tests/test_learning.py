@@ -8,7 +8,7 @@ factorisation stays far below the thresholds used here.
 import numpy as np
 import pytest
 
-from factorl.logging import read_metrics
+from factorl.io.logging import read_metrics
 from factorl.train import make_config, train
 
 

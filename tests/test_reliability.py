@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from conftest import records, same_leaves, tiny_config
 
-from factorl import checkpoint as ckpt
 from factorl.cli import main
-from factorl.config import ConfigError
-from factorl.logging import read_metrics
-from factorl.runfolder import RunFolderError, RunFolderLock
+from factorl.core.config import ConfigError
+from factorl.io import checkpoint as ckpt
+from factorl.io.logging import read_metrics
+from factorl.io.runfolder import RunFolderError, RunFolderLock
 from factorl.train import StoppedAtOnce, Trainer, evaluate, load_agent, make_config, train
 
 #: conftest's tiny_config as flags, so CLI runs and `train(tiny_config(...))` runs are the same run
@@ -93,7 +93,7 @@ def booby_trap(tmp_path, monkeypatch):
 
 
 def test_an_environment_id_never_imports_a_module(tmp_path, booby_trap, capsys):
-    from factorl.envs import make_env
+    from factorl.envs.host import make_env
 
     with pytest.raises(ValueError, match=r"--import factorl_trap --env\.id gym:Pendulum-v1"):
         make_env("gym:factorl_trap:Pendulum-v1")
@@ -297,7 +297,7 @@ def test_a_second_process_on_a_run_folder_is_refused_with_the_holders_pid(tmp_pa
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from factorl.runfolder import RunFolderLock
+            from factorl.io.runfolder import RunFolderLock
             RunFolderLock({str(run)!r}).acquire()
             print("held", flush=True)
             time.sleep(120)
@@ -458,7 +458,7 @@ def test_a_full_disk_while_resuming_is_one_line_and_changes_nothing(tmp_path, mo
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("factorl.logging.atomic_write_text", full_disk)
+    monkeypatch.setattr("factorl.io.logging.atomic_write_text", full_disk)
     with pytest.raises(RunFolderError, match=r"No space left on device.*free disk space"):
         train(tiny_config(run, steps=300), resume=run)
     assert (run / "metrics.jsonl").read_bytes() == before

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from factorl.replay import Batch, MixedReplay, ReplayBuffer, SumTree, mixed_split
+from factorl.replay.host import Batch, MixedReplay, ReplayBuffer, SumTree, mixed_split
 
 # ---------------------------------------------------------------------------------------------
 # SumTree
@@ -1290,7 +1290,7 @@ def test_mixed_replay_refuses_an_empty_part_incompatible_buffers_and_bad_shares(
 def test_learner_batches_carry_the_extra_fields_into_a_jitted_update():
     import jax
 
-    from factorl.agents.base import TrainBatch
+    from factorl.core.agent import TrainBatch
 
     buf = ReplayBuffer(20, (1,), (1,), num_envs=2, extra_fields=_FIELDS)
     _add_with_fields(buf, [_stream_steps(0, {5: "term"}), _stream_steps(100, {2: "trunc"})])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import TINY_DECQN, tiny_config
 
-from factorl import checkpoint as ckpt
+from factorl.io import checkpoint as ckpt
 from factorl.train import train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"

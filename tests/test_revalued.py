@@ -11,17 +11,17 @@ import pytest
 from conftest import in_section, tiny_config
 
 from factorl.agents import ALGORITHMS, CONFIGS
-from factorl.agents.base import TrainBatch
 from factorl.agents.revalued import (
     REValueD,
     REValueDConfig,
     decayed_epsilon,
     joint_epsilon_greedy,
 )
-from factorl.config import ConfigError
-from factorl.logging import read_metrics
-from factorl.mixers import greedy
-from factorl.targets import (
+from factorl.core.agent import TrainBatch
+from factorl.core.config import ConfigError
+from factorl.io.logging import read_metrics
+from factorl.maths.mixers import greedy
+from factorl.maths.targets import (
     double_q_ensemble_target,
     ensemble_mean_target,
     ensemble_min_target,

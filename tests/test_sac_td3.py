@@ -10,7 +10,6 @@ import pytest
 from conftest import in_section, tiny_config
 from gymnasium import spaces
 
-from factorl.agents.base import TrainBatch
 from factorl.agents.sac import (
     SAC,
     ActionBounds,
@@ -27,8 +26,9 @@ from factorl.agents.sac import (
 )
 from factorl.agents.td3 import TD3, TD3Config, smoothed_target_action, td3_target
 from factorl.cli import main
-from factorl.config import ConfigError
-from factorl.logging import read_metrics
+from factorl.core.agent import TrainBatch
+from factorl.core.config import ConfigError
+from factorl.io.logging import read_metrics
 from factorl.train import make_config, train
 
 # ------------------------------------------------------------------------------ pure functions

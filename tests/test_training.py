@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from factorl import checkpoint as ckpt
-from factorl.config import ConfigError
-from factorl.logging import read_metrics
+from factorl.core.config import ConfigError
+from factorl.io import checkpoint as ckpt
+from factorl.io.logging import read_metrics
 from factorl.train import Trainer, TrainingStopped, evaluate, load_agent, make_config, train
 
 

@@ -26,7 +26,7 @@ def get_algorithm(name: str) -> type:
     try:
         return ALGORITHMS[name]
     except KeyError:
-        from factorl.config import ConfigError
+        from factorl.core.config import ConfigError
 
         known = ", ".join(sorted(ALGORITHMS))
         raise ConfigError(f"unknown algorithm {name!r}; available: {known}") from None

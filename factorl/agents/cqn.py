@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from factorl.agents.base import (
+from factorl.core.agent import (
     AgentState,
     JaxAgent,
     TrainBatch,
@@ -48,12 +48,12 @@ from factorl.agents.base import (
     stream_capacity,
     value_learner_step,
 )
-from factorl.config import ConfigError, ReplaySettings, option
-from factorl.distributional import expected_value, select_distribution, support
-from factorl.factorisation import ActionFactorisation
-from factorl.mixers import select
-from factorl.replay import ReplayBuffer
-from factorl.targets import per_utility_categorical_target, per_utility_target
+from factorl.core.config import ConfigError, ReplaySettings, option
+from factorl.maths.distributional import expected_value, select_distribution, support
+from factorl.maths.factorisation import ActionFactorisation
+from factorl.maths.mixers import select
+from factorl.maths.targets import per_utility_categorical_target, per_utility_target
+from factorl.replay.host import ReplayBuffer
 
 
 @dataclass

@@ -32,11 +32,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from factorl.agents.base import stream_capacity
 from factorl.agents.cqn import CQN, CQNConfig
-from factorl.config import ConfigError, ReplaySettings, option
-from factorl.factorisation import ActionFactorisation
-from factorl.replay import ReplayBuffer
+from factorl.core.agent import stream_capacity
+from factorl.core.config import ConfigError, ReplaySettings, option
+from factorl.maths.factorisation import ActionFactorisation
+from factorl.replay.host import ReplayBuffer
 
 
 @dataclass

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from factorl.agents.base import (
+from factorl.core.agent import (
     AgentState,
     JaxAgent,
     TrainBatch,
@@ -40,11 +40,11 @@ from factorl.agents.base import (
     stream_capacity,
     value_learner_step,
 )
-from factorl.config import ReplaySettings, option
-from factorl.mixers import greedy, mean_mixer, select
-from factorl.networks import UtilityEnsemble
-from factorl.replay import ReplayBuffer
-from factorl.targets import double_q_ensemble_target, huber
+from factorl.core.config import ReplaySettings, option
+from factorl.maths.mixers import greedy, mean_mixer, select
+from factorl.maths.networks import UtilityEnsemble
+from factorl.maths.targets import double_q_ensemble_target, huber
+from factorl.replay.host import ReplayBuffer
 
 
 @dataclass

@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from factorl.agents.base import (
+from factorl.core.agent import (
     AgentState,
     JaxAgent,
     TrainBatch,
@@ -66,11 +66,10 @@ from factorl.agents.base import (
     stream_capacity,
     value_learner_step,
 )
-from factorl.config import ConfigError, ReplaySettings, option
-from factorl.mixers import greedy, mean_mixer, select
-from factorl.networks import UtilityEnsemble
-from factorl.replay import ReplayBuffer
-from factorl.targets import (
+from factorl.core.config import ConfigError, ReplaySettings, option
+from factorl.maths.mixers import greedy, mean_mixer, select
+from factorl.maths.networks import UtilityEnsemble
+from factorl.maths.targets import (
     double_q_ensemble_target,
     ensemble_mean_target,
     ensemble_min_target,
@@ -79,6 +78,7 @@ from factorl.targets import (
     sample_members,
     td_weighted_utility_regulariser,
 )
+from factorl.replay.host import ReplayBuffer
 
 TARGETS = ("mean", "redq", "decqn", "decqn_mean")
 

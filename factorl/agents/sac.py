@@ -47,16 +47,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.agents.base import AgentState, JaxAgent, TrainBatch, stream_capacity
-from factorl.config import ReplaySettings, option
-from factorl.networks import (
+from factorl.core.agent import AgentState, JaxAgent, TrainBatch, stream_capacity
+from factorl.core.config import ReplaySettings, option
+from factorl.maths.networks import (
     BernoulliActor,
     GaussianActor,
     StateActionCritic,
     init_ensemble,
     stack_apply,
 )
-from factorl.replay import ReplayBuffer
+from factorl.replay.host import ReplayBuffer
 
 # ------------------------------------------------------------------------------------ pure helpers
 

@@ -34,11 +34,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from factorl.agents.base import AgentState, JaxAgent, TrainBatch, stream_capacity
 from factorl.agents.sac import ActionBounds, clipped_double_q, polyak
-from factorl.config import ReplaySettings, option
-from factorl.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
-from factorl.replay import ReplayBuffer
+from factorl.core.agent import AgentState, JaxAgent, TrainBatch, stream_capacity
+from factorl.core.config import ReplaySettings, option
+from factorl.maths.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
+from factorl.replay.host import ReplayBuffer
 
 
 def smoothed_target_action(

@@ -13,7 +13,7 @@ Randomness: each seed's keys come from the seed alone, folded with the env step 
 the host runner), the vector step (environments) and the learner step (sampling), so a run does
 not depend on how it is cut into chunks, and resume from a saved `RunnerState` is exact.
 
-Replay is `factorl.device_replay.DeviceReplay` (see there for how it differs from the host
+Replay is `factorl.replay.device.DeviceReplay` (see there for how it differs from the host
 buffer: a step is sampleable once its whole window is stored; prioritised sampling is stratified).
 """
 
@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from factorl.agents.base import AgentState, TrainBatch, stream_capacity
-from factorl.device_replay import DeviceReplay
+from factorl.core.agent import AgentState, TrainBatch, stream_capacity
+from factorl.replay.device import DeviceReplay
 
 #: streams of the runner key: first resets, environment steps, replay sampling
 _RESET, _ENV, _SAMPLE = 0, 1, 2
@@ -305,8 +305,8 @@ def _compiled_program(cfg: Any) -> tuple:
     import json
     from dataclasses import asdict
 
-    from factorl.config import ConfigError
-    from factorl.jaxenvs import make_jax_env
+    from factorl.core.config import ConfigError
+    from factorl.envs.device import make_jax_env
 
     key = json.dumps(
         [
@@ -361,8 +361,8 @@ class DeviceTrainer:
 
     def __init__(self, config: Any, resume: Any = None, *, overwrite: bool = False) -> None:
 
-        from factorl import checkpoint as ckpt
-        from factorl.runfolder import CHECKPOINT_DIR, RunFolderLock
+        from factorl.io import checkpoint as ckpt
+        from factorl.io.runfolder import CHECKPOINT_DIR, RunFolderLock
         from factorl.train import resolve_run_dir
 
         config.validate()
@@ -384,7 +384,7 @@ class DeviceTrainer:
     def _build(self) -> None:
         import numpy as np
 
-        from factorl.config import ConfigError
+        from factorl.core.config import ConfigError
 
         cfg = self.cfg
         if cfg.env.action_repeat != 1:
@@ -397,9 +397,9 @@ class DeviceTrainer:
     def _open(self, checkpoint: Any, resuming: bool, overwrite: bool) -> None:
         import time
 
-        from factorl import checkpoint as ckpt
-        from factorl.logging import RunLogger
-        from factorl.runfolder import CONFIG_FILE, clear_run
+        from factorl.io import checkpoint as ckpt
+        from factorl.io.logging import RunLogger
+        from factorl.io.runfolder import CONFIG_FILE, clear_run
         from factorl.train import prepare_run_folder
 
         cfg, run_dir = self.cfg, self.run_dir
@@ -438,7 +438,7 @@ class DeviceTrainer:
         self._evaluated_at: int | None = None
 
     def _restore(self, checkpoint: Any) -> list:
-        from factorl import checkpoint as ckpt
+        from factorl.io import checkpoint as ckpt
 
         leaves, treedef = jax.tree_util.tree_flatten(self.state)
         saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
@@ -472,8 +472,8 @@ class DeviceTrainer:
 
         import numpy as np
 
-        from factorl import checkpoint as ckpt
-        from factorl.runfolder import CHECKPOINT_DIR
+        from factorl.io import checkpoint as ckpt
+        from factorl.io.runfolder import CHECKPOINT_DIR
 
         meta = {
             "algo": self.cfg.algo,
@@ -652,7 +652,7 @@ def load_device_run(cfg: Any, checkpoint: Any, episodes: int | None = None) -> t
 
     import numpy as np
 
-    from factorl import checkpoint as ckpt
+    from factorl.io import checkpoint as ckpt
 
     if episodes is not None:
         cfg = dataclasses.replace(

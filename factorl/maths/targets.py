@@ -4,7 +4,7 @@ tested on hand-worked numbers and reused by every agent.
 Conventions: `reward` is the n-step discounted return R^(n) and `discount` is
 gamma^m (1 - terminated) as produced by the replay buffer, so a target is always
 `reward + discount * bootstrap`. Targets that mix take `mix`, a mixer with its parameters and
-global state bound (`factorl.mixers.bind`): a function of the chosen utilities alone.
+global state bound (`factorl.maths.mixers.bind`): a function of the chosen utilities alone.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from factorl.distributional import categorical_projection, select_distribution
-from factorl.mixers import greedy, mean_mixer, select
+from factorl.maths.distributional import categorical_projection, select_distribution
+from factorl.maths.mixers import greedy, mean_mixer, select
 
 
 def bootstrap(reward: jax.Array, discount: jax.Array, next_value: jax.Array) -> jax.Array:

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from factorl.config import ReplaySettings
+from factorl.core.config import ReplaySettings
 
 
 class TrainBatch(NamedTuple):
@@ -45,7 +45,7 @@ class TrainBatch(NamedTuple):
 
     @classmethod
     def from_sample(cls, sample: Any) -> TrainBatch:
-        """The update's view of a replay sample (`factorl.replay.Batch`): everything but the
+        """The update's view of a replay sample (`factorl.replay.host.Batch`): everything but the
         slot indices, which only the host needs (for priorities)."""
         return cls(
             sample.obs,

@@ -398,7 +398,7 @@ class ReplayBuffer:
         """Refuse a buffer larger than the memory available, before allocating it: NumPy's
         zeroed arrays are only backed by memory as they fill, so an oversized buffer would
         otherwise fail hours into a run, or take the machine down with it."""
-        from factorl.system import available_memory_bytes
+        from factorl.io.system import available_memory_bytes
 
         tree = 16 * (1 << (self.capacity - 1).bit_length())  # SumTree: 2 x next power of two
         needed = self.capacity * bytes_per_step + tree

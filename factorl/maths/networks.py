@@ -60,7 +60,7 @@ class UtilityEnsemble:
     shape [K, ..., M, B]; `member(params, k, obs)` evaluates member k alone."""
 
     def __init__(self, action_space, bins: int, width: int, size: int) -> None:
-        from factorl.factorisation import ActionFactorisation
+        from factorl.maths.factorisation import ActionFactorisation
 
         self.factorisation = ActionFactorisation.from_space(action_space, bins)
         self.network = UtilityCritic(self.factorisation.num_dims, bins, width)

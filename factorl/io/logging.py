@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from factorl.checkpoint import atomic_write_text
-from factorl.runfolder import METRICS_FILE, TENSORBOARD_DIR, describe_os_error
+from factorl.io.checkpoint import atomic_write_text
+from factorl.io.runfolder import METRICS_FILE, TENSORBOARD_DIR, describe_os_error
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

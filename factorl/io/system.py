@@ -117,7 +117,7 @@ def source_revision(root: str | Path | None = None) -> str | None:
     """The git commit of the source tree at `root` (default: factorl's own), with "+dirty" if
     tracked files have uncommitted changes; None outside a git checkout (e.g. an installed wheel)
     or without git."""
-    root = (Path(__file__).resolve().parent.parent if root is None else Path(root)).resolve()
+    root = (Path(__file__).resolve().parents[2] if root is None else Path(root)).resolve()
     try:
         top, head = _git(root, "rev-parse", "--show-toplevel", "HEAD").split()
         if Path(top).resolve() != root:

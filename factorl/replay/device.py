@@ -5,7 +5,7 @@ A row holds one environment's steps in time order, so a sampled window of W = ma
 horizon) consecutive steps never crosses environments; the n-step return, the bootstrap
 observation and the action sequence are assembled from the window (`n_step_batch`). A step is
 sampleable once its whole window is stored, also when its episode ended inside the window (the
-host buffer, `factorl.replay`, takes such a step at once). Sampling is uniform, or prioritised
+host buffer, `factorl.replay.host`, takes such a step at once). Sampling is uniform, or prioritised
 with flashbax's sum tree (stratified over the batch, where the host buffer draws each sample
 independently); new windows enter with the largest priority seen so far, as in the host buffer.
 
@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import DTypeLike
 
-from factorl.agents.base import TrainBatch
-from factorl.replay import mixed_split
+from factorl.core.agent import TrainBatch
+from factorl.replay.host import mixed_split
 
 __all__ = [
     "DeviceReplay",
@@ -298,7 +298,7 @@ def sample_mixed(
     batch_size: int | None = None,
 ) -> DeviceSample:
     """A batch with a fixed `share` of rows from a second device buffer (demonstrations, say):
-    of B rows (default: main's batch size) the last k = `factorl.replay.mixed_split(B, share)`
+    of B rows (default: main's batch size) the last k = `factorl.replay.host.mixed_split(B, share)`
     come from `second`, the first B - k from `main`, as on the host. Pure and jittable.
 
     Each part is drawn with its own key (`jax.random.fold_in(key, 0)` for main, 1 for second)

@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from factorl import checkpoint as ckpt
+from factorl.io import checkpoint as ckpt
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"

@@ -12,7 +12,7 @@ inside jit (a `lax.scan` over steps, `vmap` over environments and over seeds).
   observation after a reset.
 
 At most one of `terminated` and `truncated` is true: an episode that ends in a terminal state on
-its last allowed step is terminated (no bootstrap), as `factorl.envs.DMCEnv` reports it.
+its last allowed step is terminated (no bootstrap), as `factorl.envs.host.DMCEnv` reports it.
 Observations are flat float32 vectors; actions are float32 and clipped to the spec's bounds
 before the environment sees them, so an out-of-range action (exploration noise) behaves exactly
 like the bound, in the dynamics and in the reward.
@@ -368,9 +368,9 @@ def make_jax_env(env_id: str) -> JaxEnv:
     if prefix == "playground":
         return _make_playground(name, env_id)
     hints = {
-        "gym": " Host ids are made by factorl.envs.make_env; gymnax ports Gymnasium tasks as "
+        "gym": " Host ids are made by factorl.envs.host.make_env; gymnax ports Gymnasium tasks as "
         "'gymnax:<id>' (e.g. 'gymnax:Pendulum-v1').",
-        "dmc": " Host ids are made by factorl.envs.make_env; MuJoCo Playground ports the DM "
+        "dmc": " Host ids are made by factorl.envs.host.make_env; MuJoCo Playground ports the DM "
         "Control Suite as 'playground:<DomainTask>' (e.g. 'playground:CheetahRun').",
     }
     raise ValueError(

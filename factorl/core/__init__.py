@@ -1,0 +1,1 @@
+"""The bottom floor: typed configuration sections and the agent protocol (state, batch)."""

@@ -1,0 +1,1 @@
+"""Input and output: checkpoints, metrics logging, run folders and machine information."""
