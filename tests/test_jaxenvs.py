@@ -401,6 +401,24 @@ def test_playground_adapter_step_costs_no_reset_when_no_episode_ended():
     assert scan < steps * one_reset / 10, (scan, one_reset)
 
 
+def test_playground_adapter_state_keeps_its_types_from_reset_to_step():
+    # A weakly typed leaf from reset (CheetahRun sets data.time = 0.0) that comes back from
+    # step with another type changes a jitted runner's input types: its next call compiles again.
+    class WeakReset(_FakeMjxEnv):
+        def reset(self, key: jax.Array) -> _FakeState:
+            return super().reset(key)._replace(reward=0.0)
+
+    env = PlaygroundEnv(WeakReset(), max_episode_steps=3, name="fake:Weak")
+    keys = jax.random.split(jax.random.key(0), 2)
+    state = jax.eval_shape(lambda k: jax.vmap(env.reset)(k)[0], keys)
+    after = jax.eval_shape(lambda s, k: jax.vmap(env.step)(k, s, jnp.zeros((2, 1)))[0], state, keys)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(after), strict=True
+    ):
+        assert (a.shape, a.dtype, a.weak_type) == (b.shape, b.dtype, b.weak_type)
+        assert not a.weak_type
+
+
 def test_playground_adapter_needs_bounded_actuators():
     env = _FakeMjxEnv()
     env.mj_model = SimpleNamespace(

@@ -246,8 +246,11 @@ class PlaygroundEnv:
         )
 
     def reset(self, key: jax.Array) -> tuple[PlaygroundState, jax.Array]:
-        """A new episode from playground's random reset."""
-        inner = self._env.reset(key)
+        """A new episode from playground's random reset, every leaf strongly typed: CheetahRun's
+        reset sets `data.time` from a Python float (weakly typed), which came back from `step`
+        as such and made a runner's second chunk compile again (its input types changed)."""
+        inner = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.asarray(x).dtype),
+                                       self._env.reset(key))  # fmt: skip
         return PlaygroundState(inner, jnp.zeros((), jnp.int32)), _flat(inner.obs)
 
     def step(
