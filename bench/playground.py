@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import factorl
-from factorl.envs.device import PlaygroundEnv, PlaygroundState, TimeStep, make_jax_env
+from factorl.envs.device import PlaygroundEnv, PlaygroundState, TimeStep, _flat, make_jax_env
 from factorl.io.system import machine_info, source_revision, versions
 from factorl.runners.device import DeviceSettings, agent_for_jax_env, make_train
 from factorl.train import make_config
@@ -57,24 +56,16 @@ class SelectResetPlaygroundEnv(PlaygroundEnv):
     """The adapter's former step (factorl before b146714 and 6013497): the reset under
     `lax.cond`, which `vmap` turns into a select that computes the reset on every step."""
 
-    def step(self, key, state, action):
-        from factorl.envs.device import _clip_action, _finite_or_zero, _flat
-
-        action = _clip_action(action, self.spec)
-        inner = self._env.step(state.inner, action)
-        steps = state.steps + 1
-        terminated = jnp.asarray(inner.done, jnp.float32).reshape(()) > 0
-        truncated = (steps >= self.spec.max_episode_steps) & ~terminated
-        final_obs = _finite_or_zero(_flat(inner.obs))
-        reward = _finite_or_zero(jnp.asarray(inner.reward, jnp.float32).reshape(()))
+    def step(
+        self, key: jax.Array, state: PlaygroundState, action: jax.Array
+    ) -> tuple[PlaygroundState, TimeStep]:
+        reached, timestep = self.step_without_reset(state, action)
         next_state = jax.lax.cond(
-            terminated | truncated,
+            timestep.terminated | timestep.truncated,
             lambda: self.reset(key)[0],
-            lambda: PlaygroundState(inner, steps),
+            lambda: reached,
         )
-        return next_state, TimeStep(
-            _flat(next_state.inner.obs), reward, terminated, truncated, final_obs
-        )
+        return next_state, timestep._replace(obs=_flat(next_state.inner.obs))
 
 
 def make_envs() -> dict[str, PlaygroundEnv]:
