@@ -17,15 +17,19 @@ import argparse
 import json
 import os
 import platform
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from factorl.io.system import source_revision
 from factorl.runners.device import _compiled_program
 from factorl.train import make_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import finish, load_average  # bench/ is not a package
 
 AGENTS = {
     # the learning test's DecQN (tests/test_device.py) and SAC's reference settings
@@ -37,14 +41,6 @@ AGENTS = {
     },
     "sac": {"learning_starts": 1000},
 }
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-        return out.stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def time_seeds(algo: str, env: str, num_envs: int, seeds: list[int], chunk: int, rounds: int):
@@ -112,10 +108,10 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
-            "load_average_start": os.getloadavg(),
+            "load_average_start": load_average(),
         },
         "versions": {"jax": jax.__version__, "numpy": np.__version__},
-        "commit": _commit(),
+        "commit": source_revision(),
         "results": {},
     }
     for algo in args.algos:
@@ -124,11 +120,7 @@ def main() -> None:
         )
         print(json.dumps({algo: {s: round(v["wall_ratio_to_one_seed"], 2) for s, v in
                                  report["results"][algo].items()}}), flush=True)  # fmt: skip
-    report["machine"]["load_average_end"] = os.getloadavg()
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    print(finish(report, args.out, load_key="load_average_end"))
 
 
 if __name__ == "__main__":

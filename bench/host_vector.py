@@ -40,6 +40,9 @@ import factorl
 from factorl.io.system import source_revision
 from factorl.train import Trainer
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import load_average  # bench/ is not a package
+
 ENV = "dmc:cheetah-run"
 ALGO = "decqn"
 
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(),
         "jax": jax.__version__,
         "numpy": np.__version__,
-        "load_avg_end": list(os.getloadavg()),
+        "load_avg_end": load_average(),
     }
     print(json.dumps(result), flush=True)
 

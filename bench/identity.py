@@ -20,6 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import finish, load_average  # bench/ is not a package
+
 ROOT = Path(__file__).resolve().parent.parent
 #: (algorithm, environment, env steps, preset): every algorithm, learning for most of the run
 #: (CQN-AS at its quickstart size: its reference network takes most of a second per update)
@@ -71,7 +74,7 @@ def main() -> None:
         "new_commit": _git("rev-parse", "HEAD"),
         "new_tree_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_average_start": os.getloadavg()},
+                    "load_average_start": load_average()},
         "python": sys.version.split()[0],
         "cases": [],
     }  # fmt: skip
@@ -98,17 +101,13 @@ def main() -> None:
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
                            capture_output=True)  # fmt: skip
-    report["machine"]["load_average_end"] = os.getloadavg()
     report["command"] = f"python bench/identity.py --old {args.old} --algos {args.algos}"
     if args.out and args.out.exists():  # keep the cases of earlier calls that were not rerun
         earlier = json.loads(args.out.read_text())
         done = {c["algo"] for c in report["cases"]}
         report["cases"] = [c for c in earlier["cases"] if c["algo"] not in done] + report["cases"]
         report["earlier_commands"] = [*earlier.get("earlier_commands", []), earlier["command"]]
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    print(finish(report, args.out, load_key="load_average_end"))
 
 
 if __name__ == "__main__":

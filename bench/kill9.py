@@ -31,7 +31,10 @@ import numpy as np
 
 from factorl.io.checkpoint import latest_checkpoint, read_meta
 from factorl.io.logging import read_metrics
-from factorl.io.system import machine_info, source_revision, versions
+from factorl.io.system import source_revision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import provenance, write_json  # bench/ is not a package
 
 TRAIN = [sys.executable, "-m", "factorl.cli", "train"]
 
@@ -191,9 +194,7 @@ def main() -> int:
     report = {
         "benchmark": "kill9",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine_info(),
-        "versions": versions(),
-        "source_revision": revision,
+        **provenance(revision),
         "config": {k: v for k, v in vars(args).items() if k not in ("out", "workdir")},
         "workdir": str(work),
         "commands": {
@@ -214,8 +215,7 @@ def main() -> int:
         "comparison": comparison,
         "passed": passed,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(out, report, indent=1)
     print(json.dumps({"comparison": comparison, **report["counts"]}, indent=1))
     if finished_early:
         print(f"kill9: only {delivered} of {args.kills} kills delivered: the run finished first")

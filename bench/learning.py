@@ -27,8 +27,11 @@ from factorl.core.config import ConfigError, overrides_by_algo
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
 from factorl.io.runfolder import CONFIG_FILE, RunFolderError
-from factorl.io.system import machine_info, process_settings, source_revision, versions
+from factorl.io.system import process_settings, source_revision
 from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_config, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # bench/ is not a package
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count
 SOURCE_REVISION = source_revision()
@@ -100,18 +103,16 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
         "curve": curve,
         "config": cfg.to_dict(),
         "checkpoint": str(last) if last else None,
-        "machine": machine_info(),
-        "versions": versions(),
-        "source_revision": SOURCE_REVISION,  # the process writing this file
+        **_common.provenance(SOURCE_REVISION),  # the process writing this file
         "segments": read_segments(run_dir),  # each process that trained the run
         "command": command,
         "created": _now(),
     }
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt.atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+def write_json(path: Path, data: Any) -> None:
+    """The shared writer at the indent the committed results/learning files use."""
+    _common.write_json(path, data, indent=1)
 
 
 def main(argv: list[str] | None = None) -> int:

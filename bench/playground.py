@@ -29,25 +29,21 @@ all threads: what the work costs whatever else runs).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-import factorl
-from factorl.envs.device import PlaygroundEnv, PlaygroundState, TimeStep, make_jax_env
-from factorl.io.system import machine_info, source_revision, versions
+from factorl.envs.device import PlaygroundEnv, PlaygroundState, TimeStep, _flat, make_jax_env
+from factorl.io.system import source_revision
 from factorl.runners.device import DeviceSettings, agent_for_jax_env, make_train
 from factorl.train import make_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import write_json  # bench/ is not a package
+from _common import finish, load_average, provenance, write_json  # bench/ is not a package
 
 ENV = "playground:CheetahRun"
 EXTRA_PACKAGES = ("playground", "mujoco-mjx", "brax", "warp-lang", "flashbax")
@@ -57,24 +53,16 @@ class SelectResetPlaygroundEnv(PlaygroundEnv):
     """The adapter's former step (factorl before b146714 and 6013497): the reset under
     `lax.cond`, which `vmap` turns into a select that computes the reset on every step."""
 
-    def step(self, key, state, action):
-        from factorl.envs.device import _clip_action, _finite_or_zero, _flat
-
-        action = _clip_action(action, self.spec)
-        inner = self._env.step(state.inner, action)
-        steps = state.steps + 1
-        terminated = jnp.asarray(inner.done, jnp.float32).reshape(()) > 0
-        truncated = (steps >= self.spec.max_episode_steps) & ~terminated
-        final_obs = _finite_or_zero(_flat(inner.obs))
-        reward = _finite_or_zero(jnp.asarray(inner.reward, jnp.float32).reshape(()))
+    def step(
+        self, key: jax.Array, state: PlaygroundState, action: jax.Array
+    ) -> tuple[PlaygroundState, TimeStep]:
+        reached, timestep = self.step_without_reset(state, action)
         next_state = jax.lax.cond(
-            terminated | truncated,
+            timestep.terminated | timestep.truncated,
             lambda: self.reset(key)[0],
-            lambda: PlaygroundState(inner, steps),
+            lambda: reached,
         )
-        return next_state, TimeStep(
-            _flat(next_state.inner.obs), reward, terminated, truncated, final_obs
-        )
+        return next_state, timestep._replace(obs=_flat(next_state.inner.obs))
 
 
 def make_envs() -> dict[str, PlaygroundEnv]:
@@ -161,7 +149,7 @@ def bench_case(
             f"{progs[path]['warmup_s']:.1f}s",
             flush=True,
         )
-    load_before = os.getloadavg()
+    load_before = load_average()
     order = list(envs)
     for r in range(max(timed_chunks.values())):
         for path in order if r % 2 == 0 else order[::-1]:
@@ -176,8 +164,8 @@ def bench_case(
             if mode == "decqn":
                 p["updates"] += int(np.asarray(out.updates)[0])
     result: dict[str, Any] = {
-        "load_avg_before": [round(x, 2) for x in load_before],
-        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+        "load_avg_before": load_before,
+        "load_avg_after": load_average(),
     }
     for path, p in progs.items():
         steps = n * chunks[path] * len(p["times"])
@@ -283,13 +271,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "under vmap)",
         "env": ENV,
         "command": "python " + " ".join(["bench/playground.py", *(argv or sys.argv[1:])]),
-        "commit": source_revision(Path(factorl.__file__).resolve().parent.parent),
-        "machine": machine_info(),
+        **provenance(source_revision(), revision_key="commit", packages=EXTRA_PACKAGES),
         "shared_machine": "the machine is shared with other workers' jobs: the load average "
         "(per case before and after timing, and machine.load_avg_at_start/_at_end) shows how "
         "busy it was; the two paths' chunks alternate so both see the same load",
         "note": args.note,
-        "versions": {**versions(), **{p: _version(p) for p in EXTRA_PACKAGES}},
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],
         "decqn_settings": {
@@ -323,9 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
             timed = {"while": args.while_chunks, "select": args.select_chunks}
             report["results"][mode][f"N={n}"] = bench_case(mode, n, envs, chunks, timed, overrides)
-            report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
             report["total_s"] = round(time.perf_counter() - t_start, 1)
-            write_json(args.out, report)  # after every case, so a cut-off run keeps what it did
+            finish(report, args.out)  # after every case, so a cut-off run keeps what it did
     print(f"[bench] wrote {args.out} in {report['total_s']:.0f}s", flush=True)
     return report
 
@@ -381,13 +366,6 @@ def figure(run_dir: Path, command: str | None, out_dir: Path) -> dict[str, Any]:
     fig.savefig(out_dir / f"{name}.png", dpi=120)
     print(f"[bench] wrote {out_dir / name}.json and .png", flush=True)
     return data
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import math
-import os
 import socket
 import statistics
 import sys
@@ -40,8 +38,11 @@ from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.core.agent import TrainBatch
 from factorl.core.config import ConfigError, EnvSettings, overrides_by_algo
 from factorl.envs.host import make_env
-from factorl.io.system import machine_info, source_revision, versions
+from factorl.io.system import source_revision
 from factorl.train import Trainer, build_agent, episode_seed, make_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load_average, provenance, write_json  # bench/ is not a package
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count
 SOURCE_REVISION = source_revision()
@@ -399,9 +400,7 @@ def plain_td3_comparison(
     """factorl's TD3 loop and bench/plain_td3.py at the same settings, timed in alternating chunks
     of `chunk` env steps (so load changes hit both alike): the random-action phase (after 100
     untimed steps) and, after --warmup steps, --steps learning steps."""
-    if str(BENCH_DIR) not in sys.path:  # the sibling module, also when loaded by path in tests
-        sys.path.insert(0, str(BENCH_DIR))
-    from plain_td3 import PlainTD3Loop
+    from plain_td3 import PlainTD3Loop  # bench/ is on sys.path (see the imports above)
 
     total = settings.warmup + settings.steps
     cfg = _loop_config("td3", settings, overrides, run_dir)
@@ -561,26 +560,6 @@ def bench_algo(
 
 
 # ------------------------------------------------------------------------------------- output
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` as JSON atomically (temporary file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _fmt(value: Any, spec: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
@@ -649,9 +628,7 @@ def run(settings: Settings) -> dict[str, Any]:
     report: dict[str, Any] = {
         "benchmark": "throughput",
         "created": created,
-        "machine": machine_info(),
-        "versions": versions(),
-        "source_revision": SOURCE_REVISION,
+        **provenance(SOURCE_REVISION),
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],
         "config": {
@@ -688,8 +665,7 @@ def run(settings: Settings) -> dict[str, Any]:
             report["plain_td3"] = plain_td3_comparison(
                 settings, overrides["td3"], Path(workdir) / "run-td3-paired"
             )
-    if hasattr(os, "getloadavg"):
-        report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["machine"]["load_avg_at_end"] = load_average()
     return report
 
 

@@ -152,3 +152,20 @@ def test_throughput_set_takes_agent_settings_and_refuses_typos_before_measuring(
     argv = ["--env", "gym:Pendulum-v1", "--algos", "decqn", "--set", item]
     with pytest.raises(ConfigError, match=message):
         bench.run(bench.parse_args(argv))
+
+
+def test_common_report_helpers_record_where_and_write_atomically(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    import _common
+
+    found = _common.provenance("abc", revision_key="commit", packages=("no-such-package-x",))
+    assert set(found) == {"machine", "versions", "commit"} and found["commit"] == "abc"
+    assert "load_avg_at_start" in found["machine"] and found["versions"]["jax"]
+    assert found["versions"]["no-such-package-x"] is None
+    report = {"machine": {}, "figure": 1.5}
+    out = tmp_path / "deep" / "report.json"
+    text = _common.finish(report, out, load_key="load_average_end", indent=1)
+    assert json.loads(out.read_text()) == json.loads(text) == report
+    assert len(report["machine"]["load_average_end"]) == 3
+    assert out.read_text() == json.dumps(report, indent=1) + "\n"
+    assert [p.name for p in out.parent.iterdir()] == ["report.json"]  # no temporary file left

@@ -4,8 +4,10 @@ termination, truncation and the final observation apart."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -417,6 +419,22 @@ def test_playground_adapter_state_keeps_its_types_from_reset_to_step():
     ):
         assert (a.shape, a.dtype, a.weak_type) == (b.shape, b.dtype, b.weak_type)
         assert not a.weak_type
+
+
+def test_bench_select_reset_path_steps_as_the_adapter_does():
+    # bench/playground.py times the former reset (under lax.cond) against the adapter's while
+    # loop; both take the rest of the step from the adapter, so only the reset's cost differs.
+    script = Path(__file__).resolve().parents[1] / "bench" / "playground.py"
+    spec = importlib.util.spec_from_file_location("factorl_bench_playground", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    select = bench.SelectResetPlaygroundEnv(_FakeMjxEnv(), max_episode_steps=5, name="fake:Point")
+    actions = np.full((8, 2, 1), 0.1, np.float32)
+    actions[:, 0] = 1.0  # the first environment diverges, the second reaches the time limit
+    ts = _scan_fake(select, actions)
+    assert ts.terminated[:, 0].any() and ts.truncated[:, 1].any()
+    for got, want in zip(ts, _scan_fake(_fake_env(5), actions), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_playground_adapter_needs_bounded_actuators():

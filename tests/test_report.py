@@ -66,6 +66,8 @@ def test_report_table_and_plots(tmp_path):
     (inp / "r3.json").write_text(json.dumps(longer))
     assert report.main(["--in", str(inp), "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "learning.md").read_text()
+    assert text.startswith("# Learning results\n") and f"--in {inp} --out" in text
+    assert "[`../in/`](../in)" in text  # the run files, relative to the table
     row = next(line for line in text.splitlines() if "decqn" in line)
     values = [100.0, 200.0, 300.0, 200.0]
     half = 3.182446 * np.std(values, ddof=1) / 2  # t_{0.975, 3}, n = 4

@@ -253,10 +253,12 @@ class PlaygroundEnv:
                                        self._env.reset(key))  # fmt: skip
         return PlaygroundState(inner, jnp.zeros((), jnp.int32)), _flat(inner.obs)
 
-    def step(
-        self, key: jax.Array, state: PlaygroundState, action: jax.Array
+    def step_without_reset(
+        self, state: PlaygroundState, action: jax.Array
     ) -> tuple[PlaygroundState, TimeStep]:
-        """One control step; at a terminal state or the time limit, a reset with `key`."""
+        """One control step with no auto-reset: the state it reached and its `TimeStep`, whose
+        `obs` is that state's observation (`next_obs_final`). `step` adds the reset; kept apart
+        so that a variant of the reset (bench/playground.py's) shares the rest of the step."""
         action = _clip_action(action, self.spec)
         inner = self._env.step(state.inner, action)
         steps = state.steps + 1
@@ -264,6 +266,14 @@ class PlaygroundEnv:
         truncated = (steps >= self.spec.max_episode_steps) & ~terminated
         final_obs = _finite_or_zero(_flat(inner.obs))
         reward = _finite_or_zero(jnp.asarray(inner.reward, jnp.float32).reshape(()))
+        timestep = TimeStep(final_obs, reward, terminated, truncated, final_obs)
+        return PlaygroundState(inner, steps), timestep
+
+    def step(
+        self, key: jax.Array, state: PlaygroundState, action: jax.Array
+    ) -> tuple[PlaygroundState, TimeStep]:
+        """One control step; at a terminal state or the time limit, a reset with `key`."""
+        reached, timestep = self.step_without_reset(state, action)
 
         def reset_once(carry: tuple[jax.Array, PlaygroundState]):
             # The barrier makes the reset depend on the loop's flag: `key` alone is invariant in
@@ -276,10 +286,9 @@ class PlaygroundEnv:
         _, next_state = jax.lax.while_loop(
             lambda carry: carry[0],
             reset_once,
-            (terminated | truncated, PlaygroundState(inner, steps)),
+            (timestep.terminated | timestep.truncated, reached),
         )
-        obs = _flat(next_state.inner.obs)
-        return next_state, TimeStep(obs, reward, terminated, truncated, final_obs)
+        return next_state, timestep._replace(obs=_flat(next_state.inner.obs))
 
 
 def _close_matches(name: str, candidates: list[str]) -> str:
