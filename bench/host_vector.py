@@ -1,9 +1,10 @@
 """Host runner throughput with N vectorised environments: DecQN on dmc:cheetah-run.
 
-Builds a real `factorl.train.Trainer` (reference DecQN settings, small budget, no evaluation,
-checkpoints or TensorBoard), drives it untimed with `trainer.step` for `--warmup` env steps and,
-when `--learning-starts` is at most `--warmup`, until the first learner update (its compilation)
-has passed; then times `--steps` env steps of the loop and, separately, the agent's `act` alone.
+Builds a real host runner (`factorl.runners.host.HostTrainer`, `factorl.train.Trainer` in earlier
+commits; reference DecQN settings, small budget, no evaluation, checkpoints or TensorBoard),
+drives it untimed with `trainer.step` for `--warmup` env steps and, when `--learning-starts` is
+at most `--warmup`, until the first learner update (its compilation) has passed; then times
+`--steps` env steps of the loop and, separately, the agent's `act` alone.
 Prints one JSON line. `--profile FILE` writes cProfile stats of the timed loop.
 
 Runs against whichever factorl is importable, so it can time the code of two commits side by side
@@ -38,7 +39,11 @@ import numpy as np
 
 import factorl
 from factorl.io.system import source_revision
-from factorl.train import Trainer
+
+try:
+    from factorl.runners.host import HostTrainer as Trainer
+except ImportError:  # a commit from before the host runner left factorl.train, timed side by side
+    from factorl.train import Trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import load_average  # bench/ is not a package

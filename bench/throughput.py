@@ -6,7 +6,7 @@ In one process, for each algorithm, this measures
 2. the update floor: ms per jitted learner update on batches from a replay buffer filled with real
    transitions (replay sampling timed separately);
 3. the act floor: µs per `agent.act(..., mode="explore")` call on one observation;
-4. the real training loop (`factorl.train.Trainer`) after its jit warm-up;
+4. the real training loop (`factorl.runners.host.HostTrainer`) after its jit warm-up;
 
 and compares the loop's time per env step with the sum of its parts. See bench/README.md.
 
@@ -39,7 +39,9 @@ from factorl.core.agent import TrainBatch
 from factorl.core.config import ConfigError, EnvSettings, overrides_by_algo
 from factorl.envs.host import make_env
 from factorl.io.system import source_revision
-from factorl.train import Trainer, build_agent, episode_seed, make_config
+from factorl.runners.host import HostTrainer, build_agent
+from factorl.runners.session import episode_seed
+from factorl.train import make_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_average, provenance, write_json  # bench/ is not a package
@@ -360,7 +362,7 @@ def training_loop(
     """Env steps/s of the real training loop, timed after `settings.warmup` untimed steps."""
     total = settings.warmup + settings.steps
     cfg = _loop_config(algo, settings, overrides, run_dir)
-    trainer = Trainer(cfg)
+    trainer = HostTrainer(cfg)
     try:
         warm_start = time.perf_counter()
         warm_updates = sum(trainer.step(total) for _ in range(settings.warmup))
@@ -404,7 +406,7 @@ def plain_td3_comparison(
 
     total = settings.warmup + settings.steps
     cfg = _loop_config("td3", settings, overrides, run_dir)
-    trainer = Trainer(cfg)
+    trainer = HostTrainer(cfg)
     plain = PlainTD3Loop(settings.env, settings.seed, cfg.agent, settings.action_repeat, cfg.replay)
     # the step that fills replay to learning_starts also runs (and compiles) the first update
     random_steps = min(cfg.agent.random_steps, cfg.agent.learning_starts) - 1

@@ -14,7 +14,8 @@ from conftest import TINY_DECQN, leaves, records, same_leaves, tiny_config
 
 from factorl.agents import ALGORITHMS
 from factorl.core.agent import TrainBatch
-from factorl.train import build_agent, make_config, train
+from factorl.runners.host import build_agent
+from factorl.train import make_config, train
 
 #: small sizes shared by the tiny runs below: Pendulum learns nothing in 600 steps, but every
 #: path of the loop (random warm-up, learning, evaluation, checkpoints) runs

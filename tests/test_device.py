@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from conftest import leaves, records, same_leaves
 from test_contract import PER_ALGORITHM, VARIANTS
+from test_reliability import _FailingFile
 
 from factorl.core.config import ConfigError
 from factorl.runners import device
+from factorl.runners.device import DeviceTrainer
 from factorl.train import evaluate, load_agent, make_config, train
 
 
@@ -67,6 +69,34 @@ def test_every_algorithm_trains_and_resumes_exactly_on_the_device_runner(tmp_pat
     assert straight.agent.trace_counts == {"update": 1, "act": modes}
     assert same_leaves(straight.state, resumed.state)
     assert records(straight.run_dir) == records(tmp_path / "split")
+
+
+def test_a_full_disk_on_metrics_stops_a_device_run_with_a_checkpoint_and_loses_no_record(tmp_path):
+    """The host runner's guarantees hold on the device runner: they are the run session's."""
+    straight = train(_device_config(tmp_path / "straight"))
+    run = tmp_path / "run"
+    trainer = DeviceTrainer(_device_config(run))
+    trainer.logger._metrics = _FailingFile(trainer.logger._metrics, ok=5)
+    with pytest.raises(Exception, match="No space left on device") as err:
+        trainer.run()
+    assert "keeps the records not written" in str(err.value)
+    resumed = train(_device_config(run), resume=run)
+    assert resumed.env_step == 400
+    assert records(run) == records(straight.run_dir)
+    assert same_leaves(straight.state, resumed.state)
+
+
+def test_resuming_a_finished_device_run_writes_nothing_and_returns_its_agent(tmp_path, capsys):
+    run = tmp_path / "run"
+    done = train(_device_config(run, steps=200))
+    before = {
+        p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"
+    }
+    again = train(_device_config(run, steps=200), resume=run)
+    assert "already used its budget of 200 env steps" in capsys.readouterr().err
+    assert again.env_step == 200 and again.last_eval_return == done.last_eval_return
+    assert same_leaves(done.state, again.state)
+    assert {p: p.read_bytes() for p in before} == before
 
 
 def test_prioritised_device_replay_moves_priorities_to_the_td_errors(tmp_path):

@@ -9,11 +9,8 @@ import factorl
 PACKAGE = Path(factorl.__file__).parent
 #: bottom to top; modules directly in factorl/ (train, presets, cli) form the top floor
 FLOORS = ["core", "io", "maths", "envs", "replay", "agents", "runners", "top"]
-#: upward imports still to be removed (issue 14): the device runner borrows the host runner's
-#: run-folder and stop handling from train.py until both move into runners/, and config
-#: validation looks algorithms up in the registry
+#: upward imports still to be removed: config validation looks algorithms up in the registry
 KNOWN_UPWARD = {
-    ("factorl.runners.device", "factorl.train"),
     ("factorl.core.config", "factorl.agents"),
 }
 

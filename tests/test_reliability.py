@@ -22,7 +22,8 @@ from factorl.core.config import ConfigError
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
 from factorl.io.runfolder import RunFolderError, RunFolderLock
-from factorl.train import StoppedAtOnce, Trainer, evaluate, load_agent, make_config, train
+from factorl.runners.host import HostTrainer
+from factorl.train import StoppedAtOnce, evaluate, load_agent, make_config, train
 
 #: conftest's tiny_config as flags, so CLI runs and `train(tiny_config(...))` runs are the same run
 TINY_FLAGS = [
@@ -168,7 +169,7 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_is_exact(tmp_path):
 
 # -------------------- 3. time-based checkpoints, kill -9
 def test_checkpoints_fall_due_by_wall_time(tiny, monkeypatch):
-    trainer = Trainer(
+    trainer = HostTrainer(
         tiny(
             steps=1000,
             overrides={"runner.checkpoint_every": 10_000, "runner.checkpoint_minutes": 2.0},
@@ -399,7 +400,7 @@ class _FailingFile:
 def test_a_full_disk_on_metrics_stops_with_a_checkpoint_and_loses_no_record(tmp_path):
     straight = train(tiny_config(tmp_path / "straight", steps=600))
     run = tmp_path / "run"
-    trainer = Trainer(tiny_config(run, steps=600))
+    trainer = HostTrainer(tiny_config(run, steps=600))
     trainer.logger._metrics = _FailingFile(trainer.logger._metrics, ok=3)
     with pytest.raises(Exception, match="No space left on device") as err:
         trainer.run()
@@ -603,7 +604,7 @@ class _DoubleCtrlC(gym.Wrapper):
 
 def test_ctrl_c_twice_during_an_evaluation_is_one_line_and_resume_is_exact(tmp_path, capsys):
     run = tmp_path / "run"
-    trainer = Trainer(tiny_config(run, steps=600, overrides={"runner.checkpoint_every": 100}))
+    trainer = HostTrainer(tiny_config(run, steps=600, overrides={"runner.checkpoint_every": 100}))
     trainer.eval_env = _DoubleCtrlC(trainer.eval_env, at_step=50)  # the evaluation at 300
     with pytest.raises(StoppedAtOnce, match="second SIGINT at env step 300") as err:
         trainer.run()

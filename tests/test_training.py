@@ -9,7 +9,8 @@ from conftest import tiny_config
 from factorl.core.config import ConfigError
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
-from factorl.train import Trainer, TrainingStopped, evaluate, load_agent, make_config, train
+from factorl.runners.host import HostTrainer
+from factorl.train import TrainingStopped, evaluate, load_agent, make_config, train
 
 
 def test_resume_without_replay_is_allowed(tmp_path):
@@ -151,7 +152,7 @@ def test_every_algorithm_has_a_valid_quickstart_preset():
 
 def test_learner_metrics_that_were_not_measured_are_left_out_of_the_average(tiny):
     # NaN marks a metric an update did not compute (TD3's actor loss on critic-only steps)
-    trainer = Trainer(tiny(steps=100))
+    trainer = HostTrainer(tiny(steps=100))
     trainer.loop.pending_metrics = [
         {"loss": 1.0, "actor_loss": float("nan")},
         {"loss": 3.0, "actor_loss": 5.0},

@@ -1,2 +1,3 @@
-"""Runners: the loops that train any agent unchanged. `device` steps JAX-native environments
-inside `jit`; the host runner is `factorl.train` for now."""
+"""Runners: the loops that train any agent unchanged. `host` steps simulators on the CPU,
+`device` steps JAX-native environments inside `jit`; `session` is what both share (run folder,
+resume, cadence, stopping)."""

@@ -19,14 +19,24 @@ buffer: a step is sampleable once its whole window is stored; prioritised sampli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
+import gymnasium
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from factorl.agents import get_algorithm
 from factorl.core.agent import AgentState, TrainBatch, stream_capacity
+from factorl.core.config import Config, ConfigError
+from factorl.envs.device import make_jax_env
+from factorl.io import checkpoint as ckpt
+from factorl.io.runfolder import CHECKPOINT_DIR
 from factorl.replay.device import DeviceReplay
+from factorl.runners.session import Counters, RunSession, TrainingStopped, episode_seed
 
 #: streams of the runner key: first resets, environment steps, replay sampling
 _RESET, _ENV, _SAMPLE = 0, 1, 2
@@ -280,13 +290,8 @@ def is_jax_env(env_id: str) -> bool:
     return env_id.startswith(JAX_ENV_PREFIXES)
 
 
-def agent_for_jax_env(cfg: Any, env: Any) -> Any:
+def agent_for_jax_env(cfg: Config, env: Any) -> Any:
     """The configured agent for a JAX environment's spec (the same class the host runner uses)."""
-    import gymnasium
-    import numpy as np
-
-    from factorl.agents import get_algorithm
-
     spec = env.spec
     obs_space = gymnasium.spaces.Box(-np.inf, np.inf, spec.obs_shape, np.float32)
     action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
@@ -299,15 +304,9 @@ _PROGRAMS: dict[str, tuple] = {}
 _PROGRAMS_KEPT = 4
 
 
-def _compiled_program(cfg: Any) -> tuple:
+def _compiled_program(cfg: Config) -> tuple:
     """(env, agent, init, run, evaluate) for `cfg`, vmapped over seeds and jitted; the same
     objects for every configuration that differs only in seeds and loop settings."""
-    import json
-    from dataclasses import asdict
-
-    from factorl.core.config import ConfigError
-    from factorl.envs.device import make_jax_env
-
     key = json.dumps(
         [
             cfg.algo,
@@ -348,98 +347,28 @@ def _compiled_program(cfg: Any) -> tuple:
     return program
 
 
-class DeviceTrainer:
+class DeviceTrainer(RunSession):
     """One device run: S seeds x N JAX environments in one compiled program, driven in chunks.
 
     Between chunks of `log_every` env steps the host writes one "train" record per seed (the
     mean return of the episodes finished in the chunk and the learner metrics averaged over its
-    updates), evaluates when `eval_every` is crossed, checkpoints when `checkpoint_every` is
-    crossed or `checkpoint_minutes` have passed, and handles Ctrl-C/SIGTERM. A checkpoint holds
-    every seed's `RunnerState` (parameters, optimiser, replay, environment states, keys), so
-    resume is exact. The run folder, lock, config and metrics are those of the host runner.
+    updates), then evaluates, checkpoints and shows progress as they fall due (`RunSession`). A
+    checkpoint holds every seed's `RunnerState` (parameters, optimiser, replay, environment
+    states, keys), so resume is exact.
     """
 
-    def __init__(self, config: Any, resume: Any = None, *, overwrite: bool = False) -> None:
-
-        from factorl.io import checkpoint as ckpt
-        from factorl.io.runfolder import CHECKPOINT_DIR, RunFolderLock
-        from factorl.train import resolve_run_dir
-
-        config.validate()
-        self.cfg = cfg = config
-        self.logger = None
-        self.finished = False
-        self._lock = None
-        self.run_dir = resolve_run_dir(cfg, resume)
-        try:
-            self._build()
-            self._lock = RunFolderLock(self.run_dir).acquire()
-            checkpoint = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR) if resume else None
-            self._open(checkpoint, resume is not None, overwrite)
-        except BaseException:
-            self.close()
-            raise
-
-    # ------------------------------------------------------------------------------- setup
     def _build(self) -> None:
-        import numpy as np
-
-        from factorl.core.config import ConfigError
-
         cfg = self.cfg
         if cfg.env.action_repeat != 1:
             raise ConfigError("env.action_repeat is for host environments; the device runner has 1")
-        program = _compiled_program(self.cfg)
-        self.env, self.agent, self._init, self._run, self._evaluate = program
+        self.env, self.agent, self._init, self._run, self._evaluate = _compiled_program(cfg)
         self.seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
         self.state = self._init(self.seeds)
 
-    def _open(self, checkpoint: Any, resuming: bool, overwrite: bool) -> None:
-        import time
+    def _start(self) -> None:
+        self.loop = Counters()
 
-        from factorl.io import checkpoint as ckpt
-        from factorl.io.logging import RunLogger
-        from factorl.io.runfolder import CONFIG_FILE, clear_run
-        from factorl.train import prepare_run_folder
-
-        cfg, run_dir = self.cfg, self.run_dir
-        notes = prepare_run_folder(run_dir, resuming, overwrite)
-        self.env_step, self.eval_round, self.wall_time = 0, 0, 0.0
-        self.last_eval_return = None
-        unwritten: list = []
-        if checkpoint is not None:
-            unwritten = self._restore(checkpoint)
-        if checkpoint is not None and self.env_step >= cfg.run.steps:
-            self.finished = True
-            return
-        if checkpoint is None:
-            clear_run(run_dir)
-        else:
-            RunLogger.rewind(run_dir, self.env_step, unwritten)
-        ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.to_json() + "\n")
-        self.logger = RunLogger(
-            run_dir,
-            cfg.run.steps,
-            self.env_step,
-            progress=cfg.run.progress,
-            tensorboard=cfg.run.tensorboard,
-            line_every=cfg.runner.log_every,
-        )
-        seeds = f"{cfg.run.num_seeds} seeds x " if cfg.run.num_seeds > 1 else ""
-        verb = f"resumed {run_dir} at env step {self.env_step}" if checkpoint else "training"
-        self.logger.message(
-            f"[factorl] {verb} {cfg.algo} on {cfg.env.id} ({seeds}{cfg.env.num_envs} environments, "
-            f"device runner on {jax.default_backend()}); run folder {run_dir}"
-        )
-        for note in notes:
-            self.logger.message(note)
-        self._clock = time.perf_counter()
-        self._last_save = self._clock
-        self._evaluated_at: int | None = None
-
-    def _restore(self, checkpoint: Any) -> list:
-        from factorl.io import checkpoint as ckpt
-
+    def _restore(self, checkpoint: Path, notes: list[str]) -> list[dict[str, Any]]:
         leaves, treedef = jax.tree_util.tree_flatten(self.state)
         saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
         if meta.get("algo") != self.cfg.algo or meta.get("runner") != "device":
@@ -448,73 +377,72 @@ class DeviceTrainer:
             )
         loop = meta.get("loop", {})
         try:
-            self.env_step = int(loop["env_step"])
-            self.eval_round = int(loop["eval_round"])
-            self.wall_time = float(loop["wall_time"])
             last = loop.get("last_eval_return")
-            self.last_eval_return = None if last is None else float(last)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: {e}") from e
+            self.loop = Counters(
+                env_step=int(loop["env_step"]),
+                eval_round=int(loop["eval_round"]),
+                wall_time=float(loop["wall_time"]),
+                last_eval_return=None if last is None else float(last),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: {e!r}") from e
         self.state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
-        if int(self.state.env_step[0]) != self.env_step:
+        if int(self.state.env_step[0]) != self.loop.env_step:
             raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: env steps differ")
         unwritten = meta.get("unwritten_records", [])
         return unwritten if isinstance(unwritten, list) else []
 
-    # ------------------------------------------------------------------------------- pieces
-    def wall(self) -> float:
-        import time
+    def _load_finished(self, checkpoint: Path) -> None:
+        self._restore(checkpoint, [])
 
-        return self.wall_time + time.perf_counter() - self._clock
+    def _describe(self) -> str:
+        cfg = self.cfg
+        seeds = f"{cfg.run.num_seeds} seeds x " if cfg.run.num_seeds > 1 else ""
+        return (
+            f" ({seeds}{cfg.env.num_envs} environments, device runner on {jax.default_backend()})"
+        )
 
-    def save(self) -> Any:
-        import time
-
-        import numpy as np
-
-        from factorl.io import checkpoint as ckpt
-        from factorl.io.runfolder import CHECKPOINT_DIR
-
+    def _write_checkpoint(self, wall_time: float) -> Path:
+        loop = self.loop
         meta = {
             "algo": self.cfg.algo,
             "runner": "device",
             "loop": {
-                "env_step": self.env_step,
-                "eval_round": self.eval_round,
-                "wall_time": self.wall(),
-                "last_eval_return": self.last_eval_return,
+                "env_step": loop.env_step,
+                "eval_round": loop.eval_round,
+                "wall_time": wall_time,
+                "last_eval_return": loop.last_eval_return,
             },
             "versions": {"jax": jax.__version__, "numpy": np.__version__},
             "unwritten_records": self.logger.unwritten if self.logger else [],
         }
-        path = ckpt.save_checkpoint(
+        return ckpt.save_checkpoint(
             self.run_dir / CHECKPOINT_DIR,
-            self.env_step,
+            loop.env_step,
             jax.tree_util.tree_leaves(self.state),
             {},
             meta,
             self.cfg.runner.keep_checkpoints,
         )
-        self._last_save = time.perf_counter()
-        return path
 
-    def _per_seed(self, record: dict, s: int) -> dict:
-        return {**record, "seed": int(self.seeds[s])} if len(self.seeds) > 1 else record
+    def _learner_steps(self) -> np.ndarray:
+        return np.asarray(self.state.agent.learner_step)
+
+    def _eval_returns(self, stream: int, index: int) -> np.ndarray:
+        keys = np.stack(
+            [
+                np.asarray(jax.random.PRNGKey(episode_seed(int(seed), stream, index)))
+                for seed in self.seeds
+            ]
+        )
+        return np.asarray(self._evaluate(self.state.agent, keys))  # [S, episodes]
 
     def record_chunk(self, stats: ChunkStats) -> None:
-        import numpy as np
-
         stats = jax.device_get(stats)
-        learner_steps = np.asarray(self.state.agent.learner_step)
+        learner_steps = self._learner_steps()
         for s in range(len(self.seeds)):
-            record = {
-                "event": "train",
-                "env_step": self.env_step,
-                "env_frames": self.env_step,
-                "learner_step": int(learner_steps[s]),
-                "wall_time": round(self.wall(), 3),
-                "episodes": int(stats.episodes[s]),
-            }
+            record = self._record_head("train", learner_steps[s])
+            record["episodes"] = int(stats.episodes[s])
             if stats.episodes[s] > 0:
                 record["episode_return"] = float(stats.return_sum[s] / stats.episodes[s])
             if stats.updates[s] > 0:
@@ -522,142 +450,32 @@ class DeviceTrainer:
                     record[key] = float(total[s] / stats.updates[s])
             self.logger.record(self._per_seed(record, s))
 
-    def evaluate(self, final: bool = False) -> None:
-        import numpy as np
-
-        from factorl.train import EVAL_STREAM, FINAL_EVAL_STREAM, episode_seed
-
-        stream = FINAL_EVAL_STREAM if final else EVAL_STREAM
-        index = self.env_step if final else self.eval_round
-        keys = np.stack(
-            [
-                np.asarray(jax.random.PRNGKey(episode_seed(int(seed), stream, index)))
-                for seed in self.seeds
-            ]
-        )
-        returns = np.asarray(self._evaluate(self.state.agent, keys), np.float64)  # [S, episodes]
-        if not final:
-            self.eval_round += 1
-        self._evaluated_at = self.env_step
-        self.last_eval_return = float(returns.mean())
-        for s in range(len(self.seeds)):
-            record = {
-                "event": "eval",
-                "env_step": self.env_step,
-                "env_frames": self.env_step,
-                "learner_step": int(np.asarray(self.state.agent.learner_step)[s]),
-                "wall_time": round(self.wall(), 3),
-                "eval_return": float(returns[s].mean()),
-                "eval_return_std": float(returns[s].std()),
-                "eval_returns": [float(r) for r in returns[s]],
-            }
-            record = self._per_seed(record, s)
-            self.logger.record({**record, "final": True} if final else record)
-        over = f" (mean of {len(self.seeds)} seeds)" if len(self.seeds) > 1 else ""
-        self.logger.message(
-            f"[factorl] eval at step {self.env_step}: return {self.last_eval_return:.1f}{over}"
-            f" over {returns.shape[1]} episodes"
-        )
-
-    def show_progress(self, before: int) -> None:
-        import time
-
-        now = time.perf_counter()
-        sps = (self.env_step - before) * len(self.seeds) / max(now - self._chunk_start, 1e-9)
-        self._chunk_start = now
-        fields = {"sps": f"{sps:.0f}"}
-        if self.last_eval_return is not None:
-            fields["eval"] = f"{self.last_eval_return:.1f}"
-        self.logger.progress(self.env_step, fields, True)
-
-    # ------------------------------------------------------------------------------- the loop
-    def run(self, stop_after: int | None = None) -> Any:
-        import sys
-        import time
-
-        import numpy as np
-
-        from factorl.train import TrainingStopped, TrainResult, _crossed, _StopFlag
-
-        cfg, n = self.cfg, self.cfg.env.num_envs
-        if self.finished:
-            print(
-                f"[factorl] {self.run_dir} has already used its budget of {cfg.run.steps} env "
-                f"steps; nothing to do. Pass --run.steps N with N > {self.env_step} to train "
-                "further.",
-                file=sys.stderr,
+    def advance(self, end_step: int) -> int:
+        """One jitted chunk of up to `log_every` env steps for every seed, and its records."""
+        n = self.cfg.env.num_envs
+        chunk = max(1, self.cfg.runner.log_every // n)  # vector steps between records
+        vector_steps = min(chunk, -(-(end_step - self.loop.env_step) // n))
+        state, stats = self._run(self.state, vector_steps)
+        self._mid_step = True
+        self.state = state
+        self.loop.env_step = int(np.asarray(state.env_step)[0])
+        self.record_chunk(stats)
+        if bool(np.asarray(state.stopped).any()):
+            path = self.save()
+            raise TrainingStopped(
+                f"non-finite loss or gradient before env step {self.loop.env_step}; the update "
+                f"was discarded and learning stopped; checkpoint {path}. Try a lower learning "
+                "rate."
             )
-            return TrainResult(
-                self.run_dir, self.agent, self.state, self.env_step, self.last_eval_return,
-                "completed",
-            )  # fmt: skip
-        end = (
-            cfg.run.steps if stop_after is None else min(cfg.run.steps, self.env_step + stop_after)
-        )
-        chunk = max(1, cfg.runner.log_every // n)  # vector steps between records
-        self._chunk_start = time.perf_counter()
-        status, stop = "completed", _StopFlag()
-        try:
-            with stop:
-                while self.env_step < end:
-                    vector_steps = min(chunk, -(-(end - self.env_step) // n))
-                    before = self.env_step
-                    self.state, stats = self._run(self.state, vector_steps)
-                    self.env_step = int(np.asarray(self.state.env_step)[0])
-                    self.record_chunk(stats)
-                    if bool(np.asarray(self.state.stopped).any()):
-                        path = self.save()
-                        raise TrainingStopped(
-                            f"non-finite loss or gradient before env step {self.env_step}; the "
-                            f"update was discarded and learning stopped; checkpoint {path}. Try "
-                            "a lower learning rate."
-                        )
-                    if _crossed(before, self.env_step, cfg.runner.eval_every):
-                        self.evaluate()
-                    minutes = cfg.runner.checkpoint_minutes
-                    timed = minutes > 0 and time.perf_counter() - self._last_save >= 60 * minutes
-                    if _crossed(before, self.env_step, cfg.runner.checkpoint_every) or timed:
-                        self.save()
-                    self.show_progress(before)
-                    if stop.requested:
-                        status = "interrupted"
-                        break
-                at_budget = status == "completed" and self.env_step >= cfg.run.steps
-                if at_budget and self._evaluated_at != self.env_step:
-                    self.evaluate(final=True)
-                path = self.save()
-            note = "interrupted" if status == "interrupted" else "finished"
-            self.logger.message(f"[factorl] {note} at env step {self.env_step}; checkpoint {path}")
-        finally:
-            self.close()
-        return TrainResult(
-            self.run_dir, self.agent, self.state, self.env_step, self.last_eval_return, status,
-            stop.received,
-        )  # fmt: skip
-
-    def close(self) -> None:
-        if self.logger is not None:
-            self.logger.close()
-            self.logger = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        return int(np.asarray(stats.updates)[0])
 
 
 # ------------------------------------------------------------------------------------- saved runs
-def load_device_run(cfg: Any, checkpoint: Any, episodes: int | None = None) -> tuple:
+def load_device_run(cfg: Config, checkpoint: Path, episodes: int | None = None) -> tuple:
     """(agent, program's evaluate, every seed's agent state) of a device run's checkpoint; the
     state is read against an abstract template, so no replay buffer is allocated."""
-    import dataclasses
-
-    import numpy as np
-
-    from factorl.io import checkpoint as ckpt
-
     if episodes is not None:
-        cfg = dataclasses.replace(
-            cfg, runner=dataclasses.replace(cfg.runner, eval_episodes=episodes)
-        )
+        cfg = replace(cfg, runner=replace(cfg.runner, eval_episodes=episodes))
     _, agent, init, _, evaluate = _compiled_program(cfg)
     seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
     leaves, treedef = jax.tree_util.tree_flatten(jax.eval_shape(init, seeds))
@@ -668,10 +486,8 @@ def load_device_run(cfg: Any, checkpoint: Any, episodes: int | None = None) -> t
     return agent, evaluate, state.agent
 
 
-def evaluate_device_run(cfg: Any, checkpoint: Any, episodes: int, seed: int) -> dict[str, Any]:
+def evaluate_device_run(cfg: Config, checkpoint: Path, episodes: int, seed: int) -> dict[str, Any]:
     """Greedy returns of `episodes` episodes per trained seed, run side by side on the device."""
-    import numpy as np
-
     _, evaluate, agent_state = load_device_run(cfg, checkpoint, episodes)
     seeds = cfg.run.num_seeds
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
