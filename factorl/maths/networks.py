@@ -150,3 +150,86 @@ class StateActionCritic(nn.Module):
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([obs, action.astype(obs.dtype)], axis=-1)
         return MLP(self.hidden, 1, name="mlp")(x)[..., 0]
+
+
+# ----------------------------------------------------------------- cooperative multi-agent agents
+# VDN/QMIX agents: one recurrent Q-network whose parameters all agents share, told apart by a
+# one-hot agent id in the input (JaxMARL's agent net; pymarl also feeds the last action).
+
+
+class RecurrentAgentQ(nn.Module):
+    """One step of the shared per-agent DRQN: (hidden, obs, reset) -> (hidden', Q).
+
+    hidden [..., N, H], obs [..., N, O], reset [...] or [..., N] (true at an episode's first step)
+    -> hidden' [..., N, H], Q [..., N, n_actions]. Input = obs ++ one-hot(agent id);
+    Dense(H)+ReLU -> GRUCell(H) -> Dense(n_actions). Dense kernels are orthogonal with gain
+    `init_scale` and zero bias (JaxMARL); the GRU keeps Flax's defaults.
+    """
+
+    n_actions: int
+    hidden_size: int = 64
+    init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(
+        self, hidden: jax.Array, obs: jax.Array, reset: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        n_agents = obs.shape[-2]
+        obs = obs.astype(jnp.float32)
+        ids = jnp.broadcast_to(jnp.eye(n_agents, dtype=obs.dtype), (*obs.shape[:-1], n_agents))
+        x = jnp.concatenate([obs, ids], axis=-1)
+        reset = jnp.asarray(reset, bool)
+        if reset.ndim == obs.ndim - 2:  # one flag per environment: every agent restarts
+            reset = reset[..., None]
+        # zeroed before the step, so an episode's first Q ignores the previous episode
+        hidden = jnp.where(reset[..., None], jnp.zeros_like(hidden), hidden)
+        init = nn.initializers.orthogonal(self.init_scale)
+        x = nn.relu(nn.Dense(self.hidden_size, kernel_init=init, name="embed")(x))
+        hidden, x = nn.GRUCell(self.hidden_size, name="gru")(hidden, x)
+        return hidden, nn.Dense(self.n_actions, kernel_init=init, name="head")(x)
+
+    def initial_hidden(self, batch: int, n_agents: int) -> jax.Array:
+        """Zeros [batch, n_agents, H]: the state before any observation."""
+        return jnp.zeros((batch, n_agents, self.hidden_size), jnp.float32)
+
+
+def unroll_agent_q(
+    net: RecurrentAgentQ, params, hidden: jax.Array, obs: jax.Array, resets: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """`net` scanned over a leading time axis.
+
+    hidden [B, N, H], obs [T, B, N, O], resets [T, B] or [T, B, N]
+    -> (final hidden [B, N, H], Q [T, B, N, n_actions]).
+    """
+
+    def step(h: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        return net.apply(params, h, *inputs)
+
+    return jax.lax.scan(step, hidden, (obs, resets))
+
+
+def mask_unavailable(q: jax.Array, avail: jax.Array) -> jax.Array:
+    """Q [..., A] with unavailable actions (avail 0) set to the dtype's lowest finite value, below
+    any Q an available action can have, so no max or argmax picks them."""
+    return jnp.where(jnp.asarray(avail, bool), q, jnp.finfo(q.dtype).min)
+
+
+def masked_greedy(q: jax.Array, avail: jax.Array) -> jax.Array:
+    """argmax over available actions: Q [..., A], avail [..., A] -> [...] int32."""
+    return jnp.argmax(mask_unavailable(q, avail), axis=-1).astype(jnp.int32)
+
+
+def random_available(key: jax.Array, avail: jax.Array) -> jax.Array:
+    """An action drawn uniformly from the available ones: avail [..., A] -> [...] int32."""
+    logits = jnp.where(jnp.asarray(avail, bool), 0.0, -jnp.inf)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def masked_epsilon_greedy(
+    key: jax.Array, q: jax.Array, avail: jax.Array, epsilon: float | jax.Array
+) -> jax.Array:
+    """Per agent (each entry of [...]): with probability epsilon a uniformly random available
+    action, else the greedy available one. Q, avail [..., A] -> [...] int32."""
+    k_explore, k_action = jax.random.split(key)
+    explore = jax.random.uniform(k_explore, q.shape[:-1]) < epsilon
+    return jnp.where(explore, random_available(k_action, avail), masked_greedy(q, avail))

@@ -1,0 +1,166 @@
+"""The shared recurrent agent Q-network (resets, scan, parameter sharing) and masked action
+selection."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from factorl.maths.networks import (
+    RecurrentAgentQ,
+    mask_unavailable,
+    masked_epsilon_greedy,
+    masked_greedy,
+    unroll_agent_q,
+)
+
+T, B, N, OBS, A, H = 6, 2, 3, 4, 5, 8
+NET = RecurrentAgentQ(A, H)
+
+
+@pytest.fixture(scope="module")
+def case():
+    k_param, k_obs, k_h = jax.random.split(jax.random.PRNGKey(0), 3)
+    params = NET.init(k_param, NET.initial_hidden(B, N), jnp.zeros((B, N, OBS)), jnp.zeros(B, bool))
+    obs = jax.random.normal(k_obs, (T, B, N, OBS))
+    # a hidden state left over from some earlier episode
+    stale = jax.random.normal(k_h, (B, N, H))
+    return params, obs, stale
+
+
+def _unroll(params, hidden, obs, resets):
+    return jax.jit(unroll_agent_q, static_argnums=0)(NET, params, hidden, obs, resets)
+
+
+def test_shapes_and_initial_hidden(case):
+    params, obs, _ = case
+    h0 = NET.initial_hidden(B, N)
+    assert h0.shape == (B, N, H) and not np.any(np.asarray(h0))
+    hidden, q = _unroll(params, h0, obs, jnp.zeros((T, B), bool))
+    assert hidden.shape == (B, N, H) and q.shape == (T, B, N, A)
+    # the id is part of the input: Dense(obs + N) -> H
+    assert params["params"]["embed"]["kernel"].shape == (OBS + N, H)
+
+
+def test_scan_equals_stepping_one_by_one(case):
+    params, obs, stale = case
+    resets = jnp.zeros((T, B), bool).at[0].set(True).at[3, 1].set(True)
+    hidden, q = _unroll(params, stale, obs, resets)
+    h = stale
+    step = jax.jit(NET.apply)
+    for t in range(T):
+        h, q_t = step(params, h, obs[t], resets[t])
+        np.testing.assert_allclose(q[t], q_t, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hidden, h, rtol=1e-5, atol=1e-6)
+
+
+def test_reset_starts_a_fresh_sequence(case):
+    params, obs, stale = case
+    # env 0 starts a new episode at t=3; env 1 does not
+    resets = jnp.zeros((T, B), bool).at[0].set(True).at[3, 0].set(True)
+    _, q = _unroll(params, stale, obs, resets)
+    _, fresh = _unroll(params, NET.initial_hidden(B, N), obs[3:], jnp.zeros((T - 3, B), bool))
+    np.testing.assert_allclose(q[3:, 0], fresh[:, 0], rtol=1e-5, atol=1e-6)
+    # without a reset the memory of t < 3 carries on (so the check above can fail)
+    assert not np.allclose(q[3:, 1], fresh[:, 1], atol=1e-3)
+    # the flag acts before the step: a stale hidden state is ignored at a reset step
+    _, q0 = jax.jit(NET.apply)(params, stale, obs[0], jnp.ones(B, bool))
+    _, q0_fresh = jax.jit(NET.apply)(params, NET.initial_hidden(B, N), obs[0], jnp.zeros(B, bool))
+    np.testing.assert_allclose(q0, q0_fresh, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(jax.jit(NET.apply)(params, stale, obs[0], jnp.zeros(B, bool))[1], q0)
+
+
+def test_per_agent_reset_flags(case):
+    params, obs, stale = case
+    resets = jnp.zeros((T, B, N), bool).at[0].set(True).at[2, :, 1].set(True)
+    _, q = _unroll(params, stale, obs, resets)
+    _, fresh = _unroll(params, NET.initial_hidden(B, N), obs[2:], jnp.zeros((T - 2, B), bool))
+    np.testing.assert_allclose(q[2:, :, 1], fresh[:, :, 1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(q[2:, :, 0], fresh[:, :, 0], atol=1e-3)
+
+
+def test_parameters_are_shared_across_agents(case):
+    params, obs, _ = case
+    h0 = NET.initial_hidden(B, N)
+    no_reset = jnp.zeros(B, bool)
+    step = jax.jit(NET.apply)
+    _, q = step(params, h0, obs[0], no_reset)
+    # an agent's Q depends on its own obs and id only: other agents' obs do not enter it
+    other = obs[0].at[:, 0].set(obs[1, :, 0]).at[:, 2].set(-obs[0, :, 2])
+    _, q_other = step(params, h0, other, no_reset)
+    np.testing.assert_allclose(q_other[:, 1], q[:, 1], rtol=1e-6)
+    assert not np.allclose(q_other[:, 0], q[:, 0])
+    # the same obs in every slot: the one-hot id tells the agents apart
+    same = jnp.broadcast_to(obs[0, :, :1], (B, N, OBS))
+    _, q_same = step(params, h0, same, no_reset)
+    for i in range(N):
+        for j in range(i):
+            assert not np.allclose(q_same[:, i], q_same[:, j], atol=1e-4)
+    # and every agent runs the one set of weights (no per-agent copies): agent i's Q is those
+    # layers applied to its obs with its id appended
+    p = params["params"]
+    gru = nn.GRUCell(H)
+    for i in range(N):
+        x = jnp.concatenate([obs[0, :, i], jnp.broadcast_to(jnp.eye(N)[i], (B, N))], axis=-1)
+        x = jax.nn.relu(x @ p["embed"]["kernel"] + p["embed"]["bias"])
+        _, x = gru.apply({"params": p["gru"]}, jnp.zeros((B, H)), x)
+        q_i = x @ p["head"]["kernel"] + p["head"]["bias"]
+        np.testing.assert_allclose(q[:, i], q_i, rtol=1e-5, atol=1e-6)
+
+
+def _avail_case(n: int = 200):
+    k_q, k_a = jax.random.split(jax.random.PRNGKey(5))
+    q = jax.random.normal(k_q, (n, N, A))
+    avail = jax.random.bernoulli(k_a, 0.5, (n, N, A))
+    avail = avail.at[..., 2].set(True)  # at least one available action in every row
+    return q, avail
+
+
+def test_masked_greedy_picks_the_best_available_action():
+    q, avail = _avail_case()
+    picked = np.asarray(jax.jit(masked_greedy)(q, avail))
+    assert picked.dtype == np.int32 and picked.shape == q.shape[:-1]
+    a = np.asarray(avail)
+    assert np.all(np.take_along_axis(a, picked[..., None], -1))
+    expected = np.argmax(np.where(a, np.asarray(q), -np.inf), axis=-1)
+    np.testing.assert_array_equal(picked, expected)
+    # the unmasked argmax is unavailable in many rows, so the mask does the work
+    assert np.mean(~np.take_along_axis(a, np.argmax(np.asarray(q), -1)[..., None], -1)) > 0.2
+    # an available action wins even with a hugely negative value
+    q_low = jnp.array([[5.0, -1e30, 7.0]])
+    assert int(masked_greedy(q_low, jnp.array([[0, 1, 0]]))[0]) == 1
+    assert float(mask_unavailable(q_low, jnp.array([[0, 1, 0]]))[0, 0]) < -1e30
+
+
+def test_epsilon_one_draws_uniformly_over_available_actions():
+    avail = jnp.array([[1, 0, 1, 1, 0], [0, 0, 0, 1, 0], [1, 1, 1, 1, 1]], bool)  # [N, A]
+    draws = 10_000
+    q = jnp.zeros((draws, N, A)).at[..., 1].set(10.0)  # the greedy choice would be unavailable
+    picked = np.asarray(
+        jax.jit(masked_epsilon_greedy)(
+            jax.random.PRNGKey(1), q, jnp.broadcast_to(avail, q.shape), 1.0
+        )
+    )
+    for i in range(N):
+        counts = np.bincount(picked[:, i], minlength=A)
+        ok = np.asarray(avail[i])
+        assert np.all(counts[~ok] == 0)
+        assert np.all(counts[ok] > 0)
+        # uniform: every available action within 5 standard deviations of draws / k
+        k = ok.sum()
+        sd = np.sqrt(draws * (1 / k) * (1 - 1 / k))
+        assert np.all(np.abs(counts[ok] - draws / k) < 5 * sd + 1e-9)
+
+
+def test_epsilon_zero_is_masked_greedy_and_between_mixes():
+    q, avail = _avail_case(2000)
+    greedy = np.asarray(masked_greedy(q, avail))
+    act = jax.jit(masked_epsilon_greedy)
+    np.testing.assert_array_equal(act(jax.random.PRNGKey(2), q, avail, 0.0), greedy)
+    picked = np.asarray(act(jax.random.PRNGKey(3), q, avail, 0.5))
+    assert np.all(np.take_along_axis(np.asarray(avail), picked[..., None], -1))
+    # P(not greedy) = eps (k - 1) / k, averaged over the rows' numbers of available actions k
+    k = np.asarray(avail).sum(-1)
+    expected = np.mean(0.5 * (k - 1) / k)
+    assert abs(np.mean(picked != greedy) - expected) < 0.03
