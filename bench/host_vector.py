@@ -60,10 +60,15 @@ def _config(num_envs: int, steps: int, seed: int, learning_starts: int, run_dir:
             "tensorboard": False, "run_dir": run_dir}  # fmt: skip
     if "overrides" in inspect.signature(factorl.make_config).parameters:  # the config in sections
         section = {"env": "env", "seed": "run", "steps": "run", "progress": "run",
-                   "tensorboard": "run", "run_dir": "run"}  # fmt: skip
+                   "tensorboard": "run"}  # fmt: skip
         settings = {
-            f"{section.get(k, 'runner')}.{'id' if k == 'env' else k}": v for k, v in loop.items()
+            f"{section.get(k, 'runner')}.{'id' if k == 'env' else k}": v
+            for k, v in loop.items()
+            if k != "run_dir"
         }
+        # the run folder's setting was run.run_dir until it became run.dir
+        run_fields = {f.name for f in dataclasses.fields(factorl.RunSettings)}
+        settings["run.dir" if "dir" in run_fields else "run.run_dir"] = run_dir
         settings.update({"env.num_envs": num_envs, "agent.learning_starts": learning_starts})
         return factorl.make_config(ALGO, settings), True
     from factorl.core.config import TrainConfig  # an earlier commit: flat train and agent dicts

@@ -35,7 +35,7 @@ CASES = [
     ("td3", "gym:Pendulum-v1", 2000, "none"),
 ]
 RUN = """
-import inspect, sys, factorl
+import dataclasses, inspect, sys, factorl
 algo, env, steps, out, preset = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 train = {"env": env, "steps": steps, "eval_every": steps // 2, "eval_episodes": 2,
          "log_every": 500, "progress": "none", "tensorboard": False, "run_dir": out}
@@ -44,6 +44,8 @@ if "overrides" in inspect.signature(factorl.make_config).parameters:  # the conf
     section = {"env": "env", "eval_every": "runner", "eval_episodes": "runner",
                "log_every": "runner"}
     keys = {f"{section.get(k, 'run')}.{'id' if k == 'env' else k}": v for k, v in train.items()}
+    if "dir" in {f.name for f in dataclasses.fields(factorl.RunSettings)}:  # was run.run_dir
+        keys["run.dir"] = keys.pop("run.run_dir")
     agent = {f"agent.{k}": v for k, v in agent.items()}
     cfg = factorl.make_config(algo, {**keys, **agent}, preset=preset)
 else:  # an earlier commit: flat train and agent dicts

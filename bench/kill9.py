@@ -79,7 +79,7 @@ def compare(ref: Path, run: Path) -> dict[str, bool]:
     """One boolean per thing compared, and `identical`: all of them."""
     config = [json.loads((d / "config.json").read_text()) for d in (ref, run)]
     for c in config:
-        c["run"].pop("run_dir")  # the one setting that differs by construction
+        c["run"].pop("dir")  # the one setting that differs by construction
     metrics = [[without(r, "wall_time") for r in read_metrics(d)] for d in (ref, run)]
     a, b = latest_checkpoint(ref / "checkpoints"), latest_checkpoint(run / "checkpoints")
     out = {"config": config[0] == config[1], "metrics": metrics[0] == metrics[1]}
@@ -128,7 +128,7 @@ def main() -> int:
     def start(run: Path) -> list[str]:
         return [
             *TRAIN, args.algo, "--env.id", args.env, "--run.steps", str(args.steps),
-            "--run.seed", str(args.seed), "--run.run-dir", str(run), "--run.progress", "lines",
+            "--run.seed", str(args.seed), "--run.dir", str(run), "--run.progress", "lines",
             "--run.no-tensorboard", "--runner.checkpoint-minutes", str(args.checkpoint_minutes),
             *shlex.split(args.extra),
         ]  # fmt: skip

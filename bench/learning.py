@@ -42,7 +42,7 @@ SEGMENTS_FILE = "segments.json"
 #: the settings each run of the sweep takes from the sweep's own flags, not from --set (the
 #: others it sets, such as runner.log_every, --set may change)
 SWEEP_KEYS = frozenset(
-    {"env.id", "run.seed", "run.steps", "run.run_dir", "runner.eval_every", "runner.eval_episodes"}
+    {"env.id", "run.seed", "run.steps", "run.dir", "runner.eval_every", "runner.eval_episodes"}
 )
 
 
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                             "runner.eval_every": args.eval_every,
                             "runner.eval_episodes": args.eval_episodes,
                             "runner.checkpoint_every": args.eval_every,
-                            "run.run_dir": str(run_dir),
+                            "run.dir": str(run_dir),
                             "run.progress": "lines",
                             "runner.log_every": args.eval_every,
                             **overrides[algo],

@@ -350,7 +350,7 @@ def _loop_config(algo: str, settings: Settings, overrides: dict[str, Any], run_d
             "runner.checkpoint_every": never,
             "run.progress": "none",
             "run.tensorboard": False,
-            "run.run_dir": str(run_dir),
+            "run.dir": str(run_dir),
             **overrides,
         },
     )

@@ -85,7 +85,7 @@ def _train_command(algo: str) -> type:
             Annotated[bool, tyro.conf.FlagCreatePairsOff],
             option(
                 False,
-                "let a new run replace a previous run in --run.run-dir (its config, metrics, "
+                "let a new run replace a previous run in --run.dir (its config, metrics, "
                 "TensorBoard files and checkpoints); without it such a folder is refused",
             ),
         ),
@@ -261,10 +261,10 @@ def cmd_train(argv: Sequence[str]) -> int:
     except SystemExit as e:  # -h printed the flags
         return int(e.code or 0)
     resume = options.resume
-    if resume is not None and _given(argv, "run.run_dir"):
-        given = cfg.run.run_dir
+    if resume is not None and _given(argv, "run.dir"):
+        given = cfg.run.dir
         if given is None or Path(given).resolve() != Path(resume).resolve():
-            raise ConfigError(f"--run.run-dir {given} differs from --resume {resume}; give one")
+            raise ConfigError(f"--run.dir {given} differs from --resume {resume}; give one")
     result = train(cfg, resume=resume, overwrite=options.overwrite)
     summary = {
         "run_dir": str(result.run_dir),

@@ -44,7 +44,7 @@ def tiny_config(run_dir, algo="decqn", steps=600, overrides=None):
     decqn (other algorithms' tests name their own agent and replay settings), then `overrides`
     (dotted keys)."""
     agent = TINY_DECQN if algo == "decqn" else {}
-    settings = {**TINY_LOOP, **agent, "run.steps": steps, "run.run_dir": str(run_dir)}
+    settings = {**TINY_LOOP, **agent, "run.steps": steps, "run.dir": str(run_dir)}
     return make_config(algo, {**settings, **(overrides or {})})
 
 

@@ -27,7 +27,7 @@ def _json_line(text):
 def test_train_then_resume_then_eval(tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "decqn", "--env.id", "gym:Pendulum-v1", "--run.steps", "200",
-                 "--run.run-dir", str(run), *TINY])  # fmt: skip
+                 "--run.dir", str(run), *TINY])  # fmt: skip
     assert code == 0
     out, err = capsys.readouterr()
     assert _json_line(out)["env_step"] == 200
@@ -52,7 +52,7 @@ def test_resume_without_an_algorithm_name_continues_the_runs_own(tmp_path, capsy
            "--runner.eval-episodes", "1", "--run.progress", "none",
            "--run.no-tensorboard"]  # fmt: skip
     assert main(["train", "cqn", "--env.id", "gym:Pendulum-v1", "--run.steps", "100",
-                 "--run.run-dir", str(run), *cqn]) == 0  # fmt: skip
+                 "--run.dir", str(run), *cqn]) == 0  # fmt: skip
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--run.steps", "150"]) == 0
     assert _json_line(capsys.readouterr().out)["env_step"] == 150
@@ -63,12 +63,12 @@ def test_resume_without_an_algorithm_name_continues_the_runs_own(tmp_path, capsy
 def test_resume_refuses_to_change_the_run(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--env.id", "gym:Pendulum-v1", "--run.steps", "100",
-                 "--run.run-dir", str(run), *TINY]) == 0  # fmt: skip
+                 "--run.dir", str(run), *TINY]) == 0  # fmt: skip
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--agent.bins", "5", "--run.seed", "2"]) == 2
     err = capsys.readouterr().err
     assert "cannot change run.seed (saved 0, given 2), agent.bins (saved 3, given 5)" in err
-    assert main(["train", "--resume", str(run), "--run.run-dir", str(tmp_path / "b")]) == 2
+    assert main(["train", "--resume", str(run), "--run.dir", str(tmp_path / "b")]) == 2
     assert "differs from --resume" in capsys.readouterr().err
 
 
@@ -127,6 +127,7 @@ def test_flags_are_dotted_keys_in_either_spelling(monkeypatch, spelling):
         (["train", "--runner.save-replay=no"], "--runner.save-replay takes no value"),
         (["train", "--steps", "10"], "unknown option --steps; did you mean --run.steps?"),
         (["train", "--run.stesp", "10"], "unknown option --run.stesp; did you mean --run.steps"),
+        (["train", "--run.run-dir", "x"], "unknown option --run.run-dir; did you mean --run.dir"),
         (["train", "sac", "--agent.bins", "3"], "unknown option --agent.bins"),
         (["train", "decqn", "extra"], "unexpected argument 'extra'"),
         (["train", "--env.id", "dmc:cheetah-runn", "--run.steps", "10"], "cheetah-run"),
@@ -138,7 +139,7 @@ def test_flags_are_dotted_keys_in_either_spelling(monkeypatch, spelling):
     ],
 )
 def test_bad_input_exits_with_a_clear_one_line_message(argv, message, capsys, tmp_path):
-    argv = [*argv, "--run.run-dir", str(tmp_path / "r")] if argv[0] == "train" else argv
+    argv = [*argv, "--run.dir", str(tmp_path / "r")] if argv[0] == "train" else argv
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err

@@ -100,7 +100,7 @@ def test_a_run_folder_of_the_first_flat_layout_is_read_into_sections(tmp_path):
     algo, settings = saved_settings(old)
     assert algo == "decqn"
     assert settings["env.id"] == "gym:Pendulum-v1" and settings["env.num_envs"] == 2
-    assert settings["run.seed"] == 3 and settings["run.run_dir"] == "runs/x"
+    assert settings["run.seed"] == 3 and settings["run.dir"] == "runs/x"
     assert settings["runner.save_replay"] is False and settings["runner.eval_every"] == 100
     assert settings["agent.width"] == 32 and settings["replay.n_step"] == 2
     assert settings["replay.capacity"] == 4000 and settings["replay.prioritized"] is False
@@ -113,6 +113,15 @@ def test_a_run_folder_of_the_first_flat_layout_is_read_into_sections(tmp_path):
     (run / "config.json").write_text(json.dumps({**old, "train": {"frobs": 1}}))
     with pytest.raises(ConfigError, match=r"unknown setting 'train\.frobs'"):
         load_config(run)
+
+
+def test_a_run_folder_saved_with_run_run_dir_reads_as_run_dir(tmp_path):
+    saved = make_config("decqn", {"run.steps": 100, "run.dir": "runs/y"}).to_dict()
+    saved["run"]["run_dir"] = saved["run"].pop("dir")  # the setting's name before run.dir
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(saved))
+    assert load_config(run).run.dir == "runs/y"
 
 
 def test_load_config_checks_a_saved_config_as_make_config_does(tmp_path):

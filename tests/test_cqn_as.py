@@ -149,7 +149,7 @@ def _cfg(run_dir, steps=400, **agent):
         "cqn_as",
         {"env.id": "gym:Pendulum-v1", "run.steps": steps, "runner.eval_every": 200,
          "runner.eval_episodes": 1, "runner.log_every": 100, "run.progress": "none",
-         "run.tensorboard": False, "run.run_dir": str(run_dir), "replay.batch_size": 16,
+         "run.tensorboard": False, "run.dir": str(run_dir), "replay.batch_size": 16,
          "replay.capacity": 5000, **in_section("agent", values)},
     )  # fmt: skip
 

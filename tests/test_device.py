@@ -39,7 +39,7 @@ def _device_config(run_dir, variant="decqn", steps=400, overrides=None):
         "runner.checkpoint_every": 10_000,
         "run.progress": "none",
         "run.tensorboard": False,
-        "run.run_dir": str(run_dir),
+        "run.dir": str(run_dir),
     }
     return make_config(algo, {**values, **settings, **(overrides or {})})
 
@@ -122,11 +122,9 @@ def test_a_device_run_loads_as_a_policy_and_evaluates(tmp_path):
 
 def test_device_runner_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"run\.num_seeds"):
-        train(make_config("decqn", {"run.num_seeds": 2, "run.run_dir": str(tmp_path / "b")}))
+        train(make_config("decqn", {"run.num_seeds": 2, "run.dir": str(tmp_path / "b")}))
     with pytest.raises(ConfigError, match="Box"):
-        cfg = make_config(
-            "sac", {"env.id": "gymnax:CartPole-v1", "run.run_dir": str(tmp_path / "c")}
-        )
+        cfg = make_config("sac", {"env.id": "gymnax:CartPole-v1", "run.dir": str(tmp_path / "c")})
         train(cfg)
 
 
@@ -152,7 +150,7 @@ def test_decqn_learns_pendulum_on_the_device_runner(tmp_path):
         "runner.log_every": 1000,
         "run.progress": "none",
         "run.tensorboard": False,
-        "run.run_dir": str(tmp_path / "run"),
+        "run.dir": str(tmp_path / "run"),
     }
     result = train(make_config("decqn", {**loop_settings, **agent}))
     evals = [r["eval_return"] for r in records(result.run_dir) if r["event"] == "eval"]
@@ -169,7 +167,7 @@ def test_the_command_line_trains_resumes_and_evaluates_a_device_run(tmp_path, ca
             "--env.num-envs", "2", "--run.num-seeds", "2", "--runner.eval-every", "200",
             "--runner.eval-episodes", "2", "--runner.log-every", "100", "--run.progress", "lines",
             "--run.no-tensorboard"]  # fmt: skip
-    argv = ["train", "decqn", "--env.id", "gymnax:Pendulum-v1", "--run.run-dir", str(run), *tiny]
+    argv = ["train", "decqn", "--env.id", "gymnax:Pendulum-v1", "--run.dir", str(run), *tiny]
     assert main([*argv, "--run.steps", "200"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out.strip().splitlines()[-1])["env_step"] == 200

@@ -22,7 +22,7 @@ def test_decqn_learns_pendulum(tmp_path):
             "runner.eval_episodes": 10,
             "run.progress": "none",
             "run.tensorboard": False,
-            "run.run_dir": str(tmp_path / "run"),
+            "run.dir": str(tmp_path / "run"),
         },
         preset="quickstart",
     )
@@ -46,7 +46,7 @@ def test_cqn_learns_pendulum(tmp_path):
             "runner.eval_episodes": 10,
             "run.progress": "none",
             "run.tensorboard": False,
-            "run.run_dir": str(tmp_path / "run"),
+            "run.dir": str(tmp_path / "run"),
         },
         preset="quickstart",
     )
@@ -75,7 +75,7 @@ def test_cqn_as_learns_pendulum(tmp_path):
             "runner.eval_episodes": 10,
             "run.progress": "none",
             "run.tensorboard": False,
-            "run.run_dir": str(tmp_path / "run"),
+            "run.dir": str(tmp_path / "run"),
             "agent.execution": "replan",
         },
         preset="quickstart",

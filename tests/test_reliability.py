@@ -123,7 +123,7 @@ def test_import_is_an_explicit_command_line_opt_in(tmp_path, monkeypatch, capsys
         "gym:FactorlRegistered-v0",
         "--run.steps",
         "100",
-        "--run.run-dir",
+        "--run.dir",
         str(run),
     ]
     assert main([*argv, *TINY_FLAGS, "--import", "factorl_test_registry"]) == 0
@@ -146,7 +146,7 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_is_exact(tmp_path):
     )
     run = tmp_path / "run"
     proc = _cli(
-        "train", "--env.id", "gym:Pendulum-v1", "--run.steps", "4000", "--run.run-dir", str(run),
+        "train", "--env.id", "gym:Pendulum-v1", "--run.steps", "4000", "--run.dir", str(run),
         *TINY_FLAGS, "--runner.eval-every", "1000", "--runner.log-every", "500",
         "--runner.checkpoint-every", "10000",
     )  # fmt: skip
@@ -238,7 +238,7 @@ def test_kill_9_at_random_moments_never_breaks_resume_and_ends_identical(tmp_pat
         "--runner.checkpoint-minutes", "0.01",
     ]  # fmt: skip
     straight, run = tmp_path / "straight", tmp_path / "run"
-    assert _cli("train", *flags, "--run.run-dir", str(straight)).wait(timeout=300) == 0
+    assert _cli("train", *flags, "--run.dir", str(straight)).wait(timeout=300) == 0
     rng = np.random.default_rng(0)
     kills = 0
     for first in (True, False, False, False):
@@ -249,7 +249,7 @@ def test_kill_9_at_random_moments_never_breaks_resume_and_ends_identical(tmp_pat
             *(
                 ["train", "--resume", str(run)]
                 if started
-                else ["train", *flags, "--run.run-dir", str(run)]
+                else ["train", *flags, "--run.dir", str(run)]
             )
         )
         if first:  # anywhere in start-up or early training, likely before any checkpoint
@@ -280,7 +280,7 @@ def test_resume_accepts_repeated_flags_and_names_a_real_change(tmp_path, capsys)
         "gym:Pendulum-v1",
         "--run.seed",
         "3",
-        "--run.run-dir",
+        "--run.dir",
         str(run),
         *TINY_FLAGS,
     ]
@@ -329,7 +329,7 @@ def test_a_fresh_run_refuses_a_folder_with_metrics_unless_told_to_overwrite(tmp_
     (run / "metrics.jsonl").write_text('{"event": "train", "env_step": 100}\n')
     with pytest.raises(ConfigError, match="--overwrite"):
         train(tiny_config(run, steps=200))
-    argv = ["train", "--env.id", "gym:Pendulum-v1", "--run.steps", "200", "--run.run-dir", str(run)]
+    argv = ["train", "--env.id", "gym:Pendulum-v1", "--run.steps", "200", "--run.dir", str(run)]
     assert main([*argv, *TINY_FLAGS]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main([*argv, *TINY_FLAGS, "--overwrite"]) == 0
@@ -363,7 +363,7 @@ def test_extending_a_budget_that_ended_between_evaluations_is_exact(tmp_path):
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", "--env.id", "gym:Pendulum-v1", "--run.steps", "450", "--run.run-dir", str(run)]
+    argv = ["train", "--env.id", "gym:Pendulum-v1", "--run.steps", "450", "--run.dir", str(run)]
     assert main([*argv, *TINY_FLAGS]) == 0
     capsys.readouterr()
 
@@ -486,7 +486,7 @@ def test_impossible_settings_are_refused_before_anything_runs(tmp_path, capsys, 
         "gym:Pendulum-v1",
         "--run.steps",
         "2000",
-        "--run.run-dir",
+        "--run.dir",
         str(run),
     ]
     assert main([*argv, *flags]) == 2
@@ -509,7 +509,7 @@ def test_an_unwritable_run_folder_is_one_line(tmp_path, monkeypatch, capsys):
         "gym:Pendulum-v1",
         "--run.steps",
         "100",
-        "--run.run-dir",
+        "--run.dir",
         str(tmp_path / "ro"),
     ]
     assert main([*argv, *TINY_FLAGS]) == 1
@@ -625,7 +625,7 @@ def test_stopped_at_once_is_exit_code_130_with_one_line(tmp_path, monkeypatch, c
         raise StoppedAtOnce("stopped at once by a second SIGINT at env step 7; no checkpoint")
 
     monkeypatch.setattr(cli, "train", interrupted)
-    assert main(["train", "--run.steps", "10", "--run.run-dir", str(tmp_path / "r")]) == 130
+    assert main(["train", "--run.steps", "10", "--run.dir", str(tmp_path / "r")]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [
         "factorl: stopped at once by a second SIGINT at env step 7; no checkpoint"
     ]

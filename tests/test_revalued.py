@@ -423,7 +423,7 @@ def test_revalued_learns_pendulum(tmp_path):
         "runner.eval_episodes": 10,
         "run.progress": "none",
         "run.tensorboard": False,
-        "run.run_dir": str(tmp_path / "run"),
+        "run.dir": str(tmp_path / "run"),
     }
     result = train(make_config("revalued", {**loop_settings, **in_section("agent", agent)}))
     evals = [r for r in read_metrics(result.run_dir) if r["event"] == "eval"]

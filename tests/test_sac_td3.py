@@ -322,7 +322,7 @@ def test_cli_trains_sac_with_the_bernoulli_policy(tmp_path, capsys):
                  "--run.steps", "150", "--agent.width", "16", "--replay.batch-size", "16",
                  "--agent.random-steps", "50", "--agent.learning-starts", "100",
                  "--runner.eval-every", "150", "--runner.eval-episodes", "1", "--run.progress",
-                 "none", "--run.no-tensorboard", "--run.run-dir", str(run)])  # fmt: skip
+                 "none", "--run.no-tensorboard", "--run.dir", str(run)])  # fmt: skip
     assert code == 0
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "1"]) == 0
@@ -362,7 +362,7 @@ def _learn(tmp_path, algo, steps, agent_values):
             "runner.eval_episodes": 10,
             "run.progress": "none",
             "run.tensorboard": False,
-            "run.run_dir": str(tmp_path / "run"),
+            "run.dir": str(tmp_path / "run"),
             "agent.random_steps": 1000,
             "agent.learning_starts": 1000,
             **in_section("agent", agent_values),

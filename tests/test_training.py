@@ -75,7 +75,7 @@ def test_nan_loss_stops_on_the_last_good_state(tmp_path):
             "run.steps": 2000,
             "run.progress": "none",
             "run.tensorboard": False,
-            "run.run_dir": str(tmp_path / "boom"),
+            "run.dir": str(tmp_path / "boom"),
             "agent.width": 32,
             "replay.batch_size": 32,
             "agent.learning_starts": 64,

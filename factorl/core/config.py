@@ -118,7 +118,7 @@ class RunSettings:
         low=1,
         high=1024,
     )
-    run_dir: str | None = option(None, "run folder; None: a new runs/ALGO-ENV-sSEED-TIME")
+    dir: str | None = option(None, "run folder; None: a new runs/ALGO-ENV-sSEED-TIME")
     progress: str = option(
         "auto",
         "progress display: bar (live), lines (periodic plain lines), none; auto: bar on a tty",
@@ -324,14 +324,16 @@ _FIRST_LAYOUT_TRAIN = {
     "env": "env.id",
     "num_envs": "env.num_envs",
     "action_repeat": "env.action_repeat",
-    **{name: f"run.{name}" for name in ("seed", "steps", "num_seeds", "run_dir", "progress")},
+    **{name: f"run.{name}" for name in ("seed", "steps", "num_seeds", "progress")},
+    "run_dir": "run.dir",
     "tensorboard": "run.tensorboard",
     **{f.name: f"runner.{f.name}" for f in dataclasses.fields(RunnerSettings)},
 }
 
 
-#: where each replay setting of the agent section of earlier layouts lives now
-_EARLIER_AGENT_REPLAY = {
+#: where each setting of earlier layouts that moved or was renamed lives now
+_EARLIER_KEYS = {
+    "run.run_dir": "run.dir",
     "agent.replay_capacity": "replay.capacity",
     **{
         f"agent.{name}": f"replay.{name}"
@@ -356,7 +358,7 @@ def saved_settings(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         settings.update(flatten({"agent": data.get("agent", {})}))
     else:
         settings = flatten({k: v for k, v in data.items() if k != "algo"})
-    return algo, {_EARLIER_AGENT_REPLAY.get(k, k): v for k, v in settings.items()}
+    return algo, {_EARLIER_KEYS.get(k, k): v for k, v in settings.items()}
 
 
 def parse_value(algo: str, key: str, text: str) -> Any:

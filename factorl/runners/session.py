@@ -147,7 +147,7 @@ def config_changes(saved: Config, given: Config) -> list[str]:
     return [
         f"{key} (saved {old[key]!r}, given {value!r})"
         for key, value in new.items()
-        if key not in RESUMABLE and key != "run.run_dir" and value != old[key]
+        if key not in RESUMABLE and key != "run.dir" and value != old[key]
     ]
 
 
@@ -181,9 +181,9 @@ def default_run_dir(cfg: Config) -> Path:
 
 def resolve_run_dir(cfg: Config, resume: str | Path | None) -> Path:
     """The run's folder: `resume` (whose saved config `cfg` may change only in the RESUMABLE
-    settings), else `cfg.run.run_dir`, else a new default one."""
+    settings), else `cfg.run.dir`, else a new default one."""
     if resume is None:
-        return Path(cfg.run.run_dir) if cfg.run.run_dir else default_run_dir(cfg)
+        return Path(cfg.run.dir) if cfg.run.dir else default_run_dir(cfg)
     run_dir = Path(resume)
     changes = config_changes(load_config(run_dir), cfg)
     if changes:
@@ -214,7 +214,7 @@ def prepare_run_folder(run_dir: Path, resuming: bool, overwrite: bool) -> list[s
         if not overwrite:
             raise ConfigError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir}, start it "
-                "over with --overwrite, or choose another --run.run-dir"
+                "over with --overwrite, or choose another --run.dir"
             )
         notes.append(f"[factorl] --overwrite: removed the previous run in {run_dir}")
     return notes
