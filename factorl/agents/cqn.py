@@ -33,7 +33,7 @@ C51 (51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entrop
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -126,6 +126,7 @@ class CQN(JaxAgent):
 
     name = "cqn"
     Config = CQNConfig
+    config: CQNConfig
     #: the official state code's replay: 1M transitions, batch 512, 1-step returns, uniform
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=512, n_step=1, prioritized=False)
     REPLAY_FIXED: ClassVar[dict[str, str]] = {
@@ -133,23 +134,14 @@ class CQN(JaxAgent):
         for name in ("prioritized", "priority_alpha", "priority_beta")
     }
 
-    def __init__(
-        self,
-        config: CQNConfig,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = c = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
         self.factorisation = self.make_factorisation(action_space)
         self.network = self._make_network()
         self.atoms = support(c.v_min, c.v_max, c.num_atoms) if c.distributional else None
         self.optimizer = optax.adamw(c.learning_rate, weight_decay=c.weight_decay)
         self.half_range = (self.factorisation.high - self.factorisation.low) / 2
         self._target_update = hard_target_update(c.target_update_period)
-        self._compile()
 
     def make_factorisation(self, action_space) -> ActionFactorisation:
         """L levels of B bins per dimension, one action at a time."""

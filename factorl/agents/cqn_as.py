@@ -119,6 +119,7 @@ class CQNAS(CQN):
 
     name = "cqn_as"
     Config = CQNASConfig
+    config: CQNASConfig
     #: the official HumanoidBench state code's replay: batch 128, 3-step returns (independent of
     #: the horizon), uniform
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=128, n_step=3, prioritized=False)

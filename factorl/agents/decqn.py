@@ -26,6 +26,7 @@ New transitions enter prioritised replay with the largest priority seen so far (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -100,6 +101,7 @@ class DecQN(JaxAgent):
 
     name = "decqn"
     Config = DecQNConfig
+    config: DecQNConfig
     #: the official code's replay: 1M transitions, batch 256, 3-step returns, prioritised
     #: (alpha 0.6, beta 0.2)
     REPLAY = ReplaySettings(
@@ -111,24 +113,15 @@ class DecQN(JaxAgent):
         priority_beta=0.2,
     )
 
-    def __init__(
-        self,
-        config: DecQNConfig,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
-        self.critic = UtilityEnsemble(action_space, config.bins, config.width, config.num_critics)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
+        self.critic = UtilityEnsemble(action_space, c.bins, c.width, c.num_critics)
         self.factorisation = self.critic.factorisation
         self.network = self.critic.network
         self.optimizer = optax.chain(
-            optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
+            optax.clip_by_global_norm(c.max_grad_norm), optax.adam(c.learning_rate)
         )
-        self._target_update = hard_target_update(config.target_update_period)
-        self._compile()
+        self._target_update = hard_target_update(c.target_update_period)
 
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int, num_envs: int = 1) -> AgentState:

@@ -160,28 +160,20 @@ class REValueD(JaxAgent):
 
     name = "revalued"
     Config = REValueDConfig
+    config: REValueDConfig
     #: the reference's replay: 500k transitions, batch 256, 3-step returns, uniform
     REPLAY = ReplaySettings(capacity=500_000, batch_size=256, n_step=3, prioritized=False)
     episodic_memory = False  # the epsilon decays over the whole run, across episodes
 
-    def __init__(
-        self,
-        config: REValueDConfig,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
-        self.critic = UtilityEnsemble(action_space, config.bins, config.width, config.ensemble_size)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
+        self.critic = UtilityEnsemble(action_space, c.bins, c.width, c.ensemble_size)
         self.factorisation = self.critic.factorisation
         self.network = self.critic.network
         self.optimizer = optax.chain(
-            optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
+            optax.clip_by_global_norm(c.max_grad_norm), optax.adam(c.learning_rate)
         )
-        self._target_update = polyak_target_update(config.tau)
-        self._compile()
+        self._target_update = polyak_target_update(c.tau)
 
     def init(self, seed: int, num_envs: int = 1) -> AgentState:
         """Independently initialised members, equal target copies, fresh optimiser state."""

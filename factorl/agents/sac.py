@@ -223,20 +223,13 @@ class SAC(JaxAgent):
 
     name = "sac"
     Config = SACConfig
+    config: SACConfig
     #: Haarnoja et al. 2018, Table 1: 1M transitions, batch 256; one-step, uniform
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=256, n_step=1, prioritized=False)
     REPLAY_FIXED: ClassVar[dict[str, str]] = {"n_step": "its critic targets are one-step"}
 
-    def __init__(
-        self,
-        config: SACConfig,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = c = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
         self.bounds = ActionBounds.from_space(action_space)
         m = self.bounds.num_dims
         hidden = (c.width,) * c.depth
@@ -254,7 +247,6 @@ class SAC(JaxAgent):
             "critic": optax.adam(c.critic_learning_rate),
             "log_alpha": optax.adam(c.alpha_learning_rate),
         }
-        self._compile()
 
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int, num_envs: int = 1) -> AgentState:

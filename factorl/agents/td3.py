@@ -28,7 +28,7 @@ averaging of learner metrics skips.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -82,20 +82,13 @@ class TD3(JaxAgent):
 
     name = "td3"
     Config = TD3Config
+    config: TD3Config
     #: the authors' code: 1M transitions, batch 256; one-step, uniform
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=256, n_step=1, prioritized=False)
     REPLAY_FIXED: ClassVar[dict[str, str]] = {"n_step": "its critic targets are one-step"}
 
-    def __init__(
-        self,
-        config: TD3Config,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = c = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
         self.bounds = ActionBounds.from_space(action_space)
         hidden = (c.width,) * c.depth
         self.actor = DeterministicActor(self.bounds.num_dims, hidden)
@@ -104,7 +97,6 @@ class TD3(JaxAgent):
             "actor": optax.adam(c.actor_learning_rate),
             "critic": optax.adam(c.critic_learning_rate),
         }
-        self._compile()
 
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int, num_envs: int = 1) -> AgentState:
