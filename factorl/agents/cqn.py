@@ -44,6 +44,7 @@ from factorl.core.agent import (
     AgentState,
     JaxAgent,
     TrainBatch,
+    fresh_value_state,
     hard_target_update,
     stream_capacity,
     value_learner_step,
@@ -169,14 +170,7 @@ class CQN(JaxAgent):
             jnp.zeros((1, *self.factorisation.action_shape)),  # centres: shaped like an action
             jnp.zeros((1, self.config.levels)),
         )
-        return AgentState(
-            params=params,
-            target_params=jax.tree_util.tree_map(jnp.copy, params),
-            opt_state=self.optimizer.init(params),
-            key=k_run,
-            learner_step=jnp.zeros((), jnp.int32),
-            memory=self.initial_memory(num_envs),
-        )
+        return fresh_value_state(params, self.optimizer, k_run, self.initial_memory(num_envs))
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         r = self.replay_settings

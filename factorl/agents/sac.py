@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.core.agent import AgentState, JaxAgent, TrainBatch, stream_capacity
+from factorl.core.agent import AgentState, JaxAgent, TrainBatch, fresh_state, stream_capacity
 from factorl.core.config import ReplaySettings, option
 from factorl.maths.networks import (
     BernoulliActor,
@@ -259,14 +259,10 @@ class SAC(JaxAgent):
             "critic": init_ensemble(self.critic, k_critic, self.config.num_critics, obs, action),
             "log_alpha": jnp.asarray(math.log(self.config.init_alpha), jnp.float32),
         }
-        return AgentState(
-            params=params,
-            target_params={"critic": jax.tree_util.tree_map(jnp.copy, params["critic"])},
-            opt_state={k: opt.init(params[k]) for k, opt in self.optimizers.items()},
-            key=k_run,
-            learner_step=jnp.zeros((), jnp.int32),
-            memory=self.initial_memory(num_envs),  # unused: exploration is the policy's own noise
-        )
+        opt_state = {k: opt.init(params[k]) for k, opt in self.optimizers.items()}
+        # the memory is unused: exploration is the policy's own noise
+        memory = self.initial_memory(num_envs)
+        return fresh_state(params, opt_state, k_run, memory, {"critic": params["critic"]})
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         """One-step replay of environment actions (uniform unless replay.prioritized)."""

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import optax
 
 from factorl.agents.sac import ActionBounds, clipped_double_q, polyak
-from factorl.core.agent import AgentState, JaxAgent, TrainBatch, stream_capacity
+from factorl.core.agent import AgentState, JaxAgent, TrainBatch, fresh_state, stream_capacity
 from factorl.core.config import ReplaySettings, option
 from factorl.maths.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
 from factorl.replay.host import ReplayBuffer
@@ -108,14 +108,9 @@ class TD3(JaxAgent):
             "actor": self.actor.init(k_actor, obs),
             "critic": init_ensemble(self.critic, k_critic, self.config.num_critics, obs, action),
         }
-        return AgentState(
-            params=params,
-            target_params=jax.tree_util.tree_map(jnp.copy, params),
-            opt_state={k: opt.init(params[k]) for k, opt in self.optimizers.items()},
-            key=k_run,
-            learner_step=jnp.zeros((), jnp.int32),
-            memory=self.initial_memory(num_envs),  # unused: exploration noise is stateless
-        )
+        opt_state = {k: opt.init(params[k]) for k, opt in self.optimizers.items()}
+        # the memory is unused: exploration noise is stateless
+        return fresh_state(params, opt_state, k_run, self.initial_memory(num_envs))
 
     def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
         """One-step replay of environment actions (uniform unless replay.prioritized)."""
