@@ -40,13 +40,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from factorl.agents.base import ReplayAgent
 from factorl.core.agent import (
     AgentState,
-    JaxAgent,
     TrainBatch,
     fresh_value_state,
     hard_target_update,
-    stream_capacity,
     value_learner_step,
 )
 from factorl.core.config import ConfigError, ReplaySettings, option
@@ -54,7 +53,6 @@ from factorl.maths.distributional import expected_value, select_distribution, su
 from factorl.maths.factorisation import ActionFactorisation
 from factorl.maths.mixers import select
 from factorl.maths.targets import per_utility_categorical_target, per_utility_target
-from factorl.replay.host import ReplayBuffer
 
 
 @dataclass
@@ -122,7 +120,7 @@ def argmax_random_ties(key: jax.Array | None, values: jax.Array) -> jax.Array:
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-class CQN(JaxAgent):
+class CQN(ReplayAgent):
     """CQN agent for the shared training loop."""
 
     name = "cqn"
@@ -172,16 +170,9 @@ class CQN(JaxAgent):
         )
         return fresh_value_state(params, self.optimizer, k_run, self.initial_memory(num_envs))
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.factorisation.num_dims,),
-            n_step=r.n_step,
-            gamma=self.config.gamma,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        # CQN-AS's factorisation is over sequences of `horizon` actions; CQN's has none (None)
+        return self.factorisation.num_dims, self.factorisation.horizon or 1
 
     # ----------------------------------------------------------------------------------- values
     def level_values(self, params, obs, centres, level: int | jax.Array):

@@ -32,20 +32,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from factorl.agents.base import ReplayAgent
 from factorl.core.agent import (
     AgentState,
-    JaxAgent,
     TrainBatch,
     fresh_value_state,
     hard_target_update,
-    stream_capacity,
     value_learner_step,
 )
 from factorl.core.config import ReplaySettings, option
 from factorl.maths.mixers import greedy, mean_mixer, select
 from factorl.maths.networks import UtilityEnsemble
 from factorl.maths.targets import double_q_ensemble_target, huber
-from factorl.replay.host import ReplayBuffer
 
 
 @dataclass
@@ -96,7 +94,7 @@ def epsilon_greedy(
     return jnp.where(replace, random_idx, greedy_idx)
 
 
-class DecQN(JaxAgent):
+class DecQN(ReplayAgent):
     """DecQN agent: networks, acting and the jitted update for the shared training loop."""
 
     name = "decqn"
@@ -130,19 +128,8 @@ class DecQN(JaxAgent):
         params = self.critic.init(k_params, self.obs_shape)
         return fresh_value_state(params, self.optimizer, k_run, self.initial_memory(num_envs))
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.factorisation.num_dims,),
-            n_step=r.n_step,
-            gamma=self.config.gamma,
-            prioritized=r.prioritized,
-            alpha=r.priority_alpha,
-            beta=r.priority_beta,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        return self.factorisation.num_dims, 1
 
     # ----------------------------------------------------------------------------------- acting
     def utilities(self, params, obs: jax.Array) -> jax.Array:

@@ -57,13 +57,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from factorl.agents.base import ReplayAgent
 from factorl.core.agent import (
     AgentState,
-    JaxAgent,
     TrainBatch,
     fresh_value_state,
     polyak_target_update,
-    stream_capacity,
     value_learner_step,
 )
 from factorl.core.config import ConfigError, ReplaySettings, option
@@ -78,7 +77,6 @@ from factorl.maths.targets import (
     sample_members,
     td_weighted_utility_regulariser,
 )
-from factorl.replay.host import ReplayBuffer
 
 TARGETS = ("mean", "redq", "decqn", "decqn_mean")
 
@@ -154,7 +152,7 @@ def joint_epsilon_greedy(
     return idx, decayed_epsilon(epsilon, took_random, decay, minimum)
 
 
-class REValueD(JaxAgent):
+class REValueD(ReplayAgent):
     """REValueD agent: an ensemble of DecQN critics (the `UtilityEnsemble` DecQN uses, with K
     members), its own acting, targets and loss."""
 
@@ -189,20 +187,8 @@ class REValueD(JaxAgent):
         """The decaying epsilon, starting at epsilon_start."""
         return jnp.asarray(self.config.epsilon_start, jnp.float32)
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        """n-step replay, uniform as in the reference unless replay.prioritized."""
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.factorisation.num_dims,),
-            n_step=r.n_step,
-            gamma=self.config.gamma,
-            prioritized=r.prioritized,
-            alpha=r.priority_alpha,
-            beta=r.priority_beta,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        return self.factorisation.num_dims, 1
 
     # ----------------------------------------------------------------------------------- acting
     def _act_impl(self, params, memory, obs, key, env_step, mode: str):

@@ -47,7 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.core.agent import AgentState, JaxAgent, TrainBatch, fresh_state, stream_capacity
+from factorl.agents.base import ReplayAgent
+from factorl.core.agent import AgentState, TrainBatch, fresh_state
 from factorl.core.config import ReplaySettings, option
 from factorl.maths.networks import (
     BernoulliActor,
@@ -56,7 +57,6 @@ from factorl.maths.networks import (
     init_ensemble,
     stack_apply,
 )
-from factorl.replay.host import ReplayBuffer
 
 # ------------------------------------------------------------------------------------ pure helpers
 
@@ -218,7 +218,7 @@ class SACConfig:
     random_steps: int = option(5000, "act uniformly at random for the first N env steps", low=0)
 
 
-class SAC(JaxAgent):
+class SAC(ReplayAgent):
     """Soft Actor-Critic (Gaussian or Bernoulli policy) for the shared training loop."""
 
     name = "sac"
@@ -264,20 +264,8 @@ class SAC(JaxAgent):
         memory = self.initial_memory(num_envs)
         return fresh_state(params, opt_state, k_run, memory, {"critic": params["critic"]})
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        """One-step replay of environment actions (uniform unless replay.prioritized)."""
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.bounds.num_dims,),
-            n_step=1,
-            gamma=self.config.gamma,
-            prioritized=r.prioritized,
-            alpha=r.priority_alpha,
-            beta=r.priority_beta,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        return self.bounds.num_dims, 1
 
     # ----------------------------------------------------------------------------------- policy
     def sample(self, actor_params, obs: jax.Array, key: jax.Array):

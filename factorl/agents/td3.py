@@ -34,11 +34,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from factorl.agents.base import ReplayAgent
 from factorl.agents.sac import ActionBounds, clipped_double_q, polyak
-from factorl.core.agent import AgentState, JaxAgent, TrainBatch, fresh_state, stream_capacity
+from factorl.core.agent import AgentState, TrainBatch, fresh_state
 from factorl.core.config import ReplaySettings, option
 from factorl.maths.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
-from factorl.replay.host import ReplayBuffer
 
 
 def smoothed_target_action(
@@ -77,7 +77,7 @@ class TD3Config:
     random_steps: int = option(25_000, "act uniformly at random for the first N env steps", low=0)
 
 
-class TD3(JaxAgent):
+class TD3(ReplayAgent):
     """TD3 agent for the shared training loop."""
 
     name = "td3"
@@ -112,20 +112,8 @@ class TD3(JaxAgent):
         # the memory is unused: exploration noise is stateless
         return fresh_state(params, opt_state, k_run, self.initial_memory(num_envs))
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        """One-step replay of environment actions (uniform unless replay.prioritized)."""
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.bounds.num_dims,),
-            n_step=1,
-            gamma=self.config.gamma,
-            prioritized=r.prioritized,
-            alpha=r.priority_alpha,
-            beta=r.priority_beta,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        return self.bounds.num_dims, 1
 
     # ----------------------------------------------------------------------------------- acting
     def acting_params(self, state: AgentState):
