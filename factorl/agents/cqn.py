@@ -33,19 +33,19 @@ C51 (51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entrop
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from factorl.agents.base import ReplayAgent
 from factorl.core.agent import (
     AgentState,
-    JaxAgent,
     TrainBatch,
+    fresh_value_state,
     hard_target_update,
-    stream_capacity,
     value_learner_step,
 )
 from factorl.core.config import ConfigError, ReplaySettings, option
@@ -53,7 +53,6 @@ from factorl.maths.distributional import expected_value, select_distribution, su
 from factorl.maths.factorisation import ActionFactorisation
 from factorl.maths.mixers import select
 from factorl.maths.targets import per_utility_categorical_target, per_utility_target
-from factorl.replay.host import ReplayBuffer
 
 
 @dataclass
@@ -121,11 +120,12 @@ def argmax_random_ties(key: jax.Array | None, values: jax.Array) -> jax.Array:
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-class CQN(JaxAgent):
+class CQN(ReplayAgent):
     """CQN agent for the shared training loop."""
 
     name = "cqn"
     Config = CQNConfig
+    config: CQNConfig
     #: the official state code's replay: 1M transitions, batch 512, 1-step returns, uniform
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=512, n_step=1, prioritized=False)
     REPLAY_FIXED: ClassVar[dict[str, str]] = {
@@ -133,23 +133,14 @@ class CQN(JaxAgent):
         for name in ("prioritized", "priority_alpha", "priority_beta")
     }
 
-    def __init__(
-        self,
-        config: CQNConfig,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = c = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
         self.factorisation = self.make_factorisation(action_space)
         self.network = self._make_network()
         self.atoms = support(c.v_min, c.v_max, c.num_atoms) if c.distributional else None
         self.optimizer = optax.adamw(c.learning_rate, weight_decay=c.weight_decay)
         self.half_range = (self.factorisation.high - self.factorisation.low) / 2
         self._target_update = hard_target_update(c.target_update_period)
-        self._compile()
 
     def make_factorisation(self, action_space) -> ActionFactorisation:
         """L levels of B bins per dimension, one action at a time."""
@@ -177,25 +168,11 @@ class CQN(JaxAgent):
             jnp.zeros((1, *self.factorisation.action_shape)),  # centres: shaped like an action
             jnp.zeros((1, self.config.levels)),
         )
-        return AgentState(
-            params=params,
-            target_params=jax.tree_util.tree_map(jnp.copy, params),
-            opt_state=self.optimizer.init(params),
-            key=k_run,
-            learner_step=jnp.zeros((), jnp.int32),
-            memory=self.initial_memory(num_envs),
-        )
+        return fresh_value_state(params, self.optimizer, k_run, self.initial_memory(num_envs))
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.factorisation.num_dims,),
-            n_step=r.n_step,
-            gamma=self.config.gamma,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        # CQN-AS's factorisation is over sequences of `horizon` actions; CQN's has none (None)
+        return self.factorisation.num_dims, self.factorisation.horizon or 1
 
     # ----------------------------------------------------------------------------------- values
     def level_values(self, params, obs, centres, level: int | jax.Array):

@@ -33,10 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from factorl.agents.cqn import CQN, CQNConfig
-from factorl.core.agent import stream_capacity
 from factorl.core.config import ConfigError, ReplaySettings, option
 from factorl.maths.factorisation import ActionFactorisation
-from factorl.replay.host import ReplayBuffer
 
 
 @dataclass
@@ -119,6 +117,7 @@ class CQNAS(CQN):
 
     name = "cqn_as"
     Config = CQNASConfig
+    config: CQNASConfig
     #: the official HumanoidBench state code's replay: batch 128, 3-step returns (independent of
     #: the horizon), uniform
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=128, n_step=3, prioritized=False)
@@ -131,18 +130,6 @@ class CQNAS(CQN):
     def _make_network(self) -> nn.Module:
         c = self.config
         return SequenceCritic(self.factorisation.num_dims, c.bins, c.horizon, c.width)
-
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.factorisation.num_dims,),
-            n_step=r.n_step,
-            gamma=self.config.gamma,
-            action_horizon=self.factorisation.horizon,
-            num_envs=num_envs,
-        )
 
     # ----------------------------------------------------------------------------------- acting
     def memory_init(self):

@@ -26,25 +26,24 @@ New transitions enter prioritised replay with the largest priority seen so far (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from factorl.agents.base import ReplayAgent
 from factorl.core.agent import (
     AgentState,
-    JaxAgent,
     TrainBatch,
     fresh_value_state,
     hard_target_update,
-    stream_capacity,
     value_learner_step,
 )
 from factorl.core.config import ReplaySettings, option
 from factorl.maths.mixers import greedy, mean_mixer, select
 from factorl.maths.networks import UtilityEnsemble
 from factorl.maths.targets import double_q_ensemble_target, huber
-from factorl.replay.host import ReplayBuffer
 
 
 @dataclass
@@ -95,11 +94,12 @@ def epsilon_greedy(
     return jnp.where(replace, random_idx, greedy_idx)
 
 
-class DecQN(JaxAgent):
+class DecQN(ReplayAgent):
     """DecQN agent: networks, acting and the jitted update for the shared training loop."""
 
     name = "decqn"
     Config = DecQNConfig
+    config: DecQNConfig
     #: the official code's replay: 1M transitions, batch 256, 3-step returns, prioritised
     #: (alpha 0.6, beta 0.2)
     REPLAY = ReplaySettings(
@@ -111,24 +111,15 @@ class DecQN(JaxAgent):
         priority_beta=0.2,
     )
 
-    def __init__(
-        self,
-        config: DecQNConfig,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
-        self.critic = UtilityEnsemble(action_space, config.bins, config.width, config.num_critics)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
+        self.critic = UtilityEnsemble(action_space, c.bins, c.width, c.num_critics)
         self.factorisation = self.critic.factorisation
         self.network = self.critic.network
         self.optimizer = optax.chain(
-            optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
+            optax.clip_by_global_norm(c.max_grad_norm), optax.adam(c.learning_rate)
         )
-        self._target_update = hard_target_update(config.target_update_period)
-        self._compile()
+        self._target_update = hard_target_update(c.target_update_period)
 
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int, num_envs: int = 1) -> AgentState:
@@ -137,19 +128,8 @@ class DecQN(JaxAgent):
         params = self.critic.init(k_params, self.obs_shape)
         return fresh_value_state(params, self.optimizer, k_run, self.initial_memory(num_envs))
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.factorisation.num_dims,),
-            n_step=r.n_step,
-            gamma=self.config.gamma,
-            prioritized=r.prioritized,
-            alpha=r.priority_alpha,
-            beta=r.priority_beta,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        return self.factorisation.num_dims, 1
 
     # ----------------------------------------------------------------------------------- acting
     def utilities(self, params, obs: jax.Array) -> jax.Array:

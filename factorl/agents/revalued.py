@@ -57,13 +57,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from factorl.agents.base import ReplayAgent
 from factorl.core.agent import (
     AgentState,
-    JaxAgent,
     TrainBatch,
     fresh_value_state,
     polyak_target_update,
-    stream_capacity,
     value_learner_step,
 )
 from factorl.core.config import ConfigError, ReplaySettings, option
@@ -78,7 +77,6 @@ from factorl.maths.targets import (
     sample_members,
     td_weighted_utility_regulariser,
 )
-from factorl.replay.host import ReplayBuffer
 
 TARGETS = ("mean", "redq", "decqn", "decqn_mean")
 
@@ -154,34 +152,26 @@ def joint_epsilon_greedy(
     return idx, decayed_epsilon(epsilon, took_random, decay, minimum)
 
 
-class REValueD(JaxAgent):
+class REValueD(ReplayAgent):
     """REValueD agent: an ensemble of DecQN critics (the `UtilityEnsemble` DecQN uses, with K
     members), its own acting, targets and loss."""
 
     name = "revalued"
     Config = REValueDConfig
+    config: REValueDConfig
     #: the reference's replay: 500k transitions, batch 256, 3-step returns, uniform
     REPLAY = ReplaySettings(capacity=500_000, batch_size=256, n_step=3, prioritized=False)
     episodic_memory = False  # the epsilon decays over the whole run, across episodes
 
-    def __init__(
-        self,
-        config: REValueDConfig,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
-        self.critic = UtilityEnsemble(action_space, config.bins, config.width, config.ensemble_size)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
+        self.critic = UtilityEnsemble(action_space, c.bins, c.width, c.ensemble_size)
         self.factorisation = self.critic.factorisation
         self.network = self.critic.network
         self.optimizer = optax.chain(
-            optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
+            optax.clip_by_global_norm(c.max_grad_norm), optax.adam(c.learning_rate)
         )
-        self._target_update = polyak_target_update(config.tau)
-        self._compile()
+        self._target_update = polyak_target_update(c.tau)
 
     def init(self, seed: int, num_envs: int = 1) -> AgentState:
         """Independently initialised members, equal target copies, fresh optimiser state."""
@@ -197,20 +187,8 @@ class REValueD(JaxAgent):
         """The decaying epsilon, starting at epsilon_start."""
         return jnp.asarray(self.config.epsilon_start, jnp.float32)
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        """n-step replay, uniform as in the reference unless replay.prioritized."""
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.factorisation.num_dims,),
-            n_step=r.n_step,
-            gamma=self.config.gamma,
-            prioritized=r.prioritized,
-            alpha=r.priority_alpha,
-            beta=r.priority_beta,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        return self.factorisation.num_dims, 1
 
     # ----------------------------------------------------------------------------------- acting
     def _act_impl(self, params, memory, obs, key, env_step, mode: str):

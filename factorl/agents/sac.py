@@ -47,7 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from factorl.core.agent import AgentState, JaxAgent, TrainBatch, stream_capacity
+from factorl.agents.base import ReplayAgent
+from factorl.core.agent import AgentState, TrainBatch, fresh_state
 from factorl.core.config import ReplaySettings, option
 from factorl.maths.networks import (
     BernoulliActor,
@@ -56,7 +57,6 @@ from factorl.maths.networks import (
     init_ensemble,
     stack_apply,
 )
-from factorl.replay.host import ReplayBuffer
 
 # ------------------------------------------------------------------------------------ pure helpers
 
@@ -218,25 +218,18 @@ class SACConfig:
     random_steps: int = option(5000, "act uniformly at random for the first N env steps", low=0)
 
 
-class SAC(JaxAgent):
+class SAC(ReplayAgent):
     """Soft Actor-Critic (Gaussian or Bernoulli policy) for the shared training loop."""
 
     name = "sac"
     Config = SACConfig
+    config: SACConfig
     #: Haarnoja et al. 2018, Table 1: 1M transitions, batch 256; one-step, uniform
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=256, n_step=1, prioritized=False)
     REPLAY_FIXED: ClassVar[dict[str, str]] = {"n_step": "its critic targets are one-step"}
 
-    def __init__(
-        self,
-        config: SACConfig,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = c = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
         self.bounds = ActionBounds.from_space(action_space)
         m = self.bounds.num_dims
         hidden = (c.width,) * c.depth
@@ -254,7 +247,6 @@ class SAC(JaxAgent):
             "critic": optax.adam(c.critic_learning_rate),
             "log_alpha": optax.adam(c.alpha_learning_rate),
         }
-        self._compile()
 
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int, num_envs: int = 1) -> AgentState:
@@ -267,29 +259,13 @@ class SAC(JaxAgent):
             "critic": init_ensemble(self.critic, k_critic, self.config.num_critics, obs, action),
             "log_alpha": jnp.asarray(math.log(self.config.init_alpha), jnp.float32),
         }
-        return AgentState(
-            params=params,
-            target_params={"critic": jax.tree_util.tree_map(jnp.copy, params["critic"])},
-            opt_state={k: opt.init(params[k]) for k, opt in self.optimizers.items()},
-            key=k_run,
-            learner_step=jnp.zeros((), jnp.int32),
-            memory=self.initial_memory(num_envs),  # unused: exploration is the policy's own noise
-        )
+        opt_state = {k: opt.init(params[k]) for k, opt in self.optimizers.items()}
+        # the memory is unused: exploration is the policy's own noise
+        memory = self.initial_memory(num_envs)
+        return fresh_state(params, opt_state, k_run, memory, {"critic": params["critic"]})
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        """One-step replay of environment actions (uniform unless replay.prioritized)."""
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.bounds.num_dims,),
-            n_step=1,
-            gamma=self.config.gamma,
-            prioritized=r.prioritized,
-            alpha=r.priority_alpha,
-            beta=r.priority_beta,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        return self.bounds.num_dims, 1
 
     # ----------------------------------------------------------------------------------- policy
     def sample(self, actor_params, obs: jax.Array, key: jax.Array):

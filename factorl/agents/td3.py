@@ -28,17 +28,17 @@ averaging of learner metrics skips.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from factorl.agents.base import ReplayAgent
 from factorl.agents.sac import ActionBounds, clipped_double_q, polyak
-from factorl.core.agent import AgentState, JaxAgent, TrainBatch, stream_capacity
+from factorl.core.agent import AgentState, TrainBatch, fresh_state
 from factorl.core.config import ReplaySettings, option
 from factorl.maths.networks import DeterministicActor, StateActionCritic, init_ensemble, stack_apply
-from factorl.replay.host import ReplayBuffer
 
 
 def smoothed_target_action(
@@ -77,25 +77,18 @@ class TD3Config:
     random_steps: int = option(25_000, "act uniformly at random for the first N env steps", low=0)
 
 
-class TD3(JaxAgent):
+class TD3(ReplayAgent):
     """TD3 agent for the shared training loop."""
 
     name = "td3"
     Config = TD3Config
+    config: TD3Config
     #: the authors' code: 1M transitions, batch 256; one-step, uniform
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=256, n_step=1, prioritized=False)
     REPLAY_FIXED: ClassVar[dict[str, str]] = {"n_step": "its critic targets are one-step"}
 
-    def __init__(
-        self,
-        config: TD3Config,
-        observation_space,
-        action_space,
-        replay: ReplaySettings | None = None,
-    ) -> None:
-        self.config = c = config
-        self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
+    def setup(self, action_space: Any) -> None:
+        c = self.config
         self.bounds = ActionBounds.from_space(action_space)
         hidden = (c.width,) * c.depth
         self.actor = DeterministicActor(self.bounds.num_dims, hidden)
@@ -104,7 +97,6 @@ class TD3(JaxAgent):
             "actor": optax.adam(c.actor_learning_rate),
             "critic": optax.adam(c.critic_learning_rate),
         }
-        self._compile()
 
     # ----------------------------------------------------------------------------------- setup
     def init(self, seed: int, num_envs: int = 1) -> AgentState:
@@ -116,29 +108,12 @@ class TD3(JaxAgent):
             "actor": self.actor.init(k_actor, obs),
             "critic": init_ensemble(self.critic, k_critic, self.config.num_critics, obs, action),
         }
-        return AgentState(
-            params=params,
-            target_params=jax.tree_util.tree_map(jnp.copy, params),
-            opt_state={k: opt.init(params[k]) for k, opt in self.optimizers.items()},
-            key=k_run,
-            learner_step=jnp.zeros((), jnp.int32),
-            memory=self.initial_memory(num_envs),  # unused: exploration noise is stateless
-        )
+        opt_state = {k: opt.init(params[k]) for k, opt in self.optimizers.items()}
+        # the memory is unused: exploration noise is stateless
+        return fresh_state(params, opt_state, k_run, self.initial_memory(num_envs))
 
-    def make_replay(self, obs_shape: tuple[int, ...], num_envs: int = 1) -> ReplayBuffer:
-        """One-step replay of environment actions (uniform unless replay.prioritized)."""
-        r = self.replay_settings
-        return ReplayBuffer(
-            stream_capacity(r.capacity, num_envs),
-            obs_shape,
-            (self.bounds.num_dims,),
-            n_step=1,
-            gamma=self.config.gamma,
-            prioritized=r.prioritized,
-            alpha=r.priority_alpha,
-            beta=r.priority_beta,
-            num_envs=num_envs,
-        )
+    def replay_actions(self) -> tuple[int, int]:
+        return self.bounds.num_dims, 1
 
     # ----------------------------------------------------------------------------------- acting
     def acting_params(self, state: AgentState):

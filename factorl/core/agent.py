@@ -75,18 +75,26 @@ class AgentState(struct.PyTreeNode):
     memory: Any
 
 
-def fresh_value_state(
-    params: Any, optimizer: optax.GradientTransformation, run_key: jax.Array, memory: Any
+def fresh_state(
+    params: Any, opt_state: Any, run_key: jax.Array, memory: Any, targets: Any = None
 ) -> AgentState:
-    """A value learner's first state: equal target copies, fresh optimiser, step 0."""
+    """A learner's first state at step 0: target networks are copies of `targets` (the part of
+    `params` that has targets; all of it by default)."""
     return AgentState(
         params=params,
-        target_params=jax.tree_util.tree_map(jnp.copy, params),
-        opt_state=optimizer.init(params),
+        target_params=jax.tree_util.tree_map(jnp.copy, params if targets is None else targets),
+        opt_state=opt_state,
         key=run_key,
         learner_step=jnp.zeros((), jnp.int32),
         memory=memory,
     )
+
+
+def fresh_value_state(
+    params: Any, optimizer: optax.GradientTransformation, run_key: jax.Array, memory: Any
+) -> AgentState:
+    """A value learner's first state: equal target copies, fresh optimiser, step 0."""
+    return fresh_state(params, optimizer.init(params), run_key, memory)
 
 
 def stream_capacity(capacity: int, num_envs: int) -> int:
@@ -142,9 +150,10 @@ class JaxAgent:
     """Plumbing every agent shares: the loop-facing settings, the batched, jitted `act` and the
     jitted `update`, acting memory, and trace counters (tests check each function compiles once).
 
-    A subclass sets `self.config` (with update_every, learning_starts, random_steps) and
-    `self.replay_settings` (its replay section; `self.REPLAY` when none is given), calls
-    `self._compile()` at the end of its `__init__`, and implements `init(seed, num_envs)`,
+    The constructor keeps the config (with update_every, learning_starts, random_steps), the
+    replay settings (`self.REPLAY` when none are given) and the observation shape, then calls the
+    subclass's `setup(action_space)` for its own networks and optimisers, then compiles. A
+    subclass implements `setup`, `init(seed, num_envs)`,
     `_act_impl(params, memory, obs, key, env_step, mode) -> (action, memory)` for ONE
     environment (the base class vmaps it over environments), and
     `_update_impl(state, batch) -> (state, metrics, td_abs)`, each incrementing its
@@ -162,6 +171,24 @@ class JaxAgent:
     #: whether the acting memory belongs to an episode (reset at its start: CQN-AS's sequences)
     #: or to the whole run (REValueD's decaying epsilon)
     episodic_memory: bool = True
+
+    def __init__(
+        self,
+        config: Any,
+        observation_space: Any,
+        action_space: Any,
+        replay: ReplaySettings | None = None,
+    ) -> None:
+        self.config = config
+        self.replay_settings = self.REPLAY if replay is None else replay
+        self.obs_shape = tuple(observation_space.shape)
+        self.setup(action_space)
+        self._compile()
+
+    def setup(self, action_space: Any) -> None:
+        """Build the algorithm's networks and optimisers from `self.config` and the action space
+        (`gymnasium.spaces.Box`); runs before compiling, so the jitted functions can use them."""
+        raise NotImplementedError
 
     def _compile(self) -> None:
         c = self.config
