@@ -168,3 +168,24 @@ def test_a_config_json_with_the_replay_settings_in_agent_is_read_into_the_replay
     algo, settings = saved_settings({**saved, "agent": agent})
     cfg = make_config(algo, settings)
     assert (cfg.replay.n_step, cfg.replay.capacity, cfg.replay.batch_size) == (2, 3000, 64)
+
+
+def test_an_algorithm_registered_from_outside_is_configured_like_factorl_s_own(monkeypatch):
+    from factorl.agents import ALGORITHMS, register_algorithm
+    from factorl.agents.decqn import DecQN
+
+    class MyDecQN(DecQN):
+        """A user's variant, defined outside factorl."""
+
+    monkeypatch.setitem(ALGORITHMS, "my_decqn", MyDecQN)  # removed again after the test
+    cfg = make_config("my_decqn", {"agent.width": 64, "replay.n_step": 2})
+    assert (cfg.algo, cfg.agent.width, cfg.replay.n_step) == ("my_decqn", 64, 2)
+    register_algorithm("my_decqn", MyDecQN)  # registering the same class again is harmless
+    with pytest.raises(ValueError, match="already registered"):
+        register_algorithm("decqn", MyDecQN)
+    with pytest.raises(ValueError, match="lower-case identifiers"):
+        register_algorithm("My DecQN", MyDecQN)
+    with pytest.raises(TypeError, match="lacks Config"):
+        register_algorithm("nothing", object)
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'nope'; available: .*decqn"):
+        make_config("nope")

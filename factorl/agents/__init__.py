@@ -1,4 +1,4 @@
-"""The algorithms factorl implements, by name."""
+"""The algorithms factorl implements, registered by name (`factorl.core.config.ALGORITHMS`)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,19 @@ from factorl.agents.decqn import DecQN
 from factorl.agents.revalued import REValueD
 from factorl.agents.sac import SAC
 from factorl.agents.td3 import TD3
+from factorl.core.config import ALGORITHMS, get_algorithm, register_algorithm
 
-ALGORITHMS: dict[str, type] = {
+for _name, _agent in {
     "decqn": DecQN,
     "revalued": REValueD,
     "cqn": CQN,
     "cqn_as": CQNAS,
     "sac": SAC,
     "td3": TD3,
-}
+}.items():
+    register_algorithm(_name, _agent)
+
 #: each algorithm's config dataclass (its flags and defaults)
 CONFIGS: dict[str, type] = {name: cls.Config for name, cls in ALGORITHMS.items()}
 
-
-def get_algorithm(name: str) -> type:
-    """The agent class for `name`, or a clear error listing the known algorithms."""
-    try:
-        return ALGORITHMS[name]
-    except KeyError:
-        from factorl.core.config import ConfigError
-
-        known = ", ".join(sorted(ALGORITHMS))
-        raise ConfigError(f"unknown algorithm {name!r}; available: {known}") from None
+__all__ = ["ALGORITHMS", "CONFIGS", "get_algorithm", "register_algorithm"]

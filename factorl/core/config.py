@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,38 @@ SEED_MAX = 2**31 - 2
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what it accepts."""
+
+
+# ------------------------------------------------------------------------------------- algorithms
+#: algorithms by name: what `build_config`, the CLI and the runners look an algorithm up in.
+#: `factorl.agents` registers factorl's own when the package is imported; the registry lives here
+#: so that the config, which must know each algorithm's settings, does not import the algorithms
+ALGORITHMS: dict[str, type] = {}
+_ALGORITHM_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def register_algorithm(name: str, agent_class: type) -> None:
+    """Make `agent_class` configurable and trainable as `name`: an algorithm written outside
+    factorl registers the same way as factorl's own. The class declares its settings as `Config`
+    (a dataclass of `option`s), its reference replay as `REPLAY` and the replay settings it
+    cannot use as `REPLAY_FIXED` (see `factorl.core.agent.JaxAgent`)."""
+    if not _ALGORITHM_NAME.fullmatch(name):
+        raise ValueError(f"algorithm names are lower-case identifiers; got {name!r}")
+    missing = [a for a in ("Config", "REPLAY", "REPLAY_FIXED") if not hasattr(agent_class, a)]
+    if missing:
+        raise TypeError(f"{agent_class.__name__} lacks {', '.join(missing)}")
+    if ALGORITHMS.get(name, agent_class) is not agent_class:
+        raise ValueError(f"an algorithm named {name!r} is already registered")
+    ALGORITHMS[name] = agent_class
+
+
+def get_algorithm(name: str) -> type:
+    """The agent class registered as `name`, or a one-line error listing the known ones."""
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        known = ", ".join(sorted(ALGORITHMS))
+        raise ConfigError(f"unknown algorithm {name!r}; available: {known}") from None
 
 
 def option(
@@ -187,9 +220,6 @@ def sections(algo: str) -> dict[str, type]:
 def section_defaults(algo: str) -> dict[str, Any]:
     """Each section of `algo`'s config at its reference values: the replay section is the
     algorithm's own (`REPLAY`), the agent section its config dataclass."""
-    # imported here: the agents import this module (for `option` and ConfigError)
-    from factorl.agents import get_algorithm
-
     agent = get_algorithm(algo)
     return {
         "run": RunSettings(),
@@ -263,8 +293,6 @@ class Config:
 
     def _check_replay(self) -> None:
         """Refuse a replay setting the algorithm cannot use (it must keep its reference value)."""
-        from factorl.agents import get_algorithm
-
         agent = get_algorithm(self.algo)
         for name, reason in agent.REPLAY_FIXED.items():
             value, reference = getattr(self.replay, name), getattr(agent.REPLAY, name)
