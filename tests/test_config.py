@@ -170,9 +170,14 @@ def test_a_config_json_with_the_replay_settings_in_agent_is_read_into_the_replay
     assert (cfg.replay.n_step, cfg.replay.capacity, cfg.replay.batch_size) == (2, 3000, 64)
 
 
-def test_an_algorithm_registered_from_outside_is_configured_like_factorl_s_own(monkeypatch):
+def test_an_algorithm_registered_from_outside_is_configured_like_factorl_s_own(
+    monkeypatch, tmp_path
+):
+    from conftest import TINY_DECQN, tiny_config
+
     from factorl.agents import ALGORITHMS, register_algorithm
     from factorl.agents.decqn import DecQN
+    from factorl.train import train
 
     class MyDecQN(DecQN):
         """A user's variant, defined outside factorl."""
@@ -180,6 +185,8 @@ def test_an_algorithm_registered_from_outside_is_configured_like_factorl_s_own(m
     monkeypatch.setitem(ALGORITHMS, "my_decqn", MyDecQN)  # removed again after the test
     cfg = make_config("my_decqn", {"agent.width": 64, "replay.n_step": 2})
     assert (cfg.algo, cfg.agent.width, cfg.replay.n_step) == ("my_decqn", 64, 2)
+    result = train(tiny_config(tmp_path / "run", "my_decqn", 300, TINY_DECQN))
+    assert isinstance(result.agent, MyDecQN) and int(result.state.learner_step) > 0
     register_algorithm("my_decqn", MyDecQN)  # registering the same class again is harmless
     with pytest.raises(ValueError, match="already registered"):
         register_algorithm("decqn", MyDecQN)
