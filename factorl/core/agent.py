@@ -58,6 +58,28 @@ class TrainBatch(NamedTuple):
         )
 
 
+class SequenceBatch(NamedTuple):
+    """Replay windows of L consecutive steps of one environment, for learners that unroll a
+    recurrent network over time (VDN, QMIX): every field is [B, L, ...] except `weights` [B].
+
+    `terminated[t]` and `truncated[t]` end the episode at step t; `next_obs[t]` is the
+    observation step t reached (the true final one at an episode end), so every step of a
+    window has its bootstrap observation, also the last. A recurrent state starts at zeros at
+    the window's first step and again after every episode end inside the window. `extras` holds
+    the replay's named extra fields, [B, L, ...] (a global `state`, `avail` masks, and their
+    `next_` values at the step reached).
+    """
+
+    obs: Any
+    action: Any
+    reward: Any
+    terminated: Any
+    truncated: Any
+    next_obs: Any
+    weights: Any
+    extras: dict[str, Any] = {}  # noqa: RUF012  (read-only, as TrainBatch.extras)
+
+
 class AgentState(struct.PyTreeNode):
     """Learner state shared by the value-based agents.
 
@@ -181,7 +203,10 @@ class JaxAgent:
     ) -> None:
         self.config = config
         self.replay_settings = self.REPLAY if replay is None else replay
-        self.obs_shape = tuple(observation_space.shape)
+        self.observation_space = observation_space
+        # a Dict space (a multi-agent observation) has no single shape
+        shape = getattr(observation_space, "shape", None)
+        self.obs_shape = tuple(shape) if shape is not None else None
         self.setup(action_space)
         self._compile()
 
@@ -210,7 +235,9 @@ class JaxAgent:
     ) -> tuple[jax.Array, Any]:
         """Actions [N, action_dim] for observations [N, *obs_shape]: `_act_impl` vmapped over
         environments, environment i acting with step index `env_step + i` (pure, jittable)."""
-        steps = env_step + jnp.arange(obs.shape[0], dtype=jnp.int32)
+        # observations may be a pytree (a multi-agent observation: per-agent obs, state, masks)
+        num_envs = jax.tree_util.tree_leaves(obs)[0].shape[0]
+        steps = env_step + jnp.arange(num_envs, dtype=jnp.int32)
 
         def one_env(m, o, t):
             return self._act_impl(params, m, o, key, t, mode)
