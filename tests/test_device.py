@@ -126,6 +126,10 @@ def test_device_runner_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match="Box"):
         cfg = make_config("sac", {"env.id": "gymnax:CartPole-v1", "run.dir": str(tmp_path / "c")})
         train(cfg)
+    with pytest.raises(ConfigError, match="a multi-agent environment; train a multi-agent"):
+        cfg = make_config("decqn", {"env.id": "factorl:two-step-game", "run.dir": str(tmp_path)})
+        train(cfg)
+    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 @pytest.mark.slow

@@ -288,3 +288,41 @@ def test_device_replay_errors_are_one_line_and_say_what_to_fix():
     other = _replay(extra_fields={})
     with pytest.raises(ValueError, match="same layout"):
         sample_mixed(replay, replay.init(), other, other.init(), jax.random.PRNGKey(0), 0.5)
+
+
+def test_sequence_windows_reach_a_recurrent_learner_as_stored_with_their_extras():
+    """Multi-agent steps (obs [A, O], actions [A], a global state and masks) sampled as whole
+    windows of consecutive steps of one environment."""
+    agents, length, envs = 2, 3, 2
+    replay = DeviceReplay(
+        num_envs=envs, steps_per_env=8, batch_size=16, obs_shape=(agents, 1),
+        action_shape=(agents,), sequence_length=length,
+        extra_fields={"state": ((2,), jnp.float32), "avail": ((agents, 3), bool)},
+    )  # fmt: skip
+    state = replay.init()
+    for t in range(6):  # env e's step t: obs 10 e + t; episodes end at t = 2 (time limit), 4
+        ids = jnp.arange(envs, dtype=jnp.float32) * 10 + t
+        state = replay.add(state, {
+            "obs": jnp.repeat(ids[:, None, None], agents, axis=1),
+            "action": jnp.stack([ids, -ids], axis=1),
+            "reward": ids,
+            "next_obs": jnp.repeat(ids[:, None, None] + 1, agents, axis=1),
+            "terminated": jnp.full((envs,), t == 4),
+            "truncated": jnp.full((envs,), t == 2),
+            "state": jnp.stack([ids, ids], axis=1),
+            "avail": jnp.full((envs, agents, 3), t % 2 == 0),
+        })  # fmt: skip
+    assert int(replay.size(state)) == envs * (6 - length + 1)
+    batch = replay.sample(state, jax.random.PRNGKey(0)).batch
+    assert batch.obs.shape == (16, length, agents, 1) and batch.action.shape == (16, length, 2)
+    assert batch.weights.shape == (16,) and batch.extras["avail"].shape == (16, length, 2, 3)
+    first = batch.reward[:, 0]
+    # consecutive steps of one environment, every field from the same step
+    np.testing.assert_array_equal(batch.reward, first[:, None] + jnp.arange(length))
+    np.testing.assert_array_equal(batch.obs[..., 0, 0], batch.reward)
+    np.testing.assert_array_equal(batch.next_obs[..., 1, 0], batch.reward + 1)
+    np.testing.assert_array_equal(batch.extras["state"][..., 1], batch.reward)
+    step = batch.reward % 10
+    np.testing.assert_array_equal(batch.truncated, step == 2)
+    np.testing.assert_array_equal(batch.terminated, step == 4)
+    np.testing.assert_array_equal(batch.extras["avail"][..., 0, 0], step % 2 == 0)

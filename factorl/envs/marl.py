@@ -116,6 +116,25 @@ class MultiAgentTimeStep(NamedTuple):
     next_final: MultiAgentObs
 
 
+def is_marl_env(env_id: str) -> bool:
+    """Whether `env_id` names a JAX multi-agent environment (`make_marl_env`)."""
+    return env_id.startswith(_PREFIXES)
+
+
+def marl_spaces(spec: MultiAgentSpec) -> tuple[spaces.Dict, spaces.MultiDiscrete]:
+    """The Gymnasium spaces a multi-agent learner is built from: the observation as a Dict of
+    per-agent `obs` [A, O], global `state` [S] and `avail` [A, num_actions], and one discrete
+    action per agent."""
+    observation = spaces.Dict(
+        {
+            "obs": spaces.Box(-np.inf, np.inf, (spec.num_agents, *spec.obs_shape), np.float32),
+            "state": spaces.Box(-np.inf, np.inf, tuple(spec.state_shape), np.float32),
+            "avail": spaces.MultiBinary((spec.num_agents, spec.num_actions)),
+        }
+    )
+    return observation, spaces.MultiDiscrete([spec.num_actions] * spec.num_agents)
+
+
 @runtime_checkable
 class MultiAgentEnv(Protocol):
     """A pure, jittable cooperative multi-agent environment; all randomness comes from `key`.

@@ -8,6 +8,8 @@ sampleable once its whole window is stored, also when its episode ended inside t
 host buffer, `factorl.replay.host`, takes such a step at once). Sampling is uniform, or prioritised
 with flashbax's sum tree (stratified over the batch, where the host buffer draws each sample
 independently); new windows enter with the largest priority seen so far, as in the host buffer.
+A recurrent learner takes the windows as they are instead (`sequence_length`, `sequence_batch`):
+W consecutive steps of one environment, each with its own reward, end and bootstrap observation.
 
 A transition is a dict of arrays with a leading environment axis: obs, action, reward, next_obs,
 terminated, truncated, and any extra fields declared up front (a global state, action masks). A
@@ -28,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import DTypeLike
 
-from factorl.core.agent import TrainBatch
+from factorl.core.agent import SequenceBatch, TrainBatch
 from factorl.replay.host import mixed_split
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "importance_weights",
     "n_step_batch",
     "sample_mixed",
+    "sequence_batch",
     "update_priorities_mixed",
 ]
 
@@ -105,6 +108,22 @@ def n_step_batch(
     )
 
 
+def sequence_batch(sequence: Mapping[str, jax.Array]) -> SequenceBatch:
+    """The sampled windows [B, L, ...] as they are, for a recurrent learner: every step with its
+    own reward, episode end and bootstrap observation; other fields go to `extras`."""
+    extras = {name: values for name, values in sequence.items() if name not in _CORE}
+    return SequenceBatch(
+        obs=sequence["obs"],
+        action=sequence["action"],
+        reward=sequence["reward"],
+        terminated=sequence["terminated"],
+        truncated=sequence["ended"] & ~sequence["terminated"],
+        next_obs=sequence["next_obs"],
+        weights=jnp.ones(sequence["reward"].shape[:1], jnp.float32),
+        extras=extras,
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class DeviceReplay:
     """A device replay's configuration and its pure functions; the buffer state is a pytree the
@@ -114,6 +133,8 @@ class DeviceReplay:
     ask for another size). Prioritised replay samples windows with probability priority^alpha
     over the sum and weights them by (size * P)^-beta, normalised by the batch's largest.
     `extra_fields` declares further transition fields, name -> (shape, dtype).
+    `sequence_length` L > 0 makes a sample `SequenceBatch` windows of L steps (recurrent
+    learners) instead of n-step `TrainBatch`es.
     """
 
     num_envs: int
@@ -128,6 +149,7 @@ class DeviceReplay:
     priority_alpha: float = 0.6
     priority_beta: float = 0.4
     action_dtype: DTypeLike = jnp.float32
+    sequence_length: int = 0
     extra_fields: Mapping[str, tuple[tuple[int, ...], DTypeLike]] = field(default_factory=dict)
     _specs: dict[str, tuple[tuple[int, ...], np.dtype]] = field(init=False, repr=False)
 
@@ -136,10 +158,13 @@ class DeviceReplay:
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if int(self.sequence_length) != self.sequence_length or self.sequence_length < 0:
+            raise ValueError(f"sequence_length must be an integer >= 0, got {self.sequence_length}")
         if self.steps_per_env < self.window:
             raise ValueError(
                 f"steps_per_env ({self.steps_per_env}) must hold a whole window of max(n_step, "
-                f"horizon) = {self.window} steps; give each environment more steps"
+                f"horizon, sequence_length) = {self.window} steps; give each environment more "
+                "steps"
             )
         specs = {
             "obs": (tuple(self.obs_shape), np.dtype(np.float32)),
@@ -164,8 +189,8 @@ class DeviceReplay:
 
     @property
     def window(self) -> int:
-        """Steps in a sampled window: max(n_step, horizon)."""
-        return max(self.n_step, self.horizon)
+        """Steps in a sampled window: max(n_step, horizon, sequence_length)."""
+        return max(self.n_step, self.horizon, self.sequence_length)
 
     def _buffer(self, batch_size: int | None = None) -> Any:
         shape = {
@@ -250,9 +275,12 @@ class DeviceReplay:
         importance weights if prioritised. Meaningless while `size(state)` is 0: check it first
         (the runner waits for `learning_starts`)."""
         sample = self._buffer(batch_size).sample(state, key)
-        batch = n_step_batch(sample.experience, self.n_step, self.horizon, self.gamma)
+        if self.sequence_length:
+            batch = sequence_batch(sample.experience)
+        else:
+            batch = n_step_batch(sample.experience, self.n_step, self.horizon, self.gamma)
         if not self.prioritized:
-            return DeviceSample(batch, jnp.full(batch.reward.shape, -1, jnp.int32))
+            return DeviceSample(batch, jnp.full(batch.weights.shape, -1, jnp.int32))
         weights = importance_weights(sample.probabilities, self.size(state), self.priority_beta)
         return DeviceSample(batch._replace(weights=weights), sample.indices)
 
@@ -272,7 +300,7 @@ class DeviceReplay:
 
     def _layout(self) -> dict[str, Any]:
         batch = {k: v for k, v in self._specs.items() if k not in ("terminated", "ended")}
-        return {"horizon": self.horizon, **batch}
+        return {"horizon": self.horizon, "sequence_length": self.sequence_length, **batch}
 
 
 def importance_weights(probabilities: jax.Array, size: jax.Array, beta: float) -> jax.Array:

@@ -30,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from factorl.agents import get_algorithm
-from factorl.core.agent import AgentState, TrainBatch, stream_capacity
+from factorl.core.agent import AgentState, stream_capacity
 from factorl.core.config import Config, ConfigError
 from factorl.envs.device import make_jax_env
+from factorl.envs.marl import is_marl_env, make_marl_env, marl_spaces
 from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
 from factorl.replay.device import DeviceReplay
@@ -86,13 +87,70 @@ def _where_tree(flag: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
+class _Stream(NamedTuple):
+    """How an environment's steps reach the replay: the stored shapes, and the pure functions
+    that turn an observation and a step into what the agent acts on and the replay stores."""
+
+    obs_shape: tuple[int, ...]
+    action_shape: tuple[int, ...]
+    extra_fields: dict[str, tuple[tuple[int, ...], Any]]
+    observe: Any  # env observation -> what the agent acts on
+    transition: Any  # (observation acted on, action, time step) -> replay fields
+
+
+def _stream(env: Any) -> _Stream:
+    """A single-agent environment stores flat float32 observations and continuous actions; a
+    multi-agent one (`factorl.envs.marl`) per-agent observations [A, O] and actions [A], with the
+    global state and the available actions, before and after the step, as extra fields."""
+    spec = env.spec
+    if not hasattr(spec, "num_agents"):
+
+        def transition(obs, action, ts):
+            return {
+                "obs": obs,
+                "action": action.astype(jnp.float32),
+                "reward": ts.reward.astype(jnp.float32),
+                "next_obs": ts.next_obs_final.astype(jnp.float32),
+                "terminated": ts.terminated,
+                "truncated": ts.truncated,
+            }
+
+        action_shape = (int(spec.action_low.shape[0]),)
+        return _Stream(
+            tuple(spec.obs_shape), action_shape, {}, lambda o: o.astype(jnp.float32), transition
+        )
+
+    def marl_transition(obs, action, ts):
+        final = ts.next_final
+        return {
+            "obs": obs.obs,
+            "action": action.astype(jnp.float32),
+            "reward": ts.reward.astype(jnp.float32),
+            "next_obs": final.obs,
+            "terminated": ts.terminated,
+            "truncated": ts.truncated,
+            "state": obs.state,
+            "avail": obs.avail,
+            "next_state": final.state,
+            "next_avail": final.avail,
+        }
+
+    agents, state_shape = spec.num_agents, tuple(spec.state_shape)
+    avail = ((agents, spec.num_actions), np.dtype(bool))
+    extra = {"state": (state_shape, np.dtype(np.float32)), "avail": avail}
+    extra.update({f"next_{name}": value for name, value in extra.items()})
+    return _Stream((agents, *spec.obs_shape), (agents,), extra, lambda o: o, marl_transition)
+
+
 def make_train(agent: Any, env: Any, settings: DeviceSettings):
     """(init, run, evaluate) pure functions for one seed; see the module docstring."""
     c, r = agent.config, agent.replay_settings
     n = settings.num_envs
     n_step = r.n_step
     horizon = int(getattr(c, "horizon", 1))
-    window = max(n_step, horizon)
+    # a recurrent learner (VDN, QMIX) learns from windows of consecutive steps
+    sequence_length = int(getattr(c, "sequence_length", 0))
+    window = max(n_step, horizon, sequence_length)
     gamma = float(c.gamma)
     rows = stream_capacity(r.capacity, n) // n
     if rows < window:
@@ -101,20 +159,21 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             f"{n} environments, fewer than the {window}-step window; raise replay.capacity"
         )
     prioritized = r.prioritized
-    obs_shape = tuple(env.spec.obs_shape)
-    action_dim = int(env.spec.action_low.shape[0])
+    stream = _stream(env)
     replay = DeviceReplay(
         num_envs=n,
         steps_per_env=rows,
         batch_size=r.batch_size,
-        obs_shape=obs_shape,
-        action_shape=(action_dim,),
+        obs_shape=stream.obs_shape,
+        action_shape=stream.action_shape,
         n_step=n_step,
         horizon=horizon,
         gamma=gamma,
         prioritized=prioritized,
         priority_alpha=r.priority_alpha,
         priority_beta=r.priority_beta,
+        extra_fields=stream.extra_fields,
+        sequence_length=sequence_length,
     )
     reset_envs = jax.vmap(env.reset)
     step_envs = jax.vmap(env.step)
@@ -126,7 +185,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             RunnerState(
                 agent=agent.init(seed, n),
                 env_state=env_state,
-                obs=obs.astype(jnp.float32),
+                obs=stream.observe(obs),
                 replay=replay.init(),
                 env_step=jnp.zeros((), jnp.int32),
                 key=key,
@@ -136,11 +195,12 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             )
         )
 
-    dummy = _dummy_batch(r.batch_size, obs_shape, action_dim, horizon)
     counts = dict(agent.trace_counts)
-    metric_shapes = jax.eval_shape(
-        lambda s: agent.update_fn(s.agent, dummy)[1], jax.eval_shape(init, 0)
-    )
+
+    def metrics_of(state: RunnerState) -> dict:
+        return agent.update_fn(state.agent, replay.sample(state.replay, state.key).batch)[1]
+
+    metric_shapes = jax.eval_shape(metrics_of, jax.eval_shape(init, 0))
     agent.trace_counts.update(counts)  # a shape query, not a compilation
     metric_names = [k for k in metric_shapes if k != "finite"]
 
@@ -190,15 +250,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         env_state, ts = step_envs(env_keys, state.env_state, action)
         ended = ts.terminated | ts.truncated
         reward = ts.reward.astype(jnp.float32)
-        transition = {
-            "obs": state.obs,
-            "action": action.astype(jnp.float32),
-            "reward": reward,
-            "next_obs": ts.next_obs_final.astype(jnp.float32),
-            "terminated": ts.terminated,
-            "truncated": ts.truncated,
-        }
-        replay_state = replay.add(state.replay, transition)
+        replay_state = replay.add(state.replay, stream.transition(state.obs, action, ts))
         agent_state = state.agent.replace(memory=memory)
         if agent.episodic_memory:
             agent_state = agent_state.replace(
@@ -214,7 +266,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         state = state._replace(
             agent=agent_state,
             env_state=env_state,
-            obs=ts.obs.astype(jnp.float32),
+            obs=stream.observe(ts.obs),
             replay=replay_state,
             env_step=step + n,
             episode_return=jnp.where(ended, 0.0, episode_return),
@@ -253,11 +305,11 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             env_state, ts = step_envs(keys, env_state, action)
             total = total + jnp.where(done, 0.0, ts.reward)
             done = done | ts.terminated | ts.truncated
-            return (env_state, ts.obs.astype(jnp.float32), memory, total, done), None
+            return (env_state, stream.observe(ts.obs), memory, total, done), None
 
         carry = (
             env_state,
-            obs.astype(jnp.float32),
+            stream.observe(obs),
             memory,
             jnp.zeros((episodes,), jnp.float32),
             jnp.zeros((episodes,), bool),
@@ -268,34 +320,36 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
     return init, run, evaluate
 
 
-def _dummy_batch(batch_size: int, obs_shape, action_dim: int, horizon: int) -> TrainBatch:
-    action_shape = (horizon, action_dim) if horizon > 1 else (action_dim,)
-    return TrainBatch(
-        obs=jnp.zeros((batch_size, *obs_shape), jnp.float32),
-        action=jnp.zeros((batch_size, *action_shape), jnp.float32),
-        reward=jnp.zeros((batch_size,), jnp.float32),
-        discount=jnp.zeros((batch_size,), jnp.float32),
-        next_obs=jnp.zeros((batch_size, *obs_shape), jnp.float32),
-        weights=jnp.zeros((batch_size,), jnp.float32),
-    )
-
-
 # ------------------------------------------------------------------------------------- host side
 #: environment id prefixes that name JAX-native environments (run on the device runner)
 JAX_ENV_PREFIXES = ("gymnax:", "playground:")
 
 
 def is_jax_env(env_id: str) -> bool:
-    """Whether `env_id` names a JAX-native environment (stepped inside jit)."""
-    return env_id.startswith(JAX_ENV_PREFIXES)
+    """Whether `env_id` names a JAX-native environment (stepped inside jit): single-agent
+    (gymnax:, playground:) or multi-agent (jaxmarl:, factorl:)."""
+    return env_id.startswith(JAX_ENV_PREFIXES) or is_marl_env(env_id)
 
 
 def agent_for_jax_env(cfg: Config, env: Any) -> Any:
-    """The configured agent for a JAX environment's spec (the same class the host runner uses)."""
-    spec = env.spec
-    obs_space = gymnasium.spaces.Box(-np.inf, np.inf, spec.obs_shape, np.float32)
-    action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
-    return get_algorithm(cfg.algo)(cfg.agent, obs_space, action_space, cfg.replay)
+    """The configured agent for a JAX environment's spec (the same class the host runner uses);
+    a one-line error where a single-agent algorithm meets a multi-agent environment or the
+    reverse."""
+    agent_class = get_algorithm(cfg.algo)
+    multi_agent = hasattr(env.spec, "num_agents")
+    if multi_agent != bool(getattr(agent_class, "MULTI_AGENT", False)):
+        if multi_agent:
+            hint = "a multi-agent environment; train a multi-agent algorithm (vdn, qmix) on it"
+        else:
+            hint = "a single-agent environment; this algorithm needs jaxmarl: or factorl: ones"
+        raise ValueError(f"{cfg.algo} cannot learn on {cfg.env.id}, {hint}")
+    if multi_agent:
+        obs_space, action_space = marl_spaces(env.spec)
+    else:
+        spec = env.spec
+        obs_space = gymnasium.spaces.Box(-np.inf, np.inf, spec.obs_shape, np.float32)
+        action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
+    return agent_class(cfg.agent, obs_space, action_space, cfg.replay)
 
 
 #: compiled programs by configuration, so runs of one configuration in a process (a resume, a
@@ -321,7 +375,7 @@ def _compiled_program(cfg: Config) -> tuple:
     if key in _PROGRAMS:
         return _PROGRAMS[key]
     try:
-        env = make_jax_env(cfg.env.id)
+        env = make_marl_env(cfg.env.id) if is_marl_env(cfg.env.id) else make_jax_env(cfg.env.id)
         agent = agent_for_jax_env(cfg, env)
     except ValueError as e:
         raise ConfigError(str(e)) from e
