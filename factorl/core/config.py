@@ -307,11 +307,16 @@ class Config:
     def _check_learning_can_start(self) -> None:
         """Refuse a replay too small to ever hold `learning_starts` sampleable transitions.
 
-        A step becomes sampleable once the n-step (or action-sequence) window after it is stored,
-        so a full buffer holds capacity - window + 1 of them between episode ends.
+        A step becomes sampleable once the window after it is stored (n-step return, action
+        sequence, or a recurrent learner's sequence), so a full buffer holds
+        capacity - window + 1 of them between episode ends.
         """
         capacity, starts = self.replay.capacity, self.agent.learning_starts
-        window = max(self.replay.n_step, getattr(self.agent, "horizon", 1))
+        window = max(
+            self.replay.n_step,
+            getattr(self.agent, "horizon", 1),
+            getattr(self.agent, "sequence_length", 1),
+        )
         n = self.env.num_envs  # every environment's stream holds capacity // n slots
         usable = n * (capacity // n - window + 1)
         if starts > usable:
