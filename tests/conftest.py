@@ -48,6 +48,12 @@ def tiny_config(run_dir, algo="decqn", steps=600, overrides=None):
     return make_config(algo, {**settings, **(overrides or {})})
 
 
+def learner_steps(state):
+    """Learner steps of a run's final state: one for a host run, one per seed for a device
+    run, whose state holds every seed's agent."""
+    return np.atleast_1d(np.asarray(getattr(state, "agent", state).learner_step))
+
+
 def leaves(tree):
     """A pytree's leaves as NumPy arrays (a learner state, a list of arrays)."""
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(tree))]
