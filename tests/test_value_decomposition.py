@@ -17,9 +17,8 @@ from factorl.agents.value_decomposition import (
     ValueDecompositionConfig,
     linear_epsilon,
     sequence_batch,
-    spaces_for,
 )
-from factorl.envs.marl import MultiAgentObs, MultiAgentSpec, make_marl_env
+from factorl.envs.marl import MultiAgentObs, MultiAgentSpec, make_marl_env, marl_spaces
 from factorl.maths.mixers import select
 
 A, OBS, S, NA, H = 3, 4, 5, 4, 8
@@ -28,7 +27,7 @@ GAMMA = 0.9
 
 
 def make_agent(cls, **overrides):
-    obs_space, action_space = spaces_for(SPEC)
+    obs_space, action_space = marl_spaces(SPEC)
     config = dataclasses.replace(cls.Config(), hidden_size=H, gamma=GAMMA, **overrides)
     return cls(config, obs_space, action_space)
 
@@ -290,7 +289,7 @@ def two_step_windows(key: jax.Array):
 def two_step_trainer(cls, num_windows: int, updates: int = 1500, batch_size: int = 64):
     """The agent and one jitted training run (uniform minibatches of the windows); the same
     function serves every seed, so it compiles once per algorithm."""
-    obs_space, action_space = spaces_for(make_marl_env("factorl:two-step-game").spec)
+    obs_space, action_space = marl_spaces(make_marl_env("factorl:two-step-game").spec)
     config = dataclasses.replace(cls.Config(), hidden_size=32, gamma=0.99, target_update_period=50)
     agent = cls(config, obs_space, action_space)
 

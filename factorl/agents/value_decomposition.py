@@ -36,7 +36,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,7 +50,7 @@ from factorl.core.agent import (
     value_learner_step,
 )
 from factorl.core.config import ReplaySettings, option
-from factorl.envs.marl import MultiAgentObs, MultiAgentSpec
+from factorl.envs.marl import MultiAgentObs
 from factorl.maths.mixers import MEAN, SUM, Mixer, qmix, select
 from factorl.maths.networks import (
     RecurrentAgentQ,
@@ -143,27 +142,6 @@ def make_mixer(config: ValueDecompositionConfig) -> Mixer:
     raise ValueError(f"mixer must be one of {MIXER_NAMES}, got {config.mixer!r}")
 
 
-def spaces_for(
-    spec: MultiAgentSpec,
-) -> tuple[gymnasium.spaces.Dict, gymnasium.spaces.MultiDiscrete]:
-    """(observation_space, action_space) of a multi-agent env for the agent's constructor.
-
-    Observation: Dict(obs Box[A, *obs_shape], state Box[*state_shape], avail MultiBinary[A, nA]);
-    action: MultiDiscrete([nA] * A), one discrete action per agent.
-    """
-    from gymnasium import spaces
-
-    A, nA = spec.num_agents, spec.num_actions
-    obs_space = spaces.Dict(
-        {
-            "obs": spaces.Box(-np.inf, np.inf, (A, *spec.obs_shape), np.float32),
-            "state": spaces.Box(-np.inf, np.inf, tuple(spec.state_shape), np.float32),
-            "avail": spaces.MultiBinary((A, nA)),
-        }
-    )
-    return obs_space, spaces.MultiDiscrete([nA] * A)
-
-
 def as_multi_agent_obs(obs: Any) -> MultiAgentObs:
     """A `MultiAgentObs` (or a mapping with its field names, a Dict-space observation) with
     float32 obs and state and bool masks, any leading axes kept."""
@@ -221,8 +199,8 @@ class ValueDecomposition(JaxAgent):
     """The VDN/QMIX learner: shared recurrent agent Qs, a mixer, 1-step double-Q on windows.
 
     Runner contract:
-    - construct with `spaces_for(spec)`; observations are `MultiAgentObs` (or Dict-space dicts)
-      with a leading environment axis; `act` returns int32 actions [N, A];
+    - construct with `factorl.envs.marl.marl_spaces(spec)`; observations are `MultiAgentObs`
+      (or Dict-space dicts) with a leading environment axis; `act` returns int32 actions [N, A];
     - the acting memory is the GRU hidden state [N, A, H]: call `begin_episodes(state, starting)`
       after every vector step with the environments whose episode ended, so it restarts at zeros;
     - `update` takes a `SequenceBatch` of `config.sequence_length` steps per window (any L works)
