@@ -1,6 +1,10 @@
 """The shared recurrent agent Q-network (resets, scan, parameter sharing) and masked action
 selection."""
 
+import subprocess
+import sys
+import textwrap
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,6 +16,7 @@ from factorl.maths.networks import (
     mask_unavailable,
     masked_epsilon_greedy,
     masked_greedy,
+    orthogonal,
     unroll_agent_q,
 )
 
@@ -164,3 +169,36 @@ def test_epsilon_zero_is_masked_greedy_and_between_mixes():
     k = np.asarray(avail).sum(-1)
     expected = np.mean(0.5 * (k - 1) / k)
     assert abs(np.mean(picked != greedy) - expected) < 0.03
+
+
+def test_orthogonal_matches_flax_one_matrix_at_a_time_under_vmap():
+    keys = jax.random.split(jax.random.PRNGKey(3), 3)
+    batched = jax.vmap(lambda k: orthogonal(0.5)(k, (5, 7)))(keys)
+    one_by_one = jnp.stack([nn.initializers.orthogonal(0.5)(k, (5, 7)) for k in keys])
+    np.testing.assert_array_equal(batched, one_by_one)
+    nested = jax.vmap(jax.vmap(lambda k: orthogonal()(k, (4, 4))))(keys[:2, None].repeat(2, 1))
+    assert nested.shape == (2, 2, 4, 4)
+    np.testing.assert_array_equal(nested[0, 0], nested[0, 1])
+
+
+def test_vmapped_init_of_the_agent_network_and_mixer_does_not_deadlock():
+    """jaxlib's batched CPU QR waits on the thread pool it runs in; a vmapped init with several
+    orthogonal kernels hung on its second call. Runs in a child process, killed if it hangs."""
+    code = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp
+        from factorl.maths.mixers import qmix
+        from factorl.maths.networks import RecurrentAgentQ
+        net, mixer = RecurrentAgentQ(5, 16), qmix()
+        def init(key):
+            k1, k2 = jax.random.split(key)
+            p = net.init(k1, net.initial_hidden(1, 3), jnp.zeros((1, 3, 4)), jnp.zeros(1, bool))
+            return p, mixer.init(k2, 3, (6,))
+        f = jax.jit(jax.vmap(init))
+        for i in range(20):
+            jax.block_until_ready(f(jax.random.split(jax.random.PRNGKey(i), 2)))
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -26,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from factorl.maths.networks import orthogonal
+
 
 class Mixer(NamedTuple):
     """A mixer's two pure functions (see the module docstring)."""
@@ -87,7 +89,7 @@ def _kernel_init(init_scale: float | None) -> nn.initializers.Initializer:
     U(+-1/sqrt(fan_in)) (pymarl trains with framework defaults)."""
     if init_scale is None:
         return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-    return nn.initializers.orthogonal(init_scale)
+    return orthogonal(init_scale)
 
 
 class HyperNet(nn.Module):

@@ -152,6 +152,32 @@ class StateActionCritic(nn.Module):
         return MLP(self.hidden, 1, name="mlp")(x)[..., 0]
 
 
+def orthogonal(scale: float = 1.0) -> nn.initializers.Initializer:
+    """Flax's orthogonal initializer, drawn one matrix at a time under `vmap`.
+
+    Same values as `nn.initializers.orthogonal(scale)`. A hand-written batching rule because
+    jaxlib's CPU QR kernel splits a batch over the XLA thread pool and waits for it from inside
+    that pool: two batched QRs at once (a vmapped init of several orthogonal kernels on a 2-thread
+    CPU) deadlock the process. A sequential `lax.map` over the batch never hands the kernel a batch.
+    """
+    base = nn.initializers.orthogonal(scale)
+
+    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+        @jax.custom_batching.custom_vmap
+        def draw(key):
+            return base(key, shape, dtype)
+
+        @draw.def_vmap
+        def _draw_one_at_a_time(axis_size, in_batched, key):
+            if not in_batched[0]:
+                return draw(key), False
+            return jax.lax.map(draw, key), True
+
+        return draw(key)
+
+    return init
+
+
 # ----------------------------------------------------------------- cooperative multi-agent agents
 # VDN/QMIX agents: one recurrent Q-network whose parameters all agents share, told apart by a
 # one-hot agent id in the input (JaxMARL's agent net; pymarl also feeds the last action).
@@ -163,7 +189,8 @@ class RecurrentAgentQ(nn.Module):
     hidden [..., N, H], obs [..., N, O], reset [...] or [..., N] (true at an episode's first step)
     -> hidden' [..., N, H], Q [..., N, n_actions]. Input = obs ++ one-hot(agent id);
     Dense(H)+ReLU -> GRUCell(H) -> Dense(n_actions). Dense kernels are orthogonal with gain
-    `init_scale` and zero bias (JaxMARL); the GRU keeps Flax's defaults.
+    `init_scale` and zero bias (JaxMARL); the GRU keeps Flax's defaults (`orthogonal` is Flax's,
+    safe under `vmap`).
     """
 
     n_actions: int
@@ -183,9 +210,10 @@ class RecurrentAgentQ(nn.Module):
             reset = reset[..., None]
         # zeroed before the step, so an episode's first Q ignores the previous episode
         hidden = jnp.where(reset[..., None], jnp.zeros_like(hidden), hidden)
-        init = nn.initializers.orthogonal(self.init_scale)
+        init = orthogonal(self.init_scale)
         x = nn.relu(nn.Dense(self.hidden_size, kernel_init=init, name="embed")(x))
-        hidden, x = nn.GRUCell(self.hidden_size, name="gru")(hidden, x)
+        gru = nn.GRUCell(self.hidden_size, recurrent_kernel_init=orthogonal(), name="gru")
+        hidden, x = gru(hidden, x)
         return hidden, nn.Dense(self.n_actions, kernel_init=init, name="head")(x)
 
     def initial_hidden(self, batch: int, n_agents: int) -> jax.Array:
