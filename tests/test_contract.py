@@ -8,12 +8,17 @@ environment, and exact resume of environments whose episodes end at different st
 """
 
 import gymnasium as gym
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import TINY_DECQN, learner_steps, leaves, records, same_leaves, tiny_config
 
 from factorl.agents import ALGORITHMS
+from factorl.agents.value_decomposition import sequence_batch
 from factorl.core.agent import TrainBatch
+from factorl.envs.marl import MultiAgentObs, make_marl_env
+from factorl.runners.device import agent_for_jax_env
 from factorl.runners.host import build_agent
 from factorl.train import make_config, train
 
@@ -21,6 +26,9 @@ from factorl.train import make_config, train
 #: path of the loop (random warm-up, learning, evaluation, checkpoints) runs
 _SMALL = {"agent.width": 32, "agent.learning_starts": 100, "replay.batch_size": 32,
           "replay.capacity": 5000}  # fmt: skip
+_MARL = {"env.id": "factorl:two-step-game", "agent.hidden_size": 16, "agent.sequence_length": 2,
+         "agent.learning_starts": 64, "agent.update_every": 4, "agent.epsilon_decay_steps": 300,
+         "replay.batch_size": 16, "replay.capacity": 1000}  # fmt: skip
 #: variant name -> (algorithm, its tiny settings); each algorithm's main options get a variant
 VARIANTS = {
     "decqn": ("decqn", TINY_DECQN),
@@ -45,12 +53,19 @@ VARIANTS = {
     "sac": ("sac", {**_SMALL, "agent.random_steps": 50}),
     "sac-bernoulli": ("sac", {**_SMALL, "agent.random_steps": 50, "agent.policy": "bernoulli"}),
     "td3": ("td3", {**_SMALL, "agent.random_steps": 50}),
+    # multi-agent: the QMIX paper's two-step game on the device runner (2-step episodes)
+    "vdn": ("vdn", _MARL),
+    "qmix": ("qmix", _MARL),
 }  # fmt: skip
+#: the variants on host (Gymnasium) environments; the multi-agent ones run on JAX environments
+HOST_VARIANTS = [v for v, (_, settings) in VARIANTS.items() if "env.id" not in settings]
 
 
 #: the variants the costlier tests over several environments and the device runner take: every
 #: algorithm once, and both of CQN-AS's acting memories
-PER_ALGORITHM = ["decqn", "revalued", "cqn", "cqn_as-ensemble", "cqn_as-replan", "sac", "td3"]
+PER_ALGORITHM = ["decqn", "revalued", "cqn", "cqn_as-ensemble", "cqn_as-replan", "sac", "td3",
+                 "vdn", "qmix"]  # fmt: skip
+HOST_PER_ALGORITHM = [v for v in PER_ALGORITHM if v in HOST_VARIANTS]
 
 
 def _tiny(run_dir, variant, steps=600, overrides=None):
@@ -72,19 +87,22 @@ def test_deterministic_exact_resume_and_compile_once(tmp_path, variant):
     modes = 2 + (straight.agent.random_steps > 0)
     assert straight.agent.trace_counts == {"update": 1, "act": modes}
     # the same seed, stopped at 330 (mid-episode: Pendulum episodes are 200 steps; between log
-    # points) and resumed, reproduces the uninterrupted run bit for bit
-    first = train(_tiny(tmp_path / "split", variant), stop_after=330)
-    assert first.env_step == 330
+    # points) and resumed, reproduces the uninterrupted run bit for bit. The device runner (the
+    # multi-agent variants) writes a record at every chunk's end, a stop included, so there the
+    # run stops at a log point for its records to match too.
+    stop = 330 if variant in HOST_VARIANTS else 300
+    first = train(_tiny(tmp_path / "split", variant), stop_after=stop)
+    assert first.env_step == stop
     resumed = train(_tiny(tmp_path / "split", variant), resume=tmp_path / "split")
     assert resumed.env_step == 600
     assert same_leaves(straight.state, resumed.state)
     assert records(straight.run_dir) == records(tmp_path / "split")
     # another seed gives other numbers
-    other = train(_tiny(tmp_path / "other", variant, overrides={"run.seed": 1}), stop_after=330)
+    other = train(_tiny(tmp_path / "other", variant, overrides={"run.seed": 1}), stop_after=stop)
     assert not same_leaves(other.state, first.state)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", HOST_VARIANTS)
 def test_a_non_finite_update_is_flagged_and_leaves_its_input_state_intact(variant):
     algo, settings = VARIANTS[variant]
     cfg = make_config(algo, {**settings, "replay.batch_size": 8})
@@ -117,7 +135,7 @@ def _agent(variant: str):
     return build_agent(make_config(algo, settings), gym.make("Pendulum-v1"))
 
 
-@pytest.mark.parametrize("variant", PER_ALGORITHM)
+@pytest.mark.parametrize("variant", HOST_PER_ALGORITHM)
 def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(variant):
     agent = _agent(variant)
     obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
@@ -144,7 +162,7 @@ def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(var
         np.testing.assert_array_equal(new[~starting], old[~starting])
 
 
-@pytest.mark.parametrize("variant", PER_ALGORITHM)
+@pytest.mark.parametrize("variant", HOST_PER_ALGORITHM)
 def test_several_environments_resume_exactly_with_ragged_episodes(tmp_path, variant):
     # three environments whose episodes end at different steps, terminated or truncated; the run
     # stops with every environment mid-episode and resumes bit for bit
@@ -165,3 +183,73 @@ def test_several_environments_resume_exactly_with_ragged_episodes(tmp_path, vari
     indices = [r["episode"] for r in episodes]
     assert len(set(indices)) == len(indices) and max(indices) < len(indices) + 3
     assert len({r["episode_length"] for r in episodes}) > 3  # the episodes were ragged
+
+
+# ----------------------------------------------------------------------- multi-agent algorithms
+MARL_VARIANTS = [v for v in VARIANTS if v not in HOST_VARIANTS]
+
+
+def _marl_agent(variant: str, overrides=None):
+    algo, settings = VARIANTS[variant]
+    cfg = make_config(algo, {**settings, **(overrides or {})})
+    return agent_for_jax_env(cfg, make_marl_env(cfg.env.id))
+
+
+def _two_step_observations(num_envs: int) -> MultiAgentObs:
+    """Observations of `num_envs` two-step games at stages 0, 1, 2, 0, ... (the state differs)."""
+    env = make_marl_env("factorl:two-step-game")
+    keys = jax.random.split(jax.random.PRNGKey(0), num_envs)
+    state, obs = jax.vmap(env.reset)(keys)
+    # move every other environment one step on, so the observations differ
+    _, moved = jax.vmap(env.step)(keys, state, jnp.ones((num_envs, 2), jnp.int32))[:2]
+    pick = jnp.arange(num_envs) % 2 == 1
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.where(pick.reshape((-1,) + (1,) * (a.ndim - 1)), b, a), obs, moved.obs
+    )
+
+
+@pytest.mark.parametrize("variant", MARL_VARIANTS)
+def test_multi_agent_non_finite_update_is_flagged_and_leaves_its_input_state_intact(variant):
+    agent = _marl_agent(variant)
+    obs = _two_step_observations(8)
+    B, L = 4, 2
+    windows = jax.tree_util.tree_map(lambda x: x.reshape((B, L, *x.shape[1:])), obs)
+    actions = jnp.zeros((B, L, agent.num_agents))
+    ends = jnp.zeros((B, L), bool)
+    batch = sequence_batch(windows, actions, jnp.full((B, L), jnp.nan), ends, ends, windows)
+    state = agent.init(0)
+    before = [x.copy() for x in leaves(state)]
+    _, metrics, _ = agent.update(state, batch)
+    assert not bool(metrics["finite"])
+    assert same_leaves(before, state)
+    _, metrics, _ = agent.update(state, batch._replace(reward=jnp.zeros((B, L))))
+    assert bool(metrics["finite"])
+
+
+@pytest.mark.parametrize("variant", MARL_VARIANTS)
+def test_multi_agent_batched_acting_is_each_environment_acting_alone_with_its_own_memory(variant):
+    agent = _marl_agent(variant)
+    obs = _two_step_observations(4)
+
+    def env(i):
+        return jax.tree_util.tree_map(lambda x: x[i : i + 1], obs)
+
+    for mode in ("random", "explore", "greedy"):
+        together, after = agent.act(agent.init(0, num_envs=4), obs, 100, mode)
+        assert together.shape == (4, agent.num_agents) and agent.num_envs(after) == 4
+        for i in range(4):
+            alone, alone_after = agent.act(agent.init(0), env(i), 100 + i, mode)
+            np.testing.assert_array_equal(together[i], alone[0])
+            np.testing.assert_allclose(after.memory[i], alone_after.memory[0], rtol=1e-5, atol=1e-6)
+    # the GRU hidden state of an environment whose episode starts is zeros, the others' kept
+    state = agent.init(0, num_envs=4)
+    for step in range(3):
+        _, state = agent.act(state, obs, 4 * step, "explore")
+    starting = np.array([True, False, True, False])
+    before, after = (
+        np.asarray(state.memory),
+        np.asarray(agent.begin_episodes(state, starting).memory),
+    )
+    assert np.abs(before).sum() > 0
+    np.testing.assert_array_equal(after[starting], 0.0)
+    np.testing.assert_array_equal(after[~starting], before[~starting])

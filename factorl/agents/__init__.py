@@ -8,6 +8,7 @@ from factorl.agents.decqn import DecQN
 from factorl.agents.revalued import REValueD
 from factorl.agents.sac import SAC
 from factorl.agents.td3 import TD3
+from factorl.agents.value_decomposition import QMIX, VDN
 from factorl.core.config import ALGORITHMS, get_algorithm, register_algorithm
 
 for _name, _agent in {
@@ -17,6 +18,8 @@ for _name, _agent in {
     "cqn_as": CQNAS,
     "sac": SAC,
     "td3": TD3,
+    "vdn": VDN,
+    "qmix": QMIX,
 }.items():
     register_algorithm(_name, _agent)
 

@@ -210,6 +210,8 @@ class ValueDecomposition(JaxAgent):
 
     name = "value_decomposition"
     Config = ValueDecompositionConfig
+    #: trains on multi-agent environments (the runners check this against the environment)
+    MULTI_AGENT = True
     config: ValueDecompositionConfig
     #: JaxMARL's replay: 5000 rollouts of 26 steps, 32 windows per batch, 1-step, uniform
     REPLAY = ReplaySettings(capacity=130_000, batch_size=32, n_step=1, prioritized=False)
