@@ -78,8 +78,13 @@ class Policy:
         self.state = self.agent.begin_episodes(self.state)
         self._step = 0
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, np.float32)[None]
+    def __call__(self, obs: Any) -> np.ndarray:
+        """One environment's action; a multi-agent observation is a dict (or `MultiAgentObs`)
+        of its obs, state and avail, and the action one per agent."""
+        if isinstance(obs, Mapping) or hasattr(obs, "_fields"):
+            obs = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], obs)
+        else:
+            obs = np.asarray(obs, np.float32)[None]
         action, self.state = self.agent.act(self.state, obs, self._step)
         self._step += 1
         return action[0]

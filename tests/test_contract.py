@@ -17,10 +17,12 @@ from conftest import TINY_DECQN, learner_steps, leaves, records, same_leaves, ti
 from factorl.agents import ALGORITHMS
 from factorl.agents.value_decomposition import sequence_batch
 from factorl.core.agent import TrainBatch
+from factorl.core.config import ConfigError
+from factorl.envs.host import make_env
 from factorl.envs.marl import MultiAgentObs, make_marl_env
 from factorl.runners.device import agent_for_jax_env
 from factorl.runners.host import build_agent
-from factorl.train import make_config, train
+from factorl.train import evaluate, load_agent, make_config, train
 
 #: small sizes shared by the tiny runs below: Pendulum learns nothing in 600 steps, but every
 #: path of the loop (random warm-up, learning, evaluation, checkpoints) runs
@@ -56,16 +58,23 @@ VARIANTS = {
     # multi-agent: the QMIX paper's two-step game on the device runner (2-step episodes)
     "vdn": ("vdn", _MARL),
     "qmix": ("qmix", _MARL),
+    # ... and PettingZoo's simple spread (25-step episodes) on the host runner
+    "vdn-pettingzoo": ("vdn", {**_MARL, "env.id": "pettingzoo:mpe2.simple_spread_v3",
+                               "env.num_envs": 2}),
+    "qmix-pettingzoo": ("qmix", {**_MARL, "env.id": "pettingzoo:mpe2.simple_spread_v3"}),
 }  # fmt: skip
-#: the variants on host (Gymnasium) environments; the multi-agent ones run on JAX environments
-HOST_VARIANTS = [v for v, (_, settings) in VARIANTS.items() if "env.id" not in settings]
+#: the single-agent variants, on Pendulum; the multi-agent ones name their environment
+SINGLE_AGENT_VARIANTS = [v for v, (_, s) in VARIANTS.items() if "env.id" not in s]
+MARL_VARIANTS = [v for v in VARIANTS if v not in SINGLE_AGENT_VARIANTS]
+#: the variants the device runner trains (JAX-native environments)
+DEVICE_VARIANTS = [v for v in MARL_VARIANTS if not v.endswith("-pettingzoo")]
 
 
 #: the variants the costlier tests over several environments and the device runner take: every
 #: algorithm once, and both of CQN-AS's acting memories
 PER_ALGORITHM = ["decqn", "revalued", "cqn", "cqn_as-ensemble", "cqn_as-replan", "sac", "td3",
                  "vdn", "qmix"]  # fmt: skip
-HOST_PER_ALGORITHM = [v for v in PER_ALGORITHM if v in HOST_VARIANTS]
+SINGLE_AGENT_PER_ALGORITHM = [v for v in PER_ALGORITHM if v in SINGLE_AGENT_VARIANTS]
 
 
 def _tiny(run_dir, variant, steps=600, overrides=None):
@@ -86,11 +95,11 @@ def test_deterministic_exact_resume_and_compile_once(tmp_path, variant):
     # exploration, greedy evaluation)
     modes = 2 + (straight.agent.random_steps > 0)
     assert straight.agent.trace_counts == {"update": 1, "act": modes}
-    # the same seed, stopped at 330 (mid-episode: Pendulum episodes are 200 steps; between log
-    # points) and resumed, reproduces the uninterrupted run bit for bit. The device runner (the
-    # multi-agent variants) writes a record at every chunk's end, a stop included, so there the
-    # run stops at a log point for its records to match too.
-    stop = 330 if variant in HOST_VARIANTS else 300
+    # the same seed, stopped at 330 (mid-episode: Pendulum episodes are 200 steps, simple
+    # spread's 25; between log points) and resumed, reproduces the uninterrupted run bit for
+    # bit. The device runner writes a record at every chunk's end, a stop included, so there
+    # the run stops at a log point for its records to match too.
+    stop = 300 if variant in DEVICE_VARIANTS else 330
     first = train(_tiny(tmp_path / "split", variant), stop_after=stop)
     assert first.env_step == stop
     resumed = train(_tiny(tmp_path / "split", variant), resume=tmp_path / "split")
@@ -102,7 +111,7 @@ def test_deterministic_exact_resume_and_compile_once(tmp_path, variant):
     assert not same_leaves(other.state, first.state)
 
 
-@pytest.mark.parametrize("variant", HOST_VARIANTS)
+@pytest.mark.parametrize("variant", SINGLE_AGENT_VARIANTS)
 def test_a_non_finite_update_is_flagged_and_leaves_its_input_state_intact(variant):
     algo, settings = VARIANTS[variant]
     cfg = make_config(algo, {**settings, "replay.batch_size": 8})
@@ -135,7 +144,7 @@ def _agent(variant: str):
     return build_agent(make_config(algo, settings), gym.make("Pendulum-v1"))
 
 
-@pytest.mark.parametrize("variant", HOST_PER_ALGORITHM)
+@pytest.mark.parametrize("variant", SINGLE_AGENT_PER_ALGORITHM)
 def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(variant):
     agent = _agent(variant)
     obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
@@ -162,7 +171,7 @@ def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(var
         np.testing.assert_array_equal(new[~starting], old[~starting])
 
 
-@pytest.mark.parametrize("variant", HOST_PER_ALGORITHM)
+@pytest.mark.parametrize("variant", SINGLE_AGENT_PER_ALGORITHM)
 def test_several_environments_resume_exactly_with_ragged_episodes(tmp_path, variant):
     # three environments whose episodes end at different steps, terminated or truncated; the run
     # stops with every environment mid-episode and resumes bit for bit
@@ -186,7 +195,6 @@ def test_several_environments_resume_exactly_with_ragged_episodes(tmp_path, vari
 
 
 # ----------------------------------------------------------------------- multi-agent algorithms
-MARL_VARIANTS = [v for v in VARIANTS if v not in HOST_VARIANTS]
 
 
 def _marl_agent(variant: str, overrides=None):
@@ -208,7 +216,7 @@ def _two_step_observations(num_envs: int) -> MultiAgentObs:
     )
 
 
-@pytest.mark.parametrize("variant", MARL_VARIANTS)
+@pytest.mark.parametrize("variant", DEVICE_VARIANTS)
 def test_multi_agent_non_finite_update_is_flagged_and_leaves_its_input_state_intact(variant):
     agent = _marl_agent(variant)
     obs = _two_step_observations(8)
@@ -226,7 +234,7 @@ def test_multi_agent_non_finite_update_is_flagged_and_leaves_its_input_state_int
     assert bool(metrics["finite"])
 
 
-@pytest.mark.parametrize("variant", MARL_VARIANTS)
+@pytest.mark.parametrize("variant", DEVICE_VARIANTS)
 def test_multi_agent_batched_acting_is_each_environment_acting_alone_with_its_own_memory(variant):
     agent = _marl_agent(variant)
     obs = _two_step_observations(4)
@@ -253,3 +261,22 @@ def test_multi_agent_batched_acting_is_each_environment_acting_alone_with_its_ow
     assert np.abs(before).sum() > 0
     np.testing.assert_array_equal(after[starting], 0.0)
     np.testing.assert_array_equal(after[~starting], before[~starting])
+
+
+def test_multi_agent_host_runs_evaluate_and_mismatched_algorithms_are_one_line_errors(tmp_path):
+    cfg = _tiny(tmp_path / "run", "qmix-pettingzoo", steps=100)
+    train(cfg)
+    report = evaluate(tmp_path / "run", episodes=2)
+    assert len(report["returns"]) == 2 and report["finite"]
+    assert all(r < 0 for r in report["returns"])  # simple spread's rewards are distances
+    policy = load_agent(tmp_path / "run")
+    policy.reset()
+    env = make_env("pettingzoo:mpe2.simple_spread_v3", seed=0)
+    action = policy(env.reset()[0])
+    assert action.shape == (3,) and env.action_space.contains(action.astype(np.int64))
+    spread = {"env.id": "pettingzoo:mpe2.simple_spread_v3", "run.dir": str(tmp_path / "a")}
+    with pytest.raises(ConfigError, match="a multi-agent environment; train a multi-agent"):
+        train(make_config("decqn", spread))
+    with pytest.raises(ConfigError, match="a single-agent environment"):
+        train(make_config("vdn", {"env.id": "gym:Pendulum-v1", "run.dir": str(tmp_path / "b")}))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -15,6 +15,7 @@ from factorl.replay.device import (
     sample_mixed,
     update_priorities_mixed,
 )
+from factorl.replay.sequences import MultiAgentSequenceReplay
 
 GAMMA = 0.5
 
@@ -326,3 +327,58 @@ def test_sequence_windows_reach_a_recurrent_learner_as_stored_with_their_extras(
     np.testing.assert_array_equal(batch.truncated, step == 2)
     np.testing.assert_array_equal(batch.terminated, step == 4)
     np.testing.assert_array_equal(batch.extras["avail"][..., 0, 0], step % 2 == 0)
+
+
+# ------------------------------------------------------------------ the host runner's window replay
+def _window_replay():
+    return MultiAgentSequenceReplay(
+        num_envs=2, steps_per_env=8, batch_size=4, sequence_length=3, num_agents=2,
+        obs_shape=(3,), state_shape=(5,), num_actions=4,
+    )  # fmt: skip
+
+
+def _marl_obs(value):
+    return {
+        "obs": np.full((2, 2, 3), value, np.float32),
+        "state": np.full((2, 5), value, np.float32),
+        "avail": np.ones((2, 2, 4), bool),
+    }
+
+
+def test_window_replay_on_the_host_samples_consecutive_steps_and_round_trips_its_state():
+    replay = _window_replay()
+    assert len(replay) == 0
+    ends = np.zeros(2, bool)
+    for t in range(5):
+        action = np.full((2, 2), t % 4)
+        replay.add(_marl_obs(t), action, np.full(2, t), _marl_obs(t + 1), ends, ends)
+    assert len(replay) == 2 * (5 - 3 + 1)
+    batch = replay.sample(4, np.random.default_rng(0))
+    assert batch.obs.shape == (4, 3, 2, 3) and batch.extras["next_state"].shape == (4, 3, 5)
+    # a window is three consecutive steps, and each step's next_obs the one after it
+    steps = np.asarray(batch.obs[:, :, 0, 0])
+    np.testing.assert_array_equal(np.diff(steps, axis=1), 1)
+    np.testing.assert_array_equal(np.asarray(batch.next_obs[:, :, 0, 0]), steps + 1)
+    np.testing.assert_array_equal(np.asarray(batch.reward), steps)
+    # the same generator state draws the same windows; the state survives a round trip
+    again = _window_replay()
+    again.load_state_dict(replay.state_dict())
+    other = again.sample(4, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.asarray(other.obs), np.asarray(batch.obs))
+
+
+def test_window_replay_refuses_a_state_that_does_not_fit_and_keeps_its_own():
+    replay = _window_replay()
+    ends = np.zeros(2, bool)
+    replay.add(_marl_obs(1), np.zeros((2, 2)), np.ones(2), _marl_obs(2), ends, ends)
+    good = replay.state_dict()
+    before = {k: v.copy() for k, v in good.items()}
+    bad_shape = {**good, "experience.obs": np.zeros((2, 9, 2, 3), np.float32)}
+    bad_index = {**good, "current_index": np.asarray(99, good["current_index"].dtype)}
+    missing = {k: v for k, v in good.items() if k != "is_full"}
+    for state, message in [(bad_shape, "experience.obs"), (bad_index, "current_index"),
+                           (missing, "missing")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            replay.load_state_dict(state)
+    for name, value in replay.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])

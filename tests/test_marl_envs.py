@@ -23,6 +23,7 @@ from factorl.envs.marl import (
     PettingZooEnv,
     make_marl_env,
     make_marl_host_env,
+    marl_spaces,
 )
 
 N_ENVS = 8
@@ -426,25 +427,27 @@ def test_pettingzoo_spread_spaces_info_and_time_limit():
         5,
     )
     assert spec.max_episode_steps == 25
-    assert env.observation_space.shape == (3, 18)
-    assert env.observation_space.dtype == np.float32
+    assert env.observation_space["obs"].shape == (3, 18)
+    assert env.observation_space["obs"].dtype == np.float32
+    assert env.observation_space == marl_spaces(spec)[0]
     np.testing.assert_array_equal(env.action_space.nvec, [5, 5, 5])
     # A raw mpe2 env with the same seed and actions: the adapter's obs, state and team reward.
     raw = __import__("mpe2.simple_spread_v3").simple_spread_v3.parallel_env(
         continuous_actions=False
     )
-    obs, info = env.reset()
+    obs, _ = env.reset()
     raw_obs, _ = raw.reset(seed=5)
-    np.testing.assert_array_equal(obs, np.stack([raw_obs[a] for a in spec.agents]))
-    np.testing.assert_array_equal(info["state"], raw.state())
-    assert info["avail"].shape == (3, 5) and info["avail"].all()
+    np.testing.assert_array_equal(obs["obs"], np.stack([raw_obs[a] for a in spec.agents]))
+    np.testing.assert_array_equal(obs["state"], raw.state())
+    assert obs["avail"].shape == (3, 5) and obs["avail"].all()
+    assert env.observation_space.contains(obs)
     for t in range(1, 26):
         action = env.action_space.sample()
-        obs, reward, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
         raw_obs, raw_rewards, *_ = raw.step({a: int(action[i]) for i, a in enumerate(spec.agents)})
-        np.testing.assert_array_equal(obs, np.stack([raw_obs[a] for a in spec.agents]))
+        np.testing.assert_array_equal(obs["obs"], np.stack([raw_obs[a] for a in spec.agents]))
         assert reward == pytest.approx(sum(raw_rewards.values()))
-        assert info["state"].shape == (54,) and info["state"].dtype == np.float32
+        assert obs["state"].shape == (54,) and obs["state"].dtype == np.float32
         assert not terminated
         assert truncated == (t == 25)
     with pytest.raises(RuntimeError):
@@ -456,19 +459,19 @@ def test_pettingzoo_seeded_reset_is_reproducible():
     first = _pettingzoo("pettingzoo:mpe2.simple_spread_v3", seed=7).reset()
     again = _pettingzoo("pettingzoo:mpe2.simple_spread_v3", seed=7).reset()
     other = _pettingzoo("pettingzoo:mpe2.simple_spread_v3", seed=8).reset()
-    np.testing.assert_array_equal(first[0], again[0])
-    np.testing.assert_array_equal(first[1]["state"], again[1]["state"])
-    assert not np.array_equal(first[0], other[0])
+    np.testing.assert_array_equal(first[0]["obs"], again[0]["obs"])
+    np.testing.assert_array_equal(first[0]["state"], again[0]["state"])
+    assert not np.array_equal(first[0]["obs"], other[0]["obs"])
     env = _pettingzoo("pettingzoo:mpe2.simple_spread_v3")
-    np.testing.assert_array_equal(env.reset(seed=7)[0], first[0])
+    np.testing.assert_array_equal(env.reset(seed=7)[0]["obs"], first[0]["obs"])
 
 
 def test_pettingzoo_pads_unequal_agents():
     env = _pettingzoo("pettingzoo:mpe2.simple_speaker_listener_v4", seed=0)
     assert env.marl_spec.agents == ("speaker_0", "listener_0")
-    assert env.observation_space.shape == (2, 11)
-    obs, info = env.reset()
-    assert (obs[0, 3:] == 0).all()  # the speaker observes 3 numbers
+    assert env.observation_space["obs"].shape == (2, 11)
+    obs, _ = env.reset()
+    assert (obs["obs"][0, 3:] == 0).all()  # the speaker observes 3 numbers
     # The speaker has 3 actions, the listener 5: the speaker's last two are never available.
-    np.testing.assert_array_equal(info["avail"], [[True] * 3 + [False] * 2, [True] * 5])
-    assert info["state"].shape == (14,)
+    np.testing.assert_array_equal(obs["avail"], [[True] * 3 + [False] * 2, [True] * 5])
+    assert obs["state"].shape == (14,)

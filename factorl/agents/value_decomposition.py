@@ -47,6 +47,7 @@ from factorl.core.agent import (
     SequenceBatch,
     fresh_value_state,
     hard_target_update,
+    stream_capacity,
     value_learner_step,
 )
 from factorl.core.config import ReplaySettings, option
@@ -58,6 +59,7 @@ from factorl.maths.networks import (
     masked_greedy,
     random_available,
 )
+from factorl.replay.sequences import MultiAgentSequenceReplay
 
 #: the mixers `mixer` can name
 MIXER_NAMES = ("sum", "mean", "qmix")
@@ -255,6 +257,28 @@ class ValueDecomposition(JaxAgent):
     def memory_init(self) -> jax.Array:
         """One environment's GRU hidden state at an episode start: zeros [A, H]."""
         return jnp.zeros((self.num_agents, self.config.hidden_size), jnp.float32)
+
+    def make_replay(self, obs_shape: Any = None, num_envs: int = 1) -> MultiAgentSequenceReplay:
+        """The host runner's replay: windows of `sequence_length` steps, the capacity shared
+        equally by the environments (the device runner builds the same buffer in its program).
+        `obs_shape` is unused: the shapes come from the observation space."""
+        r = self.replay_settings
+        rows = stream_capacity(r.capacity, num_envs) // num_envs
+        if rows < self.config.sequence_length:
+            raise ValueError(
+                f"{r.capacity} leaves {rows} steps per environment for {num_envs} environments, "
+                f"fewer than a {self.config.sequence_length}-step window; raise it"
+            )
+        return MultiAgentSequenceReplay(
+            num_envs=num_envs,
+            steps_per_env=rows,
+            batch_size=r.batch_size,
+            sequence_length=self.config.sequence_length,
+            num_agents=self.num_agents,
+            obs_shape=self.agent_obs_shape,
+            state_shape=self.state_shape,
+            num_actions=self.num_actions,
+        )
 
     def replay_actions(self) -> tuple[int, int]:
         """(A, 1): one action per agent, the one taken."""

@@ -81,7 +81,7 @@ class _SettotalmassFilter(logging.Filter):
 
 logging.getLogger("absl").addFilter(_SettotalmassFilter())
 
-_PREFIXES = ("dmc:", "gym:")
+_PREFIXES = ("dmc:", "gym:", "pettingzoo:")
 _RENDER_HINT = (
     "MuJoCo could not create an OpenGL context for rendering. On a headless machine set "
     "MUJOCO_GL=egl (GPU or Mesa EGL; needs libEGL) or MUJOCO_GL=osmesa (CPU; needs libOSMesa, "
@@ -314,7 +314,8 @@ def make_env(
     action_repeat: int = 1,
     render_mode: str | None = None,
 ) -> gymnasium.Env:
-    """Build an environment from "dmc:<domain>-<task>" or "gym:<Gymnasium id>".
+    """Build an environment from "dmc:<domain>-<task>", "gym:<Gymnasium id>" or, multi-agent,
+    "pettingzoo:<module>" (`factorl.envs.marl.make_marl_host_env`).
 
     Observations are flat float32 vectors; the action space is a `Box` (float32 for dmc, the env's
     own for Gymnasium). An id never imports code: Gymnasium's "module:Id" form is refused (see
@@ -342,11 +343,18 @@ def make_env(
         env: gymnasium.Env = DMCEnv(domain, task, seed=seed, render_mode=render_mode)
     elif prefix == "gym":
         env = _make_gym(name, seed, render_mode)
+    elif prefix == "pettingzoo":
+        if action_repeat > 1:
+            raise ValueError(f"env.action_repeat must be 1 for {env_id} (a multi-agent env)")
+        # imported here: it is the multi-agent module, which a single-agent run never needs
+        from factorl.envs.marl import make_marl_host_env
+
+        env = make_marl_host_env(env_id, seed=seed)
     else:
         raise ValueError(
             f"Unknown environment prefix {prefix + ':'!r} in {env_id!r}; accepted prefixes are "
-            f"{' and '.join(repr(p) for p in _PREFIXES)} "
-            "(e.g. 'dmc:cheetah-run', 'gym:Pendulum-v1')."
+            f"{', '.join(repr(p) for p in _PREFIXES)} "
+            "(e.g. 'dmc:cheetah-run', 'gym:Pendulum-v1', 'pettingzoo:mpe2.simple_spread_v3')."
         )
     if seed is not None:
         env.action_space.seed(seed)

@@ -455,17 +455,18 @@ def make_marl_env(env_id: str) -> MultiAgentEnv:
 # --- PettingZoo (host) -------------------------------------------------------------------------
 
 
-class PettingZooEnv(gymnasium.Env[np.ndarray, np.ndarray]):
+class PettingZooEnv(gymnasium.Env[dict, np.ndarray]):
     """A PettingZoo parallel env with discrete actions as one Gymnasium env for host runners.
 
-    Observation: Box [A, O] float32 (each agent's flattened, zero-padded to the longest);
-    action: MultiDiscrete([num_actions] * A), both in `marl_spec.agents` order (PettingZoo's
-    `possible_agents`). The reward is the team sum; `terminated` / `truncated` are any agent's
-    (truncated only when no agent terminated). `info["state"]` is `env.state()` (float32) and
-    `info["avail"]` [A, num_actions] bool: an agent's `action_mask` in its info where the env
-    gives one, else its whole action space (actions beyond an agent's own space are never
-    available). An agent that has left the episode observes zeros. After an episode ends, `step`
-    raises until `reset`.
+    Observation: a dict of `obs` [A, O] float32 (each agent's flattened, zero-padded to the
+    longest), the global `state` [S] float32 (`env.state()`) and `avail` [A, num_actions] bool
+    (an agent's `action_mask` in its info where the env gives one, else its whole action space;
+    actions beyond an agent's own space are never available): the space `marl_spaces` gives, as
+    the device runner's environments. Action: MultiDiscrete([num_actions] * A). Both in
+    `marl_spec.agents` order (PettingZoo's `possible_agents`). The reward is the team sum;
+    `terminated` / `truncated` are any agent's (truncated only when no agent terminated). An
+    agent that has left the episode observes zeros. After an episode ends, `step` raises until
+    `reset`.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
@@ -499,9 +500,7 @@ class PettingZooEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             max_episode_steps=int(max_episode_steps),
             agents=self._agents,
         )
-        shape = (len(self._agents), max(self._obs_sizes))
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)
-        self.action_space = spaces.MultiDiscrete([num_actions] * len(self._agents))
+        self.observation_space, self.action_space = marl_spaces(self.marl_spec)
         self._own_actions = np.arange(num_actions)[None, :] < np.array(sizes)[:, None]
         self._pending_seed = seed
         if seed is not None:
@@ -513,10 +512,8 @@ class PettingZooEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         """The wrapped PettingZoo parallel env."""
         return self._env
 
-    def _observe(
-        self, obs: Mapping[str, Any], infos: Mapping[str, Any]
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        stacked = np.zeros(self.observation_space.shape, np.float32)
+    def _observe(self, obs: Mapping[str, Any], infos: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        stacked = np.zeros(self.observation_space["obs"].shape, np.float32)
         avail = self._own_actions.copy()
         for i, agent in enumerate(self._agents):
             if agent in obs:
@@ -526,11 +523,11 @@ class PettingZooEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             if mask is not None:
                 avail[i, : self._sizes[i]] &= np.asarray(mask, bool).ravel()
         state = np.asarray(self._env.state(), np.float32).ravel()
-        return stacked, {"state": state, "avail": avail}
+        return {"obs": stacked, "state": state, "avail": avail}
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start an episode; with `seed` (or the constructor's, first), a deterministic one."""
         if seed is None:
             seed = self._pending_seed
@@ -538,9 +535,11 @@ class PettingZooEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         super().reset(seed=seed)
         obs, infos = self._env.reset(seed=seed, options=options)
         self._needs_reset = False
-        return self._observe(obs, infos)
+        return self._observe(obs, infos), {}
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply one action per agent (int, `marl_spec.agents` order)."""
         if self._needs_reset:
             raise RuntimeError(
@@ -556,8 +555,7 @@ class PettingZooEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         terminated = any(bool(t) for t in terminations.values())
         truncated = any(bool(t) for t in truncations.values()) and not terminated
         self._needs_reset = terminated or truncated or not self._env.agents
-        stacked, info = self._observe(obs, infos)
-        return stacked, reward, terminated, truncated, info
+        return self._observe(obs, infos), reward, terminated, truncated, {}
 
     def close(self) -> None:
         """Close the wrapped env."""

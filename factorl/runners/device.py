@@ -37,6 +37,7 @@ from factorl.envs.marl import is_marl_env, make_marl_env, marl_spaces
 from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
 from factorl.replay.device import DeviceReplay
+from factorl.replay.sequences import multi_agent_fields, multi_agent_transition
 from factorl.runners.session import Counters, RunSession, TrainingStopped, episode_seed
 
 #: streams of the runner key: first resets, environment steps, replay sampling
@@ -121,24 +122,12 @@ def _stream(env: Any) -> _Stream:
         )
 
     def marl_transition(obs, action, ts):
-        final = ts.next_final
-        return {
-            "obs": obs.obs,
-            "action": action.astype(jnp.float32),
-            "reward": ts.reward.astype(jnp.float32),
-            "next_obs": final.obs,
-            "terminated": ts.terminated,
-            "truncated": ts.truncated,
-            "state": obs.state,
-            "avail": obs.avail,
-            "next_state": final.state,
-            "next_avail": final.avail,
-        }
+        return multi_agent_transition(
+            obs, action, ts.reward, ts.next_final, ts.terminated, ts.truncated
+        )
 
-    agents, state_shape = spec.num_agents, tuple(spec.state_shape)
-    avail = ((agents, spec.num_actions), np.dtype(bool))
-    extra = {"state": (state_shape, np.dtype(np.float32)), "avail": avail}
-    extra.update({f"next_{name}": value for name, value in extra.items()})
+    agents = spec.num_agents
+    extra = multi_agent_fields(agents, tuple(spec.state_shape), spec.num_actions)
     return _Stream((agents, *spec.obs_shape), (agents,), extra, lambda o: o, marl_transition)
 
 

@@ -18,6 +18,7 @@ The run folder, loop cadence and stop handling are `factorl.runners.session.RunS
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import jax
 import numpy as np
 
 from factorl.agents import get_algorithm
-from factorl.core.agent import TrainBatch
+from factorl.core.agent import SequenceBatch, TrainBatch
 from factorl.core.config import Config, ConfigError
 from factorl.envs.host import make_env
 from factorl.io import checkpoint as ckpt
@@ -74,8 +75,17 @@ class LoopState(Counters):
 
 
 def build_agent(cfg: Config, env) -> Any:
-    """The configured agent for a host environment's spaces."""
-    return get_algorithm(cfg.algo)(cfg.agent, env.observation_space, env.action_space, cfg.replay)
+    """The configured agent for a host environment's spaces; a ValueError where a multi-agent
+    algorithm meets a single-agent environment or the reverse."""
+    agent_class = get_algorithm(cfg.algo)
+    multi_agent = hasattr(env.unwrapped, "marl_spec")
+    if multi_agent != bool(getattr(agent_class, "MULTI_AGENT", False)):
+        if multi_agent:
+            hint = "a multi-agent environment; train a multi-agent algorithm (vdn, qmix) on it"
+        else:
+            hint = "a single-agent environment; this algorithm needs a multi-agent one"
+        raise ValueError(f"{cfg.algo} cannot learn on {cfg.env.id}, {hint}")
+    return agent_class(cfg.agent, env.observation_space, env.action_space, cfg.replay)
 
 
 def env_or_config_error(cfg: Config, seed: int | None = None):
@@ -95,8 +105,40 @@ def _vector_env(cfg: Config) -> gymnasium.vector.SyncVectorEnv:
     )
 
 
-def _finite(obs: np.ndarray, reward: np.ndarray) -> bool:
-    return bool(np.isfinite(obs).all()) and bool(np.isfinite(reward).all())
+def _finite(obs: Any, reward: np.ndarray) -> bool:
+    parts = obs.values() if isinstance(obs, Mapping) else [obs]
+    return all(bool(np.isfinite(x).all()) for x in parts) and bool(np.isfinite(reward).all())
+
+
+# A multi-agent observation is a dict of arrays (`factorl.envs.marl.marl_spaces`); these helpers
+# let the loop hold either kind, with or without the environment axis.
+def _obs_map(fn, obs: Any) -> Any:
+    if isinstance(obs, Mapping):
+        return {name: fn(value) for name, value in obs.items()}
+    return fn(obs)
+
+
+def _obs_arrays(obs: Any) -> dict[str, np.ndarray]:
+    """Named arrays of an observation, as a checkpoint stores them: `obs` for an array,
+    `obs.<part>` for a dict."""
+    if isinstance(obs, Mapping):
+        return {f"obs.{name}": np.asarray(value) for name, value in obs.items()}
+    return {"obs": np.asarray(obs)}
+
+
+def _obs_specs(space: gymnasium.Space) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of each of `_obs_arrays`' names for one environment's observation."""
+    if isinstance(space, gymnasium.spaces.Dict):
+        return {f"obs.{name}": (sub.shape, np.dtype(sub.dtype)) for name, sub in space.items()}
+    return {"obs": (space.shape, np.dtype(np.float32))}
+
+
+def _set_env_obs(obs: Any, i: int, value: Any) -> None:
+    if isinstance(obs, Mapping):
+        for name in obs:
+            obs[name][i] = value[name]
+    else:
+        obs[i] = value
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -111,7 +153,8 @@ def run_episodes(
         state = agent.begin_episodes(state)
         total, done, step = 0.0, False, 0
         while not done:
-            action, state = agent.act(state, obs[None], step, "greedy")
+            action, state = agent.act(state, _obs_map(lambda x: np.asarray(x)[None], obs), step,
+                                      "greedy")  # fmt: skip
             obs, reward, terminated, truncated, _ = env.step(action[0])
             total += float(reward)
             done = terminated or truncated
@@ -133,7 +176,8 @@ def _save_checkpoint(
     actions = [np.asarray(a, np.float32).reshape(len(a), action_size) for a in loop.episode_actions]
     arrays = {
         "loop": {
-            "obs": np.asarray(obs, np.float32),
+            # float32 also for a multi-agent observation's masks: exact for 0/1, cast back on load
+            **{name: value.astype(np.float32) for name, value in _obs_arrays(obs).items()},
             # every environment's actions of its episode so far, one after the other
             "episode_actions": np.concatenate(actions),
             "episode_index": np.asarray(loop.episode_index, np.int64),
@@ -183,7 +227,7 @@ _LOOP_FIELDS = {
 
 
 def _checked_loop(
-    path: Path, meta: dict[str, Any], arrays: dict, obs_shape, action_size: int, num_envs: int
+    path: Path, meta: dict[str, Any], arrays: dict, obs_space, action_size: int, num_envs: int
 ):
     """The loop state and episode arrays of a checkpoint, each field checked."""
 
@@ -224,7 +268,14 @@ def _checked_loop(
             raise bad(f"loop.npz {name} is {got}, expected {shape} of kind {kind!r}")
         return value
 
-    obs = array("obs", "f", (num_envs, *obs_shape)).astype(np.float32)
+    obs_parts = {
+        name: array(name, "f", (num_envs, *shape)).astype(dtype)
+        for name, (shape, dtype) in _obs_specs(obs_space).items()
+    }
+    if list(obs_parts) == ["obs"]:
+        obs = obs_parts["obs"]
+    else:
+        obs = {name.removeprefix("obs."): value for name, value in obs_parts.items()}
     index = array("episode_index", "i", (num_envs,))
     lengths = array("episode_length", "i", (num_envs,))
     episode_returns = array("episode_return", "f", (num_envs,))
@@ -256,7 +307,7 @@ def _restore_checkpoint(
     action_space = envs.single_action_space
     action_size = int(np.prod(action_space.shape))
     loop, saved_obs, unwritten = _checked_loop(
-        path, meta, arrays, envs.single_observation_space.shape, action_size, envs.num_envs
+        path, meta, arrays, envs.single_observation_space, action_size, envs.num_envs
     )
     try:
         rng.bit_generator.state = meta["numpy_rng"]
@@ -270,12 +321,14 @@ def _restore_checkpoint(
     else:
         notes.append("[factorl] checkpoint has no replay buffer: resuming with an empty one")
     # rebuild every environment's episode in progress by replaying its actions
-    obs = np.empty_like(saved_obs)
+    obs = _obs_map(np.empty_like, saved_obs)
     for i, env in enumerate(envs.envs):
-        obs[i], _ = env.reset(seed=episode_seed(cfg.run.seed, TRAIN_STREAM, loop.episode_index[i]))
+        reached, _ = env.reset(seed=episode_seed(cfg.run.seed, TRAIN_STREAM, loop.episode_index[i]))
         for action in loop.episode_actions[i]:
-            obs[i] = env.step(action.reshape(action_space.shape))[0]
-    if not np.array_equal(obs, saved_obs):
+            reached = env.step(action.reshape(action_space.shape))[0]
+        _set_env_obs(obs, i, reached)
+    replayed, saved = _obs_arrays(obs), _obs_arrays(saved_obs)
+    if not all(np.array_equal(replayed[name], saved[name]) for name in saved):
         notes.append(
             "[factorl] warning: replaying the episodes in progress did not reproduce the saved "
             "observations (non-deterministic environment?); continuing from the replayed states"
@@ -376,7 +429,7 @@ class HostTrainer(RunSession):
                 f"{loop.env_step + 1}; stopped, last good state saved to {path}"
             )
         self._mid_step = True
-        if n == 1:  # the replay's lean single-step insert
+        if n == 1 and not isinstance(next_obs, Mapping):  # the replay's lean single-step insert
             self.replay.add(
                 self.obs[0], actions[0], float(rewards[0]), next_obs[0],
                 bool(terminated[0]), bool(truncated[0]),
@@ -419,8 +472,10 @@ class HostTrainer(RunSession):
 
     def learn(self) -> None:
         """One learner step on a replay sample; stops on non-finite numbers."""
-        batch = self.replay.sample(self.agent.replay_settings.batch_size, self.rng)
-        new_state, metrics, td_abs = self.agent.update(self.state, TrainBatch.from_sample(batch))
+        sample = self.replay.sample(self.agent.replay_settings.batch_size, self.rng)
+        # a recurrent learner's windows go as they are
+        batch = sample if isinstance(sample, SequenceBatch) else TrainBatch.from_sample(sample)
+        new_state, metrics, td_abs = self.agent.update(self.state, batch)
         metrics = jax.device_get(metrics)
         if not bool(metrics.pop("finite")):
             # the update leaves its input intact, so self.state is still the last good state
@@ -432,7 +487,7 @@ class HostTrainer(RunSession):
             )
         self.state = new_state
         if self.replay.prioritized:  # uniform replay has no priorities to move
-            self.replay.update_priorities(batch.indices, np.asarray(td_abs))
+            self.replay.update_priorities(sample.indices, np.asarray(td_abs))
         self.loop.pending_metrics.append({k: float(v) for k, v in metrics.items()})
 
     def record_train(self) -> None:
