@@ -12,6 +12,19 @@ from typing import Any
 
 from factorl.core.config import ConfigError
 
+#: VDN's and QMIX's quickstart: JaxMARL's MPE settings (the agents' defaults) at a 2M-step budget,
+#: with epsilon and the learning rate decaying over the shorter run as JaxMARL scales them
+_MARL_QUICKSTART = {
+    "env.id": "jaxmarl:MPE_simple_spread_v3",
+    "env.num_envs": 8,
+    "run.steps": 2_000_000,
+    "runner.eval_every": 100_000,
+    "runner.eval_episodes": 64,
+    "runner.log_every": 20_800,
+    "agent.epsilon_decay_steps": 200_000,
+    "agent.lr_decay_steps": 9_615,
+}
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "revalued": {
         "quickstart": {
@@ -91,6 +104,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "agent.learning_starts": 1000,
         },
     },
+    "vdn": {"quickstart": _MARL_QUICKSTART},
+    "qmix": {"quickstart": _MARL_QUICKSTART},
 }
 
 

@@ -1,7 +1,10 @@
 """Shared fixtures: a tiny, fast DecQN configuration, test-only environments, and the helpers
 that compare runs."""
 
+import os
+import shutil
 import signal
+import tempfile
 
 import gymnasium as gym
 import jax
@@ -10,6 +13,22 @@ import pytest
 
 from factorl.io.logging import read_metrics
 from factorl.train import make_config
+
+# The suite trains the same small configurations many times (straight, split and resumed runs,
+# the same agent in several tests), and compiling them costs more than running them: compiled
+# programs are kept on disk for the session, one folder per test process. Only this process
+# uses it: child processes (the CLI and kill -9 tests) compile for themselves, so a killed child
+# can never leave a half-written entry behind.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+_JAX_CACHE = os.path.join(tempfile.gettempdir(), f"factorl-test-jax-cache-{_RUN}-{_WORKER}")
+jax.config.update("jax_compilation_cache_dir", _JAX_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_JAX_CACHE, ignore_errors=True)
+
 
 #: a tiny DecQN's agent and replay settings
 TINY_DECQN = {
