@@ -382,3 +382,36 @@ def test_window_replay_refuses_a_state_that_does_not_fit_and_keeps_its_own():
             replay.load_state_dict(state)
     for name, value in replay.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_aligned_windows_are_whole_blocks_from_each_streams_first_step_and_skip_the_one_written():
+    replay = DeviceReplay(
+        num_envs=2, steps_per_env=6, batch_size=64, obs_shape=(1,), action_shape=(1,),
+        sequence_length=2, aligned_windows=True,
+    )  # fmt: skip
+    state = replay.init()
+    add = jax.jit(replay.add)
+
+    def step(t):
+        obs = jnp.full((2, 1), t, jnp.float32)
+        ends = jnp.zeros(2, bool)
+        return {"obs": obs, "action": jnp.zeros((2, 1)), "reward": jnp.full(2, float(t)),
+                "next_obs": obs + 1, "terminated": ends, "truncated": ends}  # fmt: skip
+
+    starts = []
+    for t in range(9):
+        state = add(state, step(t))
+        # steps 0..t are stored (the newest 6 once the row wrapped)
+        complete = (t + 1) // 2 if t < 6 else 3 - ((t + 1) % 2)
+        assert int(replay.size(state)) == 2 * complete * 2
+        if t in (3, 6, 7, 8):
+            batch = replay.sample(state, jax.random.PRNGKey(t)).batch
+            first = np.asarray(batch.obs[:, 0, 0])
+            np.testing.assert_array_equal(np.asarray(batch.obs[:, 1, 0]), first + 1)
+            starts.append((t, sorted(set(first.astype(int).tolist()))))
+    # after step 3: blocks (0, 1) and (2, 3); after 6 the row holds 6, 1..5: the block with step
+    # 6 is being overwritten, so (2, 3) and (4, 5); after 7 it holds 6, 7: (6, 7) is whole again
+    assert starts == [(3, [0, 2]), (6, [2, 4]), (7, [2, 4, 6]), (8, [4, 6])]
+    with pytest.raises(ValueError, match="multiple"):
+        DeviceReplay(num_envs=1, steps_per_env=5, batch_size=4, obs_shape=(1,),
+                     action_shape=(1,), sequence_length=2, aligned_windows=True)  # fmt: skip

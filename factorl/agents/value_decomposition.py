@@ -107,6 +107,11 @@ class ValueDecompositionConfig:
     sequence_length: int = option(
         26, "steps per replay window the GRU is unrolled over (MPE's episode length)", low=1
     )
+    aligned_windows: bool = option(
+        True,
+        "replay windows are each environment's consecutive sequence_length-step blocks from its "
+        "first step, as JaxMARL's rollouts (MPE: whole episodes); false: windows start at any step",
+    )
     update_every: int = option(208, "environment steps per learner step", low=1)
     learning_starts: int = option(
         10_000, "transitions (env steps) in replay before learning starts", low=1
@@ -262,8 +267,10 @@ class ValueDecomposition(JaxAgent):
         """The host runner's replay: windows of `sequence_length` steps, the capacity shared
         equally by the environments (the device runner builds the same buffer in its program).
         `obs_shape` is unused: the shapes come from the observation space."""
-        r = self.replay_settings
+        r, c = self.replay_settings, self.config
         rows = stream_capacity(r.capacity, num_envs) // num_envs
+        if c.aligned_windows:  # a row holds whole windows
+            rows -= rows % c.sequence_length
         if rows < self.config.sequence_length:
             raise ValueError(
                 f"{r.capacity} leaves {rows} steps per environment for {num_envs} environments, "
@@ -274,6 +281,7 @@ class ValueDecomposition(JaxAgent):
             steps_per_env=rows,
             batch_size=r.batch_size,
             sequence_length=self.config.sequence_length,
+            aligned_windows=c.aligned_windows,
             num_agents=self.num_agents,
             obs_shape=self.agent_obs_shape,
             state_shape=self.state_shape,
@@ -334,19 +342,20 @@ class ValueDecomposition(JaxAgent):
         (Q at obs, Q at next_obs), each [B, L, A, nA].
 
         Q at next_obs[t] is one more GRU step from the hidden state after step t (no reset: the
-        observation reached belongs to the episode of step t)."""
+        observation reached belongs to the episode of step t). Those steps do not feed the
+        recurrence, so they run for every t at once after the scan, one wide batch instead of a
+        second net call inside each sequential step."""
         B = obs.shape[0]
         h0 = jnp.zeros((B, self.num_agents, self.config.hidden_size), jnp.float32)
-        no_reset = jnp.zeros((B,), bool)
 
         def step(h, inputs):
-            o, o_next, r = inputs
+            o, r = inputs
             h, q = self.net.apply(agent_params, h, o, r)
-            _, q_next = self.net.apply(agent_params, h, o_next, no_reset)
-            return h, (q, q_next)
+            return h, (h, q)
 
-        time_major = (jnp.swapaxes(obs, 0, 1), jnp.swapaxes(next_obs, 0, 1), resets.T)
-        _, (q, q_next) = jax.lax.scan(step, h0, time_major)
+        _, (hiddens, q) = jax.lax.scan(step, h0, (jnp.swapaxes(obs, 0, 1), resets.T))
+        no_reset = jnp.zeros(hiddens.shape[:2], bool)
+        _, q_next = self.net.apply(agent_params, hiddens, jnp.swapaxes(next_obs, 0, 1), no_reset)
         return jnp.swapaxes(q, 0, 1), jnp.swapaxes(q_next, 0, 1)
 
     def td_terms(

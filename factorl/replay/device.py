@@ -134,7 +134,12 @@ class DeviceReplay:
     over the sum and weights them by (size * P)^-beta, normalised by the batch's largest.
     `extra_fields` declares further transition fields, name -> (shape, dtype).
     `sequence_length` L > 0 makes a sample `SequenceBatch` windows of L steps (recurrent
-    learners) instead of n-step `TrainBatch`es.
+    learners) instead of n-step `TrainBatch`es. With `aligned_windows` the windows are the
+    non-overlapping blocks of L steps of each stream counted from its first step (steps 0..L-1,
+    L..2L-1, ...), as a learner that stores L-step rollouts (JaxMARL) samples them: every step is
+    in exactly one window, and where episodes last L steps from step 0 (MPE) a window is one
+    whole episode. The block being overwritten is never sampled; `steps_per_env` must be a
+    multiple of L.
     """
 
     num_envs: int
@@ -150,6 +155,7 @@ class DeviceReplay:
     priority_beta: float = 0.4
     action_dtype: DTypeLike = jnp.float32
     sequence_length: int = 0
+    aligned_windows: bool = False
     extra_fields: Mapping[str, tuple[tuple[int, ...], DTypeLike]] = field(default_factory=dict)
     _specs: dict[str, tuple[tuple[int, ...], np.dtype]] = field(init=False, repr=False)
 
@@ -160,6 +166,16 @@ class DeviceReplay:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if int(self.sequence_length) != self.sequence_length or self.sequence_length < 0:
             raise ValueError(f"sequence_length must be an integer >= 0, got {self.sequence_length}")
+        if self.aligned_windows and (
+            not self.sequence_length
+            or self.steps_per_env % self.sequence_length
+            or self.prioritized
+        ):
+            raise ValueError(
+                "aligned_windows needs uniform sampling, sequence_length > 0 and steps_per_env a "
+                f"multiple of it, got prioritized={self.prioritized}, {self.sequence_length} "
+                f"and {self.steps_per_env}"
+            )
         if self.steps_per_env < self.window:
             raise ValueError(
                 f"steps_per_env ({self.steps_per_env}) must hold a whole window of max(n_step, "
@@ -266,14 +282,47 @@ class DeviceReplay:
         return state
 
     def size(self, state: Any) -> jax.Array:
-        """Sampleable windows stored, summed over environments."""
+        """Sampleable windows stored, summed over environments; with `aligned_windows`, the
+        steps in them (each step is in one window), so that either compares with a number of
+        transitions such as `learning_starts`."""
+        if self.aligned_windows:
+            return self.num_envs * self._aligned_blocks(state) * self.sequence_length
         stored = jnp.where(state.is_full, self.steps_per_env, state.current_index)
         return self.num_envs * jnp.maximum(stored - self.window + 1, 0)
+
+    def _aligned_blocks(self, state: Any) -> jax.Array:
+        """Complete L-step blocks in each row: those written so far, and once the row has
+        wrapped all but the one the next writes go into (when they have begun filling it)."""
+        L = self.sequence_length
+        begun = state.current_index % L != 0
+        return jnp.where(
+            state.is_full,
+            self.steps_per_env // L - begun.astype(jnp.int32),
+            state.current_index // L,
+        )
+
+    def _sample_aligned(self, state: Any, key: jax.Array, batch_size: int) -> dict:
+        L = self.sequence_length
+        k_env, k_block = jax.random.split(key)
+        env = jax.random.randint(k_env, (batch_size,), 0, self.num_envs)
+        block = jax.random.randint(
+            k_block, (batch_size,), 0, jnp.maximum(self._aligned_blocks(state), 1)
+        )
+        # after a wrap, skip the block holding the write position (part new, part old)
+        writing = state.current_index // L
+        skip = state.is_full & (state.current_index % L != 0) & (block >= writing)
+        start = (block + skip) * L
+        steps = start[:, None] + jnp.arange(L)
+        return jax.tree_util.tree_map(lambda x: x[env[:, None], steps], state.experience)
 
     def sample(self, state: Any, key: jax.Array, batch_size: int | None = None) -> DeviceSample:
         """`batch_size` windows (default: the configured one) as a learner batch, with
         importance weights if prioritised. Meaningless while `size(state)` is 0: check it first
         (the runner waits for `learning_starts`)."""
+        if self.aligned_windows:
+            size = self.batch_size if batch_size is None else batch_size
+            batch = sequence_batch(self._sample_aligned(state, key, size))
+            return DeviceSample(batch, jnp.full(batch.weights.shape, -1, jnp.int32))
         sample = self._buffer(batch_size).sample(state, key)
         if self.sequence_length:
             batch = sequence_batch(sample.experience)

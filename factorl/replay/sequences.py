@@ -90,6 +90,7 @@ class MultiAgentSequenceReplay:
         steps_per_env: int,
         batch_size: int,
         sequence_length: int,
+        aligned_windows: bool = False,
         num_agents: int,
         obs_shape: tuple[int, ...],
         state_shape: tuple[int, ...],
@@ -103,6 +104,7 @@ class MultiAgentSequenceReplay:
             obs_shape=(num_agents, *obs_shape),
             action_shape=(num_agents,),
             sequence_length=sequence_length,
+            aligned_windows=aligned_windows,
             extra_fields=multi_agent_fields(num_agents, state_shape, num_actions),
         )
         self._add = jax.jit(self.buffer.add)

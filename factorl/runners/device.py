@@ -142,6 +142,9 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
     window = max(n_step, horizon, sequence_length)
     gamma = float(c.gamma)
     rows = stream_capacity(r.capacity, n) // n
+    aligned = bool(getattr(c, "aligned_windows", False))
+    if aligned:  # a row holds whole windows
+        rows -= rows % sequence_length
     if rows < window:
         raise ValueError(
             f"replay.capacity {r.capacity} leaves {rows} steps per environment for "
@@ -163,6 +166,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         priority_beta=r.priority_beta,
         extra_fields=stream.extra_fields,
         sequence_length=sequence_length,
+        aligned_windows=aligned,
     )
     reset_envs = jax.vmap(env.reset)
     step_envs = jax.vmap(env.step)
