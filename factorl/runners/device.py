@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from factorl.agents import get_algorithm
 from factorl.core.agent import AgentState, stream_capacity
 from factorl.core.config import Config, ConfigError
 from factorl.envs.device import make_jax_env
@@ -38,7 +37,13 @@ from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
 from factorl.replay.device import DeviceReplay
 from factorl.replay.sequences import multi_agent_fields, multi_agent_transition
-from factorl.runners.session import Counters, RunSession, TrainingStopped, episode_seed
+from factorl.runners.session import (
+    Counters,
+    RunSession,
+    TrainingStopped,
+    algorithm_for,
+    episode_seed,
+)
 
 #: streams of the runner key: first resets, environment steps, replay sampling
 _RESET, _ENV, _SAMPLE = 0, 1, 2
@@ -328,14 +333,8 @@ def agent_for_jax_env(cfg: Config, env: Any) -> Any:
     """The configured agent for a JAX environment's spec (the same class the host runner uses);
     a one-line error where a single-agent algorithm meets a multi-agent environment or the
     reverse."""
-    agent_class = get_algorithm(cfg.algo)
     multi_agent = hasattr(env.spec, "num_agents")
-    if multi_agent != bool(getattr(agent_class, "MULTI_AGENT", False)):
-        if multi_agent:
-            hint = "a multi-agent environment; train a multi-agent algorithm (vdn, qmix) on it"
-        else:
-            hint = "a single-agent environment; this algorithm needs jaxmarl: or factorl: ones"
-        raise ValueError(f"{cfg.algo} cannot learn on {cfg.env.id}, {hint}")
+    agent_class = algorithm_for(cfg, multi_agent)
     if multi_agent:
         obs_space, action_space = marl_spaces(env.spec)
     else:

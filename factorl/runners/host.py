@@ -27,7 +27,6 @@ import gymnasium
 import jax
 import numpy as np
 
-from factorl.agents import get_algorithm
 from factorl.core.agent import SequenceBatch, TrainBatch
 from factorl.core.config import Config, ConfigError
 from factorl.envs.host import make_env
@@ -39,6 +38,7 @@ from factorl.runners.session import (
     Counters,
     RunSession,
     TrainingStopped,
+    algorithm_for,
     crossed,
     episode_seed,
 )
@@ -77,14 +77,7 @@ class LoopState(Counters):
 def build_agent(cfg: Config, env) -> Any:
     """The configured agent for a host environment's spaces; a ValueError where a multi-agent
     algorithm meets a single-agent environment or the reverse."""
-    agent_class = get_algorithm(cfg.algo)
-    multi_agent = hasattr(env.unwrapped, "marl_spec")
-    if multi_agent != bool(getattr(agent_class, "MULTI_AGENT", False)):
-        if multi_agent:
-            hint = "a multi-agent environment; train a multi-agent algorithm (vdn, qmix) on it"
-        else:
-            hint = "a single-agent environment; this algorithm needs a multi-agent one"
-        raise ValueError(f"{cfg.algo} cannot learn on {cfg.env.id}, {hint}")
+    agent_class = algorithm_for(cfg, hasattr(env.unwrapped, "marl_spec"))
     return agent_class(cfg.agent, env.observation_space, env.action_space, cfg.replay)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from factorl.agents import get_algorithm
 from factorl.core.config import Config, ConfigError, build_config, saved_settings
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import RunLogger
@@ -44,6 +45,23 @@ from factorl.io.runfolder import (
 #: seed streams of `episode_seed`: training episodes, periodic and final evaluations (2 is the
 #: host replay sampler's)
 TRAIN_STREAM, EVAL_STREAM, FINAL_EVAL_STREAM = 0, 1, 3
+
+
+def algorithm_for(cfg: Config, multi_agent: bool) -> type:
+    """The configured algorithm's class for an environment that is multi-agent or not; a
+    ValueError (one line) where a single-agent algorithm meets a multi-agent environment or the
+    reverse. Both runners build their agents through it."""
+    agent_class = get_algorithm(cfg.algo)
+    if multi_agent != bool(getattr(agent_class, "MULTI_AGENT", False)):
+        if multi_agent:
+            hint = "a multi-agent environment; train a multi-agent algorithm (vdn, qmix) on it"
+        else:
+            hint = (
+                "a single-agent environment; this algorithm needs a multi-agent one "
+                "(jaxmarl:, pettingzoo: or factorl:)"
+            )
+        raise ValueError(f"{cfg.algo} cannot learn on {cfg.env.id}, {hint}")
+    return agent_class
 
 
 def episode_seed(seed: int, stream: int, *index: int) -> int:
