@@ -18,6 +18,7 @@ from factorl.maths.networks import (
     masked_greedy,
     orthogonal,
     unroll_agent_q,
+    unroll_windows,
 )
 
 T, B, N, OBS, A, H = 6, 2, 3, 4, 5, 8
@@ -42,8 +43,8 @@ def test_shapes_and_initial_hidden(case):
     params, obs, _ = case
     h0 = NET.initial_hidden(B, N)
     assert h0.shape == (B, N, H) and not np.any(np.asarray(h0))
-    hidden, q = _unroll(params, h0, obs, jnp.zeros((T, B), bool))
-    assert hidden.shape == (B, N, H) and q.shape == (T, B, N, A)
+    hiddens, q = _unroll(params, h0, obs, jnp.zeros((T, B), bool))
+    assert hiddens.shape == (T, B, N, H) and q.shape == (T, B, N, A)
     # the id is part of the input: Dense(obs + N) -> H
     assert params["params"]["embed"]["kernel"].shape == (OBS + N, H)
 
@@ -51,13 +52,13 @@ def test_shapes_and_initial_hidden(case):
 def test_scan_equals_stepping_one_by_one(case):
     params, obs, stale = case
     resets = jnp.zeros((T, B), bool).at[0].set(True).at[3, 1].set(True)
-    hidden, q = _unroll(params, stale, obs, resets)
+    hiddens, q = _unroll(params, stale, obs, resets)
     h = stale
     step = jax.jit(NET.apply)
     for t in range(T):
         h, q_t = step(params, h, obs[t], resets[t])
         np.testing.assert_allclose(q[t], q_t, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(hidden, h, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(hiddens[t], h, rtol=1e-5, atol=1e-6)
 
 
 def test_reset_starts_a_fresh_sequence(case):
@@ -112,6 +113,73 @@ def test_parameters_are_shared_across_agents(case):
         _, x = gru.apply({"params": p["gru"]}, jnp.zeros((B, H)), x)
         q_i = x @ p["head"]["kernel"] + p["head"]["bias"]
         np.testing.assert_allclose(q[:, i], q_i, rtol=1e-5, atol=1e-6)
+
+
+def _stepped_windows(params, obs, next_obs, resets):
+    """Q at obs and at next_obs by stepping the net one step at a time (the definition)."""
+    step = jax.jit(NET.apply)
+    h = NET.initial_hidden(B, N)
+    q, q_next = [], []
+    for t in range(obs.shape[0]):
+        h, q_t = step(params, h, obs[t], resets[t])
+        q.append(q_t)
+        q_next.append(step(params, h, next_obs[t], jnp.zeros(B, bool))[1])
+    return jnp.stack(q), jnp.stack(q_next)
+
+
+@pytest.mark.parametrize("truncate_inside", [False, True])
+def test_window_unroll_equals_stepping_for_both_parameter_sets(case, truncate_inside):
+    params, obs, _ = case
+    other = jax.tree_util.tree_map(lambda x: x * 1.1 + 0.01, params)
+    k_next, k_final = jax.random.split(jax.random.PRNGKey(9))
+    # inside an episode next_obs[t] = obs[t+1]; at an episode end it is the true final one
+    next_obs = jnp.concatenate([obs[1:], jax.random.normal(k_next, obs[:1].shape)], axis=0)
+    terminated = jnp.zeros((T, B), bool).at[1, 0].set(True)
+    truncated = jnp.zeros((T, B), bool).at[T - 1].set(True)
+    if truncate_inside:
+        truncated = truncated.at[3, 1].set(True)
+    ended = terminated | truncated
+    finals = jax.random.normal(k_final, obs.shape)
+    next_obs = jnp.where(ended[..., None, None], finals, next_obs)
+    resets = jnp.concatenate([jnp.ones((1, B), bool), ended[:-1]], axis=0)
+    got = jax.jit(unroll_windows, static_argnums=0)(
+        NET, (params, other), obs, next_obs, resets, truncated
+    )
+    for p, (q, q_next) in zip((params, other), got, strict=True):
+        want_q, want_next = _stepped_windows(p, obs, next_obs, resets)
+        np.testing.assert_allclose(q, want_q, rtol=1e-5, atol=1e-6)
+        # exact wherever it is bootstrapped from: every step but the terminated one
+        live = ~np.asarray(terminated)
+        np.testing.assert_allclose(
+            np.asarray(q_next)[live], np.asarray(want_next)[live], rtol=1e-5, atol=1e-6
+        )
+        assert np.all(np.isfinite(q_next))
+    # a truncation inside the window needs the true final observation: reading Q off the next
+    # episode's first step instead would be wrong there (so the check above can fail)
+    if truncate_inside:
+        q_next = got[0][1]
+        want_next = _stepped_windows(params, obs, next_obs, resets)[1]
+        wrong = NET.apply(params, NET.initial_hidden(B, N), obs[4], jnp.ones(B, bool))[1]
+        assert not np.allclose(want_next[3, 1], wrong[1], atol=1e-3)
+        np.testing.assert_allclose(q_next[3, 1], want_next[3, 1], rtol=1e-5, atol=1e-6)
+
+
+def test_window_unroll_differentiates_only_the_q_at_obs(case):
+    params, obs, _ = case
+    resets = jnp.zeros((T, B), bool).at[0].set(True)
+    truncated = jnp.zeros((T, B), bool).at[2, 0].set(True)
+
+    def next_only(p):
+        ((_, q_next),) = unroll_windows(NET, (p,), obs, obs, resets, truncated)
+        return q_next.sum()
+
+    def at_obs(p):
+        ((q, _),) = unroll_windows(NET, (p,), obs, obs, resets, truncated)
+        return q.sum()
+
+    zero = jax.grad(next_only)(params)
+    assert all(not np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves(zero))
+    assert any(np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves(jax.grad(at_obs)(params)))
 
 
 def _avail_case(n: int = 200):

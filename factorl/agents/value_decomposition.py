@@ -58,6 +58,7 @@ from factorl.maths.networks import (
     masked_epsilon_greedy,
     masked_greedy,
     random_available,
+    unroll_windows,
 )
 from factorl.replay.sequences import MultiAgentSequenceReplay
 
@@ -335,29 +336,6 @@ class ValueDecomposition(JaxAgent):
         return np.asarray(action), state.replace(memory=memory)
 
     # ----------------------------------------------------------------------------------- learning
-    def unroll(
-        self, agent_params: Any, obs: jax.Array, next_obs: jax.Array, resets: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
-        """Agent Qs along windows: obs, next_obs [B, L, A, O], resets [B, L] ->
-        (Q at obs, Q at next_obs), each [B, L, A, nA].
-
-        Q at next_obs[t] is one more GRU step from the hidden state after step t (no reset: the
-        observation reached belongs to the episode of step t). Those steps do not feed the
-        recurrence, so they run for every t at once after the scan, one wide batch instead of a
-        second net call inside each sequential step."""
-        B = obs.shape[0]
-        h0 = jnp.zeros((B, self.num_agents, self.config.hidden_size), jnp.float32)
-
-        def step(h, inputs):
-            o, r = inputs
-            h, q = self.net.apply(agent_params, h, o, r)
-            return h, (h, q)
-
-        _, (hiddens, q) = jax.lax.scan(step, h0, (jnp.swapaxes(obs, 0, 1), resets.T))
-        no_reset = jnp.zeros(hiddens.shape[:2], bool)
-        _, q_next = self.net.apply(agent_params, hiddens, jnp.swapaxes(next_obs, 0, 1), no_reset)
-        return jnp.swapaxes(q, 0, 1), jnp.swapaxes(q_next, 0, 1)
-
     def td_terms(
         self, params: Any, target_params: Any, batch: SequenceBatch
     ) -> tuple[jax.Array, jax.Array]:
@@ -372,8 +350,15 @@ class ValueDecomposition(JaxAgent):
         next_obs = jnp.asarray(batch.next_obs, jnp.float32)
         actions = jnp.round(jnp.asarray(batch.action)).astype(jnp.int32)  # stored as float32
 
-        q, q_next_online = self.unroll(params["agent"], obs, next_obs, resets)
-        _, q_next_target = self.unroll(target_params["agent"], obs, next_obs, resets)
+        # time-major for the scan; online and target nets share the one sequential loop
+        (q, q_next_online), (_, q_next_target) = unroll_windows(
+            self.net,
+            (params["agent"], jax.lax.stop_gradient(target_params["agent"])),
+            *(jnp.swapaxes(x, 0, 1) for x in (obs, next_obs, resets, batch.truncated)),
+        )
+        q, q_next_online, q_next_target = (
+            jnp.swapaxes(x, 0, 1) for x in (q, q_next_online, q_next_target)
+        )
         q_tot = self.mixer.apply(params["mixer"], select(q, actions), x["state"])
 
         # double Q: the online net picks among the available actions, the target net values them

@@ -7,6 +7,8 @@ parameters are stacked on a leading axis and evaluated with `jax.vmap`: K networ
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -189,32 +191,49 @@ class RecurrentAgentQ(nn.Module):
     hidden [..., N, H], obs [..., N, O], reset [...] or [..., N] (true at an episode's first step)
     -> hidden' [..., N, H], Q [..., N, n_actions]. Input = obs ++ one-hot(agent id);
     Dense(H)+ReLU -> GRUCell(H) -> Dense(n_actions). Dense kernels are orthogonal with gain
-    `init_scale` and zero bias (JaxMARL); the GRU keeps Flax's defaults (`orthogonal` is Flax's,
-    safe under `vmap`).
+    `init_scale` and zero bias (JaxMARL); the GRU keeps Flax's defaults except that its orthogonal
+    recurrent kernel is `orthogonal` (Flax's values, safe under `vmap`).
+
+    The three stages are also methods (`features`, `recur`, `q_values`), so an unroll over time
+    runs only the GRU inside its sequential loop (`unroll_agent_q`).
     """
 
     n_actions: int
     hidden_size: int = 64
     init_scale: float = 1.0
 
-    @nn.compact
+    def setup(self) -> None:
+        init = orthogonal(self.init_scale)
+        self.embed = nn.Dense(self.hidden_size, kernel_init=init)
+        self.gru = nn.GRUCell(self.hidden_size, recurrent_kernel_init=orthogonal())
+        self.head = nn.Dense(self.n_actions, kernel_init=init)
+
     def __call__(
         self, hidden: jax.Array, obs: jax.Array, reset: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
+        hidden = self.recur(hidden, self.features(obs), reset)
+        return hidden, self.q_values(hidden)
+
+    def features(self, obs: jax.Array) -> jax.Array:
+        """The GRU's input: relu(Dense(obs ++ one-hot id)), obs [..., N, O] -> [..., N, H]."""
         n_agents = obs.shape[-2]
         obs = obs.astype(jnp.float32)
         ids = jnp.broadcast_to(jnp.eye(n_agents, dtype=obs.dtype), (*obs.shape[:-1], n_agents))
-        x = jnp.concatenate([obs, ids], axis=-1)
+        return nn.relu(self.embed(jnp.concatenate([obs, ids], axis=-1)))
+
+    def recur(self, hidden: jax.Array, features: jax.Array, reset: jax.Array) -> jax.Array:
+        """One GRU step from `hidden`, restarted from zeros where `reset` ([...] or [..., N])."""
         reset = jnp.asarray(reset, bool)
-        if reset.ndim == obs.ndim - 2:  # one flag per environment: every agent restarts
+        if reset.ndim == features.ndim - 2:  # one flag per environment: every agent restarts
             reset = reset[..., None]
         # zeroed before the step, so an episode's first Q ignores the previous episode
         hidden = jnp.where(reset[..., None], jnp.zeros_like(hidden), hidden)
-        init = orthogonal(self.init_scale)
-        x = nn.relu(nn.Dense(self.hidden_size, kernel_init=init, name="embed")(x))
-        gru = nn.GRUCell(self.hidden_size, recurrent_kernel_init=orthogonal(), name="gru")
-        hidden, x = gru(hidden, x)
-        return hidden, nn.Dense(self.n_actions, kernel_init=init, name="head")(x)
+        hidden, _ = self.gru(hidden, features)  # a GRU's output is its new hidden state
+        return hidden
+
+    def q_values(self, hidden: jax.Array) -> jax.Array:
+        """Q [..., N, n_actions] read from hidden states [..., N, H]."""
+        return self.head(hidden)
 
     def initial_hidden(self, batch: int, n_agents: int) -> jax.Array:
         """Zeros [batch, n_agents, H]: the state before any observation."""
@@ -224,16 +243,76 @@ class RecurrentAgentQ(nn.Module):
 def unroll_agent_q(
     net: RecurrentAgentQ, params, hidden: jax.Array, obs: jax.Array, resets: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """`net` scanned over a leading time axis.
+    """`net` run along a leading time axis: hidden [B, N, H], obs [T, B, N, O], resets [T, B] or
+    [T, B, N] -> (hidden states after every step [T, B, N, H], Q [T, B, N, n_actions]).
 
-    hidden [B, N, H], obs [T, B, N, O], resets [T, B] or [T, B, N]
-    -> (final hidden [B, N, H], Q [T, B, N, n_actions]).
+    The input layer and the head run over all steps at once; only the GRU steps sequentially.
     """
+    features = net.apply(params, obs, method=net.features)
 
     def step(h: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        return net.apply(params, h, *inputs)
+        h = net.apply(params, h, *inputs, method=net.recur)
+        return h, h
 
-    return jax.lax.scan(step, hidden, (obs, resets))
+    _, hiddens = jax.lax.scan(step, hidden, (features, resets))
+    return hiddens, net.apply(params, hiddens, method=net.q_values)
+
+
+def unroll_windows(
+    net: RecurrentAgentQ,
+    params_sets: tuple[Any, ...],
+    obs: jax.Array,
+    next_obs: jax.Array,
+    resets: jax.Array,
+    truncated: jax.Array,
+) -> tuple[tuple[jax.Array, jax.Array], ...]:
+    """Q along replay windows for several parameter sets (online and target) in one loop.
+
+    obs, next_obs [T, B, N, O] (next_obs[t]: what step t reached, before any reset), resets and
+    truncated [T, B] -> for each parameter set (Q at obs, Q at next_obs), each
+    [T, B, N, n_actions]; windows start from zero hidden states, and Q at next_obs carries no
+    gradient (it is only bootstrapped from).
+
+    Q at next_obs[t] is one more GRU step, without a reset, from the hidden state after step t.
+    Inside an episode next_obs[t] is obs[t+1], so the loop runs over obs and then the last
+    next_obs and reads Q at next_obs[t] off step t+1. That is exact except where step t ended
+    the episode: after a termination the bootstrap is masked anyway (any finite value will
+    do), after a truncation inside the window the true final observation is needed, and only
+    then the extra GRU step runs for the whole batch. The parameter sets share the one
+    sequential loop, whose per-step cost is mostly fixed.
+    """
+    steps = jnp.concatenate([obs, next_obs[-1:]], axis=0)
+    step_resets = jnp.concatenate([resets, jnp.zeros_like(resets[:1])], axis=0)
+    feats = tuple(net.apply(p, steps, method=net.features) for p in params_sets)
+    h0 = tuple(jnp.zeros((*obs.shape[1:-1], net.hidden_size), jnp.float32) for _ in params_sets)
+
+    def step(hs, inputs):
+        *fs, reset = inputs
+        hs = tuple(
+            net.apply(p, h, f, reset, method=net.recur)
+            for p, h, f in zip(params_sets, hs, fs, strict=True)
+        )
+        return hs, hs
+
+    _, hiddens = jax.lax.scan(step, h0, (*feats, step_resets))
+    truncated_inside = jnp.asarray(truncated, bool)[:-1]  # the last step's next_obs is exact
+
+    out = []
+    for p, h in zip(params_sets, hiddens, strict=True):
+        q = net.apply(p, h, method=net.q_values)
+        q_next = jax.lax.stop_gradient(q[1:])
+        p_fixed, h_fixed = jax.lax.stop_gradient((p, h[:-2]))
+
+        def from_final_obs(q_next, p=p_fixed, h=h_fixed):
+            final = net.apply(p, next_obs[:-1], method=net.features)
+            h_final = net.apply(p, h, final, jnp.zeros_like(truncated_inside), method=net.recur)
+            q_final = net.apply(p, h_final, method=net.q_values)
+            inside = jnp.where(truncated_inside[..., None, None], q_final, q_next[:-1])
+            return jnp.concatenate([inside, q_next[-1:]], axis=0)
+
+        q_next = jax.lax.cond(jnp.any(truncated_inside), from_final_obs, lambda q: q, q_next)
+        out.append((q[:-1], q_next))
+    return tuple(out)
 
 
 def mask_unavailable(q: jax.Array, avail: jax.Array) -> jax.Array:

@@ -20,6 +20,7 @@ buffer: a step is sampleable once its whole window is stored; prioritised sampli
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -344,6 +345,30 @@ def agent_for_jax_env(cfg: Config, env: Any) -> Any:
     return agent_class(cfg.agent, obs_space, action_space, cfg.replay)
 
 
+def over_seeds(f: Callable, in_axes: int | tuple[int | None, ...] = 0) -> Callable:
+    """`f` vmapped over a leading seed axis (`in_axes` as vmap's: 0 or None per argument),
+    except that a single seed runs unbatched, its axis dropped and put back.
+
+    Under vmap a data-dependent `lax.cond` computes both branches and selects, so a branch that
+    is rarely taken (the learners' extra pass for truncations inside replay windows) costs every
+    step; one seed, the common case, keeps it a branch.
+    """
+    batched = jax.vmap(f, in_axes=in_axes)
+
+    def mapped(*args: Any) -> Any:
+        axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+        seeded = [a for a, axis in zip(args, axes, strict=True) if axis == 0]
+        if any(x.shape[0] != 1 for x in jax.tree_util.tree_leaves(seeded)):
+            return batched(*args)
+        drop = [
+            jax.tree_util.tree_map(lambda x: x[0], a) if axis == 0 else a
+            for a, axis in zip(args, axes, strict=True)
+        ]
+        return jax.tree_util.tree_map(lambda x: x[None], f(*drop))
+
+    return mapped
+
+
 #: compiled programs by configuration, so runs of one configuration in a process (a resume, a
 #: sweep's repeats) compile once; a few are kept
 _PROGRAMS: dict[str, tuple] = {}
@@ -383,9 +408,9 @@ def _compiled_program(cfg: Config) -> tuple:
     program = (
         env,
         agent,
-        jax.jit(jax.vmap(init)),
-        jax.jit(jax.vmap(run, in_axes=(0, None)), static_argnums=1),
-        jax.jit(jax.vmap(evaluate)),
+        jax.jit(over_seeds(init)),
+        jax.jit(over_seeds(run, in_axes=(0, None)), static_argnums=1),
+        jax.jit(over_seeds(evaluate)),
     )
     while len(_PROGRAMS) >= _PROGRAMS_KEPT:
         _PROGRAMS.pop(next(iter(_PROGRAMS)))
