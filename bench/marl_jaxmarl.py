@@ -42,12 +42,13 @@ EPS_DECAY_FRACTION = 0.1  # JaxMARL's EPS_DECAY: epsilon decays over 10% of the 
 ROLLOUT = 8 * 26  # JaxMARL's NUM_ENVS x NUM_STEPS: env steps per update
 
 
-def factorl_settings(algo: str, steps: int, run_dir: str) -> dict:
+def factorl_settings(algo: str, steps: int, run_dir: str, seeds: int = 1) -> dict:
     """factorl's dotted-key settings equal to JaxMARL's ql_rnn_mpe at a budget of `steps`."""
     return {
         "env.id": f"jaxmarl:{ENV}",
         "env.num_envs": 8,
         "run.steps": steps,
+        "run.num_seeds": seeds,
         "run.dir": run_dir,
         "run.progress": "none",
         "run.tensorboard": False,
@@ -62,34 +63,40 @@ def factorl_settings(algo: str, steps: int, run_dir: str) -> dict:
     }
 
 
-def run_factorl(algo: str, steps: int) -> dict:
+def run_factorl(algo: str, steps: int, seeds: int = 1) -> dict:
     start = time.perf_counter()
     # imported here, so the wall time includes them as JaxMARL's includes its imports
     from factorl.io.logging import read_metrics
     from factorl.train import make_config, train
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(make_config(algo, factorl_settings(algo, steps, f"{tmp}/run")))
+        result = train(make_config(algo, factorl_settings(algo, steps, f"{tmp}/run", seeds)))
         records = read_metrics(result.run_dir)
     wall = time.perf_counter() - start
-    trains = [r for r in records if r["event"] == "train"]
+    trains = [r for r in records if r["event"] == "train" and r.get("seed", 0) == 0]
     first, last = trains[0], trains[-1]
     evals = [r for r in records if r["event"] == "eval"]
+    final = [r["eval_return"] for r in evals if r["env_step"] == evals[-1]["env_step"]]
+    seed_0 = [r for r in evals if r.get("seed", 0) == 0]
     return {
         "wall_s": round(wall, 1),
         "env_steps": result.env_step,
+        # env steps of every seed (the seeds train side by side in one program)
         "env_steps_per_s_after_compile": round(
-            (last["env_step"] - first["env_step"]) / (last["wall_time"] - first["wall_time"])
+            seeds
+            * (last["env_step"] - first["env_step"])
+            / (last["wall_time"] - first["wall_time"])
         ),
-        "test_return": evals[-1]["eval_return"],
-        "test_returns": [(r["env_step"], round(r["eval_return"], 3)) for r in evals],
+        "test_return": sum(final) / len(final),
+        "test_return_per_seed": final,
+        "test_returns_seed_0": [(r["env_step"], round(r["eval_return"], 3)) for r in seed_0],
     }
 
 
 _JAXMARL_DRIVER = """
 import copy, importlib, json, sys, time
 start = time.perf_counter()
-src, module, steps = sys.argv[1], sys.argv[2], float(sys.argv[3])
+src, module, steps, seeds = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 sys.path.insert(0, src + "/baselines/QLearning")
 import jax, numpy as np
 from hydra import compose, initialize_config_dir
@@ -97,7 +104,8 @@ from omegaconf import OmegaConf
 mod = importlib.import_module(module)
 with initialize_config_dir(config_dir=src + "/baselines/QLearning/config", version_base=None):
     cfg = compose(config_name="config", overrides=["+alg=ql_rnn_mpe",
-        f"alg.TOTAL_TIMESTEPS={steps}", "WANDB_MODE=disabled", "SAVE_PATH=null"])
+        f"alg.TOTAL_TIMESTEPS={steps}", f"NUM_SEEDS={seeds}", "WANDB_MODE=disabled",
+        "SAVE_PATH=null"])
 config = OmegaConf.to_container(cfg)
 config = {**config, **config["alg"]}
 env, _ = mod.env_from_config(copy.deepcopy(config))
@@ -108,19 +116,19 @@ t = time.perf_counter(); outs = jax.block_until_ready(compiled(rngs))
 run_s = time.perf_counter() - t
 ts, _, test, _ = outs["runner_state"]
 env_steps = int(np.asarray(jax.device_get(ts.timesteps)).reshape(-1)[0])
-test = {k: float(np.asarray(v).mean()) for k, v in jax.device_get(test).items()}
+per_seed = np.asarray(jax.device_get(test["returned_episode_returns"])).reshape(seeds, -1).mean(1)
 print(json.dumps({"wall_s": round(time.perf_counter() - start, 1), "compile_s": round(compile_s, 1),
     "run_s": round(run_s, 1), "env_steps": env_steps,
-    "env_steps_per_s_after_compile": round(env_steps / run_s),
-    "test_return": test["returned_episode_returns"]}))
+    "env_steps_per_s_after_compile": round(seeds * env_steps / run_s),
+    "test_return": float(per_seed.mean()), "test_return_per_seed": per_seed.tolist()}))
 """
 
 
-def run_jaxmarl(algo: str, steps: int, src: str, python: str) -> dict:
+def run_jaxmarl(algo: str, steps: int, src: str, python: str, seeds: int = 1) -> dict:
     module = {"vdn": "vdn_rnn", "qmix": "qmix_rnn"}[algo]
     start = time.perf_counter()
     done = subprocess.run(
-        [python, "-c", _JAXMARL_DRIVER, src, module, str(steps)],
+        [python, "-c", _JAXMARL_DRIVER, src, module, str(steps), str(seeds)],
         capture_output=True, text=True, check=False, cwd=tempfile.gettempdir(),
     )  # fmt: skip
     if done.returncode != 0:
@@ -135,6 +143,7 @@ def main() -> None:
     parser.add_argument("--algo", choices=["vdn", "qmix"], required=True)
     parser.add_argument("--steps", type=int, default=2_000_000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds vmapped in one program")
     parser.add_argument("--jaxmarl-src", help="a JaxMARL checkout (its baselines/ folder)")
     parser.add_argument("--jaxmarl-python", help="a Python with jaxmarl, hydra-core, omegaconf")
     parser.add_argument("--only", choices=["factorl", "jaxmarl"], help="run one side")
@@ -142,7 +151,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.side == "factorl":  # the child process of one factorl measurement
-        print(json.dumps(run_factorl(args.algo, args.steps)))
+        print(json.dumps(run_factorl(args.algo, args.steps, args.seeds)))
         return
     sides = [args.only] if args.only else ["jaxmarl", "factorl"]
     if "jaxmarl" in sides and not (args.jaxmarl_src and args.jaxmarl_python):
@@ -152,10 +161,11 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "settings": {
             "env_steps": args.steps,
+            "seeds": args.seeds,
             "jaxmarl_config": "ql_rnn_mpe (8 envs x 26 steps, GRU 64, buffer 5000 rollouts, "
             "batch 32, lr 0.005 decaying linearly, gamma 0.9, learning starts 10k, target every "
             "200 updates, epsilon 1 -> 0.05 over 10% of updates)",
-            "factorl_settings": factorl_settings(args.algo, args.steps, "<tmp>"),
+            "factorl_settings": factorl_settings(args.algo, args.steps, "<tmp>", args.seeds),
             "test": f"greedy, {TEST_EPISODES} episodes, sum over agents of episode returns",
         },
         **provenance(None, packages=["jaxmarl"]),
@@ -167,10 +177,10 @@ def main() -> None:
         for side in sides if r % 2 == 0 else sides[::-1]:
             if side == "jaxmarl":
                 row[side] = run_jaxmarl(args.algo, args.steps, args.jaxmarl_src,
-                                        args.jaxmarl_python)  # fmt: skip
+                                        args.jaxmarl_python, args.seeds)  # fmt: skip
             else:
                 cmd = [sys.executable, __file__, "--side", "factorl", "--algo", args.algo,
-                       "--steps", str(args.steps)]  # fmt: skip
+                       "--steps", str(args.steps), "--seeds", str(args.seeds)]  # fmt: skip
                 start = time.perf_counter()
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if out.returncode != 0:

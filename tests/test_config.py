@@ -9,10 +9,12 @@ import pytest
 from factorl.core.config import (
     Config,
     ConfigError,
+    most_sampleable,
     overrides_by_algo,
     parse_override,
     saved_settings,
     setting_keys,
+    window_rows,
 )
 from factorl.presets import PRESETS
 from factorl.train import load_config, make_config
@@ -196,3 +198,32 @@ def test_an_algorithm_registered_from_outside_is_configured_like_factorl_s_own(
         register_algorithm("nothing", object)
     with pytest.raises(ConfigError, match=r"unknown algorithm 'nope'; available: .*decqn"):
         make_config("nope")
+
+
+def test_window_rows_and_the_most_sampleable_transitions():
+    # 1000 slots for 8 streams: 125 each; aligned 26-step blocks keep 4 whole blocks (104)
+    assert window_rows(1000, 8, 26) == 125
+    assert window_rows(1000, 8, 26, block=26) == 104
+    assert most_sampleable(125, 8, 26, aligned=False) == 8 * 100  # a window after each
+    assert most_sampleable(104, 8, 26, aligned=True) == 8 * 104  # every step of a block
+    with pytest.raises(ValueError, match=r"leaves 20 steps per environment.*26-step window"):
+        window_rows(100, 5, 26)
+    with pytest.raises(ValueError, match=r"leaves 0 steps per environment"):
+        window_rows(200, 8, 26, block=26)  # 25 slots hold no whole block
+
+
+@pytest.mark.parametrize(("aligned", "most"), [(True, 832), (False, 800)])
+def test_vdn_refuses_a_replay_that_can_never_start_learning(aligned, most):
+    # 1000 slots, 8 streams of 125 steps: aligned, 4 whole 26-step blocks each, every step
+    # sampleable (8 x 104); else every step with a 26-step window after it (8 x 100)
+    values = {
+        "env.id": "jaxmarl:MPE_simple_spread_v3",
+        "env.num_envs": 8,
+        "replay.capacity": 1000,
+        "agent.aligned_windows": aligned,
+    }
+    with pytest.raises(ConfigError, match=f"holds at most {most} sampleable transitions"):
+        make_config("vdn", {**values, "agent.learning_starts": most + 1})
+    make_config("vdn", {**values, "agent.learning_starts": most})
+    with pytest.raises(ConfigError, match="for 8 environments, fewer than the 26-step window"):
+        make_config("vdn", {**values, "replay.capacity": 200, "agent.learning_starts": 10})

@@ -182,3 +182,68 @@ def test_the_command_line_trains_resumes_and_evaluates_a_device_run(tmp_path, ca
     assert main(["eval", str(run), "--episodes", "2"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(report["per_seed_mean"]) == 2 and report["finite"]
+
+
+@pytest.mark.parametrize("wins", ["always", "never", "none"])
+def test_device_runner_reports_win_rates_where_the_environment_has_wins(
+    tmp_path, monkeypatch, wins
+):
+    """Win rates (training episodes, greedy evaluations, `evaluate`) appear exactly where the
+    environment reports wins. A stand-in for a JaxMARL env whose every episode is won, or never,
+    pins the counting: once per finished episode, so the rate is 1 or 0 exactly."""
+    import jax.numpy as jnp
+    from test_marl_envs import _FakeMARL
+
+    from factorl.envs.marl import JaxMARLEnv
+
+    won = {
+        "always": lambda state: jnp.ones((), bool),
+        "never": lambda state: jnp.zeros((), bool),
+        "none": None,
+    }[wins]
+
+    def fake_env(env_id):
+        return JaxMARLEnv(
+            _FakeMARL(),
+            name=env_id,
+            team_reward="sum",
+            terminal=lambda state: state.won,
+            max_episode_steps=_FakeMARL.max_steps + 1,
+            won=won,
+        )
+
+    monkeypatch.setattr(device, "make_marl_env", fake_env)
+    cfg = make_config(
+        "vdn",
+        {
+            "env.id": f"jaxmarl:fake-{wins}",
+            "env.num_envs": 2,
+            "run.steps": 200,
+            "run.dir": str(tmp_path / "run"),
+            "run.progress": "none",
+            "run.tensorboard": False,
+            "runner.eval_every": 100,
+            "runner.eval_episodes": 3,
+            "runner.log_every": 100,
+            "replay.capacity": 400,
+            "replay.batch_size": 4,
+            "agent.sequence_length": 4,
+            "agent.hidden_size": 8,
+            "agent.learning_starts": 40,
+            "agent.update_every": 8,
+        },
+    )
+    result = train(cfg)
+    recs = records(result.run_dir)
+    evals = [r for r in recs if r["event"] == "eval"]
+    trains = [r for r in recs if r["event"] == "train"]
+    assert len(evals) == 2 and all(r["episodes"] > 0 for r in trains)
+    summary = evaluate(result.run_dir, episodes=5)
+    if wins == "none":
+        assert not any("win_rate" in k for r in recs for k in r)
+        assert "win_rate" not in summary
+        return
+    rate = 1.0 if wins == "always" else 0.0
+    assert [r["eval_win_rate"] for r in evals] == [rate, rate]
+    assert [r["episode_win_rate"] for r in trains] == [rate] * len(trains)
+    assert summary["win_rate"] == rate and summary["per_seed_win_rate"] == [rate]

@@ -244,6 +244,36 @@ def test_jaxmarl_adapter_splits_truncation_from_termination(team_reward, reward)
     assert float(ts.next_final.obs[0, 1]) == 1 and int(reached.t) == 0
 
 
+def test_jaxmarl_adapter_reports_a_win_on_the_winning_step_only():
+    plain = _fake_env()
+    assert not plain.spec.reports_wins
+    env = JaxMARLEnv(
+        _FakeMARL(),
+        name="fake",
+        team_reward="sum",
+        terminal=lambda state: state.won,
+        max_episode_steps=_FakeMARL.max_steps + 1,
+        won=lambda state: state.won,
+    )
+    assert env.spec.reports_wins
+    step = jax.jit(env.step)
+    wait, win = jnp.array([0, 1], jnp.int32), jnp.array([2, 0], jnp.int32)
+    for e in (env, plain):
+        state, _ = e.reset(jax.random.key(0))
+        # a step that goes on and one that reaches the time limit are no wins
+        for t in range(4):
+            state, ts = jax.jit(e.step)(jax.random.key(t), state, wait)
+            assert not bool(ts.won)
+        assert bool(ts.truncated)
+    state, _ = env.reset(jax.random.key(1))
+    _, ts = step(jax.random.key(2), state, win)
+    assert bool(ts.won) and bool(ts.terminated)
+    # an environment without wins never reports one, even on the same terminal step
+    state, _ = plain.reset(jax.random.key(1))
+    _, ts = jax.jit(plain.step)(jax.random.key(2), state, win)
+    assert bool(ts.terminated) and not bool(ts.won)
+
+
 def test_jaxmarl_adapter_jit_vmap_and_scan_carry():
     env = _fake_env()
     (current, actions, ts) = _numpy(_rollout_fn(env, 12)(jax.random.key(2)))
@@ -407,6 +437,36 @@ def test_smax_3m_masks_state_and_episode_ends():
     assert (ts.reward >= 0).all()
     ended = ts.terminated
     np.testing.assert_array_equal(ts.next_final.state[~ended], ts.obs.state[~ended])
+
+
+def test_smax_3m_reports_wins_as_smax_pays_its_win_bonus():
+    """A scripted focus fire (attack the first enemy in range, else move east) wins some 3m
+    battles against the heuristic enemy; `won` is exactly JaxMARL's own test of a win (the
+    final step's team reward includes the win bonus 1), and random play never wins."""
+    env = _jaxmarl_env("jaxmarl:smax-3m")
+    assert env.spec.reports_wins
+    assert not _jaxmarl_env("jaxmarl:MPE_simple_spread_v3").spec.reports_wins
+    n, steps = 16, 100
+
+    def run(key):
+        state, obs = jax.vmap(env.reset)(jax.random.split(key, n))
+
+        def body(carry, key):
+            state, obs = carry
+            attack = obs.avail[..., 5:]
+            target = jnp.argmax(attack, -1) + 5
+            east = jnp.where(obs.avail[..., 1], 1, 4)
+            actions = jnp.where(attack.any(-1), target, east).astype(jnp.int32)
+            state, ts = jax.vmap(env.step)(jax.random.split(key, n), state, actions)
+            return (state, ts.obs), ts
+
+        return jax.lax.scan(body, (state, obs), jax.random.split(key, steps))[1]
+
+    ts = _numpy(jax.jit(run)(jax.random.key(0)))
+    assert ts.won.sum() >= 5 and (ts.terminated & ~ts.won).any()  # wins and losses
+    np.testing.assert_array_equal(ts.won, ts.terminated & (ts.reward >= 1.0))
+    (_, _, random_play) = _numpy(_rollout_fn(env, 40)(jax.random.key(4)))
+    assert random_play.terminated.any() and not random_play.won.any()
 
 
 # --- PettingZoo (host) -------------------------------------------------------------------------

@@ -47,10 +47,9 @@ from factorl.core.agent import (
     SequenceBatch,
     fresh_value_state,
     hard_target_update,
-    stream_capacity,
     value_learner_step,
 )
-from factorl.core.config import ReplaySettings, option
+from factorl.core.config import ReplaySettings, option, window_rows
 from factorl.envs.marl import MultiAgentObs
 from factorl.maths.mixers import MEAN, SUM, Mixer, qmix, select
 from factorl.maths.networks import (
@@ -269,14 +268,8 @@ class ValueDecomposition(JaxAgent):
         equally by the environments (the device runner builds the same buffer in its program).
         `obs_shape` is unused: the shapes come from the observation space."""
         r, c = self.replay_settings, self.config
-        rows = stream_capacity(r.capacity, num_envs) // num_envs
-        if c.aligned_windows:  # a row holds whole windows
-            rows -= rows % c.sequence_length
-        if rows < self.config.sequence_length:
-            raise ValueError(
-                f"{r.capacity} leaves {rows} steps per environment for {num_envs} environments, "
-                f"fewer than a {self.config.sequence_length}-step window; raise it"
-            )
+        L = c.sequence_length
+        rows = window_rows(r.capacity, num_envs, L, L if c.aligned_windows else 0)
         return MultiAgentSequenceReplay(
             num_envs=num_envs,
             steps_per_env=rows,

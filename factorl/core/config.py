@@ -197,6 +197,29 @@ class RunnerSettings:
     save_replay: bool = option(True, "include the replay buffer in checkpoints (exact resume)")
 
 
+def window_rows(capacity: int, num_envs: int, window: int, block: int = 0) -> int:
+    """Steps each environment's stream holds in a replay sampled in windows of `window` steps:
+    `capacity` shared equally, rounded down to whole `block`-step blocks where the windows are
+    aligned blocks (`block` 0: windows start at any step). A ValueError naming
+    replay.capacity when that leaves a stream shorter than one window."""
+    rows = capacity // num_envs  # every stream gets the same number of slots
+    if block:
+        rows -= rows % block
+    if rows < window:
+        raise ValueError(
+            f"replay.capacity {capacity} leaves {rows} steps per environment for {num_envs} "
+            f"environments, fewer than the {window}-step window; raise replay.capacity"
+        )
+    return rows
+
+
+def most_sampleable(rows: int, num_envs: int, window: int, aligned: bool) -> int:
+    """The most transitions a replay of `num_envs` streams of `rows` steps ever counts as
+    sampleable (what `learning_starts` is compared with): every stored step when windows are
+    aligned blocks, else those with a whole window after them."""
+    return num_envs * (rows if aligned else rows - window + 1)
+
+
 @dataclass(frozen=True)
 class ReplaySettings:
     """The replay buffer and the batches the learner samples from it. Each algorithm declares its
@@ -308,17 +331,20 @@ class Config:
         """Refuse a replay too small to ever hold `learning_starts` sampleable transitions.
 
         A step becomes sampleable once the window after it is stored (n-step return, action
-        sequence, or a recurrent learner's sequence), so a full buffer holds
-        capacity - window + 1 of them between episode ends.
+        sequence, or a recurrent learner's sequence), so a full stream holds rows - window + 1
+        of them between episode ends; with aligned windows (VDN, QMIX) every step of a complete
+        block counts.
         """
         capacity, starts = self.replay.capacity, self.agent.learning_starts
-        window = max(
-            self.replay.n_step,
-            getattr(self.agent, "horizon", 1),
-            getattr(self.agent, "sequence_length", 1),
-        )
+        sequence_length = getattr(self.agent, "sequence_length", 1)
+        window = max(self.replay.n_step, getattr(self.agent, "horizon", 1), sequence_length)
+        aligned = bool(getattr(self.agent, "aligned_windows", False))
         n = self.env.num_envs  # every environment's stream holds capacity // n slots
-        usable = n * (capacity // n - window + 1)
+        try:
+            rows = window_rows(capacity, n, window, sequence_length if aligned else 0)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        usable = most_sampleable(rows, n, window, aligned)
         if starts > usable:
             raise ConfigError(
                 f"replay.capacity {capacity} holds at most {usable} sampleable transitions, fewer "

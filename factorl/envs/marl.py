@@ -17,6 +17,8 @@ What a step gives a learner (`MultiAgentTimeStep`):
 - `terminated` / `truncated`: a true terminal state (no bootstrap) / the time limit (bootstrap
   from `next_final`); never both.
 - `next_final`: the `MultiAgentObs` this step reached, before any reset.
+- `won`: true on the last step of an episode the team won (SMAX: every enemy dead and an ally
+  alive, the condition of SMAX's win bonus); always false where `spec.reports_wins` is false.
 
 Conventions for JaxMARL (0.2.0), chosen as its Q-learning baselines' `CTRolloutManager` does:
 team reward = the sum over agents for MPE (agents' rewards differ) and agent 0's reward for SMAX
@@ -80,7 +82,8 @@ class MultiAgentSpec(NamedTuple):
     for every agent; `state_shape` the global state's; `num_actions` each agent's number of
     discrete actions (the largest agent's, the others' extra actions never available);
     `max_episode_steps` the time limit; `agents` the agent names in the order of the leading
-    axis of observations, actions and masks; `name` the id the env was made from.
+    axis of observations, actions and masks; `name` the id the env was made from;
+    `reports_wins` whether episodes can be won (SMAX), so runners report win rates.
     """
 
     name: str
@@ -90,6 +93,7 @@ class MultiAgentSpec(NamedTuple):
     num_actions: int
     max_episode_steps: int
     agents: tuple[str, ...]
+    reports_wins: bool = False
 
 
 class MultiAgentObs(NamedTuple):
@@ -106,7 +110,7 @@ class MultiAgentTimeStep(NamedTuple):
 
     `obs` is what to act on next, `next_final` what this step reached before any reset (equal
     when the episode goes on); `reward` the float32 team reward; `terminated` and `truncated`
-    bool scalars, never both true.
+    bool scalars, never both true; `won` a bool scalar, true on the last step of a won episode.
     """
 
     obs: MultiAgentObs
@@ -114,6 +118,7 @@ class MultiAgentTimeStep(NamedTuple):
     terminated: jax.Array
     truncated: jax.Array
     next_final: MultiAgentObs
+    won: jax.Array
 
 
 def is_marl_env(env_id: str) -> bool:
@@ -232,6 +237,7 @@ class TwoStepGame:
             terminated=terminated,
             truncated=jnp.zeros((), jnp.bool_),
             next_final=self._observe(reached),
+            won=jnp.zeros((), jnp.bool_),
         )
 
 
@@ -243,7 +249,8 @@ class JaxMARLEnv:
 
     `team_reward` is "sum" (over agents) or "shared" (agent 0's). `terminal(state)` says whether
     a state JaxMARL reached is terminal (win, loss); a JaxMARL `done` that is not terminal is
-    the time limit. Episodes last `max_episode_steps` steps at most (JaxMARL's `max_steps + 1`).
+    the time limit. `won(state)`, where given, says whether a final state is the team's win.
+    Episodes last `max_episode_steps` steps at most (JaxMARL's `max_steps + 1`).
     """
 
     def __init__(
@@ -254,6 +261,7 @@ class JaxMARLEnv:
         team_reward: str,
         terminal: Callable[[Any], jax.Array],
         max_episode_steps: int,
+        won: Callable[[Any], jax.Array] | None = None,
     ) -> None:
         """Wrap `env` (JaxMARL, or anything with its reset/step_env/agents API)."""
         if team_reward not in ("sum", "shared"):
@@ -261,6 +269,7 @@ class JaxMARLEnv:
         self._env = env
         self._team_reward = team_reward
         self._terminal = terminal
+        self._won = won
         self._agents = tuple(env.agents)
         sizes = []
         for agent in self._agents:
@@ -295,6 +304,7 @@ class JaxMARLEnv:
             num_actions=num_actions,
             max_episode_steps=int(max_episode_steps),
             agents=self._agents,
+            reports_wins=won is not None,
         )
 
     @property
@@ -343,6 +353,9 @@ class JaxMARLEnv:
             reward = jnp.asarray(rewards[self._agents[0]], jnp.float32)
         done = jnp.asarray(dones["__all__"], jnp.bool_).reshape(())
         terminated = done & jnp.asarray(self._terminal(reached), jnp.bool_).reshape(())
+        won = jnp.zeros((), jnp.bool_)
+        if self._won is not None:
+            won = done & jnp.asarray(self._won(reached), jnp.bool_).reshape(())
         # The reset is computed on every step and selected, as JaxMARL's own auto-reset does:
         # MPE's and SMAX's resets (random placements) are small next to a step.
         reset_state, reset_obs = self.reset(reset_key)
@@ -353,6 +366,7 @@ class JaxMARLEnv:
             terminated=terminated,
             truncated=done & ~terminated,
             next_final=final,
+            won=won,
         )
 
 
@@ -400,12 +414,17 @@ def _make_jaxmarl(name: str, env_id: str) -> JaxMARLEnv:
             alive = state.state.unit_alive
             return ~jnp.any(alive[:num_allies]) | ~jnp.any(alive[num_allies:])
 
+        def battle_won(state: Any) -> jax.Array:  # SMAX pays its win bonus on exactly this
+            alive = state.state.unit_alive
+            return jnp.any(alive[:num_allies]) & ~jnp.any(alive[num_allies:])
+
         return JaxMARLEnv(
             env,
             name=env_id,
             team_reward="shared",
             terminal=battle_over,
             max_episode_steps=int(env.max_steps) + 1,
+            won=battle_won,
         )
     if name in mpe_ids:
         env = jaxmarl.make(name)

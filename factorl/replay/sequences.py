@@ -77,8 +77,9 @@ class MultiAgentSequenceReplay:
 
     `add` takes one vector step as the host runner has it (observation dicts with a leading
     environment axis); `sample(batch_size, rng)` returns a `SequenceBatch`. Uniform only:
-    `prioritized` is False. `len` is the number of windows that can be sampled, which the runner
-    compares with `learning_starts` as the device runner does.
+    `prioritized` is False. `len` is the buffer's `size` (the windows that can be sampled, or
+    with aligned windows the steps in them), which the host runner compares with
+    `learning_starts` as the device runner does.
     """
 
     prioritized = False
@@ -96,7 +97,6 @@ class MultiAgentSequenceReplay:
         state_shape: tuple[int, ...],
         num_actions: int,
     ) -> None:
-        self.num_envs = num_envs
         self.buffer = DeviceReplay(
             num_envs=num_envs,
             steps_per_env=steps_per_env,

@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from factorl.core.agent import AgentState, stream_capacity
-from factorl.core.config import Config, ConfigError
+from factorl.core.agent import AgentState
+from factorl.core.config import Config, ConfigError, window_rows
 from factorl.envs.device import make_jax_env
 from factorl.envs.marl import is_marl_env, make_marl_env, marl_spaces
 from factorl.io import checkpoint as ckpt
@@ -79,6 +79,7 @@ class ChunkStats(NamedTuple):
     episodes: jax.Array
     return_sum: jax.Array
     length_sum: jax.Array
+    wins: jax.Array  # episodes won (environments that report wins: SMAX)
     updates: jax.Array
     metric_sums: dict[str, jax.Array]
 
@@ -103,6 +104,7 @@ class _Stream(NamedTuple):
     extra_fields: dict[str, tuple[tuple[int, ...], Any]]
     observe: Any  # env observation -> what the agent acts on
     transition: Any  # (observation acted on, action, time step) -> replay fields
+    won: Any  # time step -> whether it ended a won episode (false where there are no wins)
 
 
 def _stream(env: Any) -> _Stream:
@@ -124,7 +126,12 @@ def _stream(env: Any) -> _Stream:
 
         action_shape = (int(spec.action_low.shape[0]),)
         return _Stream(
-            tuple(spec.obs_shape), action_shape, {}, lambda o: o.astype(jnp.float32), transition
+            tuple(spec.obs_shape),
+            action_shape,
+            {},
+            lambda o: o.astype(jnp.float32),
+            transition,
+            lambda ts: jnp.zeros_like(ts.terminated),
         )
 
     def marl_transition(obs, action, ts):
@@ -134,7 +141,9 @@ def _stream(env: Any) -> _Stream:
 
     agents = spec.num_agents
     extra = multi_agent_fields(agents, tuple(spec.state_shape), spec.num_actions)
-    return _Stream((agents, *spec.obs_shape), (agents,), extra, lambda o: o, marl_transition)
+    return _Stream(
+        (agents, *spec.obs_shape), (agents,), extra, lambda o: o, marl_transition, lambda ts: ts.won
+    )
 
 
 def make_train(agent: Any, env: Any, settings: DeviceSettings):
@@ -147,15 +156,8 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
     sequence_length = int(getattr(c, "sequence_length", 0))
     window = max(n_step, horizon, sequence_length)
     gamma = float(c.gamma)
-    rows = stream_capacity(r.capacity, n) // n
     aligned = bool(getattr(c, "aligned_windows", False))
-    if aligned:  # a row holds whole windows
-        rows -= rows % sequence_length
-    if rows < window:
-        raise ValueError(
-            f"replay.capacity {r.capacity} leaves {rows} steps per environment for "
-            f"{n} environments, fewer than the {window}-step window; raise replay.capacity"
-        )
+    rows = window_rows(r.capacity, n, window, sequence_length if aligned else 0)
     prioritized = r.prioritized
     stream = _stream(env)
     replay = DeviceReplay(
@@ -261,6 +263,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             episodes=stats.episodes + jnp.sum(ended),
             return_sum=stats.return_sum + jnp.sum(jnp.where(ended, episode_return, 0.0)),
             length_sum=stats.length_sum + jnp.sum(jnp.where(ended, episode_length, 0)),
+            wins=stats.wins + jnp.sum(ended & stream.won(ts)),
         )
         state = state._replace(
             agent=agent_state,
@@ -284,27 +287,30 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             episodes=jnp.zeros((), jnp.int32),
             return_sum=jnp.zeros((), jnp.float32),
             length_sum=jnp.zeros((), jnp.int32),
+            wins=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32),
             metric_sums={k: jnp.zeros((), jnp.float32) for k in metric_names},
         )
         (state, stats), _ = jax.lax.scan(vector_step, (state, stats), None, num_vector_steps)
         return state, stats
 
-    def evaluate(agent_state: AgentState, key: jax.Array) -> jax.Array:
-        """Greedy returns of `eval_episodes` episodes run side by side: [episodes]."""
+    def evaluate(agent_state: AgentState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Greedy returns of `eval_episodes` episodes run side by side, and whether each was won
+        (false where the environment has no wins): ([episodes], [episodes])."""
         episodes = settings.eval_episodes
         env_state, obs = reset_envs(jax.random.split(key, episodes))
         memory = agent.initial_memory(episodes)
         params = agent.acting_params(agent_state)
 
         def body(carry, t):
-            env_state, obs, memory, total, done = carry
+            env_state, obs, memory, total, won, done = carry
             action, memory = agent.act_fn(params, memory, obs, agent_state.key, t, "greedy")
             keys = jax.random.split(jax.random.fold_in(key, t), episodes)
             env_state, ts = step_envs(keys, env_state, action)
             total = total + jnp.where(done, 0.0, ts.reward)
+            won = won | (~done & stream.won(ts))
             done = done | ts.terminated | ts.truncated
-            return (env_state, stream.observe(ts.obs), memory, total, done), None
+            return (env_state, stream.observe(ts.obs), memory, total, won, done), None
 
         carry = (
             env_state,
@@ -312,9 +318,10 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             memory,
             jnp.zeros((episodes,), jnp.float32),
             jnp.zeros((episodes,), bool),
+            jnp.zeros((episodes,), bool),
         )
         carry, _ = jax.lax.scan(body, carry, jnp.arange(settings.max_episode_steps))
-        return carry[3]
+        return carry[3], carry[4]
 
     return init, run, evaluate
 
@@ -433,6 +440,7 @@ class DeviceTrainer(RunSession):
         if cfg.env.action_repeat != 1:
             raise ConfigError("env.action_repeat is for host environments; the device runner has 1")
         self.env, self.agent, self._init, self._run, self._evaluate = _compiled_program(cfg)
+        self.reports_wins = bool(getattr(self.env.spec, "reports_wins", False))
         self.seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
         self.state = self._init(self.seeds)
 
@@ -499,14 +507,15 @@ class DeviceTrainer(RunSession):
     def _learner_steps(self) -> np.ndarray:
         return np.asarray(self.state.agent.learner_step)
 
-    def _eval_returns(self, stream: int, index: int) -> np.ndarray:
+    def _eval_episodes(self, stream: int, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         keys = np.stack(
             [
                 np.asarray(jax.random.PRNGKey(episode_seed(int(seed), stream, index)))
                 for seed in self.seeds
             ]
         )
-        return np.asarray(self._evaluate(self.state.agent, keys))  # [S, episodes]
+        returns, won = jax.device_get(self._evaluate(self.state.agent, keys))  # [S, episodes]
+        return np.asarray(returns), np.asarray(won) if self.reports_wins else None
 
     def record_chunk(self, stats: ChunkStats) -> None:
         stats = jax.device_get(stats)
@@ -516,6 +525,8 @@ class DeviceTrainer(RunSession):
             record["episodes"] = int(stats.episodes[s])
             if stats.episodes[s] > 0:
                 record["episode_return"] = float(stats.return_sum[s] / stats.episodes[s])
+                if self.reports_wins:
+                    record["episode_win_rate"] = float(stats.wins[s] / stats.episodes[s])
             if stats.updates[s] > 0:
                 for key, total in stats.metric_sums.items():
                     record[key] = float(total[s] / stats.updates[s])
@@ -562,7 +573,12 @@ def evaluate_device_run(cfg: Config, checkpoint: Path, episodes: int, seed: int)
     _, evaluate, agent_state = load_device_run(cfg, checkpoint, episodes)
     seeds = cfg.run.num_seeds
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
-    returns = np.asarray(evaluate(agent_state, keys), np.float64)  # [seeds, episodes]
+    returns, won = jax.device_get(evaluate(agent_state, keys))  # [seeds, episodes]
+    returns = np.asarray(returns, np.float64)
+    wins = {}
+    if getattr(_compiled_program(cfg)[0].spec, "reports_wins", False):
+        won = np.asarray(won, np.float64)
+        wins = {"win_rate": float(won.mean()), "per_seed_win_rate": won.mean(axis=1).tolist()}
     return {
         "mean": float(returns.mean()),
         "std": float(returns.std()),
@@ -571,4 +587,5 @@ def evaluate_device_run(cfg: Config, checkpoint: Path, episodes: int, seed: int)
         "episodes": episodes,
         "env": cfg.env.id,
         "finite": bool(np.isfinite(returns).all()),
+        **wins,
     }

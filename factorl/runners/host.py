@@ -499,13 +499,13 @@ class HostTrainer(RunSession):
         loop.pending_metrics = []
         self.logger.record(record)
 
-    def _eval_returns(self, stream: int, index: int) -> np.ndarray:
+    def _eval_episodes(self, stream: int, index: int) -> tuple[np.ndarray, None]:
         cfg = self.cfg
         returns = run_episodes(
             self.agent, self.state, self.eval_env, cfg.run.seed, (index,),
             cfg.runner.eval_episodes, stream,
         )  # fmt: skip
-        return np.asarray([returns])
+        return np.asarray([returns]), None  # no host environment reports wins
 
     def _learner_steps(self) -> np.ndarray:
         return np.asarray([int(self.state.learner_step)])

@@ -247,7 +247,7 @@ class RunSession:
     `run` returns at once.
 
     A runner sets `agent`, `state` and `loop` (a `Counters`) and provides `_build`, `_start`,
-    `_restore`, `_load_finished`, `advance`, `_eval_returns`, `_learner_steps` and
+    `_restore`, `_load_finished`, `advance`, `_eval_episodes`, `_learner_steps` and
     `_write_checkpoint`.
     """
 
@@ -304,9 +304,10 @@ class RunSession:
         number of learner steps taken (by the first seed)."""
         raise NotImplementedError
 
-    def _eval_returns(self, stream: int, index: int) -> np.ndarray:
+    def _eval_episodes(self, stream: int, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Greedy returns, [runs side by side, episodes], with resets seeded by
-        `episode_seed(seed, stream, index, episode)`."""
+        `episode_seed(seed, stream, index, episode)`, and whether each episode was won (same
+        shape; None where the environment has no wins)."""
         raise NotImplementedError
 
     def _learner_steps(self) -> np.ndarray:
@@ -409,7 +410,8 @@ class RunSession:
         loop = self.loop
         stream = FINAL_EVAL_STREAM if final else EVAL_STREAM
         index = loop.env_step if final else loop.eval_round
-        returns = np.asarray(self._eval_returns(stream, index), np.float64)
+        returns, won = self._eval_episodes(stream, index)
+        returns = np.asarray(returns, np.float64)
         if not final:
             loop.eval_round += 1
         self._evaluated_at = loop.env_step
@@ -422,15 +424,18 @@ class RunSession:
                 "eval_return_std": float(run_returns.std()),
                 "eval_returns": [float(r) for r in run_returns],
             }
+            if won is not None:
+                record["eval_win_rate"] = float(np.mean(won[s]))
             record = self._per_seed(record, s)
             self.logger.record({**record, "final": True} if final else record)
         if len(returns) > 1:
             spread = f" (mean of {len(returns)} seeds)"
         else:
             spread = f" ± {returns.std():.1f}"
+        wins = "" if won is None else f", won {100 * np.mean(won):.0f}%"
         self.logger.message(
             f"[factorl] eval at step {loop.env_step}: return {loop.last_eval_return:.1f}{spread}"
-            f" over {returns.shape[1]} episodes"
+            f" over {returns.shape[1]} episodes{wins}"
         )
 
     def progress_fields(self, sps: float) -> dict[str, str]:
