@@ -11,7 +11,8 @@ folder holds a checkpoint are resumed, so a sweep can be spread over several ses
 JSON as it lands). Each process that trains a run first adds its code revision and starting env
 step to the run folder's `segments.json`, which the JSON carries as `segments`, so a run resumed
 across sessions names every commit that trained it. `--from-run RUN_DIR` writes the JSON of a run
-trained some other way. `bench/report.py` turns the JSON files into a table and plots.
+trained some other way (one JSON per seed where the device runner trained several side by side).
+`bench/report.py` turns the JSON files into a table and plots.
 """
 
 from __future__ import annotations
@@ -74,29 +75,35 @@ def record_segment(run_dir: Path, checkpoint: Path | None) -> None:
     write_json(Path(run_dir) / SEGMENTS_FILE, [*(read_segments(run_dir) or []), segment])
 
 
-def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
-    """The results record of a finished run folder."""
+def summarise_run(run_dir: Path, command: str, seed: int | None = None) -> dict[str, Any]:
+    """The results record of a finished run folder; for a run of several seeds side by side
+    (the device runner's `run.num_seeds`), that of `seed`."""
     cfg = load_config(run_dir)
-    records = read_metrics(run_dir)
+    if seed is None:
+        if cfg.run.num_seeds > 1:
+            raise ValueError(f"{run_dir} trained {cfg.run.num_seeds} seeds: name one")
+        seed = cfg.run.seed
+    records = [r for r in read_metrics(run_dir) if r.get("seed", cfg.run.seed) == seed]
     curve = [
         {
             "env_step": r["env_step"],
             "env_frames": r.get("env_frames", r["env_step"]),
             "eval_return": r["eval_return"],
             "eval_returns": r.get("eval_returns", []),
+            **({"eval_win_rate": r["eval_win_rate"]} if "eval_win_rate" in r else {}),
             "wall_time": r["wall_time"],
         }
         for r in records
         if r.get("event") == "eval"
     ]
     if not curve:
-        raise ValueError(f"{run_dir} has no evaluation records")
+        raise ValueError(f"{run_dir} has no evaluation records for seed {seed}")
     last = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
     return {
         "benchmark": "learning",
         "algo": cfg.algo,
         "env": cfg.env.id,
-        "seed": cfg.run.seed,
+        "seed": seed,
         "steps": cfg.run.steps,
         "final_env_step": curve[-1]["env_step"],
         "wall_time_s": max(r.get("wall_time", 0.0) for r in records),
@@ -107,6 +114,7 @@ def summarise_run(run_dir: Path, command: str) -> dict[str, Any]:
         "segments": read_segments(run_dir),  # each process that trained the run
         "command": command,
         "created": _now(),
+        **({"seeds_side_by_side": cfg.run.num_seeds} if cfg.run.num_seeds > 1 else {}),
     }
 
 
@@ -141,11 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = "python bench/learning.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out_dir = Path(args.out_dir)
-    if args.from_run:
-        data = summarise_run(Path(args.from_run), args.train_command or command)
-        path = out_dir / (run_name(data["algo"], data["env"], data["seed"]) + ".json")
-        write_json(path, data)
-        print(f"wrote {path}")
+    if args.from_run:  # one file per seed (a device run may train several side by side)
+        run_dir = Path(args.from_run)
+        cfg = load_config(run_dir)
+        for seed in range(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds):
+            data = summarise_run(run_dir, args.train_command or command, seed)
+            path = out_dir / (run_name(data["algo"], data["env"], data["seed"]) + ".json")
+            write_json(path, data)
+            print(f"wrote {path}")
         return 0
     algos = args.algos.split(",")
     try:

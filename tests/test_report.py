@@ -11,7 +11,8 @@ import pytest
 from conftest import TINY_DECQN, tiny_config
 
 from factorl.io import checkpoint as ckpt
-from factorl.train import train
+from factorl.io.logging import read_metrics
+from factorl.train import make_config, train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -129,6 +130,38 @@ def test_learning_summary_of_a_real_run(tmp_path):
     assert data["versions"]["jax"] and data["machine"]["cpu_count"]
     assert data["config"]["algo"] == "decqn"
     assert data["source_revision"] == learning.SOURCE_REVISION  # None outside a git checkout
+
+
+def test_learning_summary_of_a_run_with_seeds_side_by_side(tmp_path):
+    learning = _load("learning")
+    settings = {
+        "env.id": "factorl:two-step-game",
+        "env.num_envs": 2,
+        "run.num_seeds": 2,
+        "run.steps": 80,
+        "run.dir": str(tmp_path / "run"),
+        "run.progress": "none",
+        "run.tensorboard": False,
+        "runner.eval_every": 40,
+        "runner.eval_episodes": 2,
+        "runner.log_every": 40,
+        "replay.capacity": 80,
+        "replay.batch_size": 4,
+        "agent.sequence_length": 2,
+        "agent.hidden_size": 4,
+        "agent.learning_starts": 8,
+    }
+    result = train(make_config("vdn", settings))
+    out = tmp_path / "results"
+    assert learning.main(["--from-run", str(result.run_dir), "--out-dir", str(out)]) == 0
+    evals = [r for r in read_metrics(result.run_dir) if r["event"] == "eval"]
+    for seed in (0, 1):
+        data = json.loads((out / f"vdn__factorl-two-step-game__s{seed}.json").read_text())
+        assert data["seed"] == seed and data["seeds_side_by_side"] == 2
+        mine = [r["eval_return"] for r in evals if r["seed"] == seed]
+        assert [p["eval_return"] for p in data["curve"]] == mine and len(mine) == 2
+    with pytest.raises(ValueError, match="trained 2 seeds: name one"):
+        learning.summarise_run(result.run_dir, "cmd")
 
 
 def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkeypatch):
