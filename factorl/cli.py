@@ -304,9 +304,22 @@ def cmd_envs(argv: Sequence[str]) -> int:
     argparse.ArgumentParser(prog="factorl envs", description="List environment ids.").parse_args(
         argv
     )
+    from factorl.envs.marl import builtin_marl_envs, host_marl_envs
+
     for env_id in available_envs():
         print(env_id)
     print("gym:ID  (any registered Gymnasium id with a Box action space, e.g. gym:Pendulum-v1)")
+    # the JAX-native families are listed by pattern: naming every id would import the extras
+    families = [
+        ("gymnax:ID", "a gymnax env with a Box action space, e.g. gymnax:Pendulum-v1", "gymnax"),
+        ("playground:NAME", "a MuJoCo Playground port, e.g. playground:CheetahRun", "playground"),
+        ("jaxmarl:MPE_NAME", "multi-agent, e.g. jaxmarl:MPE_simple_spread_v3", "jaxmarl"),
+        ("jaxmarl:smax-MAP", "multi-agent SMAX, e.g. jaxmarl:smax-3m", "jaxmarl"),
+    ]
+    for pattern, what, extra in families:
+        print(f"{pattern}  ({what}; extra {extra})")
+    for env_id in (*builtin_marl_envs(), *host_marl_envs()):
+        print(env_id)
     return 0
 
 

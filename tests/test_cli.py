@@ -189,6 +189,10 @@ def test_envs_lists_control_suite_tasks(capsys):
     assert main(["envs"]) == 0
     out = capsys.readouterr().out
     assert "dmc:cheetah-run" in out and "dmc:walker-walk" in out and "gym:" in out
+    for family in ("gymnax:", "playground:", "jaxmarl:MPE_", "jaxmarl:smax-"):
+        assert family in out
+    lines = out.splitlines()
+    assert "factorl:two-step-game" in lines and "pettingzoo:mpe2.simple_spread_v3" in lines
 
 
 def test_console_script_entry_point(tmp_path):

@@ -443,6 +443,16 @@ def _make_jaxmarl(name: str, env_id: str) -> JaxMARLEnv:
     )
 
 
+def builtin_marl_envs() -> tuple[str, ...]:
+    """The ids of factorl's own multi-agent environments (device runner)."""
+    return _BUILTIN
+
+
+def host_marl_envs() -> tuple[str, ...]:
+    """The PettingZoo ids `make_marl_host_env` accepts (host runner; the pettingzoo extra)."""
+    return tuple(f"pettingzoo:{module}" for module in _PETTINGZOO_MODULES)
+
+
 def make_marl_env(env_id: str) -> MultiAgentEnv:
     """Build a JAX multi-agent env from "jaxmarl:MPE_<name>", "jaxmarl:smax-<map>" or
     "factorl:two-step-game".
