@@ -96,10 +96,9 @@ def test_deterministic_exact_resume_and_compile_once(tmp_path, variant):
     modes = 2 + (straight.agent.random_steps > 0)
     assert straight.agent.trace_counts == {"update": 1, "act": modes}
     # the same seed, stopped at 330 (mid-episode: Pendulum episodes are 200 steps, simple
-    # spread's 25; between log points) and resumed, reproduces the uninterrupted run bit for
-    # bit. The device runner writes a record at every chunk's end, a stop included, so there
-    # the run stops at a log point for its records to match too.
-    stop = 300 if variant in DEVICE_VARIANTS else 330
+    # spread's 25; between log, evaluation and checkpoint points) and resumed, reproduces the
+    # uninterrupted run bit for bit, records included
+    stop = 330
     first = train(_tiny(tmp_path / "split", variant), stop_after=stop)
     assert first.env_step == stop
     resumed = train(_tiny(tmp_path / "split", variant), resume=tmp_path / "split")

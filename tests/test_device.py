@@ -50,7 +50,7 @@ def test_every_algorithm_trains_and_resumes_exactly_on_the_device_runner(tmp_pat
     assert straight.env_step == 400 and straight.status == "completed"
     learner_steps = np.asarray(straight.state.agent.learner_step)
     assert learner_steps.shape == (2,) and (learner_steps > 0).all()
-    # every chunk has the same length, so the program compiles once: one trace of update and
+    # the chunk length is traced, so the program compiles once: one trace of update and
     # of each acting mode inside it (greedy is the evaluation's)
     modes = 2 + (straight.agent.random_steps > 0)
     assert straight.agent.trace_counts == {"update": 1, "act": modes}
@@ -60,10 +60,10 @@ def test_every_algorithm_trains_and_resumes_exactly_on_the_device_runner(tmp_pat
     # the two seeds are different runs
     params = leaves(straight.state.agent.params)
     assert not all(np.array_equal(p[0], p[1]) for p in params)
-    # stopped halfway and resumed from its checkpoint: the same run bit for bit (the program
-    # is reused, not compiled again)
-    first = train(_device_config(tmp_path / "split", variant), stop_after=200)
-    assert first.env_step == 200
+    # stopped between log points and resumed from its checkpoint: the same run bit for bit,
+    # records included (the program is reused, not compiled again: chunk lengths are traced)
+    first = train(_device_config(tmp_path / "split", variant), stop_after=250)
+    assert first.env_step == 250
     resumed = train(_device_config(tmp_path / "split", variant), resume=tmp_path / "split")
     assert resumed.env_step == 400 and resumed.agent is straight.agent
     assert straight.agent.trace_counts == {"update": 1, "act": modes}

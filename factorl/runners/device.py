@@ -1,7 +1,8 @@
 """The device runner: JAX-native environments, acting, replay and learning in one jitted scan.
 
 `make_train(agent, env, settings)` returns pure functions in the style of PureJaxRL:
-`init(seed) -> RunnerState` and `run(state, num_vector_steps) -> (state, ChunkStats)`. One vector
+`init(seed) -> RunnerState` and `run(state, num_vector_steps) -> (state, ChunkStats)` (the
+number of vector steps is traced: one program serves every chunk length). One vector
 step acts in `num_envs` environments (the agent's batched `act_fn`), steps them (`vmap` of the
 environment's pure `step`, which resets finished episodes itself), stores the transitions in a
 flashbax trajectory buffer (one row per environment, so n-step windows and action sequences never
@@ -11,7 +12,10 @@ in one process and one compiled program.
 
 Randomness: each seed's keys come from the seed alone, folded with the env step (acting, as on
 the host runner), the vector step (environments) and the learner step (sampling), so a run does
-not depend on how it is cut into chunks, and resume from a saved `RunnerState` is exact.
+not depend on how it is cut into chunks, and resume from a saved `RunnerState` is exact. The sums
+behind a "train" record accumulate in the state too, step by step, until the host writes the
+record at a `log_every` point and zeroes them; so the records do not depend on the chunks either
+(a run stopped between log points and resumed writes the records of one that was not).
 
 Replay is `factorl.replay.device.DeviceReplay` (see there for how it differs from the host
 buffer: a step is sampleable once its whole window is stored; prioritised sampling is stratified).
@@ -43,6 +47,7 @@ from factorl.runners.session import (
     RunSession,
     TrainingStopped,
     algorithm_for,
+    crossed,
     episode_seed,
 )
 
@@ -59,6 +64,17 @@ class DeviceSettings:
     max_episode_steps: int
 
 
+class ChunkStats(NamedTuple):
+    """Sums over the vector steps since the last "train" record, for the host's records."""
+
+    episodes: jax.Array
+    return_sum: jax.Array
+    length_sum: jax.Array
+    wins: jax.Array  # episodes won (environments that report wins: SMAX)
+    updates: jax.Array
+    metric_sums: dict[str, jax.Array]
+
+
 class RunnerState(NamedTuple):
     """Everything one seed's run carries between vector steps (checkpointed as is)."""
 
@@ -71,17 +87,7 @@ class RunnerState(NamedTuple):
     episode_return: jax.Array  # [N], of the episodes in progress
     episode_length: jax.Array  # [N]
     stopped: jax.Array  # a non-finite update was discarded: learning stops until the host acts
-
-
-class ChunkStats(NamedTuple):
-    """Sums over one chunk of vector steps, for the host's records."""
-
-    episodes: jax.Array
-    return_sum: jax.Array
-    length_sum: jax.Array
-    wins: jax.Array  # episodes won (environments that report wins: SMAX)
-    updates: jax.Array
-    metric_sums: dict[str, jax.Array]
+    stats: ChunkStats  # since the last "train" record; the host zeroes them after writing one
 
 
 def _strong(tree: Any) -> Any:
@@ -193,17 +199,29 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
                 episode_return=jnp.zeros((n,), jnp.float32),
                 episode_length=jnp.zeros((n,), jnp.int32),
                 stopped=jnp.zeros((), bool),
+                stats=zero_stats(),
             )
         )
 
     counts = dict(agent.trace_counts)
 
-    def metrics_of(state: RunnerState) -> dict:
-        return agent.update_fn(state.agent, replay.sample(state.replay, state.key).batch)[1]
+    def metrics_of(seed: jax.Array) -> dict:
+        batch = replay.sample(replay.init(), jax.random.PRNGKey(seed)).batch
+        return agent.update_fn(agent.init(seed, n), batch)[1]
 
-    metric_shapes = jax.eval_shape(metrics_of, jax.eval_shape(init, 0))
+    metric_shapes = jax.eval_shape(metrics_of, 0)
     agent.trace_counts.update(counts)  # a shape query, not a compilation
     metric_names = [k for k in metric_shapes if k != "finite"]
+
+    def zero_stats() -> ChunkStats:
+        return ChunkStats(
+            episodes=jnp.zeros((), jnp.int32),
+            return_sum=jnp.zeros((), jnp.float32),
+            length_sum=jnp.zeros((), jnp.int32),
+            wins=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+            metric_sums={k: jnp.zeros((), jnp.float32) for k in metric_names},
+        )
 
     def learn(carry):
         state, stats = carry
@@ -282,17 +300,15 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         )
         return (state, stats), None
 
-    def run(state: RunnerState, num_vector_steps: int) -> tuple[RunnerState, ChunkStats]:
-        stats = ChunkStats(
-            episodes=jnp.zeros((), jnp.int32),
-            return_sum=jnp.zeros((), jnp.float32),
-            length_sum=jnp.zeros((), jnp.int32),
-            wins=jnp.zeros((), jnp.int32),
-            updates=jnp.zeros((), jnp.int32),
-            metric_sums={k: jnp.zeros((), jnp.float32) for k in metric_names},
+    def run(state: RunnerState, num_vector_steps: Any) -> tuple[RunnerState, ChunkStats]:
+        """`num_vector_steps` more vector steps; also returns the sums since the last record."""
+        state, stats = jax.lax.fori_loop(
+            0,
+            num_vector_steps,
+            lambda _, carry: vector_step(carry, None)[0],
+            (state, state.stats),
         )
-        (state, stats), _ = jax.lax.scan(vector_step, (state, stats), None, num_vector_steps)
-        return state, stats
+        return state._replace(stats=stats), stats
 
     def evaluate(agent_state: AgentState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Greedy returns of `eval_episodes` episodes run side by side, and whether each was won
@@ -416,7 +432,7 @@ def _compiled_program(cfg: Config) -> tuple:
         env,
         agent,
         jax.jit(over_seeds(init)),
-        jax.jit(over_seeds(run, in_axes=(0, None)), static_argnums=1),
+        jax.jit(over_seeds(run, in_axes=(0, None))),
         jax.jit(over_seeds(evaluate)),
     )
     while len(_PROGRAMS) >= _PROGRAMS_KEPT:
@@ -518,6 +534,7 @@ class DeviceTrainer(RunSession):
         return np.asarray(returns), np.asarray(won) if self.reports_wins else None
 
     def record_chunk(self, stats: ChunkStats) -> None:
+        """The "train" record of every seed from the sums since the last one."""
         stats = jax.device_get(stats)
         learner_steps = self._learner_steps()
         for s in range(len(self.seeds)):
@@ -533,23 +550,31 @@ class DeviceTrainer(RunSession):
             self.logger.record(self._per_seed(record, s))
 
     def advance(self, end_step: int) -> int:
-        """One jitted chunk of up to `log_every` env steps for every seed, and its records."""
-        n = self.cfg.env.num_envs
-        chunk = max(1, self.cfg.runner.log_every // n)  # vector steps between records
-        vector_steps = min(chunk, -(-(end_step - self.loop.env_step) // n))
-        state, stats = self._run(self.state, vector_steps)
+        """One jitted chunk for every seed, up to the next point where something falls due (a
+        record, an evaluation, a checkpoint, the end), and the records due."""
+        n, runner = self.cfg.env.num_envs, self.cfg.runner
+        before = self.loop.env_step
+        learner_steps = self._learner_steps()[0]
+        # the next multiple of each interval: chunks end on the same grid however a run was cut
+        due = [(before // every + 1) * every for every in (runner.log_every, runner.eval_every,
+                                                          runner.checkpoint_every)]  # fmt: skip
+        vector_steps = max(1, -(-(min(end_step, *due) - before) // n))
+        state, stats = self._run(self.state, np.int32(vector_steps))
         self._mid_step = True
         self.state = state
         self.loop.env_step = int(np.asarray(state.env_step)[0])
-        self.record_chunk(stats)
-        if bool(np.asarray(state.stopped).any()):
+        stopped = bool(np.asarray(state.stopped).any())
+        if stopped or crossed(before, self.loop.env_step, runner.log_every):
+            self.record_chunk(stats)
+            self.state = state._replace(stats=jax.tree_util.tree_map(jnp.zeros_like, stats))
+        if stopped:
             path = self.save()
             raise TrainingStopped(
                 f"non-finite loss or gradient before env step {self.loop.env_step}; the update "
                 f"was discarded and learning stopped; checkpoint {path}. Try a lower learning "
                 "rate."
             )
-        return int(np.asarray(stats.updates)[0])
+        return int(self._learner_steps()[0] - learner_steps)
 
 
 # ------------------------------------------------------------------------------------- saved runs
