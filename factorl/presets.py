@@ -25,6 +25,29 @@ _MARL_QUICKSTART = {
     "agent.lr_decay_steps": 9_615,
 }
 
+#: JaxMARL's SMAX settings (`ql_rnn_smax.yaml`) on the 3m map, its 1e7-step budget: 16 envs x
+#: 128-step rollouts, 8 updates of 32 rollouts each per rollout batch (one per 256 env steps), the
+#: target copied every 10 rollout batches (80 updates), rewards x 10 in the targets. Sized for a
+#: GPU: a 512-wide GRU unrolled over 128 steps is slow on a CPU.
+_SMAX = {
+    "env.id": "jaxmarl:smax-3m",
+    "env.num_envs": 16,
+    "run.steps": 10_000_000,
+    "runner.eval_every": 500_000,
+    "runner.eval_episodes": 512,
+    "runner.log_every": 102_400,
+    "replay.capacity": 640_000,
+    "agent.hidden_size": 512,
+    "agent.gamma": 0.99,
+    "agent.learning_rate": 5e-5,
+    "agent.max_grad_norm": 10.0,
+    "agent.target_update_period": 80,
+    "agent.epsilon_decay_steps": 1_000_000,
+    "agent.sequence_length": 128,
+    "agent.update_every": 256,
+    "agent.reward_scale": 10.0,
+}
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "revalued": {
         "quickstart": {
@@ -104,8 +127,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "agent.learning_starts": 1000,
         },
     },
-    "vdn": {"quickstart": _MARL_QUICKSTART},
-    "qmix": {"quickstart": _MARL_QUICKSTART},
+    "vdn": {"quickstart": _MARL_QUICKSTART, "smax": _SMAX},
+    "qmix": {
+        "quickstart": _MARL_QUICKSTART,
+        # and JaxMARL's SMAX mixer sizes
+        "smax": {**_SMAX, "agent.mixer_embed_dim": 64, "agent.hypernet_hidden": 256},
+    },
 }
 
 

@@ -115,6 +115,18 @@ def test_targets_match_hand_computation_through_ends_and_truncation(cls):
     np.testing.assert_allclose(y_wrong[0, 2:], y[0, 2:], rtol=1e-6)
 
 
+def test_reward_scale_multiplies_the_reward_in_the_targets_only():
+    terminated, truncated = [False, False, True, False], [False] * 4
+    obs, actions, rewards, nxt = window(jax.random.PRNGKey(2), terminated, truncated)
+    batch = sequence_batch(obs, actions, rewards, [terminated], [truncated], nxt)
+    plain, scaled = make_agent(VDN), make_agent(VDN, reward_scale=10.0)
+    state = distinct_targets(plain, 0)
+    q, y = plain.td_terms(state.params, state.target_params, batch)
+    q_scaled, y_scaled = scaled.td_terms(state.params, state.target_params, batch)
+    np.testing.assert_array_equal(q_scaled, q)
+    np.testing.assert_allclose(y_scaled - y, 9.0 * np.asarray(rewards), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("cls", [VDN, QMIX])
 def test_a_reset_inside_a_window_restarts_the_hidden_state(cls):
     agent = make_agent(cls, mixer_init_scale=1.0)

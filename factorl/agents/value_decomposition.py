@@ -87,6 +87,13 @@ class ValueDecompositionConfig:
         0.001, "QMIX: orthogonal gain of the mixer's kernels", low=0.0, low_open=True
     )
     gamma: float = option(0.9, "discount factor", low=0.0, high=1.0)
+    reward_scale: float = option(
+        1.0,
+        "the learner's targets use reward x this (JaxMARL's REW_SCALE: 10 on SMAX); returns "
+        "are reported unscaled",
+        low=0.0,
+        low_open=True,
+    )
     learning_rate: float = option(0.005, "RAdam learning rate", low=0.0, low_open=True)
     lr_decay_steps: int = option(
         0,
@@ -359,7 +366,8 @@ class ValueDecomposition(JaxAgent):
         q_next_tot = self.mixer.apply(
             target_params["mixer"], select(q_next_target, best), x["next_state"]
         )
-        y = batch.reward + c.gamma * (1.0 - terminated.astype(jnp.float32)) * q_next_tot
+        reward = c.reward_scale * jnp.asarray(batch.reward, jnp.float32)
+        y = reward + c.gamma * (1.0 - terminated.astype(jnp.float32)) * q_next_tot
         return q_tot, y
 
     def loss(self, params: Any, target_params: Any, batch: SequenceBatch):
