@@ -96,7 +96,7 @@ def run_factorl(algo: str, steps: int, seeds: int = 1) -> dict:
 _JAXMARL_DRIVER = """
 import copy, importlib, json, sys, time
 start = time.perf_counter()
-src, module, steps, seeds = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+src, module, steps, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 sys.path.insert(0, src + "/baselines/QLearning")
 import jax, numpy as np
 from hydra import compose, initialize_config_dir
@@ -104,7 +104,7 @@ from omegaconf import OmegaConf
 mod = importlib.import_module(module)
 with initialize_config_dir(config_dir=src + "/baselines/QLearning/config", version_base=None):
     cfg = compose(config_name="config", overrides=["+alg=ql_rnn_mpe",
-        f"alg.TOTAL_TIMESTEPS={steps}", f"NUM_SEEDS={seeds}", "WANDB_MODE=disabled",
+        f"alg.TOTAL_TIMESTEPS={steps}", f"SEED={seed}", "WANDB_MODE=disabled",
         "SAVE_PATH=null"])
 config = OmegaConf.to_container(cfg)
 config = {**config, **config["alg"]}
@@ -116,26 +116,45 @@ t = time.perf_counter(); outs = jax.block_until_ready(compiled(rngs))
 run_s = time.perf_counter() - t
 ts, _, test, _ = outs["runner_state"]
 env_steps = int(np.asarray(jax.device_get(ts.timesteps)).reshape(-1)[0])
-per_seed = np.asarray(jax.device_get(test["returned_episode_returns"])).reshape(seeds, -1).mean(1)
+test = {k: float(np.asarray(v).mean()) for k, v in jax.device_get(test).items()}
 print(json.dumps({"wall_s": round(time.perf_counter() - start, 1), "compile_s": round(compile_s, 1),
     "run_s": round(run_s, 1), "env_steps": env_steps,
-    "env_steps_per_s_after_compile": round(seeds * env_steps / run_s),
-    "test_return": float(per_seed.mean()), "test_return_per_seed": per_seed.tolist()}))
+    "env_steps_per_s_after_compile": round(env_steps / run_s),
+    "test_return": test["returned_episode_returns"]}))
 """
 
 
 def run_jaxmarl(algo: str, steps: int, src: str, python: str, seeds: int = 1) -> dict:
+    """JaxMARL's script at `SEED` 0 .. seeds-1, one process each. Not its `NUM_SEEDS`: its
+    vmapped init over seeds (Flax's orthogonal initializer, a batched QR) deadlocks jaxlib
+    0.10.2 on a 2-thread CPU, the hang factorl's own `orthogonal` works around."""
     module = {"vdn": "vdn_rnn", "qmix": "qmix_rnn"}[algo]
-    start = time.perf_counter()
-    done = subprocess.run(
-        [python, "-c", _JAXMARL_DRIVER, src, module, str(steps), str(seeds)],
-        capture_output=True, text=True, check=False, cwd=tempfile.gettempdir(),
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"JaxMARL's {module} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["wall_s"] = round(time.perf_counter() - start, 1)  # the whole process, as factorl's
-    return result
+    runs = []
+    for seed in range(seeds):
+        start = time.perf_counter()
+        done = subprocess.run(
+            [python, "-c", _JAXMARL_DRIVER, src, module, str(steps), str(seed)],
+            capture_output=True, text=True, check=False, cwd=tempfile.gettempdir(),
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise SystemExit(f"JaxMARL's {module} failed:\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result["wall_s"] = round(time.perf_counter() - start, 1)  # the whole process
+        runs.append(result)
+    if seeds == 1:
+        return runs[0]
+    returns = [r["test_return"] for r in runs]
+    return {
+        "wall_s": round(sum(r["wall_s"] for r in runs), 1),
+        "run_s": round(sum(r["run_s"] for r in runs), 1),
+        "env_steps": runs[0]["env_steps"],
+        "env_steps_per_s_after_compile": round(
+            sum(r["env_steps"] for r in runs) / sum(r["run_s"] for r in runs)
+        ),
+        "test_return": sum(returns) / seeds,
+        "test_return_per_seed": returns,
+        "processes": runs,
+    }
 
 
 def main() -> None:
