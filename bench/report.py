@@ -29,19 +29,13 @@ from typing import Any
 
 import numpy as np
 
-#: 3-bin factorised expert returns on DMC (REValueD authors' offline datasets), from the
-#: reference note; returns of a trained agent, not learning-curve points.
-EXPERT_LEVELS = {
-    "dmc:walker-walk": 900.3,
-    "dmc:walker-run": 701.2,
-    "dmc:cheetah-run": 664.57,
-    "dmc:quadruped-walk": 781.19,
-    "dmc:quadruped-run": 753.4,
-    "dmc:finger-spin": 853.62,
-    "dmc:fish-swim": 418.58,
-    "dmc:humanoid-stand": 711.9,
-    "dmc:dog-trot": 724.37,
-}
+from factorl.report import (
+    EXPERT_LEVELS,
+    default_levels,
+    plot_curves,
+    run_from_result,
+    t_interval,
+)
 
 #: The official code's own figures from the reference note (walker-walk, seed 0, the same 2-core
 #: machine kind): (env step, greedy eval return). DecQN's is the REValueD repository's DecQN
@@ -51,18 +45,6 @@ OFFICIAL_POINTS = {
     ("dmc:walker-walk", "revalued"): (30_000, 166.3),
     ("dmc:walker-walk", "cqn"): (50_000, 379.5),
 }
-
-
-def t_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of the 95% Student-t interval (half-width nan for one value)."""
-    from scipy import stats
-
-    arr = np.asarray(values, dtype=float)
-    mean = float(arr.mean())
-    if len(arr) < 2:
-        return mean, math.nan
-    half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr)))
-    return mean, half
 
 
 def load_runs(folder: Path) -> list[dict[str, Any]]:
@@ -150,60 +132,20 @@ def _value_at(run: dict[str, Any], step: int) -> float:
     return float(_point_at(run, step)["eval_return"])
 
 
-def return_range(env: str) -> tuple[float, float]:
-    """The range an episode's return can take: [0, 1000] on the Control Suite (rewards in [0, 1]
-    on each of 1000 control steps, also when action repeat sums them), unbounded elsewhere."""
-    return (0.0, 1000.0) if env.startswith("dmc:") else (-math.inf, math.inf)
-
-
-def curve_band(
-    group: list[dict[str, Any]], env: str
-) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
-    """Steps every run of `group` evaluated at, the mean over runs there, and the 95% band,
-    cut to `return_range(env)` (a band of zero width for a single run)."""
-    steps = sorted(set.intersection(*({p["env_step"] for p in r["curve"]} for r in group)))
-    stats = [t_interval([_value_at(r, s) for r in group]) for s in steps]
-    mean = np.array([m for m, _ in stats])
-    half = np.array([h if math.isfinite(h) else 0.0 for _, h in stats])
-    low, high = return_range(env)
-    return steps, mean, np.clip(mean - half, low, high), np.clip(mean + half, low, high)
-
-
 def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_env: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        by_env[run["env"]][run["algo"]].append(run)
-    written = []
-    for env, algos in sorted(by_env.items()):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for algo, group in sorted(algos.items()):
-            steps, mean, band_low, band_high = curve_band(group, env)
-            (line,) = ax.plot(
-                steps, mean, label=f"{algo} ({len(group)} seed{'s' * (len(group) > 1)})"
-            )
-            ax.fill_between(steps, band_low, band_high, alpha=0.2)
-            if (env, algo) in OFFICIAL_POINTS:
-                step, value = OFFICIAL_POINTS[(env, algo)]
-                ax.plot([step], [value], "x", color=line.get_color(), ms=9, mew=2,
-                        label=f"{algo}, official code (seed 0)")  # fmt: skip
-        if env in EXPERT_LEVELS:
-            ax.axhline(EXPERT_LEVELS[env], color="grey", ls="--", lw=1, label="3-bin expert level")
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("evaluation return")
-        ax.set_title(env)
-        ax.legend(loc="best", fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = out_dir / f"curves-{env.replace(':', '-')}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-    return written
+    """`out_dir/curves-TASK.png` per task (factorl.report's curves), with the official code's
+    figures as crosses."""
+    marks = {key: (step, value, f"{key[1]}, official code (seed 0)")
+             for key, (step, value) in OFFICIAL_POINTS.items()}  # fmt: skip
+    return plot_curves(
+        [
+            run_from_result(run, f"{run['algo']} on {run['env']}, seed {run['seed']}")
+            for run in runs
+        ],
+        out_dir,
+        default_levels(),
+        marks,
+    )
 
 
 def header(inp: str, out: str) -> str:
