@@ -639,6 +639,8 @@ def write_report(
         raise ReportError("no runs given; pass run folders or learning-result JSON files")
     if reps < 1:
         raise ReportError(f"--reps must be >= 1, got {reps}")
+    levels = default_levels() if levels is None else levels
+    tasks = task_scores(runs, levels, at_step)  # refuses an --at-step before writing anything
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -646,8 +648,6 @@ def write_report(
         raise ReportError(
             f"cannot write to {out} ({e.strerror or e}); choose another --out"
         ) from None
-    levels = default_levels() if levels is None else levels
-    tasks = task_scores(runs, levels, at_step)
     algos = sorted({r.algo for r in runs})
     plots = _Plots(out)
     written: list[Path] = []

@@ -1,4 +1,5 @@
-"""The learning benchmark's summary and report scripts, on data the test makes itself."""
+"""The learning benchmark's summary and report scripts and `factorl report` (factorl/report.py),
+on data the tests make themselves."""
 
 import importlib.util
 import json
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import TINY_DECQN, tiny_config
 
+from factorl import report as report_lib
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
 from factorl.train import make_config, train
@@ -89,17 +91,22 @@ def test_report_table_and_plots(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _runs(*fake_runs):
+    return [report_lib.run_from_result(run, "test") for run in fake_runs]
+
+
 def test_the_curve_band_is_cut_to_the_returns_a_task_can_have():
-    report = _load("report")
     # three seeds far apart: the t band (half-width 4.30 * 400 / sqrt 3, about 994) spans
     # [-594, 1394] at the second evaluation
-    group = [_fake_run("cqn", "dmc:cheetah-run", s, [10.0, v]) for s, v in enumerate([0, 400, 800])]
-    steps, mean, low, high = report.curve_band(group, "dmc:cheetah-run")
+    group = _runs(*(_fake_run("cqn", "dmc:cheetah-run", s, [10.0, v])
+                    for s, v in enumerate([0, 400, 800])))  # fmt: skip
+    steps, mean, low, high = report_lib.curve_band(group, "dmc:cheetah-run")
     assert steps == [1000, 2000] and mean[1] == pytest.approx(400.0)
     assert low[1] == 0.0 and high[1] == 1000.0  # Control Suite returns lie in [0, 1000]
     assert low[0] == high[0] == 10.0  # no spread, no band
-    gym = [_fake_run("cqn", "gym:Pendulum-v1", s, [10.0, v]) for s, v in enumerate([0, 400, 800])]
-    _, _, low, high = report.curve_band(gym, "gym:Pendulum-v1")
+    gym = _runs(*(_fake_run("cqn", "gym:Pendulum-v1", s, [10.0, v])
+                  for s, v in enumerate([0, 400, 800])))  # fmt: skip
+    _, _, low, high = report_lib.curve_band(gym, "gym:Pendulum-v1")
     half = 4.302653 * 400 / math.sqrt(3)  # no known range: the band is left as it is
     assert low[1] == pytest.approx(400 - half, rel=1e-5)
     assert high[1] == pytest.approx(400 + half, rel=1e-5)
@@ -130,6 +137,10 @@ def test_learning_summary_of_a_real_run(tmp_path):
     assert data["versions"]["jax"] and data["machine"]["cpu_count"]
     assert data["config"]["algo"] == "decqn"
     assert data["source_revision"] == learning.SOURCE_REVISION  # None outside a git checkout
+    # factorl report reads the same run folder to the same curve
+    (run,) = report_lib.load_runs([result.run_dir])
+    assert (run.algo, run.env, run.seed) == ("decqn", "gym:Pendulum-v1", 0)
+    assert run.curve == tuple((p["env_step"], p["eval_return"]) for p in data["curve"])
 
 
 def test_learning_summary_of_a_run_with_seeds_side_by_side(tmp_path):
@@ -160,6 +171,12 @@ def test_learning_summary_of_a_run_with_seeds_side_by_side(tmp_path):
         assert data["seed"] == seed and data["seeds_side_by_side"] == 2
         mine = [r["eval_return"] for r in evals if r["seed"] == seed]
         assert [p["eval_return"] for p in data["curve"]] == mine and len(mine) == 2
+    # factorl report splits the folder into its seeds as the summary does
+    runs = report_lib.load_runs([result.run_dir])
+    assert [r.seed for r in runs] == [0, 1]
+    for run in runs:
+        mine = [(r["env_step"], r["eval_return"]) for r in evals if r["seed"] == run.seed]
+        assert run.curve == tuple(mine)
     with pytest.raises(ValueError, match="trained 2 seeds: name one"):
         learning.summarise_run(result.run_dir, "cmd")
 
@@ -233,3 +250,243 @@ def test_a_mistyped_override_stops_the_sweep_before_it_trains(tmp_path, capsys):
     assert learning.main([*argv, "--set", "agent.width=0"]) == 2
     assert "agent.width must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ factorl report (rliable)
+
+#: bootstrap resamples in these tests: enough for an interval, few enough to keep them fast
+REPS = 100
+
+
+def test_aggregates_equal_their_hand_computed_values_and_lie_in_their_intervals():
+    # one task, 8 runs: the IQM drops the 2 lowest and 2 highest runs, the mean keeps the 10s
+    one = np.array([0.0, 0.0, 0.1, 0.2, 0.4, 0.8, 10.0, 10.0])[:, None]
+    # three tasks, 2 runs each: task means 0.3, 0.6, 1.0; 6 runs -> the IQM trims one each side
+    three = np.array([[0.2, 0.5, 0.9], [0.4, 0.7, 1.1]])
+    est = report_lib.aggregate({"one": one, "three": three}, reps=REPS, seed=0)
+    expected = {
+        "one": {"IQM": (0.1 + 0.2 + 0.4 + 0.8) / 4, "mean": 21.5 / 8, "median": 21.5 / 8,
+                "optimality gap": 1 - (0.1 + 0.2 + 0.4 + 0.8 + 1 + 1) / 8},
+        "three": {"IQM": (0.4 + 0.5 + 0.7 + 0.9) / 4, "mean": 1.9 / 3, "median": 0.6,
+                  "optimality gap": 1 - 3.7 / 6},  # 1.1 counts as 1: at the level
+    }  # fmt: skip
+    for key, metrics in expected.items():
+        for name, value in metrics.items():
+            e = est[key][name]
+            assert e.point == pytest.approx(value), (key, name)
+            assert e.low <= e.point <= e.high, (key, name)
+    assert est["one"]["mean"].low < est["one"]["mean"].high  # runs that differ: a real interval
+
+
+def test_the_bootstrap_is_reproducible_and_leaves_numpys_generator_alone():
+    scores = {"a": np.random.default_rng(1).uniform(size=(5, 2))}
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    first = report_lib.aggregate(scores, reps=REPS, seed=7)
+    assert np.array_equal(np.random.get_state()[1], before)
+    assert report_lib.aggregate(scores, reps=REPS, seed=7) == first
+    assert report_lib.aggregate(scores, reps=REPS, seed=8) != first
+
+
+def test_probability_of_improvement_on_known_score_sets():
+    high, low = np.array([[10.0], [11.0], [12.0]]), np.array([[1.0], [2.0], [3.0]])
+    est = report_lib.probability_of_improvement(
+        {
+            ("high", "low"): (high, low),
+            ("low", "high"): (low, high),
+            ("same", "same"): (high, high.copy()),
+            # 5 of the 6 pairs have X above Y: 3 > 2, 5 > 2, 5 > 4, 6 > 2, 6 > 4
+            ("x", "y"): (np.array([[3.0], [5.0], [6.0]]), np.array([[2.0], [4.0]])),
+        },
+        reps=REPS,
+    )
+    assert est["high", "low"] == report_lib.Estimate(1.0, 1.0, 1.0)
+    assert est["low", "high"] == report_lib.Estimate(0.0, 0.0, 0.0)
+    assert est["same", "same"].point == 0.5
+    assert est["x", "y"].point == pytest.approx(5 / 6)
+    assert est["x", "y"].low <= 5 / 6 <= est["x", "y"].high
+
+
+def test_performance_profile_is_the_fraction_of_runs_above_each_threshold():
+    profiles, intervals = report_lib.performance_profiles(
+        {"a": np.array([[0.2], [0.6], [1.0]])}, np.array([0.0, 0.5, 0.9, 1.0]), reps=REPS
+    )
+    assert profiles["a"] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
+    assert intervals["a"].shape == (2, 4)
+
+
+def test_levels_normalise_scores_and_bad_levels_are_refused():
+    env, level = report_lib.parse_level("dmc:walker-walk=900")
+    assert env == "dmc:walker-walk" and level.normalise([450.0, 900.0]) == pytest.approx([0.5, 1])
+    env, level = report_lib.parse_level("jaxmarl:MPE_simple_spread_v3=-60:-20")
+    assert env == "jaxmarl:MPE_simple_spread_v3"
+    assert level.normalise([-60.0, -40.0, -20.0]) == pytest.approx([0.0, 0.5, 1.0])
+    for bad in ("dmc:walker-walk", "=900", "dmc:walker-walk=lots", "x=1:1", "x=nan"):
+        with pytest.raises(report_lib.ReportError, match="--level"):
+            report_lib.parse_level(bad)
+    # the built-in level of walker-walk, and none for Pendulum: its scores stay raw returns
+    runs = _runs(_fake_run("sac", "dmc:walker-walk", 0, [900.3 / 2]),
+                 _fake_run("sac", "gym:Pendulum-v1", 0, [-150.0]))  # fmt: skip
+    tasks = report_lib.task_scores(runs, report_lib.default_levels())
+    assert tasks["dmc:walker-walk"].scores("sac") == pytest.approx([0.5])
+    assert tasks["gym:Pendulum-v1"].scores("sac") == pytest.approx([-150.0])
+
+
+def _run_folder(path, algo, settings, evals, seeds=None):
+    """A run folder as factorl train writes it: its config, and metrics with train records,
+    eval records (tagged by seed when `seeds` run side by side) and a torn last line."""
+    from factorl.io.logging import METRICS_FILE
+    from factorl.io.runfolder import CONFIG_FILE
+
+    path.mkdir(parents=True)
+    (path / CONFIG_FILE).write_text(make_config(algo, settings).to_json() + "\n")
+    lines = []
+    for i, returns in enumerate(evals):
+        step = 1000 * (i + 1)
+        head = {"env_step": step, "env_frames": step, "learner_step": step, "wall_time": 1.0}
+        lines.append({"event": "train", **head, "loss": 1.0})
+        for s, value in enumerate(returns):
+            seed = {} if seeds is None else {"seed": seeds[s]}
+            lines.append({"event": "eval", **head, "eval_return": value,
+                          "eval_returns": [value], **seed})  # fmt: skip
+    text = "".join(json.dumps(r) + "\n" for r in lines)
+    (path / METRICS_FILE).write_text(text + '{"event": "tra')  # a run killed mid-write
+    return path
+
+
+def _report(capsys, *argv):
+    from factorl.cli import main
+
+    code = main(["report", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_factorl_report_end_to_end(tmp_path, capsys):
+    walker = {"env.id": "dmc:walker-walk"}
+    # decqn on walker-walk: seed 0 in a run folder, seeds 1 and 2 as result files
+    _run_folder(tmp_path / "runs" / "decqn-s0", "decqn", {**walker, "run.seed": 0},
+                [[100.0], [450.0]])  # fmt: skip
+    results = tmp_path / "results"
+    results.mkdir()
+    decqn = {0: 450.0, 1: 300.0, 2: 700.0}
+    for seed in (1, 2):
+        data = _fake_run("decqn", "dmc:walker-walk", seed, [50.0, decqn[seed]])
+        (results / f"decqn-{seed}.json").write_text(json.dumps(data))
+    (results / "throughput.json").write_text('{"benchmark": "throughput"}')  # skipped in a folder
+    # sac: walker-walk from result files, Pendulum (no level: raw returns) from one folder that
+    # trained seeds 0 and 1 side by side
+    sac = {0: 800.0, 1: 850.0, 2: 900.0}
+    for seed, final in sac.items():
+        data = _fake_run("sac", "dmc:walker-walk", seed, [60.0, final])
+        (results / f"sac-{seed}.json").write_text(json.dumps(data))
+    pendulum = {"env.id": "gymnax:Pendulum-v1", "run.num_seeds": 2}
+    _run_folder(tmp_path / "runs" / "sac-pendulum", "sac", pendulum,
+                [[-900.0, -1000.0], [-200.0, -150.0]], seeds=[0, 1])  # fmt: skip
+    _run_folder(tmp_path / "runs" / "decqn-pendulum", "decqn", pendulum,
+                [[-1200.0, -1100.0], [-400.0, -300.0]], seeds=[0, 1])  # fmt: skip
+
+    out = tmp_path / "report"
+    code, stdout, err = _report(capsys, tmp_path / "runs", results, "--out", out,
+                                "--reps", 20)  # fmt: skip
+    assert code == 0, err
+    text = (out / "report.md").read_text()
+    assert text.startswith("# Aggregate report\n")
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]): line
+            for line in text.split("## Per task")[1].split("##")[0].splitlines()
+            if line.startswith("| ") and "---" not in line}  # fmt: skip
+
+    def mean(values, level=900.3):
+        return f"{np.mean(values) / level:.3f} ["
+
+    row = rows[("dmc:walker-walk", "normalised: return / 900.3", "decqn")]
+    assert "| 3 (0, 1, 2) | 2,000 |" in row and f"| {mean(list(decqn.values()))}" in row
+    assert f"| {mean(list(sac.values()))}" in rows[("dmc:walker-walk", "normalised: return / 900.3",
+                                                   "sac")]  # fmt: skip
+    row = rows[("gymnax:Pendulum-v1", "raw return", "sac")]
+    assert "| 2 (0, 1) |" in row and "| -175.0 [" in row and row.endswith("| - |")
+    # across tasks: only walker-walk has a level; sac's IQM over its 3 runs is their mean
+    across = text.split("## Across tasks")[1].split("##")[0]
+    assert "1 task with an expert level that every algorithm ran: dmc:walker-walk." in across
+    assert "Left out: gymnax:Pendulum-v1." in across
+    assert f"| sac | 3 | {mean(list(sac.values()))}" in across
+    # sac beats decqn on every pair of runs on both tasks
+    assert "| decqn | sac | dmc:walker-walk, gymnax:Pendulum-v1 | 0.000 [0.000, 0.000] |" in text
+    every = text.split("## Every run")[1]
+    assert f"| dmc:walker-walk | decqn | 0 | 2,000 | 450.0 | {450 / 900.3:.3f} |" in every
+    assert "| gymnax:Pendulum-v1 | decqn | 1 | 2,000 | -300.0 | - |" in every
+    names = ["report.md", "aggregates.png", "improvement.png", "profiles.png",
+             "profile-gymnax-Pendulum-v1.png", "curves-dmc-walker-walk.png",
+             "curves-gymnax-Pendulum-v1.png"]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert stdout.splitlines() == [f"wrote {out / name}" for name in names]
+    import matplotlib.pyplot as plt
+
+    for name in names[1:]:
+        assert f"]({name})" in text
+        image = plt.imread(out / name)  # a PNG that decodes
+        assert image.ndim == 3 and min(image.shape[:2]) > 100
+    # an earlier budget: every run scored at its first evaluation
+    code, _, err = _report(capsys, tmp_path / "runs", results, "--out", tmp_path / "early",
+                           "--reps", 5, "--at-step", 1500)  # fmt: skip
+    assert code == 0, err
+    text = (tmp_path / "early" / "report.md").read_text()
+    assert "last (at or before env step 1,500)" in text
+    assert "| dmc:walker-walk | decqn | 0 | 1,000 | 100.0 |" in text
+
+
+def _one_line_error(capsys, *argv):
+    code, out, err = _report(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("factorl: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_factorl_report_refuses_bad_input_in_one_line(tmp_path, capsys):
+    out = ["--out", tmp_path / "out"]
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_fake_run("sac", "dmc:walker-walk", 0, [1.0])))
+    err = _one_line_error(capsys, tmp_path / "missing", *out)
+    assert "missing does not exist" in err
+    (tmp_path / "empty").mkdir()
+    err = _one_line_error(capsys, tmp_path / "empty", *out)
+    assert "is not a run folder (no metrics.jsonl) and holds no run folders" in err
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    (config_only / "config.json").write_text(make_config("decqn").to_json())
+    err = _one_line_error(capsys, config_only, *out)
+    assert "has no metrics.jsonl" in err and "train it" in err
+    torn = tmp_path / "torn.json"
+    torn.write_text('{"benchmark": "learning",\n "algo": ')
+    err = _one_line_error(capsys, good, torn, *out)
+    assert "torn.json is not valid JSON (Expecting value at line 2" in err
+    other = tmp_path / "other.json"
+    other.write_text("[1, 2]")
+    assert "is not a learning-result file" in _one_line_error(capsys, other, *out)
+    no_curve = tmp_path / "no-curve.json"
+    no_curve.write_text(json.dumps({**_fake_run("sac", "gym:Pendulum-v1", 0, [1.0]), "curve": []}))
+    assert "holds no evaluation" in _one_line_error(capsys, no_curve, *out)
+    nan = tmp_path / "nan.json"
+    nan.write_text(json.dumps(_fake_run("sac", "gym:Pendulum-v1", 0, [1.0, "nan"])))
+    assert "has eval_return 'nan', not a finite number" in _one_line_error(capsys, nan, *out)
+    no_eval = _run_folder(tmp_path / "no-eval", "decqn", {"env.id": "dmc:walker-walk"}, [[]])
+    err = _one_line_error(capsys, no_eval, *out)
+    assert "has no evaluation record yet: train it past its first evaluation" in err
+    twice = tmp_path / "twice.json"
+    twice.write_text(good.read_text())
+    err = _one_line_error(capsys, good, twice, *out)
+    assert "seed 0 of sac on dmc:walker-walk comes from both" in err
+    assert "--level" in _one_line_error(capsys, good, "--level", "dmc:walker-walk", *out)
+    assert "--reps must be >= 1" in _one_line_error(capsys, good, "--reps", 0, *out)
+    err = _one_line_error(capsys, good, "--at-step", 10, *out)
+    assert "no evaluation at or before env step 10" in err
+    assert not (tmp_path / "out").exists()  # nothing written for input that was refused
+
+
+def test_factorl_report_names_its_extra_when_rliable_is_missing(tmp_path, capsys, monkeypatch):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_fake_run("sac", "dmc:walker-walk", 0, [1.0])))
+    monkeypatch.setitem(sys.modules, "rliable", None)  # as if it were not installed
+    err = _one_line_error(capsys, good, "--out", tmp_path / "out")
+    assert "needs the report extra (rliable, matplotlib)" in err
+    assert err.rstrip().endswith('pip install "factorl[report]")')
