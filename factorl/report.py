@@ -148,10 +148,9 @@ def _curve(points: Iterable[Any], source: str) -> tuple[tuple[int, float], ...]:
                 f"{source}: an evaluation has no whole env_step ({_one_line(point)}); "
                 "pass run folders written by factorl train or files written by bench/learning.py"
             )
-        # bool is an int to Python, but never a return; the writer stores NaN as a string
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            value = math.nan if value is None else value
-        if not isinstance(value, int | float) or not math.isfinite(value):
+        # bool is an int to Python but never a return; the metrics writer stores NaN as "nan"
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
             raise ReportError(
                 f"{source}: the evaluation at env step {step:,} has eval_return "
                 f"{_one_line(value)}, not a finite number; leave this run out"
@@ -167,6 +166,8 @@ def _read_json(path: Path) -> Any:
         raise ReportError(f"cannot read {path} ({getattr(e, 'strerror', None) or e})") from None
     try:
         return json.loads(text)  # data only: nothing read here is imported or run
+    except RecursionError:
+        raise ReportError(f"{path} is not a results file (its JSON nests too deeply)") from None
     except json.JSONDecodeError as e:
         raise ReportError(
             f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); pass the "
@@ -208,7 +209,7 @@ def runs_from_folder(path: Path) -> list[Run]:
         records = read_metrics(path)
     except ConfigError as e:
         raise ReportError(str(e)) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, RecursionError) as e:
         raise ReportError(f"cannot read {path / METRICS_FILE} ({e})") from None
     runs = []
     for seed in range(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds):
@@ -639,6 +640,8 @@ def write_report(
         raise ReportError("no runs given; pass run folders or learning-result JSON files")
     if reps < 1:
         raise ReportError(f"--reps must be >= 1, got {reps}")
+    if not 0 <= seed < 2**32:  # what NumPy's generator takes
+        raise ReportError(f"--seed must be in [0, 2**32), got {seed}")
     levels = default_levels() if levels is None else levels
     tasks = task_scores(runs, levels, at_step)  # refuses an --at-step before writing anything
     out = Path(out)
@@ -729,19 +732,26 @@ def write_report(
         ]
 
     lines += ["## Probability of improvement", ""]
-    pairs, pair_tasks = {}, {}
+    pairs, pair_tasks, pair_cut = {}, {}, set()
     for x, y in itertools.combinations(algos, 2):
         envs = [e for e, t in tasks.items() if x in t.runs and y in t.runs]
         if envs:
-            pairs[(x, y)] = tuple(_matrix([tasks[e].scores(a) for e in envs])[0] for a in (x, y))
-            pair_tasks[(x, y)] = envs
+            (mx, cut_x), (my, cut_y) = (_matrix([tasks[e].scores(a) for e in envs]) for a in (x, y))
+            pairs[(x, y)], pair_tasks[(x, y)] = (mx, my), envs
+            pair_cut |= {a for a, cut in ((x, cut_x), (y, cut_y)) if cut}
     if pairs:
         improvement = probability_of_improvement(pairs, reps, seed)
         lines += [
             "P(X > Y): the probability that a run of X scores above a run of Y on a task "
             "(Mann-Whitney, ties counting half), averaged over the tasks both ran; 0.5 is no "
             "difference, and P(Y > X) = 1 - P(X > Y). It compares runs within a task only, so "
-            "tasks with raw returns count too.",
+            "tasks with raw returns count too."
+            + (
+                f" {', '.join(sorted(pair_cut))} ran more seeds on some tasks than on others: "
+                "the lowest seeds of each task are used, as many as on its task with fewest."
+                if pair_cut
+                else ""
+            ),
             "",
             "| X | Y | tasks | P(X > Y) |",
             "| --- | --- | --- | --- |",

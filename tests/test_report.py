@@ -435,6 +435,23 @@ def test_factorl_report_end_to_end(tmp_path, capsys):
     assert "| dmc:walker-walk | decqn | 0 | 1,000 | 100.0 |" in text
 
 
+def test_unequal_seeds_across_tasks_use_each_tasks_lowest_seeds(tmp_path):
+    # decqn: 3 seeds on walker-walk, 2 on cheetah-run; rliable takes a [runs, tasks] matrix
+    walker, cheetah = [0.2, 0.4, 0.9], [0.6, 0.8]
+    runs = _runs(
+        *(_fake_run("decqn", "dmc:walker-walk", s, [900.3 * v]) for s, v in enumerate(walker)),
+        *(_fake_run("decqn", "dmc:cheetah-run", s, [664.57 * v]) for s, v in enumerate(cheetah)),
+        *(_fake_run("sac", env, s, [0.0]) for env in ("dmc:walker-walk", "dmc:cheetah-run")
+          for s in (0, 1)),
+    )  # fmt: skip
+    report_lib.write_report(runs, tmp_path, reps=5)
+    text = (tmp_path / "report.md").read_text()
+    assert "its lowest seeds of each are used: decqn (2 per task)." in text
+    # seeds 0 and 1 of both tasks: normalised 0.2, 0.4, 0.6, 0.8 -> mean 0.5 (seed 2's 0.9 out)
+    assert "| decqn | 4 | 0.500 [" in text
+    assert "decqn ran more seeds on some tasks than on others" in text
+
+
 def _one_line_error(capsys, *argv):
     code, out, err = _report(capsys, *argv)
     assert code == 2 and out == ""
@@ -469,6 +486,8 @@ def test_factorl_report_refuses_bad_input_in_one_line(tmp_path, capsys):
     nan = tmp_path / "nan.json"
     nan.write_text(json.dumps(_fake_run("sac", "gym:Pendulum-v1", 0, [1.0, "nan"])))
     assert "has eval_return 'nan', not a finite number" in _one_line_error(capsys, nan, *out)
+    nan.write_text(json.dumps(_fake_run("sac", "gym:Pendulum-v1", 0, [True])))
+    assert "has eval_return True, not a finite number" in _one_line_error(capsys, nan, *out)
     no_eval = _run_folder(tmp_path / "no-eval", "decqn", {"env.id": "dmc:walker-walk"}, [[]])
     err = _one_line_error(capsys, no_eval, *out)
     assert "has no evaluation record yet: train it past its first evaluation" in err
@@ -478,6 +497,7 @@ def test_factorl_report_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert "seed 0 of sac on dmc:walker-walk comes from both" in err
     assert "--level" in _one_line_error(capsys, good, "--level", "dmc:walker-walk", *out)
     assert "--reps must be >= 1" in _one_line_error(capsys, good, "--reps", 0, *out)
+    assert "--seed must be in [0, 2**32)" in _one_line_error(capsys, good, "--seed", -1, *out)
     err = _one_line_error(capsys, good, "--at-step", 10, *out)
     assert "no evaluation at or before env step 10" in err
     assert not (tmp_path / "out").exists()  # nothing written for input that was refused
