@@ -577,20 +577,23 @@ def _taus(values: Iterable[np.ndarray], normalised: bool) -> np.ndarray:
 class _Plots:
     """Figures written with rliable's plotting functions, closed as soon as saved."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, reps: int, seed: int) -> None:
         _, _, self.rly, self.plt = require_extra()
-        self.out = out
+        self.out, self.reps, self.seed = out, reps, seed
+        self.written: list[Path] = []
 
     def save(self, fig: Any, name: str) -> Path:
         path = self.out / name
         fig.savefig(path, dpi=100, bbox_inches="tight")  # rliable puts labels outside the axes
         self.plt.close(fig)
+        self.written.append(path)
         return path
 
-    def profiles(self, scores: Mapping[str, np.ndarray], normalised: bool, title: str,
-                 name: str, reps: int, seed: int) -> Path:  # fmt: skip
+    def profiles(
+        self, scores: Mapping[str, np.ndarray], normalised: bool, title: str, name: str
+    ) -> Path:
         taus = _taus(scores.values(), normalised)
-        profiles, intervals = performance_profiles(scores, taus, reps, seed)
+        profiles, intervals = performance_profiles(scores, taus, self.reps, self.seed)
         fig, ax = self.plt.subplots(figsize=(7, 4))
         what = "normalised score" if normalised else "return"
         self.rly.plot_performance_profiles(
@@ -652,12 +655,39 @@ def write_report(
             f"cannot write to {out} ({e.strerror or e}); choose another --out"
         ) from None
     algos = sorted({r.algo for r in runs})
-    plots = _Plots(out)
-    written: list[Path] = []
+    plots = _Plots(out, reps, seed)
+    # across tasks: normalised scores only (raw returns of different tasks have other scales),
+    # on the tasks every algorithm ran (a mean over different task sets compares nothing)
+    common = [e for e, t in tasks.items() if t.level and set(t.runs) == set(algos)]
     lines = _header(runs, tasks, algos, reps, seed, at_step, command)
-
-    lines += ["## Per task", ""]
+    lines += _per_task(tasks, reps, seed)
+    lines += _across_tasks(tasks, algos, common, plots)
+    lines += _improvement(tasks, algos, plots)
+    lines += _profiles(tasks, algos, common, plots)
+    curves = plot_curves(runs, out, levels)
+    plots.written += curves
     lines += [
+        "## Learning curves",
+        "",
+        "Mean evaluation return over seeds with the 95% Student-t band (cut to the returns a "
+        "task can have), the expert level dashed.",
+        "",
+        *(f"![learning curves]({path.name})" for path in curves),
+        "",
+    ]
+    lines += _every_run(tasks)
+    path = out / "report.md"
+    try:
+        path.write_text("\n".join(lines) + "\n")
+    except OSError as e:
+        raise ReportError(f"cannot write {path} ({e.strerror or e})") from None
+    return [path, *plots.written]
+
+
+def _per_task(tasks: Mapping[str, TaskScores], reps: int, seed: int) -> list[str]:
+    lines = [
+        "## Per task",
+        "",
         "| task | score | algorithm | seeds | env steps | IQM | mean | median | optimality gap |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -685,85 +715,96 @@ def write_report(
             "Some runs of a task were scored at different env steps (a range above); "
             "--at-step N scores every run at one budget."
         )
-    lines.append("")
+    return [*lines, ""]
 
-    # across tasks: normalised scores only (raw returns of different tasks have other scales),
-    # on the tasks every algorithm ran (a mean over different task sets compares nothing)
-    common = [e for e, t in tasks.items() if t.level and set(t.runs) == set(algos)]
-    lines += ["## Across tasks", ""]
-    if common:
-        matrices, cut = {}, []
-        for algo in algos:
-            matrices[algo], truncated = _matrix([tasks[e].scores(algo) for e in common])
-            if truncated:
-                cut.append(f"{algo} ({len(matrices[algo])} per task)")
-        across = aggregate(matrices, reps, seed)
-        left = [e for e in tasks if e not in common]
-        lines.append(
-            f"Normalised scores on the {len(common)} task{'s' * (len(common) > 1)} with an "
-            f"expert level that every algorithm ran: {', '.join(common)}."
-            + (f" Left out: {', '.join(left)}." if left else "")
-            + (
-                f" Where an algorithm has more seeds on some of these tasks, its lowest seeds "
-                f"of each are used: {', '.join(cut)}."
-                if cut
-                else ""
-            )
-        )
-        lines += [
-            "",
-            "| algorithm | runs | IQM | mean | median | optimality gap |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for algo, est in across.items():
-            lines.append(
-                f"| {algo} | {matrices[algo].size} | "
-                + " | ".join(_cell(est[m], True) for m in METRICS)
-                + " |"
-            )
-        written.append(plots.aggregates(across))
-        lines += ["", "![aggregate metrics with 95% intervals](aggregates.png)", ""]
-    else:
-        lines += [
+
+def _common_matrices(
+    tasks: Mapping[str, TaskScores], algos: Sequence[str], envs: Sequence[str]
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Each algorithm's scores on `envs` as [runs, tasks], and the algorithms cut to fit."""
+    matrices, cut = {}, []
+    for algo in algos:
+        matrices[algo], truncated = _matrix([tasks[e].scores(algo) for e in envs])
+        if truncated:
+            cut.append(algo)
+    return matrices, cut
+
+
+def _across_tasks(
+    tasks: Mapping[str, TaskScores], algos: Sequence[str], common: Sequence[str], plots: _Plots
+) -> list[str]:
+    lines = ["## Across tasks", ""]
+    if not common:
+        return [
+            *lines,
             "No task has an expert level that every algorithm ran, and raw returns of different "
             "tasks are not averaged (their scales differ): see the per-task table, or give "
             "levels with --level ENV=EXPERT.",
             "",
         ]
+    matrices, cut = _common_matrices(tasks, algos, common)
+    across = aggregate(matrices, plots.reps, plots.seed)
+    left = [e for e in tasks if e not in common]
+    lines.append(
+        f"Normalised scores on the {len(common)} task{'s' * (len(common) > 1)} with an "
+        f"expert level that every algorithm ran: {', '.join(common)}."
+        + (f" Left out: {', '.join(left)}." if left else "")
+        + (
+            " Where an algorithm has more seeds on some of these tasks, its lowest seeds of "
+            f"each are used: {', '.join(f'{a} ({len(matrices[a])} per task)' for a in cut)}."
+            if cut
+            else ""
+        )
+    )
+    lines += [
+        "",
+        "| algorithm | runs | IQM | mean | median | optimality gap |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for algo, est in across.items():
+        cells = " | ".join(_cell(est[m], True) for m in METRICS)
+        lines.append(f"| {algo} | {matrices[algo].size} | {cells} |")
+    plots.aggregates(across)
+    return [*lines, "", "![aggregate metrics with 95% intervals](aggregates.png)", ""]
 
-    lines += ["## Probability of improvement", ""]
+
+def _improvement(tasks: Mapping[str, TaskScores], algos: Sequence[str], plots: _Plots) -> list[str]:
+    lines = ["## Probability of improvement", ""]
     pairs, pair_tasks, pair_cut = {}, {}, set()
     for x, y in itertools.combinations(algos, 2):
         envs = [e for e, t in tasks.items() if x in t.runs and y in t.runs]
         if envs:
-            (mx, cut_x), (my, cut_y) = (_matrix([tasks[e].scores(a) for e in envs]) for a in (x, y))
-            pairs[(x, y)], pair_tasks[(x, y)] = (mx, my), envs
-            pair_cut |= {a for a, cut in ((x, cut_x), (y, cut_y)) if cut}
-    if pairs:
-        improvement = probability_of_improvement(pairs, reps, seed)
-        lines += [
-            "P(X > Y): the probability that a run of X scores above a run of Y on a task "
-            "(Mann-Whitney, ties counting half), averaged over the tasks both ran; 0.5 is no "
-            "difference, and P(Y > X) = 1 - P(X > Y). It compares runs within a task only, so "
-            "tasks with raw returns count too."
-            + (
-                f" {', '.join(sorted(pair_cut))} ran more seeds on some tasks than on others: "
-                "the lowest seeds of each task are used, as many as on its task with fewest."
-                if pair_cut
-                else ""
-            ),
-            "",
-            "| X | Y | tasks | P(X > Y) |",
-            "| --- | --- | --- | --- |",
-        ]
-        for (x, y), est in improvement.items():
-            lines.append(f"| {x} | {y} | {', '.join(pair_tasks[(x, y)])} | {_cell(est, True)} |")
-        written.append(plots.improvement(improvement))
-        lines += ["", "![probability of improvement with 95% intervals](improvement.png)", ""]
-    else:
-        lines += ["No two algorithms ran the same task: nothing to compare.", ""]
-
+            matrices, cut = _common_matrices(tasks, (x, y), envs)
+            pairs[(x, y)], pair_tasks[(x, y)] = (matrices[x], matrices[y]), envs
+            pair_cut |= set(cut)
+    if not pairs:
+        return [*lines, "No two algorithms ran the same task: nothing to compare.", ""]
+    improvement = probability_of_improvement(pairs, plots.reps, plots.seed)
     lines += [
+        "P(X > Y): the probability that a run of X scores above a run of Y on a task "
+        "(Mann-Whitney, ties counting half), averaged over the tasks both ran; 0.5 is no "
+        "difference, and P(Y > X) = 1 - P(X > Y). It compares runs within a task only, so "
+        "tasks with raw returns count too."
+        + (
+            f" {', '.join(sorted(pair_cut))} ran more seeds on some tasks than on others: "
+            "the lowest seeds of each task are used, as many as on its task with fewest."
+            if pair_cut
+            else ""
+        ),
+        "",
+        "| X | Y | tasks | P(X > Y) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for (x, y), est in improvement.items():
+        lines.append(f"| {x} | {y} | {', '.join(pair_tasks[(x, y)])} | {_cell(est, True)} |")
+    plots.improvement(improvement)
+    return [*lines, "", "![probability of improvement with 95% intervals](improvement.png)", ""]
+
+
+def _profiles(
+    tasks: Mapping[str, TaskScores], algos: Sequence[str], common: Sequence[str], plots: _Plots
+) -> list[str]:
+    lines = [
         "## Performance profiles",
         "",
         "The fraction of runs whose score exceeds each threshold τ, with 95% bands: a curve "
@@ -771,28 +812,20 @@ def write_report(
         "",
     ]
     if common:
-        written.append(
-            plots.profiles(matrices, True, "tasks with an expert level", "profiles.png", reps, seed)
-        )
+        matrices, _ = _common_matrices(tasks, algos, common)
+        plots.profiles(matrices, True, "tasks with an expert level", "profiles.png")
         lines += ["![performance profiles across tasks](profiles.png)", ""]
     for env, task in tasks.items():
-        if env in common:
-            continue
-        name = f"profile-{file_name(env)}.png"
-        scores = {a: task.scores(a)[:, None] for a in task.runs}
-        written.append(plots.profiles(scores, bool(task.level), env, name, reps, seed))
-        lines += [f"![performance profile on {env}]({name})", ""]
+        if env not in common:  # each task in one profile: across tasks, or its own
+            name = f"profile-{file_name(env)}.png"
+            scores = {a: task.scores(a)[:, None] for a in task.runs}
+            plots.profiles(scores, bool(task.level), env, name)
+            lines += [f"![performance profile on {env}]({name})", ""]
+    return lines
 
-    curves = plot_curves(runs, out, levels)
-    written += curves
-    lines += [
-        "## Learning curves",
-        "",
-        "Mean evaluation return over seeds with the 95% Student-t band (cut to the returns a "
-        "task can have), the expert level dashed.",
-        "",
-        *(f"![learning curves]({path.name})" for path in curves),
-        "",
+
+def _every_run(tasks: Mapping[str, TaskScores]) -> list[str]:
+    lines = [
         "## Every run",
         "",
         "| task | algorithm | seed | env step | return | normalised | from |",
@@ -807,12 +840,7 @@ def write_report(
                     f"| {env} | {algo} | {run.seed} | {task.steps[algo][i]:,} | "
                     f"{task.returns[algo][i]:.1f} | {norm} | {run.source} |"
                 )
-    path = out / "report.md"
-    try:
-        path.write_text("\n".join(lines) + "\n")
-    except OSError as e:
-        raise ReportError(f"cannot write {path} ({e.strerror or e})") from None
-    return [path, *written]
+    return lines
 
 
 def _header(
