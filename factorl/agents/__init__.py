@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from factorl.agents.arsq import ARSQ
 from factorl.agents.cqn import CQN
 from factorl.agents.cqn_as import CQNAS
 from factorl.agents.decqn import DecQN
@@ -20,6 +21,7 @@ for _name, _agent in {
     "td3": TD3,
     "vdn": VDN,
     "qmix": QMIX,
+    "arsq": ARSQ,
 }.items():
     register_algorithm(_name, _agent)
 
