@@ -55,6 +55,13 @@ VARIANTS = {
     "sac": ("sac", {**_SMALL, "agent.random_steps": 50}),
     "sac-bernoulli": ("sac", {**_SMALL, "agent.random_steps": 50, "agent.policy": "bernoulli"}),
     "td3": ("td3", {**_SMALL, "agent.random_steps": 50}),
+    "arsq": ("arsq", {**_SMALL, "agent.depth": 1, "agent.levels": 2, "agent.bins": 3,
+                      "agent.random_steps": 100, "agent.update_every": 2}),
+    # the RLBench torso and acting with the target critics
+    "arsq-layernorm-target": ("arsq", {**_SMALL, "agent.depth": 1, "agent.levels": 2,
+                                       "agent.bins": 3, "agent.random_steps": 100,
+                                       "agent.update_every": 2, "agent.network": "layernorm",
+                                       "agent.act_network": "target"}),
     # multi-agent: the QMIX paper's two-step game on the device runner (2-step episodes)
     "vdn": ("vdn", _MARL),
     "qmix": ("qmix", _MARL),
@@ -73,7 +80,7 @@ DEVICE_VARIANTS = [v for v in MARL_VARIANTS if not v.endswith("-pettingzoo")]
 #: the variants the costlier tests over several environments and the device runner take: every
 #: algorithm once, and both of CQN-AS's acting memories
 PER_ALGORITHM = ["decqn", "revalued", "cqn", "cqn_as-ensemble", "cqn_as-replan", "sac", "td3",
-                 "vdn", "qmix"]  # fmt: skip
+                 "vdn", "qmix", "arsq"]  # fmt: skip
 SINGLE_AGENT_PER_ALGORITHM = [v for v in PER_ALGORITHM if v in SINGLE_AGENT_VARIANTS]
 
 
