@@ -120,6 +120,22 @@ def test_the_agents_target_uses_the_target_value_nets_and_the_discount():
     np.testing.assert_allclose(aux["target_mean"], expected.mean(), rtol=1e-5)
 
 
+def test_through_the_replay_a_termination_stops_the_target_and_a_truncation_bootstraps():
+    agent = ARSQ(ARSQConfig(levels=1, bins=2, width=8, depth=1, gamma=0.9), _box(1), _box(1))
+    state = agent.init(0)
+    replay = agent.make_replay((1,))
+    obs, end = np.array([0.2], np.float32), np.array([0.7], np.float32)
+    replay.add(obs, np.array([0.5]), 1.0, end, True, False)  # terminated
+    replay.add(obs, np.array([0.5]), 2.0, end, False, True)  # truncated by a time limit
+    b = replay.sample(16, np.random.default_rng(0))
+    batch = TrainBatch.from_sample(b)
+    _, aux = jax.jit(agent.loss)(state.params, state.target_params, batch)
+    v_end = float(jnp.min(agent.values(state.target_params, end[None])))
+    expected = np.where(np.asarray(b.reward) == 1.0, 1.0, 2.0 + 0.9 * v_end)
+    assert set(np.asarray(b.reward).tolist()) == {1.0, 2.0} and abs(v_end) > 1e-4
+    np.testing.assert_allclose(aux["target_mean"], expected.mean(), rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- demonstration terms
 
 
