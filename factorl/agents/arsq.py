@@ -34,9 +34,10 @@ Sources and choices (docs/arsq.md has the full table):
   RLBench code differ: MLP width 512, depth 3, tanh, orthogonal init (gain sqrt 2, output gain
   0.01, zero biases) for V and advantage nets alike (`network="mlp"`); the RLBench torso adapted
   to states (obs -> Linear-LayerNorm-Tanh, concat c_k, Linear(no bias)-LayerNorm-SiLU x depth,
-  zero head) is `network="layernorm"`. Acting uses the ONLINE critics (D4RL's `act_network`
-  default here; RLBench acts with the targets: `act_network="target"`). The demo term averages
-  over demo samples (D4RL; RLBench's mean over the whole batch is `demo_average="batch"`).
+  zero head) is `network="layernorm"`. Acting uses the ONLINE critics (one choice of the D4RL
+  code's `act_network` option; RLBench acts with the targets: `act_network="target"`). The demo
+  term averages over demo samples (D4RL; RLBench's mean over the whole batch is
+  `demo_average="batch"`).
 - Paper vs code: the paper's demonstration loss, as a digest of it gives it, is the margin form,
   max(A(b) - A(b_e), C_m); the code has both forms behind a switch. We default to the paper's
   margin form; `demo_loss="cql"` is the code's other form.
