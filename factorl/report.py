@@ -18,7 +18,6 @@ from a run folder or results file is imported or executed. rliable and matplotli
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import json
 import math
@@ -281,29 +280,6 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
 # ------------------------------------------------------------------------------- statistics
 
 
-@contextlib.contextmanager
-def _arch_on_pandas3() -> Iterator[None]:
-    """rliable pins arch < 8, and arch 7 decorates a method with pandas' private
-    `deprecate_kwarg(old, new)`, which pandas 3 gave a warning class as first argument: the
-    import fails with a TypeError. Supply the argument while arch is imported, then restore."""
-    try:
-        from pandas.util import _decorators
-    except ImportError:
-        yield
-        return
-    original = _decorators.deprecate_kwarg
-    if list(inspect.signature(original).parameters)[:1] != ["klass"]:
-        yield  # a pandas whose signature arch knows
-        return
-    _decorators.deprecate_kwarg = lambda old, new, *a, **k: original(
-        FutureWarning, old, new, *a, **k
-    )
-    try:
-        yield
-    finally:
-        _decorators.deprecate_kwarg = original
-
-
 def _missing_extra(error: ImportError) -> ReportError:
     return ReportError(
         f"factorl report needs the report extra (rliable, matplotlib), which cannot be "
@@ -328,8 +304,7 @@ def require_extra() -> tuple[Any, Any, Any, Any]:
     naming the extra that brings them."""
     plt = _pyplot()
     try:
-        with _arch_on_pandas3():
-            from rliable import library, metrics, plot_utils
+        from rliable import library, metrics, plot_utils
     except ImportError as e:
         raise _missing_extra(e) from e
     return library, metrics, plot_utils, plt
