@@ -286,14 +286,38 @@ def cmd_eval(argv: Sequence[str]) -> int:
     parser.add_argument("run_dir", help="a run folder written by 'factorl train'")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="evaluation seed")
+    parser.add_argument(
+        "--video",
+        metavar="PATH",
+        help="also write the first --video-episodes of these episodes as an MP4 to PATH (dmc: and "
+        "gym: runs; needs the video extra and, for MuJoCo, an OpenGL backend: docs/videos.md)",
+    )
+    parser.add_argument(
+        "--video-episodes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="episodes in the video, the evaluation's first N (default 1)",
+    )
     _add_import(parser)
     args = parser.parse_args(argv)
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    if not 1 <= args.video_episodes <= args.episodes:
+        raise ConfigError(
+            f"--video-episodes must be in [1, --episodes {args.episodes}], "
+            f"got {args.video_episodes}"
+        )
     if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
         raise ConfigError(f"--seed must be in [0, {SEED_MAX}], got {args.seed}")
     _import_modules(args.imports)
-    result = evaluate(args.run_dir, episodes=args.episodes, seed=args.seed)
+    result = evaluate(
+        args.run_dir,
+        episodes=args.episodes,
+        seed=args.seed,
+        video=args.video,
+        video_episodes=args.video_episodes,
+    )
     print(json.dumps(result))
     return 0
 

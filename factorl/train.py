@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from factorl.core.config import Config, build_config
+from factorl.core.config import Config, ConfigError, build_config
 from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
 from factorl.presets import preset_settings
@@ -28,9 +28,11 @@ from factorl.runners.device import (
 )
 from factorl.runners.host import HostTrainer, build_agent, env_or_config_error, run_episodes
 from factorl.runners.session import (
+    EVAL_STREAM,
     StoppedAtOnce,
     TrainingStopped,
     TrainResult,
+    episode_seed,
     load_config,
 )
 
@@ -109,17 +111,68 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pol
     return Policy(cfg, agent, state)
 
 
-def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None) -> dict[str, Any]:
+def evaluate(
+    run_dir: str | Path,
+    episodes: int = 10,
+    seed: int | None = None,
+    *,
+    video: str | Path | None = None,
+    video_episodes: int = 1,
+) -> dict[str, Any]:
     """Evaluate a saved agent greedily; returns mean/std/returns (a device run: `episodes` for
-    each of its seeds, run side by side, with `per_seed_mean`)."""
+    each of its seeds, run side by side, with `per_seed_mean`).
+
+    With `video` (a host run: dmc:, gym:), the first `video_episodes` of those episodes, with the
+    same seeds, are also rendered into that MP4 file (`video_returns` repeats their returns);
+    whether it can be made is checked before anything runs (see factorl.envs.video)."""
     cfg = load_config(run_dir)
+    video_env = None
+    if video is not None:
+        from factorl.envs.video import check_video
+
+        if not 1 <= video_episodes <= episodes:
+            raise ConfigError(f"video_episodes must be in [1, episodes={episodes}]")
+        video_env = check_video(cfg.env.id, cfg.env.action_repeat)
+        try:
+            policy = load_agent(run_dir)
+            result = _evaluate(run_dir, cfg, episodes, seed, policy)
+            seed = cfg.run.seed + 10_000 if seed is None else seed  # as _evaluate's
+            made = _record_video(policy, seed, video_env, video, video_episodes)
+        finally:
+            video_env.close()
+        return {**result, **made}
+    return _evaluate(run_dir, cfg, episodes, seed)
+
+
+def _record_video(policy: Policy, seed: int, env, path, episodes: int) -> dict[str, Any]:
+    """The first `episodes` episodes of an evaluation with `seed`, played again on `env` and
+    written to `path`."""
+    from factorl.envs.video import GreedyActor, fps_of, record
+
+    cfg = policy.config
+    seeds = [episode_seed(seed, EVAL_STREAM, 0, ep) for ep in range(episodes)]
+    actor = GreedyActor(policy.agent, policy.state)
+    fps = fps_of(env, cfg.env.action_repeat)
+    made = record(actor, env, cfg.env.id, seeds, path, fps=fps)
+    return {
+        "video": str(path),
+        "video_episodes": episodes,
+        "video_returns": made["returns"],
+        "video_frames": made["frames"],
+        "video_size": [made["height"], made["width"]],
+    }
+
+
+def _evaluate(
+    run_dir, cfg: Config, episodes: int, seed: int | None, policy: Policy | None = None
+) -> dict[str, Any]:
     if is_jax_env(cfg.env.id):
         path = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
         if path is None:
             raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
         seed = cfg.run.seed + 10_000 if seed is None else seed
         return evaluate_device_run(cfg, path, episodes, seed)
-    policy = load_agent(run_dir)
+    policy = policy or load_agent(run_dir)
     cfg = policy.config
     env = env_or_config_error(cfg)
     seed = cfg.run.seed + 10_000 if seed is None else seed

@@ -195,6 +195,12 @@ class RunnerSettings:
     )
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep", low=1)
     save_replay: bool = option(True, "include the replay buffer in checkpoints (exact resume)")
+    video_every: int = option(
+        0,
+        "write an MP4 of one greedy episode every N env steps to RUN_DIR/videos (and TensorBoard)"
+        "; 0: off. Host environments (dmc:, gym:) only; needs the video extra (docs/videos.md)",
+        low=0,
+    )
 
 
 def window_rows(capacity: int, num_envs: int, window: int, block: int = 0) -> int:

@@ -43,8 +43,8 @@ from factorl.io.runfolder import (
 )
 
 #: seed streams of `episode_seed`: training episodes, periodic and final evaluations (2 is the
-#: host replay sampler's)
-TRAIN_STREAM, EVAL_STREAM, FINAL_EVAL_STREAM = 0, 1, 3
+#: host replay sampler's), and the episodes of `runner.video_every`'s videos
+TRAIN_STREAM, EVAL_STREAM, FINAL_EVAL_STREAM, VIDEO_STREAM = 0, 1, 3, 4
 
 
 def algorithm_for(cfg: Config, multi_agent: bool) -> type:
@@ -152,6 +152,7 @@ RESUMABLE = frozenset(
         "runner.checkpoint_minutes",
         "runner.keep_checkpoints",
         "runner.save_replay",
+        "runner.video_every",
     }
 )
 
@@ -264,9 +265,17 @@ class RunSession:
         self.finished = False
         self.run_dir = resolve_run_dir(cfg, resume)
         self._lock: RunFolderLock | None = None
+        self._video = None  # a factorl.envs.video.VideoRecorder with runner.video_every
         self.seeds = np.array([cfg.run.seed])
         try:
             self._build()  # before touching the folder: a bad environment or size writes nothing
+            if cfg.runner.video_every:  # everything a video needs, checked before any work
+                from factorl.envs.video import VideoRecorder, check_env_id
+
+                check_env_id(cfg.env.id, "runner.video_every")
+                self._video = VideoRecorder(
+                    self.run_dir, cfg.env.id, cfg.env.action_repeat, cfg.run.tensorboard
+                )
             self._lock = RunFolderLock(self.run_dir).acquire()
             # the checkpoint is chosen under the lock: a process that held the folder until now
             # may have saved a newer one
@@ -338,6 +347,8 @@ class RunSession:
             unwritten = self._restore(checkpoint, notes)
         else:
             self._start()
+        if self._video is not None:  # videos after the starting step are the run's to write
+            notes += self._video.prepare(self.loop.env_step if checkpoint is not None else None)
         try:
             if checkpoint is None:
                 clear_run(run_dir)
@@ -438,6 +449,15 @@ class RunSession:
             f" over {returns.shape[1]} episodes{wins}"
         )
 
+    def record_video(self) -> None:
+        """A video of one greedy episode (reset seeded from the video stream and the env step)
+        into RUN_DIR/videos and TensorBoard. It renders on an environment of its own and acts on
+        a copy of the acting memory, so the run goes on exactly as without it; a failure here is
+        a message, never the end of the run."""
+        step = self.loop.env_step
+        seed = episode_seed(self.cfg.run.seed, VIDEO_STREAM, step)
+        self.logger.message(self._video.record_step(self.agent, self.state, step, seed))
+
     def progress_fields(self, sps: float) -> dict[str, str]:
         loop = self.loop
         fields = {"sps": f"{sps:.0f}"}
@@ -476,11 +496,13 @@ class RunSession:
     def step(self, end_step: int) -> int:
         """One iteration of the loop: the runner's work, then whatever falls due. Returns the
         number of learner steps taken (by the first seed)."""
-        before = self.loop.env_step
+        cfg, before = self.cfg, self.loop.env_step
         learned = self.advance(end_step)
-        if crossed(before, self.loop.env_step, self.cfg.runner.eval_every):
+        if crossed(before, self.loop.env_step, cfg.runner.eval_every):
             self.evaluate()
         self._mid_step = False
+        if self._video is not None and crossed(before, self.loop.env_step, cfg.runner.video_every):
+            self.record_video()
         if self.checkpoint_due(before) and self.logger.error is None:
             self.save()
         self.show_progress(end_step, before)
@@ -581,6 +603,9 @@ class RunSession:
             self.logger.close()
             self.logger = None
         self._close_envs()
+        if self._video is not None:
+            self._video.close()
+            self._video = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
