@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +52,23 @@ def _one_line(text: Any) -> str:
     return " ".join(str(text).split())
 
 
+@contextlib.contextmanager
+def _no_fork_warning() -> Iterator[None]:
+    """ffmpeg is started with fork + exec, and JAX warns about any fork in its process; nothing
+    of this process runs in the child before exec, so that warning is noise here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+        yield
+
+
 def require_extra() -> Any:
     """imageio_ffmpeg with its ffmpeg binary, or a one-line VideoError naming the extra."""
     try:
         import imageio  # noqa: F401  (the GIFs logged to TensorBoard)
         import imageio_ffmpeg
 
-        imageio_ffmpeg.get_ffmpeg_exe()
+        with _no_fork_warning():  # it runs `ffmpeg -version` once to check the binary
+            imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as e:
         raise VideoError(
             f"videos need the video extra (imageio, imageio-ffmpeg), which cannot be used "
@@ -72,7 +82,8 @@ def check_env_id(env_id: str, what: str = "a video") -> None:
     if not env_id.startswith(VIDEO_PREFIXES):
         raise VideoError(
             f"{what} needs a host environment that renders (dmc: or gym:); {env_id} does not "
-            "(JAX-native and multi-agent environments have no renderer here)"
+            "(JAX-native and multi-agent environments have no renderer here): record a dmc: or "
+            "gym: run, or turn videos off"
         )
 
 
@@ -180,10 +191,7 @@ class _Mp4:
         if self._writer is None:
             self.size = frame.shape[:2]
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with warnings.catch_warnings():
-                # ffmpeg is started with fork + exec, and JAX warns about any fork; nothing of
-                # this process runs in the child before exec
-                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+            with _no_fork_warning():
                 self._writer = require_extra().write_frames(
                     str(self.tmp), (frame.shape[1], frame.shape[0]), fps=self.fps, codec="libx264",
                     quality=7, macro_block_size=2, ffmpeg_log_level="error",

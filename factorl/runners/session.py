@@ -268,11 +268,12 @@ class RunSession:
         self._video = None  # a factorl.envs.video.VideoRecorder with runner.video_every
         self.seeds = np.array([cfg.run.seed])
         try:
-            self._build()  # before touching the folder: a bad environment or size writes nothing
-            if cfg.runner.video_every:  # everything a video needs, checked before any work
+            if cfg.runner.video_every:  # a device run cannot render: say so before building it
                 from factorl.envs.video import VideoRecorder, check_env_id
 
                 check_env_id(cfg.env.id, "runner.video_every")
+            self._build()  # before touching the folder: a bad environment or size writes nothing
+            if cfg.runner.video_every:  # everything a video needs, checked before any work
                 self._video = VideoRecorder(
                     self.run_dir, cfg.env.id, cfg.env.action_repeat, cfg.run.tensorboard
                 )
