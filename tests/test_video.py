@@ -160,6 +160,10 @@ def test_a_failing_renderer_is_the_opengl_hint(monkeypatch):
     message = str(info.value)
     assert "\n" not in message and "No OpenGL rendering backend is available" in message
     assert "libosmesa6" in message and "MUJOCO_GL=egl" in message
+    # Gymnasium's MuJoCo tasks: what factorl sets where no backend library is found
+    monkeypatch.setenv("MUJOCO_GL", "disable")
+    with pytest.raises(video.VideoError, match=r"\(MUJOCO_GL=disable\); install an OpenGL"):
+        video.check_video("gym:HalfCheetah-v5")
 
 
 def test_video_every_needs_a_host_environment(tmp_path):

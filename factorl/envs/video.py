@@ -43,6 +43,10 @@ GL_HINT = (
 )
 
 
+#: the MUJOCO_GL values Gymnasium's MuJoCo renderer accepts
+GYM_GL = ("glfw", "egl", "osmesa")
+
+
 class VideoError(ConfigError):
     """A video cannot be made here (missing extra, no OpenGL backend, an environment that does
     not render); the message is one line that says what to do."""
@@ -123,15 +127,24 @@ def make_video_env(
 def render_frame(env: gymnasium.Env, env_id: str) -> np.ndarray:
     """One RGB frame [H, W, 3] uint8; where rendering fails, a one-line VideoError (for MuJoCo:
     which system package to install and which MUJOCO_GL to set)."""
+    mujoco = _uses_mujoco(env_id, env)
+    backend = os.environ.get("MUJOCO_GL")
+    if mujoco and env_id.startswith("gym:") and backend not in (None, *GYM_GL):
+        # Gymnasium's MuJoCo viewer takes only these; a viewer that fails to start also fails
+        # again, noisily, when it is garbage-collected, so it is not started at all
+        raise VideoError(
+            f"cannot render {env_id} for a video: MuJoCo has no OpenGL backend "
+            f"(MUJOCO_GL={backend}); {GL_HINT}"
+        )
     try:
         frame = env.render()
     except Exception as e:
-        if _uses_mujoco(env_id, env):
-            backend = os.environ.get("MUJOCO_GL", "unset")
-            cause = e.__cause__ or e
+        if mujoco:
+            # dm_control's failure is factorl's own hint (DMCEnv.render) over the real cause
+            cause = e.__cause__ if isinstance(env.unwrapped, DMCEnv) and e.__cause__ else e
             raise VideoError(
                 f"cannot render {env_id} for a video: MuJoCo has no working OpenGL backend "
-                f"(MUJOCO_GL={backend}: {_one_line(cause)}); {GL_HINT}"
+                f"(MUJOCO_GL={backend or 'unset'}: {_one_line(cause)}); {GL_HINT}"
             ) from e
         raise VideoError(f"cannot render {env_id} for a video: {_one_line(e)}") from e
     frame = np.asarray(frame)
@@ -150,7 +163,9 @@ def check_video(env_id: str, action_repeat: int = 1) -> gymnasium.Env:
         env.reset(seed=0)
         render_frame(env, env_id)
     except BaseException:
-        env.close()
+        # a renderer that failed half-way can fail again on close (Gymnasium's MuJoCo viewer)
+        with contextlib.suppress(Exception):
+            env.close()
         raise
     return env
 
