@@ -27,6 +27,7 @@ import numpy as np
 
 from factorl.core.config import ConfigError
 from factorl.envs.host import ActionRepeat, DMCEnv, make_env
+from factorl.io.runfolder import TENSORBOARD_DIR, VIDEO_DIR
 
 #: env id prefixes that render (host environments with a Gymnasium or dm_control renderer)
 VIDEO_PREFIXES = ("dmc:", "gym:")
@@ -321,9 +322,6 @@ class _TensorBoardImages:
         self._writer.close()
 
 
-VIDEO_DIR = "videos"
-
-
 def video_name(env_step: int) -> str:
     return f"step_{env_step:010d}.mp4"
 
@@ -383,8 +381,6 @@ class VideoRecorder:
         if self.tensorboard and frames:
             try:
                 if self._tb is None:
-                    from factorl.io.runfolder import TENSORBOARD_DIR
-
                     self._tb = _TensorBoardImages(self.run_dir / TENSORBOARD_DIR / VIDEO_DIR)
                 self._tb.write("eval/video", env_step, *gif_bytes(frames, fps))
             except Exception as e:

@@ -22,8 +22,9 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tb"
+VIDEO_DIR = "videos"  # runner.video_every's MP4s
 #: what factorl writes in a run folder: the only entries `--overwrite` removes
-RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR)
+RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, VIDEO_DIR)
 
 
 class RunFolderError(RuntimeError):
