@@ -124,13 +124,16 @@ print(json.dumps({"wall_s": round(time.perf_counter() - start, 1), "compile_s": 
 """
 
 
-def run_jaxmarl(algo: str, steps: int, src: str, python: str, seeds: int = 1) -> dict:
-    """JaxMARL's script at `SEED` 0 .. seeds-1, one process each. Not its `NUM_SEEDS`: its
-    vmapped init over seeds (Flax's orthogonal initializer, a batched QR) deadlocks jaxlib
-    0.10.2 on a 2-thread CPU, the hang factorl's own `orthogonal` works around."""
+def run_jaxmarl(
+    algo: str, steps: int, src: str, python: str, seeds: int = 1, first_seed: int = 0
+) -> dict:
+    """JaxMARL's script at `SEED` first_seed .. first_seed+seeds-1, one process each. Not its
+    `NUM_SEEDS`: its vmapped init over seeds (Flax's orthogonal initializer, a batched QR)
+    deadlocks jaxlib 0.10.2 on a 2-thread CPU, the hang factorl's own `orthogonal` works
+    around."""
     module = {"vdn": "vdn_rnn", "qmix": "qmix_rnn"}[algo]
     runs = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         start = time.perf_counter()
         done = subprocess.run(
             [python, "-c", _JAXMARL_DRIVER, src, module, str(steps), str(seed)],
@@ -166,6 +169,9 @@ def main() -> None:
     parser.add_argument("--jaxmarl-src", help="a JaxMARL checkout (its baselines/ folder)")
     parser.add_argument("--jaxmarl-python", help="a Python with jaxmarl, hydra-core, omegaconf")
     parser.add_argument("--only", choices=["factorl", "jaxmarl"], help="run one side")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="JaxMARL's side: the first SEED (default 0)"
+    )
     parser.add_argument("--side", choices=["factorl"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -181,6 +187,7 @@ def main() -> None:
         "settings": {
             "env_steps": args.steps,
             "seeds": args.seeds,
+            "first_seed": args.first_seed,
             "jaxmarl_config": "ql_rnn_mpe (8 envs x 26 steps, GRU 64, buffer 5000 rollouts, "
             "batch 32, lr 0.005 decaying linearly, gamma 0.9, learning starts 10k, target every "
             "200 updates, epsilon 1 -> 0.05 over 10% of updates)",
@@ -196,7 +203,8 @@ def main() -> None:
         for side in sides if r % 2 == 0 else sides[::-1]:
             if side == "jaxmarl":
                 row[side] = run_jaxmarl(args.algo, args.steps, args.jaxmarl_src,
-                                        args.jaxmarl_python, args.seeds)  # fmt: skip
+                                        args.jaxmarl_python, args.seeds,
+                                        args.first_seed)  # fmt: skip
             else:
                 cmd = [sys.executable, __file__, "--side", "factorl", "--algo", args.algo,
                        "--steps", str(args.steps), "--seeds", str(args.seeds)]  # fmt: skip
