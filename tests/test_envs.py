@@ -277,6 +277,29 @@ def test_user_mujoco_gl_is_respected():
     assert stdout.split() == ["off", "off"]
 
 
+@headless_linux
+@pytest.mark.skipif(
+    ctypes.util.find_library("EGL") is None, reason="needs libEGL to make a user's egl unusable"
+)
+def test_unusable_user_mujoco_gl_turns_rendering_off_in_one_line():
+    # the user's own MUJOCO_GL=egl with no usable EGL device (an out-of-range device id): every
+    # factorl command still works and a DMC task still steps, with one line saying what to do
+    code = (
+        "import numpy as np\n"
+        "env = factorl.envs.host.make_env('dmc:cheetah-run')\n"
+        "env.reset()\n"
+        "env.step(np.zeros(6))\n"
+        "print('stepped')\n"
+    )
+    stdout, stderr = _import_in_fresh_python(
+        {"MUJOCO_GL": "egl", "MUJOCO_EGL_DEVICE_ID": "99"}, code
+    )
+    assert stdout.split() == ["disable", "off", "stepped"]
+    lines = [line for line in stderr.splitlines() if line.startswith("factorl:")]
+    assert len(lines) == 1, stderr
+    assert "MUJOCO_GL=egl cannot be used" in lines[0] and "libegl1" in lines[0]
+
+
 # --- Gymnasium -------------------------------------------------------------------------------
 
 

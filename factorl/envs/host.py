@@ -35,8 +35,11 @@ def _configure_mujoco_gl() -> None:
     "disable", so `render()` raises a clear error while everything else works. With a display, or
     on macOS/Windows, dm_control's own choice (glfw) is fine and we leave the variable alone.
     """
-    if "MUJOCO_GL" in os.environ or "dm_control._render" in sys.modules:
-        return  # the user decided, or dm_control has already picked its backend
+    if "dm_control._render" in sys.modules:
+        return  # dm_control has already picked its backend
+    if "MUJOCO_GL" in os.environ:
+        _check_user_mujoco_gl(os.environ["MUJOCO_GL"])
+        return  # the user decided
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if not sys.platform.startswith("linux") or has_display:
         return
@@ -63,6 +66,32 @@ def _configure_mujoco_gl() -> None:
             os.environ.pop("PYOPENGL_PLATFORM", None)  # set by dm_control's failed renderer import
         os.environ["MUJOCO_GL"] = "disable"
         importlib.import_module("dm_control._render")
+
+
+#: the system package that provides each headless MuJoCo rendering backend (Debian/Ubuntu)
+GL_PACKAGES = {"egl": "libegl1", "osmesa": "libosmesa6"}
+
+
+def _check_user_mujoco_gl(choice: str) -> None:
+    """The user's MUJOCO_GL=egl|osmesa, when its library is missing or unusable, makes
+    dm_control raise at import, which would stop every factorl command, though only rendering
+    needs it. Rendering is turned off instead, with one line that says how to get it back."""
+    if choice.lower() not in GL_PACKAGES:
+        return
+    try:
+        importlib.import_module("dm_control._render")
+    except Exception as e:  # dm_control raises several types here (ImportError, AttributeError)
+        for name in [m for m in sys.modules if m.startswith("dm_control._render")]:
+            del sys.modules[name]
+        os.environ["MUJOCO_GL"] = "disable"
+        importlib.import_module("dm_control._render")
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:160]
+        print(
+            f"factorl: MUJOCO_GL={choice} cannot be used ({reason}), so MuJoCo rendering is off "
+            f"(training does not need it); for videos install {GL_PACKAGES[choice.lower()]} "
+            "(apt install) or unset MUJOCO_GL",
+            file=sys.stderr,
+        )
 
 
 _configure_mujoco_gl()
