@@ -53,19 +53,27 @@ def _configure_mujoco_gl() -> None:
     else:
         choice = "disable"
     os.environ["MUJOCO_GL"] = choice
-    if choice == "disable":
-        return
+    if choice != "disable":
+        _import_renderer_or_disable()
+
+
+def _import_renderer_or_disable() -> Exception | None:
+    """Import dm_control's renderer under the current MUJOCO_GL; if that backend's library is
+    present but unusable (or missing), which must not make dm_control unimportable, forget the
+    half-imported renderer modules and import again with rendering disabled. Returns the
+    import's error, or None where the backend loaded."""
+    pyopengl_platform = os.environ.get("PYOPENGL_PLATFORM")
     try:
         importlib.import_module("dm_control._render")
-    except Exception:
-        # A library that is present but unusable must not make dm_control unimportable: forget the
-        # half-imported renderer modules and import again with rendering disabled.
+    except Exception as e:  # dm_control raises several types here (ImportError, AttributeError)
         for name in [m for m in sys.modules if m.startswith("dm_control._render")]:
             del sys.modules[name]
         if pyopengl_platform is None:
             os.environ.pop("PYOPENGL_PLATFORM", None)  # set by dm_control's failed renderer import
         os.environ["MUJOCO_GL"] = "disable"
         importlib.import_module("dm_control._render")
+        return e
+    return None
 
 
 #: the system package that provides each headless MuJoCo rendering backend (Debian/Ubuntu)
@@ -78,13 +86,8 @@ def _check_user_mujoco_gl(choice: str) -> None:
     needs it. Rendering is turned off instead, with one line that says how to get it back."""
     if choice.lower() not in GL_PACKAGES:
         return
-    try:
-        importlib.import_module("dm_control._render")
-    except Exception as e:  # dm_control raises several types here (ImportError, AttributeError)
-        for name in [m for m in sys.modules if m.startswith("dm_control._render")]:
-            del sys.modules[name]
-        os.environ["MUJOCO_GL"] = "disable"
-        importlib.import_module("dm_control._render")
+    e = _import_renderer_or_disable()
+    if e is not None:
         reason = " ".join(f"{type(e).__name__}: {e}".split())[:160]
         print(
             f"factorl: MUJOCO_GL={choice} cannot be used ({reason}), so MuJoCo rendering is off "
