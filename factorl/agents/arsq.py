@@ -62,6 +62,7 @@ import optax
 
 from factorl.agents.base import ReplayAgent
 from factorl.core.agent import (
+    UNIFORM_REPLAY_ONLY,
     AgentState,
     TrainBatch,
     fresh_value_state,
@@ -200,10 +201,7 @@ class ARSQ(ReplayAgent):
     config: ARSQConfig
     #: 1-step returns, uniform replay, batch 256 (the JAX CQL code's), 1M transitions
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=256, n_step=1, prioritized=False)
-    REPLAY_FIXED: ClassVar[dict[str, str]] = {
-        name: "its loss applies no importance weights, so it samples uniformly"
-        for name in ("prioritized", "priority_alpha", "priority_beta")
-    }
+    REPLAY_FIXED: ClassVar[dict[str, str]] = dict(UNIFORM_REPLAY_ONLY)
 
     def setup(self, action_space: Any) -> None:
         c = self.config

@@ -42,6 +42,7 @@ import optax
 
 from factorl.agents.base import ReplayAgent
 from factorl.core.agent import (
+    UNIFORM_REPLAY_ONLY,
     AgentState,
     TrainBatch,
     fresh_value_state,
@@ -128,10 +129,7 @@ class CQN(ReplayAgent):
     config: CQNConfig
     #: the official state code's replay: 1M transitions, batch 512, 1-step returns, uniform
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=512, n_step=1, prioritized=False)
-    REPLAY_FIXED: ClassVar[dict[str, str]] = {
-        name: "its loss applies no importance weights, so it samples uniformly"
-        for name in ("prioritized", "priority_alpha", "priority_beta")
-    }
+    REPLAY_FIXED: ClassVar[dict[str, str]] = dict(UNIFORM_REPLAY_ONLY)
 
     def setup(self, action_space: Any) -> None:
         c = self.config

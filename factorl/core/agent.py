@@ -168,6 +168,13 @@ def value_learner_step(
     return new_state, metrics, aux["td_abs"]
 
 
+#: `REPLAY_FIXED` of an agent whose loss applies no importance weights, so it samples uniformly
+UNIFORM_REPLAY_ONLY: dict[str, str] = {
+    name: "its loss applies no importance weights, so it samples uniformly"
+    for name in ("prioritized", "priority_alpha", "priority_beta")
+}
+
+
 class JaxAgent:
     """Plumbing every agent shares: the loop-facing settings, the batched, jitted `act` and the
     jitted `update`, acting memory, and trace counters (tests check each function compiles once).
