@@ -179,6 +179,38 @@ def test_update_loss_is_the_mean_squared_td_and_td_abs_is_per_window():
     assert any(jax.tree_util.tree_leaves(changed))
 
 
+def test_truncation_drop_leaves_truncated_steps_out_of_the_loss():
+    """`truncation="drop"` (JaxMARL's loss on MPE): the mean squared TD over the steps that do
+    not end in a truncation; a terminated step still counts; the targets themselves are the
+    same as with `bootstrap`."""
+    bootstrap, drop = make_agent(VDN), make_agent(VDN, truncation="drop")
+    state = distinct_targets(bootstrap, 8)
+    terminated = [[False, False, True, False], [False, False, False, False]]
+    truncated = [[True, False, False, False], [False, False, False, True]]
+    parts = [
+        window(jax.random.PRNGKey(k), te, tr)
+        for k, te, tr in zip((9, 10), terminated, truncated, strict=True)
+    ]
+    obs, actions, rewards, nxt = (
+        jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *[p[i] for p in parts])
+        for i in range(4)
+    )
+    batch = sequence_batch(obs, actions, rewards, terminated, truncated, nxt)
+    q_tot, y = bootstrap.td_terms(state.params, state.target_params, batch)
+    q_drop, y_drop = drop.td_terms(state.params, state.target_params, batch)
+    np.testing.assert_array_equal(q_drop, q_tot)
+    np.testing.assert_array_equal(y_drop, y)
+    td = np.asarray(y - q_tot)
+    kept = ~np.asarray(truncated)
+    _, metrics, td_abs = drop.update(state, batch)
+    assert float(metrics["loss"]) == pytest.approx(float(np.mean(td[kept] ** 2)), rel=1e-5)
+    want = [np.abs(td[b][kept[b]]).mean() for b in range(2)]
+    np.testing.assert_allclose(td_abs, want, rtol=1e-5)
+    _, kept_all, _ = bootstrap.update(state, batch)
+    assert float(kept_all["loss"]) == pytest.approx(float(np.mean(td**2)), rel=1e-5)
+    assert float(kept_all["loss"]) != pytest.approx(float(metrics["loss"]), rel=1e-3)
+
+
 @pytest.mark.parametrize("mode", ["greedy", "explore", "random"])
 def test_acting_never_picks_an_unavailable_action(mode):
     agent = make_agent(QMIX, epsilon_decay_steps=100)

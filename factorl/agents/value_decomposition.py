@@ -28,6 +28,13 @@ of consecutive steps of one environment:
 JaxMARL drops each rollout's last step and masks step t's target with the done flag of step t-1
 (its stored `dones` are shifted by one for the GRU reset), which bootstraps across episode ends
 when a rollout spans several episodes (SMAX). We mask with terminated[t] of the same step.
+
+On MPE a JaxMARL rollout is one whole episode, so the step it drops is the time-limit step: the
+net is never trained at, nor bootstraps from, the observation after the 26th step. factorl
+trains on that step too, bootstrapping from the true final observation (`truncation="bootstrap"`,
+the correct target for a time limit that is not part of the task). `truncation="drop"` leaves
+every step that ends in a truncation out of the loss instead, which on MPE's aligned windows is
+exactly JaxMARL's loss (the mean over the other 25 steps of each window).
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ from factorl.replay.sequences import MultiAgentSequenceReplay
 
 #: the mixers `mixer` can name
 MIXER_NAMES = ("sum", "mean", "qmix")
+#: what the learner does with a step that ends in a time limit (see the module docstring)
+TRUNCATION_MODES = ("bootstrap", "drop")
 #: the learning rate a linear decay ends at (JaxMARL's end value; RAdam needs no exact zero)
 LR_DECAY_END = 1e-10
 
@@ -125,6 +134,13 @@ class ValueDecompositionConfig:
     )
     random_steps: int = option(
         0, "act uniformly over the available actions for the first N env steps", low=0
+    )
+    truncation: str = option(
+        "bootstrap",
+        "a step that ends at a time limit: bootstrap (its target uses the true final "
+        "observation) or drop (left out of the loss, as JaxMARL's MPE rollouts drop their last "
+        "step)",
+        choices=TRUNCATION_MODES,
     )
 
 
@@ -371,17 +387,24 @@ class ValueDecomposition(JaxAgent):
         return q_tot, y
 
     def loss(self, params: Any, target_params: Any, batch: SequenceBatch):
-        """Mean over windows and steps of w_b (y - Q_tot)^2 (JaxMARL's MSE; w = 1 uniform).
+        """Mean over windows and steps of w_b (y - Q_tot)^2 (JaxMARL's MSE; w = 1 uniform);
+        with `truncation="drop"`, the mean over the steps that do not end in a truncation.
 
-        td_abs is each window's mean |TD| over its steps, [B]."""
+        td_abs is each window's mean |TD| over those steps, [B]."""
         q_tot, y = self.td_terms(params, target_params, batch)
         td = jax.lax.stop_gradient(y) - q_tot
         weights = jnp.asarray(batch.weights, jnp.float32)[:, None]
-        loss = jnp.mean(weights * jnp.square(td))
+        if self.config.truncation == "drop":
+            kept = 1.0 - jnp.asarray(batch.truncated, jnp.float32)
+        else:
+            kept = jnp.ones_like(td)
+        # max(., 1): a window (or batch) of truncations only adds nothing rather than 0/0
+        loss = jnp.sum(kept * weights * jnp.square(td)) / jnp.maximum(jnp.sum(kept), 1.0)
+        per_window = jnp.sum(kept * jnp.abs(td), axis=1) / jnp.maximum(jnp.sum(kept, axis=1), 1.0)
         aux = {
-            "q_mean": jnp.mean(q_tot),
-            "target_mean": jnp.mean(y),
-            "td_abs": jnp.mean(jnp.abs(td), axis=1),
+            "q_mean": jnp.sum(kept * q_tot) / jnp.maximum(jnp.sum(kept), 1.0),
+            "target_mean": jnp.sum(kept * y) / jnp.maximum(jnp.sum(kept), 1.0),
+            "td_abs": per_window,
         }
         return loss, aux
 
