@@ -158,6 +158,29 @@ class RunSettings:
         choices=("auto", "bar", "lines", "none"),
     )
     tensorboard: bool = option(True, "write TensorBoard event files under RUN_DIR/tb")
+    wandb: bool = option(
+        False,
+        "also log every metrics record and the config to Weights & Biases (files under "
+        "RUN_DIR/wandb; a resume continues the same W&B run). Needs the wandb extra; "
+        "WANDB_MODE=offline logs without an account (docs/logging.md)",
+    )
+    wandb_project: str = option("factorl", "W&B project of the run (with run.wandb)")
+    wandb_entity: str | None = option(
+        None, "W&B entity (user or team) of the run; None: your default entity"
+    )
+    wandb_group: str | None = option(None, "W&B group of the run, e.g. one per sweep or task")
+    wandb_tags: str | None = option(None, "W&B tags of the run, comma-separated (a,b)")
+
+    def wandb_init(self) -> dict[str, Any]:
+        """The keyword arguments of `wandb.init` these settings give: project, entity, group
+        and tags (a list)."""
+        tags = [t.strip() for t in (self.wandb_tags or "").split(",") if t.strip()]
+        return {
+            "project": self.wandb_project,
+            "entity": self.wandb_entity,
+            "group": self.wandb_group,
+            "tags": tags or None,
+        }
 
 
 @dataclass

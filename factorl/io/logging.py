@@ -1,14 +1,17 @@
-"""Run outputs: the metrics file, TensorBoard events and the progress display.
+"""Run outputs: the metrics file, TensorBoard events, Weights & Biases and the progress display.
 
 `metrics.jsonl` has one JSON record per log or eval event (env step, learner step, wall time,
 losses, returns): the file other tools (plots, reports) read. TensorBoard files are written with
-tensorboardX, which needs no TensorFlow. The progress display is a tqdm bar on a terminal and
-periodic plain lines otherwise (CI, a log file).
+tensorboardX, which needs no TensorFlow. With `run.wandb`, the same records go to a W&B run
+(`WandbRun`, the optional `wandb` extra) whose id is kept in the run folder, so a resumed run
+goes on logging to it. The progress display is a tqdm bar on a terminal and periodic plain lines
+otherwise (CI, a log file).
 
-A sink that fails (a full disk, say) never hangs or kills the run mid-step. TensorBoard is then
-dropped with a message: metrics.jsonl still has every record. A failed metrics.jsonl write is
-undone (the file is cut back to its last whole record) and this and every later record are kept
-in `unwritten`; `error` tells the loop to stop at its next safe point, which checkpoints them.
+A sink that fails (a full disk, say) never hangs or kills the run mid-step. TensorBoard or W&B is
+then dropped with a message: metrics.jsonl still has every record. A failed metrics.jsonl write
+is undone (the file is cut back to its last whole record) and this and every later record are
+kept in `unwritten`; `error` tells the loop to stop at its next safe point, which checkpoints
+them.
 """
 
 from __future__ import annotations
@@ -16,12 +19,35 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
+import secrets
+import string
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from factorl.core.config import ConfigError
 from factorl.io.checkpoint import atomic_write_text
-from factorl.io.runfolder import METRICS_FILE, TENSORBOARD_DIR, describe_os_error
+from factorl.io.runfolder import (
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    WANDB_DIR,
+    WANDB_RUN_FILE,
+    describe_os_error,
+)
+
+#: what the `wandb` extra brings
+WANDB_HINT = 'pip install -c constraints.txt -e ".[wandb]" (or pip install "factorl[wandb]")'
+#: what to do when W&B cannot start a run (no login, no network)
+WANDB_LOGIN_HINT = (
+    "run `wandb login` (or set WANDB_API_KEY), or set WANDB_MODE=offline to log to "
+    f"RUN_DIR/{WANDB_DIR} and `wandb sync` it later, or train without --run.wandb"
+)
+#: the run ids W&B makes and accepts; anything else in a run folder's wandb.json is not used
+_WANDB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: the characters of a new W&B run id (as W&B's own ids)
+_ID_CHARS = string.ascii_lowercase + string.digits
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -42,6 +68,124 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # JSON has no NaN/Inf; keep them visible as strings
     return value
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def _scalars(record: dict[str, Any]) -> dict[str, int | float]:
+    """The numeric fields of a record that TensorBoard and W&B plot (not its env step, the x
+    axis, nor booleans, lists and strings such as NaN written as "nan")."""
+    return {
+        key: value
+        for key, value in record.items()
+        if key not in ("event", "env_step")
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    }
+
+
+class WandbError(ConfigError):
+    """W&B cannot be used (the extra is missing, or `wandb.init` failed: no login, no network);
+    the message is one line that says what to do."""
+
+
+def require_wandb() -> Any:
+    """The wandb module, or a one-line WandbError naming the extra to install."""
+    try:
+        import wandb
+    except ImportError as e:
+        raise WandbError(
+            f"run.wandb needs the wandb extra, which cannot be imported ({_one_line(e)}): "
+            f"{WANDB_HINT}"
+        ) from e
+    return wandb
+
+
+def read_wandb_id(run_dir: Path) -> str | None:
+    """The id of the W&B run a run folder logs to, or None where it has none (or an unreadable
+    one: the run then starts a new W&B run)."""
+    try:
+        data = json.loads((Path(run_dir) / WANDB_RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    run_id = data.get("id") if isinstance(data, dict) else None
+    return run_id if isinstance(run_id, str) and _WANDB_ID.fullmatch(run_id) else None
+
+
+class WandbRun:
+    """The W&B run a factorl run logs to (`run.wandb`).
+
+    `start` reuses the id kept in RUN_DIR/wandb.json, or makes one and keeps it there first, and
+    starts W&B with `resume="allow"`: a resumed factorl run goes on logging to the same W&B run.
+    Every chart's x axis is the record's `env_step` (`define_metric`), not W&B's own step, which
+    only grows: a resume that goes back to a checkpoint logs the records after it again, at
+    their env steps (the same values, since resume is exact). W&B's files go to RUN_DIR/wandb.
+    The console is not captured: the progress bar would fill W&B's copy of it.
+    """
+
+    def __init__(self, run: Any, module: Any) -> None:
+        self.run, self._wandb = run, module
+
+    @classmethod
+    def start(cls, run_dir: Path, init: Mapping[str, Any], config: Mapping[str, Any]) -> WandbRun:
+        """Start (or resume) the W&B run of `run_dir` with `wandb.init` arguments `init`
+        (project, entity, group, tags) and log `config`; a one-line WandbError if W&B cannot
+        start. An OSError where the id cannot be written."""
+        wandb = require_wandb()
+        run_dir = Path(run_dir)
+        run_id = read_wandb_id(run_dir) or "".join(secrets.choice(_ID_CHARS) for _ in range(8))
+        atomic_write_text(run_dir / WANDB_RUN_FILE, json.dumps({"id": run_id}) + "\n")
+        run = None
+        try:
+            run = wandb.init(
+                id=run_id, resume="allow", dir=str(run_dir), name=run_dir.name,
+                settings=wandb.Settings(console="off"), **init,
+            )  # fmt: skip
+            run.define_metric("env_step")
+            run.define_metric("*", step_metric="env_step")
+            # a resume may change the budget and the runner settings: the config is updated
+            run.config.update(dict(config), allow_val_change=True)
+        except Exception as e:
+            if run is not None:
+                with contextlib.suppress(Exception):
+                    run.finish(exit_code=1)
+            raise WandbError(
+                f"W&B could not start run {run_id} ({_one_line(e)}); {WANDB_LOGIN_HINT}"
+            ) from e
+        return cls(run, wandb)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """A metrics record's numeric fields as KIND/FIELD (eval/eval_return, train/loss, ...),
+        KIND/FIELD/seed_S where runs of several seeds tag their records, at its env step."""
+        kind = record.get("event", "train")
+        tag = f"/seed_{record['seed']}" if "seed" in record else ""
+        scalars = {k: v for k, v in _scalars(record).items() if k != "seed"}
+        data: dict[str, Any] = {f"{kind}/{key}{tag}": value for key, value in scalars.items()}
+        self.run.log({**data, "env_step": int(record["env_step"])})
+
+    def video(self, path: Path, env_step: int) -> None:
+        """An MP4 written by runner.video_every, as eval/video at its env step."""
+        video = self._wandb.Video(str(path), format="mp4")
+        self.run.log({"eval/video": video, "env_step": int(env_step)})
+
+    def finish(self, failed: bool = False) -> None:
+        """End the W&B run (idempotent): W&B uploads what it buffered, or keeps it in
+        RUN_DIR/wandb for `wandb sync`; a failure here is a message, never an error."""
+        run, self.run = self.run, None
+        if run is None:
+            return
+        try:
+            run.finish(exit_code=1 if failed else 0)
+        except (Exception, KeyboardInterrupt) as e:
+            # what W&B did not send stays in RUN_DIR/wandb
+            with contextlib.suppress(OSError, ValueError):
+                print(
+                    f"[factorl] W&B could not finish its run ({_one_line(e)}); "
+                    f"`wandb sync` its folder under {WANDB_DIR}/ to upload what it kept",
+                    file=sys.stderr,
+                )
 
 
 class _TensorBoardEvents:
@@ -84,8 +228,11 @@ class RunLogger:
         tensorboard: bool = True,
         stream: TextIO | None = None,
         line_every: int = 1000,
+        wandb: WandbRun | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
+        #: where records also go with run.wandb (started and finished by the caller)
+        self._wandb = wandb
         self.stream = stream or sys.stderr
         self.total_steps = total_steps
         # unbuffered: one record is one write(), so a failed write can be cut back cleanly
@@ -134,17 +281,25 @@ class RunLogger:
         self._write_metrics(record)
         if self._tb is not None:
             kind = record.get("event", "train")
-            scalars = {
-                f"{kind}/{key}": float(value)
-                for key, value in record.items()
-                if key not in ("event", "env_step")
-                and isinstance(value, int | float)
-                and not isinstance(value, bool)
-            }
+            scalars = {f"{kind}/{key}": float(value) for key, value in _scalars(record).items()}
             try:
                 self._tb.write(int(record["env_step"]), scalars, float(record.get("wall_time", 0)))
             except OSError as e:
                 self._tb_failed(e)
+        if self._wandb is not None:
+            try:
+                self._wandb.log(record)
+            except Exception as e:  # W&B buffers network failures itself; this is anything else
+                self._wandb_failed(e)
+
+    def video(self, path: Path, env_step: int) -> None:
+        """Log a video file written at `env_step` to W&B (with run.wandb; else nothing)."""
+        if self._wandb is None or not Path(path).is_file():
+            return
+        try:
+            self._wandb.video(Path(path), env_step)
+        except Exception as e:
+            self.message(f"[factorl] W&B could not take the video {path} ({_one_line(e)})")
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if self.error is not None:
@@ -177,6 +332,13 @@ class RunLogger:
             with contextlib.suppress(OSError):  # the same failure again; the sink is dropped
                 self._tb.close()
         self._tb = None
+
+    def _wandb_failed(self, error: Exception) -> None:
+        self.message(
+            f"[factorl] W&B logging failed ({_one_line(error)}); continuing without W&B "
+            f"({METRICS_FILE} still gets every record)"
+        )
+        self._wandb = None
 
     def progress(self, env_step: int, fields: dict[str, str], line_due: bool | None = None) -> None:
         """Update the display: bar postfix, or a plain line every `line_every` steps (when

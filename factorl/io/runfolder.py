@@ -23,8 +23,18 @@ CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tb"
 VIDEO_DIR = "videos"  # runner.video_every's MP4s
+WANDB_DIR = "wandb"  # Weights & Biases' own files (run.wandb): logs, offline runs to sync
+WANDB_RUN_FILE = "wandb.json"  # the id of the W&B run this run logs to, kept for resumes
 #: what factorl writes in a run folder: the only entries `--overwrite` removes
-RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, VIDEO_DIR)
+RUN_ENTRIES = (
+    CONFIG_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    CHECKPOINT_DIR,
+    VIDEO_DIR,
+    WANDB_DIR,
+    WANDB_RUN_FILE,
+)
 
 
 class RunFolderError(RuntimeError):

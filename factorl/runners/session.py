@@ -28,7 +28,7 @@ import numpy as np
 from factorl.agents import get_algorithm
 from factorl.core.config import Config, ConfigError, build_config, saved_settings
 from factorl.io import checkpoint as ckpt
-from factorl.io.logging import RunLogger
+from factorl.io.logging import RunLogger, WandbRun, require_wandb
 from factorl.io.runfolder import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -145,6 +145,11 @@ RESUMABLE = frozenset(
         "run.steps",
         "run.progress",
         "run.tensorboard",
+        "run.wandb",
+        "run.wandb_project",
+        "run.wandb_entity",
+        "run.wandb_group",
+        "run.wandb_tags",
         "runner.eval_every",
         "runner.eval_episodes",
         "runner.log_every",
@@ -266,8 +271,11 @@ class RunSession:
         self.run_dir = resolve_run_dir(cfg, resume)
         self._lock: RunFolderLock | None = None
         self._video = None  # a factorl.envs.video.VideoRecorder with runner.video_every
+        self._wandb: WandbRun | None = None  # with run.wandb; finished by `close`
         self.seeds = np.array([cfg.run.seed])
         try:
+            if cfg.run.wandb:  # a missing extra is one line before any work
+                require_wandb()
             if cfg.runner.video_every:  # a device run cannot render: say so before building it
                 from factorl.envs.video import VideoRecorder, check_env_id
 
@@ -355,6 +363,8 @@ class RunSession:
                 clear_run(run_dir)
             else:
                 RunLogger.rewind(run_dir, self.loop.env_step, unwritten)
+            if cfg.run.wandb:  # before the config: a W&B that cannot start leaves no run here
+                self._wandb = WandbRun.start(run_dir, cfg.run.wandb_init(), cfg.to_dict())
             ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.to_json() + "\n")
             self.logger = RunLogger(
                 run_dir,
@@ -363,6 +373,7 @@ class RunSession:
                 progress=cfg.run.progress,
                 tensorboard=cfg.run.tensorboard,
                 line_every=cfg.runner.log_every,
+                wandb=self._wandb,
             )
         except OSError as e:
             raise folder_error(run_dir, e, "write the run's files") from e
@@ -458,6 +469,9 @@ class RunSession:
         step = self.loop.env_step
         seed = episode_seed(self.cfg.run.seed, VIDEO_STREAM, step)
         self.logger.message(self._video.record_step(self.agent, self.state, step, seed))
+        from factorl.envs.video import video_name
+
+        self.logger.video(self._video.folder / video_name(step), step)
 
     def progress_fields(self, sps: float) -> dict[str, str]:
         loop = self.loop
@@ -607,6 +621,9 @@ class RunSession:
         if self._video is not None:
             self._video.close()
             self._video = None
+        if self._wandb is not None:  # while an exception propagates, the run failed
+            self._wandb.finish(failed=sys.exc_info()[0] is not None)
+            self._wandb = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
