@@ -3,7 +3,7 @@ their env steps, a resumed run goes on logging to the same W&B run, W&B changes 
 run, and a missing extra, a W&B that cannot start or fails while logging is one line, never a
 lost run.
 
-One run talks to a real W&B in offline mode (no account, no network), whose files are read back;
+One test starts a real W&B in offline mode (no account, no network) and reads its files back;
 the other tests give factorl a stand-in `wandb` module that records its calls, so they start no
 W&B service.
 """
@@ -92,29 +92,34 @@ def expected_rows(run_dir):
     return rows
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A tiny run straight through without W&B, and the same run with W&B offline, stopped at
-    env step SPLIT and resumed (the one test run that starts W&B itself)."""
-    root = tmp_path_factory.mktemp("wandb-runs")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("WANDB_MODE", "offline")
-        env.setenv("WANDB_SILENT", "true")
-        for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-            env.setenv(name, str(root / name.lower()))
-        plain = train(tiny_config(root / "plain", steps=600))
-        logged = tiny_config(root / "logged", steps=600, overrides={"run.wandb": True})
-        first = train(logged, stop_after=SPLIT)
-        resumed = train(logged, resume=root / "logged")
-    return plain, first, resumed
+def test_offline_wandb_holds_every_record_resumes_the_same_run_and_changes_nothing(tmp_path):
+    """The one test that starts W&B itself (offline), in one test so that pytest-xdist never
+    runs it twice: a tiny run straight through without W&B, and the same run with W&B stopped
+    at env step SPLIT and resumed."""
+    plain = train(tiny_config(tmp_path / "plain", steps=600))
+    logged = tiny_config(tmp_path / "logged", steps=600, overrides={"run.wandb": True})
+    first = train(logged, stop_after=SPLIT)
+    resumed = train(logged, resume=tmp_path / "logged")
+    assert first.env_step == SPLIT and resumed.env_step == 600
 
+    # W&B changes nothing in the run
+    assert records(resumed.run_dir) == records(plain.run_dir)
+    assert same_leaves(resumed.state, plain.state)
 
-def test_the_offline_wandb_run_holds_every_metrics_record_at_its_env_step(runs):
-    _, _, resumed = runs
+    # one offline run per process (the first part and the resumed one), both of the id kept in
+    # the run folder: online they are one W&B run
     found = offline_runs(resumed.run_dir)
-    assert len(found) == 2  # one offline run per process: the first part and the resumed one
-    rows = [row for records_ in found.values() for row in history(records_)]
+    assert len(found) == 2
+    run_id = read_wandb_id(resumed.run_dir)
+    assert run_id
+    ids = set()
+    for records_ in found.values():
+        (run,) = [r.run for r in records_ if r.WhichOneof("record_type") == "run"]
+        ids.add((run.run_id, run.project, run.display_name))
+    assert ids == {(run_id, "factorl", "logged")}
+
     # the resumed part logs from the checkpoint on: together, exactly metrics.jsonl's records
+    rows = [row for records_ in found.values() for row in history(records_)]
     assert rows == expected_rows(resumed.run_dir)
     evals = [(r["env_step"], r["eval/eval_return"]) for r in rows if "eval/eval_return" in r]
     metrics = read_metrics(resumed.run_dir)
@@ -133,24 +138,6 @@ def test_the_offline_wandb_run_holds_every_metrics_record_at_its_env_step(runs):
         }
         assert config["algo"] == "decqn" and config["run"]["wandb"] is True
         assert config["agent"]["width"] == 32
-
-
-def test_a_resumed_run_logs_to_the_same_wandb_run(runs):
-    _, first, resumed = runs
-    assert first.env_step == SPLIT and resumed.env_step == 600
-    run_id = read_wandb_id(resumed.run_dir)
-    assert run_id
-    ids = set()
-    for records_ in offline_runs(resumed.run_dir).values():
-        (run,) = [r.run for r in records_ if r.WhichOneof("record_type") == "run"]
-        ids.add((run.run_id, run.project, run.display_name))
-    assert ids == {(run_id, "factorl", "logged")}
-
-
-def test_wandb_leaves_the_metrics_and_parameters_unchanged(runs):
-    plain, _, resumed = runs
-    assert records(resumed.run_dir) == records(plain.run_dir)
-    assert same_leaves(resumed.state, plain.state)
 
 
 # ------------------------------------------------------------------------------- a stand-in wandb
