@@ -197,6 +197,17 @@ def test_a_stopped_run_finishes_its_wandb_run_after_its_last_record(tmp_path, mo
     assert init["tags"] == ["a", "b"] and init["settings"] == {"console": "off"}
     assert logged(calls) == expected_rows(tmp_path / "run")
     assert calls[-1] == ("finish", 0)  # once, after the last record, as a clean stop
+    assert [call for call in calls if call[0] == "finish"] == [("finish", 0)]
+
+
+def test_a_crashed_run_finishes_its_wandb_run_as_failed(tmp_path, monkeypatch):
+    calls = fake_wandb(monkeypatch)
+    overrides = {"env.id": "gym:FactorlTestCrash-v0", "run.wandb": True}
+    with pytest.raises(RuntimeError, match="simulator exploded"):
+        train(tiny_config(tmp_path / "run", steps=600, overrides=overrides))
+    assert logged(calls) == expected_rows(tmp_path / "run")
+    assert [call for call in calls if call[0] == "finish"] == [("finish", 1)]
+    assert calls[-1] == ("finish", 1)
 
 
 def test_records_of_several_seeds_and_videos_go_to_wandb_by_seed_and_env_step(monkeypatch):
