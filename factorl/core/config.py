@@ -135,7 +135,7 @@ def validate(config: Any, section: str = "") -> None:
 
 @dataclass
 class RunSettings:
-    """The run: its seed, budget and folder, and what it shows while training."""
+    """The run: its seed, budget and folder, what it shows while training and where it logs."""
 
     seed: int = option(
         0,
