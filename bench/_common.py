@@ -8,39 +8,14 @@ bench/ is not a package: a script puts its own folder on sys.path and imports th
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from factorl.io import checkpoint as ckpt
-from factorl.io.system import machine_info, versions
+from factorl.io.system import load_average, provenance
 
-
-def load_average() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages, which tell how busy a shared machine was while a
-    benchmark ran; None where the operating system keeps none."""
-    if not hasattr(os, "getloadavg"):
-        return None
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def provenance(
-    revision: str | None, *, revision_key: str = "source_revision", packages: Sequence[str] = ()
-) -> dict[str, Any]:
-    """`machine` (with the load average at the start), `versions` (factorl's list of libraries
-    and `packages`) and the code `revision` under `revision_key`, to spread into a report.
-
-    The revision is the caller's: a long run takes it when it starts, so commits made while it
-    runs are not credited with its numbers."""
-    found = versions()
-    for name in packages:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return {"machine": machine_info(), "versions": found, revision_key: revision}
+# load_average and provenance live in the package, where factorl sweep records them too
+__all__ = ["finish", "load_average", "provenance", "write_json"]
 
 
 def write_json(path: Path, data: Any, *, indent: int = 2) -> None:

@@ -36,6 +36,7 @@ from factorl.core.config import (
 from factorl.io.checkpoint import CheckpointError
 from factorl.io.runfolder import RunFolderError
 from factorl.presets import PRESETS, preset_settings
+from factorl.sweep import cmd_sweep
 from factorl.train import (
     StoppedAtOnce,
     TrainingStopped,
@@ -405,6 +406,7 @@ def cmd_report(argv: Sequence[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "report": cmd_report}
+COMMANDS["sweep"] = cmd_sweep  # factorl/sweep.py (Ray is imported only when a sweep runs)
 USAGE = """usage: factorl COMMAND [ARGS]
 
 commands:
@@ -414,6 +416,8 @@ commands:
   eval RUN_DIR             evaluate a saved agent
   envs                     list environment ids
   report RUNS... --out DIR aggregate statistics over seeds and tasks (rliable), with plots
+  sweep --algos A,B ...    algorithms x envs x seeds (x --grid values) on Ray, or one trial per
+                           job with --array-index I; 'factorl sweep -h', docs/scale.md
 """
 
 

@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,31 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[name] = None
     return found
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, which tell how busy a shared machine was while a
+    measurement ran; None where the operating system keeps none."""
+    if not hasattr(os, "getloadavg"):
+        return None
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def provenance(
+    revision: str | None, *, revision_key: str = "source_revision", packages: Sequence[str] = ()
+) -> dict[str, Any]:
+    """`machine` (with the load average at the start), `versions` (factorl's list of libraries
+    and `packages`) and the code `revision` under `revision_key`, to spread into a results file.
+
+    The revision is the caller's: a long run takes it when it starts, so commits made while it
+    runs are not credited with its numbers."""
+    found = versions()
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return {"machine": machine_info(), "versions": found, revision_key: revision}
 
 
 def _git(root: Path, *args: str) -> str:

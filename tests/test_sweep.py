@@ -1,0 +1,243 @@
+"""`factorl sweep` (factorl/sweep.py): a local Ray sweep gives the results of the same runs made
+one by one, a trial whose worker is killed resumes to the same metrics, a restarted driver reruns
+no finished trial, --array-index covers the grid once, and bad input is one line.
+
+The Ray tests share one local Ray (two CPUs) and one small grid (DecQN and TD3, seeds 0 and 1,
+300 env steps); the runs made one by one are made once for all of them.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from factorl import sweep
+from factorl.cli import main
+from factorl.core.config import setting_keys
+from factorl.train import make_config, train
+
+ROOT = Path(__file__).resolve().parents[1]
+ALGOS, SEEDS = ("decqn", "td3"), (0, 1)
+#: tiny settings of both algorithms (each takes the keys it has), as conftest's TINY_DECQN
+TINY = {
+    "agent.width": 32,
+    "agent.learning_starts": 100,
+    "agent.random_steps": 50,
+    "agent.update_every": 2,
+    "agent.target_update_period": 20,
+    "replay.batch_size": 32,
+    "replay.capacity": 5000,
+    "runner.log_every": 100,
+    "run.progress": "none",
+    "run.tensorboard": False,
+}
+GRID = ["--algos", ",".join(ALGOS), "--envs", "gym:Pendulum-v1", "--seeds", "0-1"]
+GRID += ["--steps", "300", "--eval-every", "150", "--eval-episodes", "1"]
+GRID += [a for key, value in TINY.items() for a in ("--set", f"{key}={str(value).lower()}")]
+
+
+def _argv(tmp, *extra):
+    return [*GRID, "--work-dir", str(tmp / "runs"), "--out-dir", str(tmp / "out"), *extra]
+
+
+def _curve(data):
+    return [(p["env_step"], p["eval_return"], p["eval_returns"]) for p in data["curve"]]
+
+
+def _result(tmp, algo, seed):
+    return json.loads((tmp / "out" / f"{sweep.run_name(algo, 'gym:Pendulum-v1', seed)}.json")
+                      .read_text())  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_by_one(tmp_path_factory):
+    """(algo, seed) -> (config dict, eval curve) of each grid run made with `train` directly."""
+    tmp = tmp_path_factory.mktemp("one-by-one")
+    found = {}
+    for algo in ALGOS:
+        for seed in SEEDS:
+            own = {k: v for k, v in TINY.items() if k in setting_keys(algo)}
+            cfg = make_config(
+                algo,
+                {
+                    **own,
+                    "env.id": "gym:Pendulum-v1",
+                    "run.seed": seed,
+                    "run.steps": 300,
+                    "runner.eval_every": 150,
+                    "runner.eval_episodes": 1,
+                    "runner.checkpoint_every": 150,
+                    "run.dir": str(tmp / f"{algo}{seed}"),
+                },
+            )
+            train(cfg)
+            data = sweep.summarise_run(cfg.run.dir, "one by one")
+            found[algo, seed] = (data["config"], _curve(data))
+    return found
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A local Ray of two CPUs for this module's tests, its address, and afterwards the check
+    that none of its processes is left. Its workers share a JAX compilation cache (they compile
+    the same tiny programs), as the sweep's workers, found by the same settings."""
+    ray = pytest.importorskip("ray")
+    cache = tmp_path_factory.mktemp("worker-jax-cache")
+    env = {
+        **sweep.worker_env(0.0),
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the raylet's environment: the workers of every job inherit it
+    try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=sweep.LOCAL_OBJECT_STORE_BYTES,
+            runtime_env={"env_vars": env},
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    session = ray._private.worker._global_node.get_session_dir_path()
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    time.sleep(1)
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and session in (proc / "cmdline").read_text():
+                left.append(proc.name)
+        except OSError:
+            continue
+    assert not left, f"Ray processes left behind: {left}"
+
+
+def test_a_local_ray_sweep_equals_the_same_runs_made_one_by_one(ray_cluster, one_by_one, tmp_path):
+    import ray
+
+    import factorl
+
+    # the workers import the factorl this process runs (PYTHONPATH from sweep.worker_env)
+    where = ray.get(ray.remote(lambda: __import__("factorl").__file__).remote())
+    assert where == factorl.__file__
+    assert sweep.cmd_sweep(_argv(tmp_path)) == 0
+    for (algo, seed), (config, curve) in one_by_one.items():
+        data = _result(tmp_path, algo, seed)
+        assert (data["algo"], data["seed"], data["final_env_step"]) == (algo, seed, 300)
+        assert _curve(data) == curve and len(curve) == 2
+        assert {**data["config"], "run": None} == {**config, "run": None}
+        assert data["command"].startswith("factorl sweep --algos decqn,td3")
+        assert [s["from_env_step"] for s in data["segments"]] == [0]
+        # one core's XLA threads for each trial
+        assert data["segments"][0]["xla_flags"] == sweep.ONE_CORE_XLA_FLAGS
+
+
+def test_a_trial_whose_worker_is_killed_resumes_to_the_same_metrics(
+    ray_cluster, one_by_one, tmp_path
+):
+    argv = _argv(tmp_path, "--set", "runner.checkpoint_every=50")
+    argv[argv.index("0-1")] = "1"  # decqn and td3 on seed 1
+    codes = []
+    driver = threading.Thread(target=lambda: codes.append(sweep.cmd_sweep(argv)))
+    driver.start()
+    run_dir = tmp_path / "runs" / sweep.run_name("decqn", "gym:Pendulum-v1", 1)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoints" / "latest").exists():  # a checkpoint to resume from
+        assert time.monotonic() < deadline and driver.is_alive()
+        time.sleep(0.02)
+    pid = int((run_dir / ".lock").read_text())
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    driver.join(timeout=180)
+    assert codes == [0]
+    for algo in ALGOS:
+        data = _result(tmp_path, algo, 1)
+        assert _curve(data) == one_by_one[algo, 1][1]
+    # the killed trial was trained by two processes, the second from a checkpoint
+    starts = [s["from_env_step"] for s in _result(tmp_path, "decqn", 1)["segments"]]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] > 0
+
+
+def test_a_restarted_driver_reruns_no_finished_trial(ray_cluster, one_by_one, tmp_path):
+    argv = _argv(tmp_path, "--address", ray_cluster, "--max-parallel", "1")
+    argv[argv.index("decqn,td3")] = "decqn"
+    command = [sys.executable, "-m", "factorl.cli", "sweep", *argv]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = tmp_path / "out" / f"{sweep.run_name('decqn', 'gym:Pendulum-v1', 0)}.json"
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not first.exists():
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.02)
+    driver.kill()  # SIGKILL: no cleanup at all
+    driver.wait()
+    finished = first.read_text()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"skipped {first.stem}: results exist" in again.stdout
+    assert first.read_text() == finished  # not written again...
+    assert len(_result(tmp_path, "decqn", 0)["segments"]) == 1  # ...nor trained again
+    for seed in SEEDS:
+        assert _curve(_result(tmp_path, "decqn", seed)) == one_by_one["decqn", seed][1]
+
+
+def test_array_indices_cover_the_grid_exactly_once(one_by_one, tmp_path, capsys):
+    assert sweep.cmd_sweep([*_argv(tmp_path), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "4 trials: --array-index 0 to 3 (SLURM: #SBATCH --array=0-3)"
+    listed = [line.split()[1] for line in lines[:-1]]
+    assert [line.split()[0] for line in lines[:-1]] == ["0", "1", "2", "3"]
+    for index in range(4):
+        assert main(["sweep", *_argv(tmp_path), "--array-index", str(index)]) == 0
+    written = sorted(p.stem for p in (tmp_path / "out").glob("*.json"))
+    assert written == sorted(listed) and len(set(listed)) == 4
+    for algo in ALGOS:
+        for seed in SEEDS:
+            assert _curve(_result(tmp_path, algo, seed)) == one_by_one[algo, seed][1]
+    # a finished trial is not trained again
+    assert sweep.cmd_sweep([*_argv(tmp_path), "--array-index", "0"]) == 0
+    assert "skipped" in capsys.readouterr().out
+
+
+def _one_line_error(capsys, argv):
+    assert main(["sweep", *argv]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith("factorl: error: ")
+    return lines[0]
+
+
+def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, monkeypatch):
+    base = ["--envs", "gym:Pendulum-v1", "--work-dir", str(tmp_path / "runs")]
+    base += ["--out-dir", str(tmp_path / "out")]
+    assert "unknown algorithm 'decqm'" in _one_line_error(capsys, [*base, "--algos", "decqm"])
+    bad_env = [*base, "--envs", "gym:Pendulum-v1,dmc:cheetah-rnu"]
+    assert "cheetah-run" in _one_line_error(capsys, bad_env)  # a close match is named
+    error = _one_line_error(capsys, [*base, "--set", "agent.widht=3"])
+    assert "no selected algorithm (decqn) has setting 'agent.widht'" in error
+    assert "has it" in _one_line_error(capsys, [*base, "--grid", "agent.lr=1,2"])
+    assert "must be a number" in _one_line_error(
+        capsys, [*base, "--grid", "agent.learning_rate=1e-4,fast"]
+    )
+    assert "--set run.seed: the sweep sets it" in _one_line_error(
+        capsys, [*base, "--set", "run.seed=3"]
+    )
+    error = _one_line_error(capsys, [*base, "--seeds", "0-2", "--array-index", "3"])
+    assert "--array-index 3 is outside the grid of 3 trials (0 to 2" in error
+    assert "JAX-native" in _one_line_error(capsys, [*base, "--seeds", "0-1", "--vmap-seeds"])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the sweep extra were not installed
+    error = _one_line_error(capsys, base)
+    assert 'pip install -c constraints.txt -e ".[sweep]"' in error
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
