@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--from-run",
         metavar="RUN_DIR",
         type=Path,
-        help="instead of benchmarking: write the learning JSON (bench/learning.py's format) and a "
+        help="instead of benchmarking: write the learning JSON (factorl sweep's format) and a "
         "PNG of this finished run into --figure-dir",
     )
     parser.add_argument(
@@ -316,15 +316,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def figure(run_dir: Path, command: str | None, out_dir: Path) -> dict[str, Any]:
-    """The learning JSON of a finished run (bench/learning.py's summary, with the training
+    """The learning JSON of a finished run (factorl sweep's summary, with the training
     episode returns added) and its PNG: evaluation and training returns against env steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from learning import run_name, summarise_run
 
     from factorl.io.logging import read_metrics
+    from factorl.sweep import run_name, summarise_run
 
     if not command:
         raise SystemExit("--from-run needs --train-command (the exact command that trained it)")

@@ -364,7 +364,7 @@ def cmd_report(argv: Sequence[str]) -> int:
         nargs="+",
         metavar="RUNS",
         help="run folders written by 'factorl train', learning-result JSON files written by "
-        "bench/learning.py, or folders holding either",
+        "'factorl sweep', or folders holding either",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="where the report goes")
     parser.add_argument(

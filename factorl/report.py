@@ -145,7 +145,7 @@ def _curve(points: Iterable[Any], source: str) -> tuple[tuple[int, float], ...]:
         if not isinstance(step, int) or isinstance(step, bool):
             raise ReportError(
                 f"{source}: an evaluation has no whole env_step ({_one_line(point)}); "
-                "pass run folders written by factorl train or files written by bench/learning.py"
+                "pass run folders written by factorl train or files written by factorl sweep"
             )
         # bool is an int to Python but never a return; the metrics writer stores NaN as "nan"
         number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -170,16 +170,16 @@ def _read_json(path: Path) -> Any:
     except json.JSONDecodeError as e:
         raise ReportError(
             f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); pass the "
-            "result files bench/learning.py writes, or run folders"
+            "result files factorl sweep writes, or run folders"
         ) from None
 
 
 def run_from_result(data: Any, source: str) -> Run:
-    """The run a learning-result file (bench/learning.py's JSON) describes."""
+    """The run a learning-result file (factorl sweep's JSON) describes."""
     if not isinstance(data, dict) or data.get("benchmark") != "learning":
         raise ReportError(
             f'{source} is not a learning-result file (no "benchmark": "learning"); pass the '
-            "result files bench/learning.py writes, or run folders"
+            "result files factorl sweep writes, or run folders"
         )
     kinds = {"algo": str, "env": str, "seed": int, "curve": list}
     for key, kind in kinds.items():
@@ -254,7 +254,7 @@ def _load_path(path: Path) -> list[Run]:
         raise ReportError(
             f"{path} is not a run folder (no {METRICS_FILE}) and holds no run folders or "
             "learning-result JSON files; pass run folders written by factorl train or files "
-            "written by bench/learning.py"
+            "written by factorl sweep"
         )
     return found
 

@@ -1,5 +1,5 @@
-"""The learning benchmark's summary and report scripts and `factorl report` (factorl/report.py),
-on data the tests make themselves."""
+"""The learning results' summary (factorl sweep), bench/report.py and `factorl report`
+(factorl/report.py), on data the tests make themselves."""
 
 import importlib.util
 import json
@@ -12,6 +12,7 @@ import pytest
 from conftest import TINY_DECQN, tiny_config
 
 from factorl import report as report_lib
+from factorl import sweep
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
 from factorl.train import make_config, train
@@ -128,15 +129,14 @@ def test_the_official_figure_sits_beside_our_mean_at_its_step(tmp_path):
 
 
 def test_learning_summary_of_a_real_run(tmp_path):
-    learning = _load("learning")
     result = train(tiny_config(tmp_path / "run", steps=300))
     out = tmp_path / "results"
-    assert learning.main(["--from-run", str(result.run_dir), "--out-dir", str(out)]) == 0
+    assert sweep.cmd_sweep(["--from-run", str(result.run_dir), "--out-dir", str(out)]) == 0
     data = json.loads((out / "decqn__gym-Pendulum-v1__s0.json").read_text())
     assert [p["env_step"] for p in data["curve"]] == [300]
     assert data["versions"]["jax"] and data["machine"]["cpu_count"]
     assert data["config"]["algo"] == "decqn"
-    assert data["source_revision"] == learning.SOURCE_REVISION  # None outside a git checkout
+    assert data["source_revision"] == sweep.SOURCE_REVISION  # None outside a git checkout
     # factorl report reads the same run folder to the same curve
     (run,) = report_lib.load_runs([result.run_dir])
     assert (run.algo, run.env, run.seed) == ("decqn", "gym:Pendulum-v1", 0)
@@ -144,7 +144,6 @@ def test_learning_summary_of_a_real_run(tmp_path):
 
 
 def test_learning_summary_of_a_run_with_seeds_side_by_side(tmp_path):
-    learning = _load("learning")
     settings = {
         "env.id": "factorl:two-step-game",
         "env.num_envs": 2,
@@ -164,7 +163,7 @@ def test_learning_summary_of_a_run_with_seeds_side_by_side(tmp_path):
     }
     result = train(make_config("vdn", settings))
     out = tmp_path / "results"
-    assert learning.main(["--from-run", str(result.run_dir), "--out-dir", str(out)]) == 0
+    assert sweep.cmd_sweep(["--from-run", str(result.run_dir), "--out-dir", str(out)]) == 0
     evals = [r for r in read_metrics(result.run_dir) if r["event"] == "eval"]
     for seed in (0, 1):
         data = json.loads((out / f"vdn__factorl-two-step-game__s{seed}.json").read_text())
@@ -178,12 +177,11 @@ def test_learning_summary_of_a_run_with_seeds_side_by_side(tmp_path):
         mine = [(r["env_step"], r["eval_return"]) for r in evals if r["seed"] == run.seed]
         assert run.curve == tuple(mine)
     with pytest.raises(ValueError, match="trained 2 seeds: name one"):
-        learning.summarise_run(result.run_dir, "cmd")
+        sweep.summarise_run(result.run_dir, "cmd")
 
 
 def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkeypatch):
-    learning = _load("learning")
-    real_train = learning.train
+    real_train = sweep.train
     argv = ["--algos", "decqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
     argv += ["--eval-every", "150", "--eval-episodes", "1"]
     argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
@@ -192,15 +190,17 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
 
     # session 1 stops after 150 steps (as Ctrl-C would); session 2 runs other code and flags
     monkeypatch.delenv("XLA_FLAGS", raising=False)
-    monkeypatch.setattr(learning, "SOURCE_REVISION", "1" * 40)
+    # (one trial per process, --array-index: the Ray path is tests/test_sweep.py's)
+    argv += ["--array-index", "0"]
+    monkeypatch.setattr(sweep, "SOURCE_REVISION", "1" * 40)
     monkeypatch.setattr(
-        learning, "train", lambda cfg, resume: real_train(cfg, resume=resume, stop_after=150)
+        sweep, "train", lambda cfg, resume: real_train(cfg, resume=resume, stop_after=150)
     )
-    assert learning.main(argv) == 130
-    monkeypatch.setattr(learning, "SOURCE_REVISION", "2" * 40)
+    assert sweep.cmd_sweep(argv) == 1  # interrupted: the same command continues it
+    monkeypatch.setattr(sweep, "SOURCE_REVISION", "2" * 40)
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
-    monkeypatch.setattr(learning, "train", real_train)
-    assert learning.main(argv) == 0
+    monkeypatch.setattr(sweep, "train", real_train)
+    assert sweep.cmd_sweep(argv) == 0
 
     data = json.loads((tmp_path / "out" / "decqn__gym-Pendulum-v1__s0.json").read_text())
     assert [p["env_step"] for p in data["curve"]] == [150, 300]
@@ -214,40 +214,38 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
         "--xla_cpu_multi_thread_eigen=false",
     ]
     assert data["source_revision"] == "2" * 40
-    assert learning.main(argv) == 0  # a finished run is skipped, not trained again
+    assert sweep.cmd_sweep(argv) == 0  # a finished run is skipped, not trained again
     assert len(json.loads((tmp_path / "runs" / "decqn__gym-Pendulum-v1__s0" / "segments.json")
                .read_text())) == 2  # fmt: skip
 
 
-def test_a_corrupt_checkpoint_ends_the_sweep_with_one_line_naming_the_run(tmp_path, capsys):
-    learning = _load("learning")
+def test_a_corrupt_checkpoint_ends_the_trial_with_one_line_naming_it(tmp_path, capsys):
     argv = ["--algos", "decqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
     argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
-    run_dir = tmp_path / "runs" / learning.run_name("decqn", "gym:Pendulum-v1", 0)
-    bad = run_dir / learning.CHECKPOINT_DIR / "step_0000000150"
+    run_dir = tmp_path / "runs" / sweep.run_name("decqn", "gym:Pendulum-v1", 0)
+    bad = run_dir / sweep.CHECKPOINT_DIR / "step_0000000150"
     bad.mkdir(parents=True)
     (bad / ckpt.META_FILE).write_text("{not json")
-    assert learning.main(argv) == 1
+    assert sweep.cmd_sweep([*argv, "--array-index", "0"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: decqn__gym-Pendulum-v1__s0: checkpoint ")
+    assert err.startswith("error decqn__gym-Pendulum-v1__s0: checkpoint ")
     assert "corrupt" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # no results file for a run that did not finish
 
 
 def test_a_mistyped_override_stops_the_sweep_before_it_trains(tmp_path, capsys):
-    learning = _load("learning")
     argv = ["--algos", "decqn,cqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
     argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
-    assert learning.main([*argv, "--set", "agent.level=2"]) == 2
+    assert sweep.cmd_sweep([*argv, "--set", "agent.level=2"]) == 2
     err = capsys.readouterr().err
     assert "no selected algorithm (decqn, cqn) has setting 'agent.level'" in err
     assert "did you mean agent.levels?" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
     # a setting the sweep takes from its own flags is refused, not silently overridden
-    assert learning.main([*argv, "--set", "run.seed=3"]) == 2
+    assert sweep.cmd_sweep([*argv, "--set", "run.seed=3"]) == 2
     assert "--set run.seed: the sweep sets it" in capsys.readouterr().err
     # a value out of range is caught by the config, also before anything trains
-    assert learning.main([*argv, "--set", "agent.width=0"]) == 2
+    assert sweep.cmd_sweep([*argv, "--set", "agent.width=0"]) == 2
     assert "agent.width must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
