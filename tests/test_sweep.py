@@ -175,9 +175,11 @@ def test_a_restarted_driver_reruns_no_finished_trial(ray_cluster, one_by_one, tm
     command = [sys.executable, "-m", "factorl.cli", "sweep", *argv]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = tmp_path / "out" / f"{sweep.run_name('decqn', 'gym:Pendulum-v1', 0)}.json"
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    second = tmp_path / "runs" / sweep.run_name("decqn", "gym:Pendulum-v1", 1)
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not first.exists():
+    # the first trial finished and the second started: Ray must stop it with the driver
+    while not (first.exists() and (second / ".lock").exists()):
         assert time.monotonic() < deadline and driver.poll() is None
         time.sleep(0.02)
     driver.kill()  # SIGKILL: no cleanup at all
@@ -188,6 +190,8 @@ def test_a_restarted_driver_reruns_no_finished_trial(ray_cluster, one_by_one, tm
     assert f"skipped {first.stem}: results exist" in again.stdout
     assert first.read_text() == finished  # not written again...
     assert len(_result(tmp_path, "decqn", 0)["segments"]) == 1  # ...nor trained again
+    # the trial running when the driver died was stopped with it, and trained on on restart
+    assert len(_result(tmp_path, "decqn", 1)["segments"]) == 2
     for seed in SEEDS:
         assert _curve(_result(tmp_path, "decqn", seed)) == one_by_one["decqn", seed][1]
 
