@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import factorl
-from factorl.core.config import ConfigError, get_algorithm, parse_value, setting_keys
+from factorl.core.config import (
+    Config,
+    ConfigError,
+    get_algorithm,
+    overrides_by_algo,
+    parse_value,
+    setting_keys,
+)
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
 from factorl.io.runfolder import CONFIG_FILE, RunFolderError
@@ -211,7 +218,7 @@ def build_grid(
     return trials
 
 
-def trial_config(trial: Trial, settings: Settings) -> Any:
+def trial_config(trial: Trial, settings: Settings) -> Config:
     """The validated config of `trial` (a ConfigError names a bad value)."""
     return make_config(
         trial.algo,
@@ -235,8 +242,6 @@ def trial_config(trial: Trial, settings: Settings) -> Any:
 def fixed_overrides(algos: Sequence[str], items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Each algorithm's `--set SECTION.FIELD=VALUE` values: an item applies to every algorithm
     that has its key; one none has, or a setting the sweep's own flags give, is an error."""
-    from factorl.core.config import overrides_by_algo
-
     found = overrides_by_algo(algos, items)
     clash = sorted({key for values in found.values() for key in values} & SWEEP_KEYS)
     if clash:
@@ -428,13 +433,16 @@ def import_ray() -> Any:
     return ray
 
 
-def worker_env(gpus_per_trial: float) -> dict[str, str]:
-    """Environment variables of the trials' workers: this factorl first on their path (a local
-    Ray's workers then import the code the driver runs), and one core's XLA threads for a CPU
-    trial, unless XLA_FLAGS is set already (a trial per core: more threads would only contend)."""
-    package_root = str(Path(factorl.__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-    env = {"PYTHONPATH": path}
+def worker_env(gpus_per_trial: float, *, local: bool = True) -> dict[str, str]:
+    """Environment variables of the trials' workers: on a local Ray, this factorl first on their
+    path (the workers then import the code the driver runs, installed or not; a cluster's nodes
+    have their own install), and one core's XLA threads for a CPU trial, unless XLA_FLAGS is set
+    already (a trial per core: more threads would only contend)."""
+    env = {}
+    if local:
+        package_root = str(Path(factorl.__file__).resolve().parents[1])
+        path = [p for p in (package_root, os.environ.get("PYTHONPATH")) if p]
+        env["PYTHONPATH"] = os.pathsep.join(path)
     if not gpus_per_trial and "XLA_FLAGS" not in os.environ:
         env["XLA_FLAGS"] = ONE_CORE_XLA_FLAGS
     return env
@@ -453,7 +461,7 @@ def ray_session(
         return
     options: dict[str, Any] = {
         "include_dashboard": False,
-        "runtime_env": {"env_vars": worker_env(gpus_per_trial)},
+        "runtime_env": {"env_vars": worker_env(gpus_per_trial, local=address is None)},
         "log_to_driver": True,
     }
     if address is None:
@@ -489,6 +497,8 @@ def run_on_ray(
     retried up to `max_retries` times, each retry resuming from the trial's checkpoint. Returns
     each trial's outcome by name, printing one line per trial as it ends."""
     outcomes: dict[str, dict[str, Any]] = {}
+    if not trials:
+        return outcomes
     with ray_session(address, max_parallel, gpus_per_trial) as ray:
         task = ray.remote(run_trial).options(
             num_cpus=1, num_gpus=gpus_per_trial, max_retries=max_retries
@@ -632,6 +642,10 @@ def cmd_sweep(argv: Sequence[str]) -> int:
     except SweepError as e:
         print(f"factorl: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # finished trials keep their results files, the others their checkpoints
+        print("factorl: sweep stopped; run the same command again to continue", file=sys.stderr)
+        return 130
 
 
 def _sweep(args: argparse.Namespace, command: str) -> int:
