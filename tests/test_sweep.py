@@ -83,15 +83,22 @@ def one_by_one(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
+def ray_cluster():
     """A local Ray of two CPUs for this module's tests, its address, and afterwards the check
-    that none of its processes is left. Its workers share a JAX compilation cache (they compile
-    the same tiny programs), as the sweep's workers, found by the same settings."""
+    that none of its processes is left.
+
+    Compiling costs more than these runs, so its workers take this process's XLA flags and
+    JAX compilation cache (conftest.py), where `one_by_one` has compiled the same programs: they
+    only read it (a worker killed mid-write could leave a torn entry, but every program they
+    run is there already). Workers of the sweep's own local Ray take one core's XLA flags
+    instead (`sweep.worker_env`, checked below)."""
     ray = pytest.importorskip("ray")
-    cache = tmp_path_factory.mktemp("worker-jax-cache")
+    import jax
+
     env = {
         **sweep.worker_env(0.0),
-        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+        "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir,
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
     }
     saved = {k: os.environ.get(k) for k in env}
@@ -123,7 +130,7 @@ def ray_cluster(tmp_path_factory):
     assert not left, f"Ray processes left behind: {left}"
 
 
-def test_a_local_ray_sweep_equals_the_same_runs_made_one_by_one(ray_cluster, one_by_one, tmp_path):
+def test_a_local_ray_sweep_equals_the_same_runs_made_one_by_one(one_by_one, ray_cluster, tmp_path):
     import ray
 
     import factorl
@@ -139,8 +146,6 @@ def test_a_local_ray_sweep_equals_the_same_runs_made_one_by_one(ray_cluster, one
         assert {**data["config"], "run": None} == {**config, "run": None}
         assert data["command"].startswith("factorl sweep --algos decqn,td3")
         assert [s["from_env_step"] for s in data["segments"]] == [0]
-        # one core's XLA threads for each trial
-        assert data["segments"][0]["xla_flags"] == sweep.ONE_CORE_XLA_FLAGS
 
 
 def test_a_trial_whose_worker_is_killed_resumes_to_the_same_metrics(
@@ -173,7 +178,8 @@ def test_a_restarted_driver_reruns_no_finished_trial(ray_cluster, one_by_one, tm
     argv = _argv(tmp_path, "--address", ray_cluster, "--max-parallel", "1")
     argv[argv.index("decqn,td3")] = "decqn"
     command = [sys.executable, "-m", "factorl.cli", "sweep", *argv]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # the cluster's XLA flags (see ray_cluster), which a driver leaves alone when XLA_FLAGS is set
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
     first = tmp_path / "out" / f"{sweep.run_name('decqn', 'gym:Pendulum-v1', 0)}.json"
     second = tmp_path / "runs" / sweep.run_name("decqn", "gym:Pendulum-v1", 1)
     driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
@@ -221,6 +227,17 @@ def _one_line_error(capsys, argv):
     assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
     assert lines[0].startswith("factorl: error: ")
     return lines[0]
+
+
+def test_each_trial_has_one_cores_xla_threads_and_this_factorl(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    env = sweep.worker_env(0.0)
+    assert env["XLA_FLAGS"] == sweep.ONE_CORE_XLA_FLAGS
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
+    assert "XLA_FLAGS" not in sweep.worker_env(1.0)  # a GPU trial's XLA runs on the GPU
+    assert "PYTHONPATH" not in sweep.worker_env(0.0, local=False)  # a cluster's own install
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    assert "XLA_FLAGS" not in sweep.worker_env(0.0)  # the user's flags pass through
 
 
 def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, monkeypatch):
