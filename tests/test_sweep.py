@@ -220,6 +220,21 @@ def test_array_indices_cover_the_grid_exactly_once(one_by_one, tmp_path, capsys)
     assert "skipped" in capsys.readouterr().out
 
 
+def test_vmapped_seeds_are_one_trial_of_run_num_seeds_named_for_its_seeds(tmp_path, capsys):
+    # (training one is the device runner's own test; the per-seed results files are
+    # test_report.py's, written by the same summarise_run)
+    argv = ["--algos", "vdn", "--envs", "factorl:two-step-game", "--seeds", "3-4", "--vmap-seeds"]
+    argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
+    assert sweep.cmd_sweep([*argv, "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["0", "vdn__factorl-two-step-game__s3-4"] and len(lines) == 2
+    (trial,) = sweep.build_grid(["vdn"], ["factorl:two-step-game"], [3, 4], vmap_seeds=True)
+    assert trial.result_names() == [f"vdn__factorl-two-step-game__s{s}" for s in (3, 4)]
+    cfg = sweep.trial_config(trial, sweep.Settings(work_dir=str(tmp_path)))
+    assert (cfg.run.seed, cfg.run.num_seeds) == (3, 2)
+    assert "as a range" in _one_line_error(capsys, [*argv[:5], "3,5", *argv[6:]])
+
+
 def _one_line_error(capsys, argv):
     assert main(["sweep", *argv]) == 2
     captured = capsys.readouterr()
