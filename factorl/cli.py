@@ -36,7 +36,6 @@ from factorl.core.config import (
 from factorl.io.checkpoint import CheckpointError
 from factorl.io.runfolder import RunFolderError
 from factorl.presets import PRESETS, preset_settings
-from factorl.sweep import cmd_sweep
 from factorl.train import (
     StoppedAtOnce,
     TrainingStopped,
@@ -405,8 +404,15 @@ def cmd_report(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_sweep(argv: Sequence[str]) -> int:
+    # imported here: the sweep module reads the code revision (git) when it loads
+    from factorl.sweep import cmd_sweep as sweep
+
+    return sweep(argv)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "report": cmd_report}
-COMMANDS["sweep"] = cmd_sweep  # factorl/sweep.py (Ray is imported only when a sweep runs)
+COMMANDS["sweep"] = cmd_sweep
 USAGE = """usage: factorl COMMAND [ARGS]
 
 commands:
