@@ -322,6 +322,41 @@ def cmd_eval(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_collect(argv: Sequence[str]) -> int:
+    from factorl.train import collect
+
+    parser = argparse.ArgumentParser(
+        prog="factorl collect",
+        description="Record episodes of a saved agent into a local Minari dataset "
+        "(docs/datasets.md).",
+    )
+    parser.add_argument("run_dir", help="a run folder written by 'factorl train' (gym:, dmc:)")
+    parser.add_argument("--episodes", type=int, required=True, help="episodes to record")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="std of Gaussian noise added to the greedy action, in the environment's action "
+        "units, then clipped to the bounds (default 0)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: run seed + 20000)")
+    parser.add_argument(
+        "--out", required=True, metavar="NAME", help="dataset id, NAME-vN or NAMESPACE/NAME-vN"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    _add_import(parser)
+    args = parser.parse_args(argv)
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise ConfigError(f"--seed must be in [0, {SEED_MAX}], got {args.seed}")
+    _import_modules(args.imports)
+    result = collect(
+        args.run_dir, args.out, args.episodes, args.noise, args.seed, overwrite=args.overwrite
+    )
+    print(json.dumps(result))
+    return 0
+
+
 def cmd_envs(argv: Sequence[str]) -> int:
     from factorl.envs.host import available_envs
 
@@ -411,8 +446,14 @@ def cmd_sweep(argv: Sequence[str]) -> int:
     return sweep(argv)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "report": cmd_report}
-COMMANDS["sweep"] = cmd_sweep
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "collect": cmd_collect,
+    "envs": cmd_envs,
+    "report": cmd_report,
+    "sweep": cmd_sweep,
+}
 USAGE = """usage: factorl COMMAND [ARGS]
 
 commands:
@@ -420,6 +461,8 @@ commands:
                            lists every flag (--run.steps N, --env.id ID, --replay.n-step N, ...).
                            With no arguments: DecQN on gym:Pendulum-v1.
   eval RUN_DIR             evaluate a saved agent
+  collect RUN_DIR --episodes N --out NAME [--noise SIGMA]
+                           record a saved agent's episodes into a local Minari dataset
   envs                     list environment ids
   report RUNS... --out DIR aggregate statistics over seeds and tasks (rliable), with plots
   sweep --algos A,B ...    algorithms x envs x seeds (x --grid values) on Ray, or one trial per

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import jax
 import numpy as np
 
@@ -144,6 +145,114 @@ def evaluate(
     return _evaluate(run_dir, cfg, episodes, seed)
 
 
+#: `episode_seed` stream of the episodes `collect` records (0-4 are the runners')
+COLLECT_STREAM = 5
+
+
+def record_episodes(
+    policy: Policy, env: gymnasium.Env, episodes: int, noise: float, seed: int
+) -> list[dict[str, np.ndarray]]:
+    """`episodes` episodes of `policy` on `env` as `factorl.io.datasets` stores them: the greedy
+    action plus N(0, noise^2) per dimension (the noise from `seed`), clipped to the bounds;
+    resets seeded from (`seed`, episode index)."""
+    from factorl.io.datasets import EPISODE_KEYS
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, COLLECT_STREAM]))
+    low, high = env.action_space.low, env.action_space.high
+    recorded = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=episode_seed(seed, COLLECT_STREAM, ep))
+        policy.reset()
+        steps: dict[str, list] = {k: [] for k in EPISODE_KEYS}
+        steps["observations"].append(np.asarray(obs, np.float32))
+        done = False
+        while not done:
+            action = np.asarray(policy(obs), np.float32)
+            if noise > 0:
+                action = action + rng.normal(0.0, noise, action.shape).astype(np.float32)
+            action = np.clip(action, low, high).astype(np.float32)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            steps["observations"].append(np.asarray(obs, np.float32))
+            steps["actions"].append(action)
+            steps["rewards"].append(float(reward))
+            steps["terminations"].append(bool(terminated))
+            steps["truncations"].append(bool(truncated))
+            done = terminated or truncated
+        recorded.append({k: np.asarray(v) for k, v in steps.items()})
+    return recorded
+
+
+def collect(
+    run_dir: str | Path,
+    out: str,
+    episodes: int,
+    noise: float = 0.0,
+    seed: int | None = None,
+    *,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Record `episodes` episodes of a saved agent on its host environment (dmc:, gym:) into
+    local Minari dataset `out`: the greedy action plus Gaussian noise of std `noise` in the
+    environment's action units, clipped to the bounds. Resets are seeded from `seed` (default:
+    the run's seed + 20000) and the episode index, the noise from `seed`, so a collection is
+    reproducible. The metadata records the source run, algorithm, noise, seed and env id."""
+    from factorl.io import datasets
+
+    if int(episodes) != episodes or episodes < 1:
+        raise ConfigError(f"--episodes must be an integer >= 1, got {episodes!r}")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ConfigError(f"--noise must be a finite number >= 0, got {noise!r}")
+    datasets.check_dataset_id(out)
+    if datasets.dataset_exists(out) and not overwrite:
+        raise ConfigError(
+            f"dataset {out} already exists in {datasets.datasets_root()}; choose another --out "
+            "or pass --overwrite"
+        )
+    cfg = load_config(run_dir)
+    if is_jax_env(cfg.env.id):
+        raise ConfigError(
+            f"collect records host environments (gym:, dmc:); {cfg.env.id} is JAX-native"
+        )
+    policy = load_agent(run_dir)
+    seed = cfg.run.seed + 20_000 if seed is None else int(seed)
+    env = env_or_config_error(cfg, seed)
+    try:
+        if isinstance(env.observation_space, gymnasium.spaces.Dict):
+            raise ConfigError(f"collect records single-agent runs; {cfg.env.id} is multi-agent")
+        recorded = record_episodes(policy, env, episodes, noise, seed)
+        meta = {
+            "source_run": str(Path(run_dir).resolve()),
+            "algorithm": cfg.algo,
+            "env_id": cfg.env.id,
+            "action_repeat": cfg.env.action_repeat,
+            "noise": float(noise),
+            "seed": seed,
+            "episodes": episodes,
+        }
+        path = datasets.write_dataset(
+            out,
+            recorded,
+            env.observation_space,
+            env.action_space,
+            metadata=meta,
+            algorithm=cfg.algo,
+            description=f"factorl collect: {cfg.algo} on {cfg.env.id}, noise std {noise:g}",
+            overwrite=overwrite,
+        )
+    finally:
+        env.close()
+    returns = [float(np.sum(e["rewards"])) for e in recorded]
+    return {
+        "dataset": out,
+        "path": str(path),
+        "episodes": episodes,
+        "steps": int(sum(len(e["actions"]) for e in recorded)),
+        "mean_return": float(np.mean(returns)),
+        "returns": returns,
+        **{k: meta[k] for k in ("algorithm", "env_id", "noise", "seed")},
+    }
+
+
 def _record_video(policy: Policy, seed: int, env, path, episodes: int) -> dict[str, Any]:
     """The first `episodes` episodes of an evaluation with `seed`, played again on `env` and
     written to `path`."""
@@ -193,6 +302,7 @@ __all__ = [
     "StoppedAtOnce",
     "TrainResult",
     "TrainingStopped",
+    "collect",
     "evaluate",
     "load_agent",
     "load_config",

@@ -1,0 +1,327 @@
+"""Offline datasets in Minari's format (the Farama standard for offline RL), read and written
+locally.
+
+A dataset lives under Minari's datasets folder (`MINARI_DATASETS_PATH`, else
+~/.minari/datasets) as `NAMESPACE/NAME-vN/data` (an HDF5 file and metadata.json), and is named by
+its id, `NAMESPACE/NAME-vN` or `NAME-vN`. Nothing is downloaded: an id not found locally is an
+error that lists the local ones. Reading goes through Minari's own reader, which parses the
+spaces and metadata from JSON and the arrays from HDF5, so a dataset can never import or run
+code (factorl never asks Minari to rebuild the environment a dataset names).
+
+This module sits on the io floor: it moves episodes between arrays and files and checks spaces,
+and knows nothing of agents. Recording a saved agent's episodes is `factorl.train.collect`, and
+loading a dataset into replay is the host runner's (`factorl.runners.host`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from factorl.core.config import ConfigError
+
+INSTALL_HINT = 'pip install -c constraints.txt -e ".[datasets]"'
+
+#: the episode arrays a dataset holds; observations have one more step than the others
+EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
+
+
+class DatasetError(ConfigError):
+    """A dataset is missing, malformed or does not fit; the message says what to do (a
+    ConfigError, so the command line shows it as its one-line error)."""
+
+
+def _minari() -> Any:
+    try:
+        import minari
+    except ImportError:
+        raise DatasetError(f"datasets need Minari: {INSTALL_HINT}") from None
+    return minari
+
+
+def datasets_root() -> Path:
+    """Minari's local datasets folder (MINARI_DATASETS_PATH, else ~/.minari/datasets)."""
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    return Path(root) if root else Path.home() / ".minari" / "datasets"
+
+
+def check_dataset_id(name: str) -> None:
+    """A one-line error unless `name` is a Minari dataset id, `[NAMESPACE/]NAME-vN`."""
+    _minari()
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        parse_dataset_id(name)
+    except ValueError:
+        raise DatasetError(
+            f"dataset name {name!r} is not a Minari id; use NAME-vN or NAMESPACE/NAME-vN "
+            "(e.g. pendulum/decqn-v0)"
+        ) from None
+
+
+def local_datasets() -> list[str]:
+    """The ids of the datasets in the local folder (sorted)."""
+    root = datasets_root()
+    if not root.is_dir():
+        return []
+    found = []
+    for meta in root.rglob("data/metadata.json"):
+        found.append(meta.parent.parent.relative_to(root).as_posix())
+    return sorted(found)
+
+
+def dataset_path(name: str) -> Path:
+    """The folder of dataset `name` (it may not exist)."""
+    check_dataset_id(name)
+    return datasets_root() / name
+
+
+def dataset_exists(name: str) -> bool:
+    return (dataset_path(name) / "data" / "metadata.json").is_file()
+
+
+# ------------------------------------------------------------------------------------- writing
+def _as_episode(episode: Mapping[str, Any], index: int) -> dict[str, np.ndarray]:
+    """An episode's arrays checked for consistent lengths."""
+    missing = [k for k in EPISODE_KEYS if k not in episode]
+    if missing:
+        raise DatasetError(f"episode {index} lacks {', '.join(missing)}")
+    arrays = {k: np.asarray(episode[k]) for k in EPISODE_KEYS}
+    steps = len(arrays["actions"])
+    if steps == 0 or len(arrays["observations"]) != steps + 1:
+        raise DatasetError(
+            f"episode {index} has {len(arrays['observations'])} observations for {steps} actions; "
+            "an episode has one observation more than actions, and at least one step"
+        )
+    for k in ("rewards", "terminations", "truncations"):
+        if arrays[k].shape != (steps,):
+            raise DatasetError(f"episode {index}: {k} has shape {arrays[k].shape}, not ({steps},)")
+    return arrays
+
+
+def write_dataset(
+    name: str,
+    episodes: Sequence[Mapping[str, Any]],
+    observation_space: gymnasium.spaces.Space,
+    action_space: gymnasium.spaces.Space,
+    *,
+    metadata: Mapping[str, Any],
+    algorithm: str = "",
+    description: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Write `episodes` (each a dict of EPISODE_KEYS arrays) as local Minari dataset `name`.
+
+    `metadata` (JSON values) is stored under the dataset metadata's "factorl" key. The dataset is
+    built in a hidden folder beside its final place and renamed into it once complete, so an
+    interrupted write never leaves a dataset that loads; an existing dataset is refused unless
+    `overwrite`.
+    """
+    minari = _minari()
+    from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+
+    final = dataset_path(name)
+    if dataset_exists(name) and not overwrite:
+        raise DatasetError(
+            f"dataset {name} already exists in {datasets_root()}; choose another name or pass "
+            "--overwrite"
+        )
+    buffers = []
+    for i, episode in enumerate(episodes):
+        arrays = _as_episode(episode, i)
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                observations=arrays["observations"],
+                actions=arrays["actions"],
+                rewards=arrays["rewards"],
+                terminations=arrays["terminations"].astype(bool),
+                truncations=arrays["truncations"].astype(bool),
+                infos={},
+            )
+        )
+    if not buffers:
+        raise DatasetError("a dataset needs at least one episode")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        storage = MinariStorage.new(
+            tmp / "data",
+            observation_space=observation_space,
+            action_space=action_space,
+            data_format="hdf5",
+        )
+        storage.update_metadata(
+            {
+                "dataset_id": name,
+                "minari_version": minari.__version__,
+                "algorithm_name": algorithm,
+                "description": description,
+                "factorl": json.dumps(dict(metadata), sort_keys=True),
+            }
+        )
+        storage.update_episodes(buffers)
+        if final.exists():  # overwrite: swap the old one out, then drop it
+            old = final.parent / f".old-{final.name}-{os.getpid()}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+# ------------------------------------------------------------------------------------- reading
+@dataclass
+class Dataset:
+    """A dataset read into memory: its episodes (each a dict of EPISODE_KEYS arrays), spaces,
+    factorl metadata (empty for a dataset written elsewhere) and the SHA-256 of its arrays."""
+
+    name: str
+    episodes: list[dict[str, np.ndarray]]
+    observation_space: gymnasium.spaces.Space
+    action_space: gymnasium.spaces.Box
+    metadata: dict[str, Any]
+    sha256: str
+
+    @property
+    def steps(self) -> int:
+        return sum(len(e["actions"]) for e in self.episodes)
+
+    def transitions(self) -> dict[str, np.ndarray]:
+        """All episodes one after the other as `ReplayBuffer.extend` takes them, [T, ...]: obs,
+        action, reward, next_obs, terminated, truncated. An episode whose last step carries
+        neither flag (a dataset cut mid-episode) is marked truncated there, so no n-step window
+        runs from one episode into the next."""
+        parts: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+        }
+        for e in self.episodes:
+            obs = np.asarray(e["observations"], np.float32)
+            truncated = np.asarray(e["truncations"], bool).copy()
+            terminated = np.asarray(e["terminations"], bool)
+            if not (terminated[-1] or truncated[-1]):
+                truncated[-1] = True
+            parts["obs"].append(obs[:-1])
+            parts["next_obs"].append(obs[1:])
+            parts["action"].append(np.asarray(e["actions"], np.float32))
+            parts["reward"].append(np.asarray(e["rewards"], np.float32))
+            parts["terminated"].append(terminated)
+            parts["truncated"].append(truncated)
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def check_spaces(
+        self,
+        observation_space: gymnasium.spaces.Space,
+        action_space: gymnasium.spaces.Box,
+        env_id: str,
+    ) -> None:
+        """A one-line error unless the dataset's observations and actions fit the environment's:
+        the same observation shape, and the same action shape and bounds."""
+        obs_shape = getattr(self.observation_space, "shape", None)
+        if not isinstance(self.observation_space, gymnasium.spaces.Box) or (
+            obs_shape != observation_space.shape
+        ):
+            raise DatasetError(
+                f"dataset {self.name} has observations {_describe(self.observation_space)} but "
+                f"{env_id}'s are {_describe(observation_space)}; use a dataset of this environment"
+            )
+        mine, theirs = self.action_space, action_space
+        if mine.shape != theirs.shape or not (
+            np.array_equal(np.asarray(mine.low, np.float32), np.asarray(theirs.low, np.float32))
+            and np.array_equal(
+                np.asarray(mine.high, np.float32), np.asarray(theirs.high, np.float32)
+            )
+        ):
+            raise DatasetError(
+                f"dataset {self.name} has actions {_describe(mine)} but {env_id}'s are "
+                f"{_describe(theirs)}; use a dataset of this environment"
+            )
+
+
+def _describe(space: gymnasium.spaces.Space) -> str:
+    """A space in one line: a Box by its shape and bounds."""
+    if isinstance(space, gymnasium.spaces.Box):
+        low, high = np.asarray(space.low).ravel(), np.asarray(space.high).ravel()
+        if low.size and (low == low[0]).all() and (high == high[0]).all():
+            bounds = f"[{low[0]:g}, {high[0]:g}]"
+        else:
+            bounds = f"low {low.tolist()}, high {high.tolist()}"
+        return f"Box shape {tuple(space.shape)} in {bounds}"
+    return type(space).__name__
+
+
+def _digest(episodes: Sequence[Mapping[str, np.ndarray]]) -> str:
+    """SHA-256 of every episode's arrays (dtype, shape and bytes), in order."""
+    h = hashlib.sha256()
+    for e in episodes:
+        for k in EPISODE_KEYS:
+            a = np.ascontiguousarray(e[k])
+            h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def read_dataset(name: str) -> Dataset:
+    """Local dataset `name` read into memory, or a one-line error: an unknown name (listing the
+    local ones), a dataset that cannot be read, or an action space that is not a Box."""
+    minari = _minari()
+    if not dataset_exists(name):
+        local = ", ".join(local_datasets()) or "none"
+        raise DatasetError(
+            f"no local Minari dataset {name!r} in {datasets_root()} (local datasets: {local}); "
+            "record one with factorl collect, or set MINARI_DATASETS_PATH"
+        )
+    try:
+        data = minari.load_dataset(name)
+        episodes = [
+            {
+                "observations": np.asarray(e.observations),
+                "actions": np.asarray(e.actions),
+                "rewards": np.asarray(e.rewards),
+                "terminations": np.asarray(e.terminations),
+                "truncations": np.asarray(e.truncations),
+            }
+            for e in data.iterate_episodes()
+        ]
+        meta = data.storage.metadata
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
+        raise DatasetError(f"dataset {name} cannot be read ({e}); record it again") from None
+    if not isinstance(data.action_space, gymnasium.spaces.Box):
+        raise DatasetError(
+            f"dataset {name} has a {_describe(data.action_space)} action space; factorl learns "
+            "from continuous (Box) actions only"
+        )
+    if not episodes:
+        raise DatasetError(f"dataset {name} holds no episodes")
+    for i, e in enumerate(episodes):
+        if not isinstance(e["observations"], np.ndarray) or e["observations"].dtype.hasobject:
+            raise DatasetError(f"dataset {name}: episode {i}'s observations are not one array")
+        _as_episode(e, i)
+    try:
+        extra = json.loads(meta.get("factorl", "{}"))
+    except (TypeError, json.JSONDecodeError):
+        extra = {}
+    return Dataset(
+        name,
+        episodes,
+        data.observation_space,
+        data.action_space,
+        extra if isinstance(extra, dict) else {},
+        _digest(episodes),
+    )
