@@ -52,6 +52,7 @@ def train(
     resume: str | Path | None = None,
     *,
     stop_after: int | None = None,
+    stop_after_updates: int | None = None,
     overwrite: bool = False,
 ) -> TrainResult:
     """Train `config.algo` on `config.env.id`; with `resume`, continue that run folder.
@@ -61,10 +62,11 @@ def train(
 
     `stop_after` (env steps) ends this call early, with a checkpoint, as an interruption would:
     used by tests of resume and handy for time-sliced jobs. `overwrite` lets a fresh run replace
-    a previous run in its folder (otherwise refused).
+    a previous run in its folder (otherwise refused). `stop_after_updates` ends it after that
+    many learner steps of an offline phase (`data.offline_steps`), likewise.
     """
     runner = DeviceTrainer if is_jax_env(config.env.id) else HostTrainer
-    return runner(config, resume, overwrite=overwrite).run(stop_after)
+    return runner(config, resume, overwrite=overwrite).run(stop_after, stop_after_updates)
 
 
 # ------------------------------------------------------------------------------------- using agents

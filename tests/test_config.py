@@ -25,7 +25,7 @@ def test_the_config_is_in_sections_and_saved_by_them():
     assert isinstance(cfg, Config)
     assert (cfg.env.id, cfg.run.steps, cfg.replay.n_step) == ("dmc:cheetah-run", 1000, 2)
     saved = cfg.to_dict()
-    assert list(saved) == ["algo", "run", "env", "replay", "agent", "runner"]
+    assert list(saved) == ["algo", "run", "env", "replay", "agent", "runner", "data"]
     assert saved["env"] == {"id": "dmc:cheetah-run", "num_envs": 1, "action_repeat": 1}
     assert saved["runner"]["eval_every"] == 10_000 and saved["replay"]["n_step"] == 2
     # every setting has one dotted key, and those keys rebuild the same config

@@ -226,6 +226,33 @@ class RunnerSettings:
     )
 
 
+@dataclass
+class DataSettings:
+    """Learning from a dataset: a local Minari dataset in a second replay buffer, an offline
+    phase of updates from it alone, then online training with a fixed share of every batch
+    drawn from it (docs/datasets.md). Host runner, single-agent algorithms."""
+
+    dataset: str | None = option(
+        None,
+        "local Minari dataset id (NAME-vN or NAMESPACE/NAME-vN, e.g. from factorl collect) "
+        "loaded into a second replay buffer; None: no dataset",
+    )
+    offline_steps: int = option(
+        0, "learner updates from the dataset alone before the first environment step", low=0
+    )
+    share: float = option(
+        0.5,
+        "fraction of every online batch drawn from the dataset (CQN's demo batches: 0.5); 0: the "
+        "dataset serves the offline phase only",
+        low=0.0,
+        high=1.0,
+    )
+
+
+#: environment id families the host runner steps (and where a dataset can be used)
+HOST_ENV_FAMILIES = ("gym", "dmc")
+
+
 def window_rows(capacity: int, num_envs: int, window: int, block: int = 0) -> int:
     """Steps each environment's stream holds in a replay sampled in windows of `window` steps:
     `capacity` shared equally, rounded down to whole `block`-step blocks where the windows are
@@ -279,6 +306,7 @@ def section_defaults(algo: str) -> dict[str, Any]:
         "replay": agent.REPLAY,
         "agent": agent.Config(),
         "runner": RunnerSettings(),
+        "data": DataSettings(),
     }
 
 
@@ -320,6 +348,7 @@ class Config:
     replay: ReplaySettings
     agent: Any
     runner: RunnerSettings
+    data: DataSettings = field(default_factory=DataSettings)
 
     def to_dict(self) -> dict[str, Any]:
         """The config by sections, as saved in a run folder's config.json."""
@@ -342,6 +371,28 @@ class Config:
             self.agent.check()
         self._check_replay()
         self._check_learning_can_start()
+        self._check_data()
+
+    def _check_data(self) -> None:
+        """Refuse a data setting that would do nothing, or a dataset where it cannot be used."""
+        data = self.data
+        if data.dataset is None:
+            if data.offline_steps:
+                raise ConfigError(
+                    "data.offline_steps learns from a dataset; name one with data.dataset"
+                )
+            return
+        if getattr(get_algorithm(self.algo), "MULTI_AGENT", False):
+            raise ConfigError(
+                f"data.dataset is for single-agent algorithms; {self.algo} learns from windows "
+                "of a team's steps, which a Minari dataset does not hold"
+            )
+        family = self.env.id.partition(":")[0]
+        if family not in HOST_ENV_FAMILIES:
+            raise ConfigError(
+                f"data.dataset needs a host environment (gym:, dmc:); {self.env.id} runs on "
+                "the device runner, which has no dataset loading yet"
+            )
 
     def _check_replay(self) -> None:
         """Refuse a replay setting the algorithm cannot use (it must keep its reference value)."""

@@ -17,6 +17,7 @@ The run folder, loop cadence and stop handling are `factorl.runners.session.RunS
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from factorl.core.config import Config, ConfigError
 from factorl.envs.host import make_env
 from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
+from factorl.replay.host import MixedReplay, ReplayBuffer
 from factorl.runners.session import (
     EVAL_STREAM,
     TRAIN_STREAM,
@@ -162,9 +164,13 @@ def run_episodes(
 LOOP_FORMAT = 2
 
 
+#: a replay state's columns that hold the dataset itself (rebuilt from it on resume)
+_DATASET_COLUMNS = frozenset({"obs", "action", "reward", "next_obs", "terminated", "episode_end"})
+
+
 def _save_checkpoint(
     run_dir: Path, cfg: Config, action_size: int, state, replay, loop: LoopState, rng, obs,
-    unwritten: list[dict[str, Any]],
+    unwritten: list[dict[str, Any]], demos: ReplayBuffer | None = None, dataset=None,
 ) -> Path:  # fmt: skip
     actions = [np.asarray(a, np.float32).reshape(len(a), action_size) for a in loop.episode_actions]
     arrays = {
@@ -181,6 +187,10 @@ def _save_checkpoint(
     }
     if cfg.runner.save_replay:
         arrays["replay"] = replay.state_dict()
+    if demos is not None:
+        # the dataset's own columns are read again on resume: only what training changes
+        # (priorities, counters) is saved, with the data's digest to check it is the same data
+        arrays["demos"] = {k: v for k, v in demos.state_dict().items() if k not in _DATASET_COLUMNS}
     meta = {
         "algo": cfg.algo,
         "loop_format": LOOP_FORMAT,
@@ -191,6 +201,8 @@ def _save_checkpoint(
         # metrics records a failed metrics.jsonl write could not take; written back on resume
         "unwritten_records": unwritten,
     }
+    if dataset is not None:
+        meta["dataset"] = {"id": dataset.name, "sha256": dataset.sha256}
     return ckpt.save_checkpoint(
         run_dir / CHECKPOINT_DIR, loop.env_step, state, arrays, meta, cfg.runner.keep_checkpoints
     )
@@ -210,6 +222,7 @@ _LOOP_FIELDS = {
     "episodes_done": _is_count,
     "episodes_started": _is_count,
     "eval_round": _is_count,
+    "offline_step": _is_count,
     "last_eval_return": lambda v: v is None or _is_number(v),
     "wall_time": lambda v: _is_number(v) and v >= 0,
     "pending_metrics": lambda v: (
@@ -238,6 +251,7 @@ def _checked_loop(
     saved = meta.get("loop")
     if not isinstance(saved, dict):
         raise bad("its loop counters are missing")
+    saved = {"offline_step": 0, **saved}  # checkpoints from before datasets have none
     for name, ok in _LOOP_FIELDS.items():
         if name not in saved or not ok(saved[name]):
             raise bad(f"loop field {name!r} is {saved.get(name, 'missing')!r}")
@@ -291,12 +305,41 @@ def _checked_loop(
     return loop, obs, unwritten
 
 
+def _restore_demos(path: Path, meta: dict, arrays: dict, demos: ReplayBuffer, dataset) -> None:
+    """Check that the dataset read now is the one the run trained on, and put back what
+    training changed in its buffer (priorities, counters) over the data just loaded."""
+    saved = meta.get("dataset")
+    if not isinstance(saved, dict) or "demos" not in arrays:
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} has no dataset state, but the run's config names data.dataset; "
+            "resume from an earlier checkpoint or start again"
+        )
+    if saved.get("sha256") != dataset.sha256:
+        raise ckpt.CheckpointError(
+            f"dataset {dataset.name} is not the data this run trained on (SHA-256 "
+            f"{str(saved.get('sha256'))[:12]}... saved, {dataset.sha256[:12]}... now); restore "
+            "that dataset or start a new run"
+        )
+    state = demos.state_dict()
+    extra = set(arrays["demos"]) - (set(state) - _DATASET_COLUMNS)
+    if extra:
+        raise ckpt.CheckpointError(f"{path}: demos.npz has unexpected arrays {sorted(extra)}")
+    state.update(arrays["demos"])
+    try:
+        demos.load_state_dict(state)
+    except ValueError as e:
+        raise ckpt.CheckpointError(f"{path}: the dataset's buffer does not fit: {e}") from e
+
+
 def _restore_checkpoint(
-    path: Path, cfg: Config, agent, template, replay, rng, envs, notes: list[str]
-):
+    path: Path, cfg: Config, agent, template, replay, rng, envs, notes: list[str],
+    demos: ReplayBuffer | None = None, dataset=None,
+):  # fmt: skip
     state, arrays, meta = ckpt.load_checkpoint(path, template)
     if meta.get("algo") != cfg.algo:
         raise ckpt.CheckpointError(f"{path} was written by {meta.get('algo')!r}, not {cfg.algo!r}")
+    if demos is not None:
+        _restore_demos(path, meta, arrays, demos, dataset)
     action_space = envs.single_action_space
     action_size = int(np.prod(action_space.shape))
     loop, saved_obs, unwritten = _checked_loop(
@@ -359,6 +402,31 @@ class HostTrainer(RunSession):
         self.rng = np.random.default_rng(np.random.SeedSequence([cfg.run.seed, 2]))
         self.state = self.agent.init(cfg.run.seed, cfg.env.num_envs)
         self.action_size = int(np.prod(self.eval_env.action_space.shape))
+        # what batches are drawn from online: the replay, or the replay and the dataset mixed
+        self.sampler: ReplayBuffer | MixedReplay = self.replay
+        self.dataset = self.demos = None
+        if cfg.data.dataset is not None:
+            self._load_dataset()
+
+    def _load_dataset(self) -> None:
+        """The configured dataset, checked against the environment's spaces, in a second
+        replay buffer of the agent's layout (one stream, holding all of it)."""
+        from factorl.io.datasets import read_dataset
+
+        cfg, env = self.cfg, self.eval_env
+        self.dataset = read_dataset(cfg.data.dataset)
+        self.dataset.check_spaces(env.observation_space, env.action_space, cfg.env.id)
+        settings = self.agent.replay_settings
+        # room for every step, and at least one n-step window or action sequence
+        capacity = self.dataset.steps + settings.n_step + self.agent.replay_actions()[1]
+        self.agent.replay_settings = dataclasses.replace(settings, capacity=capacity)
+        try:
+            self.demos = self.agent.make_replay(env.observation_space.shape, 1)
+        finally:
+            self.agent.replay_settings = settings
+        self.demos.extend(self.dataset.transitions())
+        if cfg.data.share > 0:
+            self.sampler = MixedReplay(self.replay, self.demos, cfg.data.share)
 
     def _start(self) -> None:
         cfg = self.cfg
@@ -369,8 +437,9 @@ class HostTrainer(RunSession):
 
     def _restore(self, checkpoint: Path, notes: list[str]) -> list[dict[str, Any]]:
         self.state, self.loop, self.obs, unwritten = _restore_checkpoint(
-            checkpoint, self.cfg, self.agent, self.state, self.replay, self.rng, self.envs, notes
-        )
+            checkpoint, self.cfg, self.agent, self.state, self.replay, self.rng, self.envs, notes,
+            self.demos, self.dataset,
+        )  # fmt: skip
         return unwritten
 
     def _load_finished(self, checkpoint: Path) -> None:
@@ -381,7 +450,13 @@ class HostTrainer(RunSession):
 
     def _describe(self) -> str:
         n = self.cfg.env.num_envs
-        return f" ({n} environments)" if n > 1 else ""
+        text = f" ({n} environments)" if n > 1 else ""
+        if self.dataset is not None:
+            text += (
+                f" with dataset {self.dataset.name} ({self.dataset.steps} steps, share "
+                f"{self.cfg.data.share:g} of each online batch)"
+            )
+        return text
 
     def _write_checkpoint(self, wall_time: float) -> Path:
         loop = self.loop
@@ -389,7 +464,7 @@ class HostTrainer(RunSession):
         try:
             return _save_checkpoint(
                 self.run_dir, self.cfg, self.action_size, self.state, self.replay, loop, self.rng,
-                self.obs, self.logger.unwritten,
+                self.obs, self.logger.unwritten, self.demos, self.dataset,
             )  # fmt: skip
         finally:
             loop.wall_time = saved_wall
@@ -463,11 +538,19 @@ class HostTrainer(RunSession):
         self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": ended})
         self.state = self.agent.begin_episodes(self.state, ended)
 
-    def learn(self) -> None:
-        """One learner step on a replay sample; stops on non-finite numbers."""
-        sample = self.replay.sample(self.agent.replay_settings.batch_size, self.rng)
+    def learn(self, offline: bool = False) -> None:
+        """One learner step on a replay sample (`offline`: on a sample of the dataset alone);
+        stops on non-finite numbers."""
+        size = self.agent.replay_settings.batch_size
+        source = self.demos if offline else self.sampler
+        sample = source.sample(size, self.rng)
         # a recurrent learner's windows go as they are
         batch = sample if isinstance(sample, SequenceBatch) else TrainBatch.from_sample(sample)
+        if self.demos is not None:
+            # the dataset's rows are demonstrations: the last `demo_rows` of a batch
+            demo_rows = size if offline else getattr(source, "split", lambda b: 0)(size)
+            flag = (np.arange(size) >= size - demo_rows).astype(np.float32)
+            batch = batch._replace(extras={**batch.extras, "demo": flag})
         new_state, metrics, td_abs = self.agent.update(self.state, batch)
         metrics = jax.device_get(metrics)
         if not bool(metrics.pop("finite")):
@@ -479,8 +562,8 @@ class HostTrainer(RunSession):
                 f"state saved to {path}. Try a lower learning rate."
             )
         self.state = new_state
-        if self.replay.prioritized:  # uniform replay has no priorities to move
-            self.replay.update_priorities(sample.indices, np.asarray(td_abs))
+        if source.prioritized:  # uniform replay has no priorities to move
+            source.update_priorities(sample.indices, np.asarray(td_abs))
         self.loop.pending_metrics.append({k: float(v) for k, v in metrics.items()})
 
     def record_train(self) -> None:
@@ -521,6 +604,18 @@ class HostTrainer(RunSession):
         return fields
 
     # ------------------------------------------------------------------------------- the loop
+    def offline_left(self) -> int:
+        return self.cfg.data.offline_steps - self.loop.offline_step if self.demos else 0
+
+    def advance_offline(self) -> None:
+        """One learner step on the dataset alone, and a "train" record every `log_every` of
+        them."""
+        self._mid_step = True
+        self.learn(offline=True)
+        self.loop.offline_step += 1
+        if self.loop.offline_step % self.cfg.runner.log_every == 0 or not self.offline_left():
+            self.record_train()
+
     def advance(self, end_step: int) -> int:
         """A vector env step, then one learner step per `update_every` env steps passed, once
         replay holds `learning_starts` transitions (Reverb's min size; this also covers a resume

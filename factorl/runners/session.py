@@ -28,11 +28,12 @@ import numpy as np
 from factorl.agents import get_algorithm
 from factorl.core.config import Config, ConfigError, build_config, saved_settings
 from factorl.io import checkpoint as ckpt
-from factorl.io.logging import RunLogger, WandbRun, require_wandb
+from factorl.io.logging import RunLogger, WandbRun, read_metrics, require_wandb
 from factorl.io.runfolder import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     LOCK_FILE,
+    METRICS_FILE,
     RunFolderError,
     RunFolderLock,
     clear_run,
@@ -97,6 +98,7 @@ class Counters:
 
     env_step: int = 0
     eval_round: int = 0
+    offline_step: int = 0  # learner steps of the offline phase (from a dataset) so far
     last_eval_return: float | None = None
     wall_time: float = 0.0  # seconds of training before this process started
 
@@ -244,6 +246,16 @@ def prepare_run_folder(run_dir: Path, resuming: bool, overwrite: bool) -> list[s
     return notes
 
 
+def _rewind_offline(run_dir: Path, offline_step: int) -> None:
+    """Drop the offline phase's records after a checkpoint taken in it: they all have env step
+    0, so `RunLogger.rewind` keeps them, and they are told apart by their `offline_step`."""
+    every = read_metrics(run_dir)
+    kept = [r for r in every if r.get("offline_step", -1) <= offline_step]
+    if len(kept) != len(every):
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        ckpt.atomic_write_text(Path(run_dir) / METRICS_FILE, text)
+
+
 # ------------------------------------------------------------------------------------- the session
 class RunSession:
     """One run of a runner, from opening its folder to closing it; see the module docstring.
@@ -335,6 +347,15 @@ class RunSession:
     def _write_checkpoint(self, wall_time: float) -> Path:
         raise NotImplementedError
 
+    def offline_left(self) -> int:
+        """Learner steps of the offline phase still to take (0: none, or it is over)."""
+        return 0
+
+    def advance_offline(self) -> None:
+        """One learner step of the offline phase, with its "train" record when due; sets
+        `_mid_step`."""
+        raise NotImplementedError
+
     def _describe(self) -> str:
         """What the start message says of the runner, e.g. " (8 environments)"."""
         return ""
@@ -363,6 +384,7 @@ class RunSession:
                 clear_run(run_dir)
             else:
                 RunLogger.rewind(run_dir, self.loop.env_step, unwritten)
+                _rewind_offline(run_dir, self.loop.offline_step)
             if cfg.run.wandb:  # before the config: a W&B that cannot start leaves no run here
                 self._wandb = WandbRun.start(run_dir, cfg.run.wandb_init(), cfg.to_dict())
             ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.to_json() + "\n")
@@ -399,6 +421,7 @@ class RunSession:
         # evaluation pause does not make the ETA jump
         self._window = deque([(self._clock, self.loop.env_step)], maxlen=20)
         self._evaluated_at: int | None = None  # env step of the last evaluation
+        self._offline_phase = False  # records are tagged with the offline phase's step
         self._progress: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------- pieces
@@ -417,13 +440,16 @@ class RunSession:
     def _record_head(self, event: str, learner_step: int) -> dict[str, Any]:
         """The fields every train and eval record starts with."""
         step = self.loop.env_step
-        return {
+        head = {
             "event": event,
             "env_step": step,
             "env_frames": step * self.cfg.env.action_repeat,
             "learner_step": int(learner_step),
             "wall_time": round(self.wall(), 3),
         }
+        if self._offline_phase:
+            head.update(phase="offline", offline_step=self.loop.offline_step)
+        return head
 
     def evaluate(self, final: bool = False) -> None:
         """Greedy evaluation of every run side by side. A `final` one (the budget ended between
@@ -530,9 +556,12 @@ class RunSession:
             stop_signal,
         )  # fmt: skip
 
-    def run(self, stop_after: int | None = None) -> TrainResult:
+    def run(
+        self, stop_after: int | None = None, stop_after_updates: int | None = None
+    ) -> TrainResult:
         """Train until the budget (or `stop_after` more env steps, or a stop signal); the
-        session is closed afterwards."""
+        session is closed afterwards. An offline phase still to run comes first, and
+        `stop_after_updates` ends the call after that many of its learner steps."""
         loop, cfg = self.loop, self.cfg
         if self.finished:
             print(
@@ -548,7 +577,12 @@ class RunSession:
         status, stop = "completed", StopFlag()
         try:
             with stop:
-                while loop.env_step < end_step:
+                cut = False
+                if self.offline_left() > 0:
+                    cut = self._run_offline(stop, stop_after_updates)
+                    if stop.requested:
+                        status = "interrupted"
+                while loop.env_step < end_step and not cut and status == "completed":
                     self.step(end_step)
                     self._stop_if_logging_failed()
                     if stop.requested:
@@ -584,6 +618,37 @@ class RunSession:
         finally:
             self.close()
         return self._result(status, stop.received)
+
+    def _run_offline(self, stop: StopFlag, stop_after_updates: int | None) -> bool:
+        """The offline phase: learner steps from the dataset alone, a checkpoint every
+        `checkpoint_every` of them (and by time), an evaluation at its end. Returns whether it
+        stopped early (`stop_after_updates` reached, a stop signal)."""
+        loop, every = self.loop, self.cfg.runner.checkpoint_every
+        self.logger.message(
+            f"[factorl] offline phase: {self.offline_left()} learner steps from the dataset, "
+            f"then environment steps (at offline step {loop.offline_step})"
+        )
+        self._offline_phase = True
+        try:
+            taken = 0
+            while self.offline_left() > 0:
+                if stop_after_updates is not None and taken >= stop_after_updates:
+                    return True
+                before = loop.offline_step
+                self.advance_offline()
+                taken += 1
+                if self.offline_left() == 0:
+                    self.evaluate()  # the offline policy, before any environment step
+                self._mid_step = False
+                due = crossed(before, loop.offline_step, every) or self.checkpoint_due(0)
+                if due and self.logger.error is None:
+                    self.save()
+                self._stop_if_logging_failed()
+                if stop.requested:
+                    return True
+        finally:
+            self._offline_phase = False
+        return False
 
     def _emergency_checkpoint(self) -> str:
         """Save what a crash left, if it is a state the run passes through; say what was done."""
