@@ -3,19 +3,27 @@ and training from a dataset (offline phase, then online with a fixed share of ev
 it) resumes exactly in either phase. Every test makes its own small datasets in a tmp folder."""
 
 import gymnasium as gym
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import records, same_leaves, tiny_config
 
 from factorl.cli import main
+from factorl.core.config import ConfigError
 from factorl.io import datasets
-from factorl.train import collect, load_agent, record_episodes, train
+from factorl.io.checkpoint import CheckpointError
+from factorl.maths import demonstrations as demos_maths
+from factorl.runners.host import HostTrainer
+from factorl.train import collect, load_agent, make_config, record_episodes, train
 
 
-@pytest.fixture(autouse=True)
-def _local_datasets(tmp_path, monkeypatch):
-    """Every test's datasets in its own folder: nothing is read from, or written to, ~/.minari."""
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+@pytest.fixture(scope="module", autouse=True)
+def _local_datasets(tmp_path_factory):
+    """The module's datasets in a folder of its own: nothing is read from, or written to,
+    ~/.minari (each test names its datasets differently)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +31,17 @@ def saved_run(tmp_path_factory):
     """A tiny DecQN run on Pendulum to record from."""
     run_dir = tmp_path_factory.mktemp("source") / "run"
     return train(tiny_config(run_dir, steps=200)).run_dir
+
+
+@pytest.fixture(scope="module")
+def demos(saved_run):
+    """Two noisy episodes of the saved run: dataset pendulum/decqn-v0 (400 steps)."""
+    collect(saved_run, "pendulum/decqn-v0", episodes=2, noise=0.5, seed=7)
+    return "pendulum/decqn-v0"
+
+
+#: offline then online training from `demos`, on top of the tiny DecQN run
+FROM_DATA = {"data.dataset": "pendulum/decqn-v0", "data.offline_steps": 150, "data.share": 0.25}
 
 
 def _box(shape, low, high):
@@ -45,10 +64,10 @@ def _episodes(lengths, obs_dim=3, act_dim=1, seed=0):
     return out
 
 
-def test_collect_writes_the_episodes_it_recorded(saved_run):
-    out = collect(saved_run, "pendulum/decqn-v0", episodes=2, noise=0.5, seed=7)
-    assert out["steps"] == 400 and out["algorithm"] == "decqn" and out["noise"] == 0.5
-    data = datasets.read_dataset("pendulum/decqn-v0")
+def test_collect_writes_the_episodes_it_recorded(saved_run, demos):
+    data = datasets.read_dataset(demos)
+    assert data.steps == 400 and data.metadata["algorithm"] == "decqn"
+    assert data.metadata["noise"] == 0.5
     assert data.metadata["source_run"] == str(saved_run.resolve())
     assert data.metadata["env_id"] == "gym:Pendulum-v1" and data.metadata["seed"] == 7
     # the same episodes recorded again, by the function collect records with
@@ -83,7 +102,7 @@ def test_loading_errors_are_one_line():
         data.check_spaces(_box((5,), -1, 1), _box((1,), -2, 2), "gym:X-v0")
     with pytest.raises(datasets.DatasetError, match=r"actions .*\[-2, 2\].*\[-1, 1\]"):
         data.check_spaces(_box((3,), -1, 1), _box((1,), -1, 1), "gym:X-v0")
-    with pytest.raises(datasets.DatasetError, match="local datasets: ok-v0"):
+    with pytest.raises(datasets.DatasetError, match=r"local datasets: .*ok-v0"):
         datasets.read_dataset("missing-v0")
     with pytest.raises(datasets.DatasetError, match="not a Minari id"):
         datasets.read_dataset("no version")
@@ -104,3 +123,104 @@ def test_transitions_follow_the_episodes():
     assert np.array_equal(t["next_obs"][:2], episodes[0]["observations"][1:])
     assert t["terminated"].tolist() == [False, True, False, False, False]
     assert t["truncated"].tolist() == [False, False, False, False, True]
+
+
+def test_data_settings_are_checked_in_one_line():
+    with pytest.raises(ConfigError, match=r"data\.offline_steps learns from a dataset"):
+        make_config("decqn", {"data.offline_steps": 10})
+    with pytest.raises(ConfigError, match="single-agent algorithms; vdn"):
+        make_config("vdn", {"data.dataset": "x-v0", "env.id": "jaxmarl:MPE_simple_spread_v3"})
+    with pytest.raises(ConfigError, match="host environment"):
+        make_config("sac", {"data.dataset": "x-v0", "env.id": "gymnax:Pendulum-v1"})
+    with pytest.raises(ConfigError, match=r"data\.share must be"):
+        make_config("decqn", {"data.dataset": "x-v0", "data.share": 1.5})
+
+
+def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, demos):
+    straight = train(tiny_config(tmp_path / "straight", steps=300, overrides=FROM_DATA))
+    split_cfg = tiny_config(tmp_path / "split", steps=300, overrides=FROM_DATA)
+    first = train(split_cfg, stop_after_updates=70)  # in the middle of the offline phase
+    assert first.env_step == 0 and int(first.state.learner_step) == 70
+    second = train(split_cfg, resume=first.run_dir, stop_after=150)  # ...and of the online one
+    assert second.env_step == 150
+    last = train(split_cfg, resume=first.run_dir)
+    assert same_leaves(straight.state, last.state)
+    assert records(straight.run_dir) == records(last.run_dir)
+    offline = [r for r in records(straight.run_dir) if r.get("phase") == "offline"]
+    assert [(r["event"], r["offline_step"], r["env_step"]) for r in offline] == [
+        ("train", 100, 0),
+        ("train", 150, 0),
+        ("eval", 150, 0),  # the offline policy, evaluated before any environment step
+    ]
+    assert int(straight.state.learner_step) == 150 + (300 - 100) // 2
+
+
+def test_online_batches_draw_the_share_from_the_dataset(tmp_path, demos):
+    overrides = {**FROM_DATA, "data.offline_steps": 3}
+    trainer = HostTrainer(tiny_config(tmp_path / "share", steps=120, overrides=overrides))
+    flags = []
+    update = trainer.agent.update
+
+    def spy(state, batch):
+        flags.append(np.asarray(batch.extras["demo"]))
+        return update(state, batch)
+
+    trainer.agent.update = spy
+    trainer.run()
+    offline, online = flags[:3], flags[3:]
+    assert len(online) == 10 and all(f.all() for f in offline)
+    # 0.25 of 32 rows, the batch's last ones, from the dataset in every online batch
+    assert all(f.tolist() == [0.0] * 24 + [1.0] * 8 for f in online)
+
+
+def test_resume_refuses_a_different_dataset(tmp_path, saved_run, demos):
+    collect(saved_run, "pendulum/changing-v0", episodes=1, seed=1)
+    overrides = {**FROM_DATA, "data.dataset": "pendulum/changing-v0"}
+    cfg = tiny_config(tmp_path / "run", steps=300, overrides=overrides)
+    train(cfg, stop_after_updates=20)
+    collect(saved_run, "pendulum/changing-v0", episodes=1, seed=2, overwrite=True)
+    with pytest.raises(CheckpointError, match="not the data this run trained on"):
+        train(cfg, resume=tmp_path / "run")
+
+
+def test_demonstration_losses_worked_examples():
+    # margin 0.01: bin 1 is 0.005 above the demonstrated bin 0 (0.015 short of the margin), bin
+    # 2 far below it (0): the mean over the other bins is 0.0075
+    q = jnp.array([[1.0, 1.005, 0.5]])
+    np.testing.assert_allclose(
+        demos_maths.margin_loss(q, jnp.array([0]), 0.01), [0.0075], rtol=1e-5
+    )
+    # CDFs on two atoms: demonstrated (0.5, 1); bin 1 (0.8, 1) is dominated (0); bin 2's
+    # (0.2, 1) lies below it by 0.3 at the first atom: mean 0.15
+    logits = jnp.log(jnp.array([[[0.5, 0.5], [0.8, 0.2], [0.2, 0.8]]]))
+    np.testing.assert_allclose(demos_maths.fosd_loss(logits, jnp.array([0])), [0.15], rtol=1e-6)
+    per_sample, flags = jnp.array([1.0, 2.0, 4.0]), jnp.array([0.0, 1.0, 1.0])
+    assert float(demos_maths.demo_mean(per_sample, flags)) == 3.0
+    assert float(demos_maths.demo_mean(per_sample, jnp.zeros(3))) == 0.0
+
+
+#: tiny CQN (C51: margin and FOSD losses) and ARSQ (its demonstration term)
+_DEMO_LEARNERS = {
+    "cqn": {"agent.width": 16, "agent.levels": 2, "agent.bins": 3, "agent.distributional": True,
+            "agent.num_atoms": 11, "agent.v_min": -20.0, "agent.v_max": 0.0},
+    "arsq": {"agent.width": 16, "agent.depth": 1, "agent.levels": 2, "agent.bins": 3},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("algo", sorted(_DEMO_LEARNERS))
+def test_dataset_samples_reach_the_demonstration_losses(tmp_path, algo, demos):
+    settings = {
+        **_DEMO_LEARNERS[algo],
+        **FROM_DATA,
+        "data.offline_steps": 11,
+        "replay.batch_size": 16,
+        "replay.capacity": 2000,
+        "agent.learning_starts": 64,
+        "runner.log_every": 10,
+        "runner.eval_every": 1000,
+    }
+    # stopped within the offline phase, before its evaluation
+    train(tiny_config(tmp_path / algo, algo, overrides=settings), stop_after_updates=10)
+    offline = [r for r in records(tmp_path / algo) if r["event"] == "train"]
+    assert [r["offline_step"] for r in offline] == [10]
+    assert offline[0]["demo_loss"] > 0 and np.isfinite(offline[0]["loss"])

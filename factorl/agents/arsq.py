@@ -25,9 +25,10 @@ demonstrations (`batch.extras["demo"]`, [batch], 1 for a demo), with the demonst
 and teacher-forced prefixes, summed over positions: `demo_loss="margin"`,
 mean_{b != b_e} clip(A_k(b) - A_k(b_e), clip_min, clip_max), or `"cql"`,
 clip(tau_c logsumexp_{b != b_e}(A_k(b)/tau_c) - A_k(b_e), clip_min, clip_max); weighted by
-`demo_weight`, added per critic. NO BATCH CARRIES A DEMO FLAG YET: the replay buffers and runners
-produce none until the dataset / offline-to-online step of issue #16 lands, so in online training
-this term is off whatever its settings (a batch without the field skips it at trace time).
+`demo_weight`, added per critic. The host runner flags a batch's dataset rows as demonstrations
+when the run learns from a dataset (`--data.dataset`, docs/datasets.md): every row in the offline
+phase, the `data.share` drawn from the dataset online. Without a dataset no batch carries the
+flag and the term is skipped at trace time.
 
 Sources and choices (docs/arsq.md has the full table):
 - We follow the authors' D4RL code (state observations, as factorl's tasks) where it and the
@@ -129,7 +130,7 @@ class ARSQConfig:
     demo_loss: str = option(
         "margin",
         "demonstration term on demo-flagged samples: margin (the paper's) or cql (the code's "
-        "soft-max form); no batch carries a demo flag before issue #16's dataset step",
+        "soft-max form); dataset rows are the demonstrations (data.dataset)",
         choices=("margin", "cql"),
     )
     demo_weight: float = option(

@@ -28,6 +28,12 @@ frame accounting.
 The distributional variant of the pixel/RLBench code is an option: `--agent.distributional` uses
 C51 (51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entropy loss, and
 `--agent.dueling` splits the head into value and advantage streams, q = V + A - mean(A).
+Learning from a dataset (`--data.dataset`, docs/datasets.md), the dataset's rows are
+demonstrations, as in the RLBench code: on them, at every level along the data's own zoom path,
+a margin loss max(0, 0.01 - (Q(b_e) - Q(b))) and, for the C51 critic, the first-order stochastic
+dominance loss, averaged over levels, dimensions and the other bins, then over the demo samples,
+weighted by `demo_weight` (bc_lambda, 1); `critic_weight` scales the TD loss (the RLBench code's
+critic_lambda is 0.1; the default 1 keeps the state code's loss).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from factorl.core.agent import (
     value_learner_step,
 )
 from factorl.core.config import ConfigError, ReplaySettings, option
+from factorl.maths.demonstrations import demo_mean, fosd_loss, margin_loss
 from factorl.maths.distributional import expected_value, select_distribution, support
 from factorl.maths.factorisation import ActionFactorisation
 from factorl.maths.mixers import select
@@ -79,6 +86,19 @@ class CQNConfig:
     num_atoms: int = option(51, "atoms of the C51 distribution", low=2)
     v_min: float = option(0.0, "lowest atom (C51)")
     v_max: float = option(200.0, "highest atom (C51)")
+    critic_weight: float = option(
+        1.0, "weight of the TD loss (CQN's RLBench code with demonstrations: 0.1)", low=0.0
+    )
+    demo_weight: float = option(
+        1.0,
+        "weight of the demonstration losses on dataset samples (data.dataset): the margin loss, "
+        "plus the FOSD loss for the distributional critic (CQN's bc_lambda); 0: off",
+        low=0.0,
+    )
+    demo_margin: float = option(0.01, "margin of the demonstration margin loss", low=0.0)
+    demo_fosd: bool = option(
+        True, "add the first-order stochastic dominance loss (distributional critic only)"
+    )
 
     def check(self) -> None:
         if self.distributional and self.v_max <= self.v_min:
@@ -247,7 +267,24 @@ class CQN(ReplayAgent):
             q_mean, y_mean = jnp.mean(q), jnp.mean(y)
         td_abs = jnp.mean(jnp.abs(td), axis=tuple(range(1, td.ndim)))
         aux = {"q_mean": q_mean, "target_mean": y_mean, "td_abs": td_abs}
+        loss = c.critic_weight * loss
+        # a batch flags demonstrations only when the run learns from a dataset: static
+        if "demo" in batch.extras and c.demo_weight > 0:
+            demo = self.demo_loss(out, path, batch.extras["demo"].reshape(-1))
+            loss = loss + c.demo_weight * demo
+            aux["demo_loss"] = demo
         return loss, aux
+
+    def demo_loss(self, out: jax.Array, path: jax.Array, demo: jax.Array) -> jax.Array:
+        """CQN's demonstration losses at every level along the data's own zoom path, averaged
+        over levels, dimensions and the other bins, then over the demo-flagged samples: the
+        margin loss on the values, plus the FOSD loss on the distributional critic's logits."""
+        c = self.config
+        q = out if self.atoms is None else expected_value(out, self.atoms)
+        per = margin_loss(q, path, c.demo_margin)  # [batch, L, *seq, M]
+        if self.atoms is not None and c.demo_fosd:
+            per = per + fosd_loss(out, path)
+        return demo_mean(jnp.mean(per.reshape(per.shape[0], -1), axis=-1), demo)
 
     def _update_impl(self, state: AgentState, batch: TrainBatch):
         self.trace_counts["update"] += 1
