@@ -224,3 +224,11 @@ def test_dataset_samples_reach_the_demonstration_losses(tmp_path, algo, demos):
     offline = [r for r in records(tmp_path / algo) if r["event"] == "train"]
     assert [r["offline_step"] for r in offline] == [10]
     assert offline[0]["demo_loss"] > 0 and np.isfinite(offline[0]["loss"])
+
+
+def test_train_with_an_unknown_dataset_is_one_line_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "decqn", "--data.dataset", "nowhere-v0", "--run.dir", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no local Minari dataset 'nowhere-v0'" in err
+    assert not run.exists()
