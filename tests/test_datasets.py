@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from conftest import records, same_leaves, tiny_config
 
+from factorl.agents import get_algorithm
 from factorl.cli import main
+from factorl.core.agent import TrainBatch
 from factorl.core.config import ConfigError
 from factorl.io import datasets
 from factorl.io.checkpoint import CheckpointError
@@ -208,22 +210,24 @@ _DEMO_LEARNERS = {
 
 
 @pytest.mark.parametrize("algo", sorted(_DEMO_LEARNERS))
-def test_dataset_samples_reach_the_demonstration_losses(tmp_path, algo, demos):
-    settings = {
-        **_DEMO_LEARNERS[algo],
-        **FROM_DATA,
-        "data.offline_steps": 11,
-        "replay.batch_size": 16,
-        "replay.capacity": 2000,
-        "agent.learning_starts": 64,
-        "runner.log_every": 10,
-        "runner.eval_every": 1000,
-    }
-    # stopped within the offline phase, before its evaluation
-    train(tiny_config(tmp_path / algo, algo, overrides=settings), stop_after_updates=10)
-    offline = [r for r in records(tmp_path / algo) if r["event"] == "train"]
-    assert [r["offline_step"] for r in offline] == [10]
-    assert offline[0]["demo_loss"] > 0 and np.isfinite(offline[0]["loss"])
+def test_demo_flags_switch_the_demonstration_losses_on(algo):
+    # the runner's flags reach the update (test_online_batches_...); here the update uses them
+    cfg = make_config(algo, {**_DEMO_LEARNERS[algo], "replay.batch_size": 8})
+    space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    agent = get_algorithm(algo)(cfg.agent, _box((3,), -1, 1), space, cfg.replay)
+    state = agent.init(0)
+    draw = np.random.default_rng(0)
+    batch = TrainBatch(
+        obs=draw.normal(size=(8, 3)).astype(np.float32),
+        action=draw.uniform(-2, 2, size=(8, 1)).astype(np.float32),
+        reward=draw.normal(size=8).astype(np.float32),
+        discount=np.full(8, 0.99, np.float32),
+        next_obs=draw.normal(size=(8, 3)).astype(np.float32),
+        weights=np.ones(8, np.float32),
+    )
+    flags = np.r_[np.zeros(4), np.ones(4)].astype(np.float32)
+    _, metrics, _ = agent.update(state, batch._replace(extras={"demo": flags}))
+    assert float(metrics["demo_loss"]) > 0 and np.isfinite(float(metrics["loss"]))
 
 
 def test_train_with_an_unknown_dataset_is_one_line_and_writes_nothing(tmp_path, capsys):
