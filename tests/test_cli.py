@@ -172,7 +172,8 @@ def test_help_lists_every_flag_by_section_with_the_reference_defaults(algo, caps
     assert main(["train", algo, "-h"]) == 0
     titles, entries = _help_entries(capsys.readouterr().out)
     assert titles == [
-        "options", "run options", "env options", "replay options", "agent options", "runner options"
+        "options", "run options", "env options", "replay options", "agent options",
+        "runner options", "data options",
     ]  # fmt: skip
     reference = make_config(algo).settings()
     for key, value in reference.items():
