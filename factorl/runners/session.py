@@ -595,14 +595,17 @@ class RunSession:
                     self._mid_step = False
                     self._stop_if_logging_failed()
                 path = self.save()
+            step = f"env step {loop.env_step}"
+            if self.offline_left() > 0:
+                step = f"offline step {loop.offline_step} (env step 0)"
             if status == "interrupted" and stop.received:
                 self.logger.message(
-                    f"[factorl] stopped by {stop.received} at env step {loop.env_step}; "
-                    f"checkpoint {path}. Continue with: factorl train --resume {self.run_dir}"
+                    f"[factorl] stopped by {stop.received} at {step}; checkpoint {path}. "
+                    f"Continue with: factorl train --resume {self.run_dir}"
                 )
             else:
-                note = "interrupted" if status == "interrupted" else "finished"
-                where = f"at env step {loop.env_step}; checkpoint {path}"
+                note = "interrupted" if status == "interrupted" or cut else "finished"
+                where = f"at {step}; checkpoint {path}"
                 self.logger.message(f"[factorl] {note} {where}")
         except (TrainingStopped, ckpt.CheckpointError, RunFolderError):
             raise
@@ -629,6 +632,7 @@ class RunSession:
             f"then environment steps (at offline step {loop.offline_step})"
         )
         self._offline_phase = True
+        shown = time.perf_counter()
         try:
             taken = 0
             while self.offline_left() > 0:
@@ -643,6 +647,11 @@ class RunSession:
                 due = crossed(before, loop.offline_step, every) or self.checkpoint_due(0)
                 if due and self.logger.error is None:
                     self.save()
+                line_due = crossed(before, loop.offline_step, self.cfg.runner.log_every)
+                if line_due or time.perf_counter() - shown > 0.5:  # as show_progress
+                    shown = time.perf_counter()
+                    total = f"{loop.offline_step}/{self.cfg.data.offline_steps}"
+                    self.logger.progress(loop.env_step, {"offline": total}, line_due)
                 self._stop_if_logging_failed()
                 if stop.requested:
                     return True
