@@ -2,6 +2,8 @@
 and training from a dataset (offline phase, then online with a fixed share of every batch from
 it) resumes exactly in either phase. Every test makes its own small datasets in a tmp folder."""
 
+import json
+
 import gymnasium as gym
 import jax.numpy as jnp
 import numpy as np
@@ -143,6 +145,10 @@ def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, demos):
     split_cfg = tiny_config(tmp_path / "split", steps=300, overrides=FROM_DATA)
     first = train(split_cfg, stop_after_updates=70)  # in the middle of the offline phase
     assert first.env_step == 0 and int(first.state.learner_step) == 70
+    # a record written after that checkpoint by a process then killed: env step 0 like the
+    # checkpoint, so only its offline step tells that the resume must drop it
+    with open(first.run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"event": "train", "env_step": 0, "offline_step": 100}) + "\n")
     second = train(split_cfg, resume=first.run_dir, stop_after=150)  # ...and of the online one
     assert second.env_step == 150
     last = train(split_cfg, resume=first.run_dir)

@@ -404,7 +404,7 @@ class RunSession:
         self.logger.message(
             f"[factorl] {verb} {cfg.algo} on {cfg.env.id}{self._describe()}; run folder {run_dir}"
         )
-        if cfg.run.steps < self.agent.learning_starts:
+        if cfg.run.steps < self.agent.learning_starts and not cfg.data.offline_steps:
             notes.append(
                 f"[factorl] note: the budget of {cfg.run.steps} env steps ends before learning "
                 f"starts (after {self.agent.learning_starts} transitions); this run will not learn "
