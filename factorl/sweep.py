@@ -81,6 +81,12 @@ class SweepError(ValueError):
     """A sweep cannot start or go on; the message says what to do."""
 
 
+class TrialInterrupted(RuntimeError):
+    """A trial on Ray stopped by a signal (a preempted or drained node sends SIGTERM) after
+    saving a checkpoint: raised so that Ray retries it, as it retries a dead worker, and the
+    retry resumes from that checkpoint."""
+
+
 # ------------------------------------------------------------------------------------- the grid
 @dataclass(frozen=True)
 class Trial:
@@ -424,6 +430,15 @@ def run_trial(trial: Trial, settings: Settings) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- Ray
+def run_trial_on_ray(trial: Trial, settings: Settings) -> dict[str, Any]:
+    """`run_trial` as a Ray task: an interrupted trial raises `TrialInterrupted`, which the
+    task retries."""
+    outcome = run_trial(trial, settings)
+    if outcome["status"] == "interrupted":
+        raise TrialInterrupted(outcome["message"])
+    return outcome
+
+
 def import_ray() -> Any:
     """Ray, or a one-line SweepError naming the extra to install."""
     try:
@@ -494,14 +509,18 @@ def run_on_ray(
 ) -> dict[str, dict[str, Any]]:
     """Run `trials` as Ray tasks of one CPU (and `gpus_per_trial` GPUs) each, at most
     `max_parallel` at a time (default: as many as Ray can place); a task whose worker dies is
-    retried up to `max_retries` times, each retry resuming from the trial's checkpoint. Returns
+    retried up to `max_retries` times, as is one stopped by a signal (preemption), each retry
+    resuming from the trial's checkpoint. Returns
     each trial's outcome by name, printing one line per trial as it ends."""
     outcomes: dict[str, dict[str, Any]] = {}
     if not trials:
         return outcomes
     with ray_session(address, max_parallel, gpus_per_trial) as ray:
-        task = ray.remote(run_trial).options(
-            num_cpus=1, num_gpus=gpus_per_trial, max_retries=max_retries
+        task = ray.remote(run_trial_on_ray).options(
+            num_cpus=1,
+            num_gpus=gpus_per_trial,
+            max_retries=max_retries,
+            retry_exceptions=[TrialInterrupted],
         )
         waiting = list(trials)
         running: dict[Any, Trial] = {}
@@ -515,6 +534,10 @@ def run_on_ray(
                 trial = running.pop(ref)
                 try:
                     outcome = ray.get(ref)
+                except TrialInterrupted as e:  # stopped by signals more often than retried
+                    lines = str(e).strip().splitlines()
+                    why = lines[-1] if lines else "stopped by a signal"
+                    outcome = {"name": trial.name, "status": "interrupted", "message": why}
                 except ray.exceptions.RayError as e:  # retries used up, or Ray itself failed
                     lines = str(e).strip().splitlines()
                     why = lines[-1] if lines else type(e).__name__

@@ -30,6 +30,14 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_JAX_CACHE, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow learning tests first, the rest in their usual order. pytest-xdist's worksteal
+    gives each worker a contiguous share of this list, and an idle worker takes tests from the
+    end of another's: long tests started first run beside the short ones, where a long test
+    reached late would run alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 #: a tiny DecQN's agent and replay settings
 TINY_DECQN = {
     "agent.width": 32,

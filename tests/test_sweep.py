@@ -148,9 +148,12 @@ def test_a_local_ray_sweep_equals_the_same_runs_made_one_by_one(one_by_one, ray_
         assert [s["from_env_step"] for s in data["segments"]] == [0]
 
 
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "preempted"])
 def test_a_trial_whose_worker_is_killed_resumes_to_the_same_metrics(
-    ray_cluster, one_by_one, tmp_path
+    ray_cluster, one_by_one, tmp_path, how
 ):
+    """SIGKILL: the worker dies and Ray retries the task; SIGTERM (preemption): the run saves
+    a checkpoint and stops, and the task raises so that Ray retries it."""
     argv = _argv(tmp_path, "--set", "runner.checkpoint_every=50")
     argv[argv.index("0-1")] = "1"  # decqn and td3 on seed 1
     codes = []
@@ -163,7 +166,7 @@ def test_a_trial_whose_worker_is_killed_resumes_to_the_same_metrics(
         time.sleep(0.02)
     pid = int((run_dir / ".lock").read_text())
     assert pid != os.getpid()
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, how)
     driver.join(timeout=180)
     assert codes == [0]
     for algo in ALGOS:
