@@ -125,6 +125,7 @@ class Settings:
     work_dir: str = "runs/learning"
     out_dir: str = "results/learning"
     command: str = "factorl sweep"
+    imports: tuple[str, ...] = ()  # --import: modules each trial's process imports first
 
 
 def _name(algo: str, env: str, labels: Sequence[str], seed: str) -> str:
@@ -282,6 +283,17 @@ def check_trials(trials: Sequence[Trial], settings: Settings) -> None:
         _check_env(env)
 
 
+def import_modules(modules: Sequence[str]) -> None:
+    """Import `--import` modules (packages that register environments); a ConfigError names one
+    that cannot be imported."""
+    from factorl.envs.host import import_env_modules
+
+    try:
+        import_env_modules(list(modules))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
 def _check_env(env_id: str) -> None:
     """A one-line SweepError for an environment id that cannot be built."""
     try:
@@ -404,6 +416,7 @@ def run_trial(trial: Trial, settings: Settings) -> dict[str, Any]:
         return {"name": trial.name, "status": "skipped", "message": "results exist"}
     run_dir = Path(settings.work_dir) / trial.name
     try:
+        import_modules(settings.imports)  # a Ray worker is a process of its own
         cfg = trial_config(trial, settings)
         checkpoint = ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
         record_segment(run_dir, checkpoint)
@@ -631,6 +644,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--list", action="store_true", help="print the grid with indices and the count, and exit"
     )
+    run.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE in the driver and in every trial first, e.g. a package that "
+        "registers Gymnasium environments (repeatable; as 'factorl train --import')",
+    )
     other = parser.add_argument_group("summarise a run trained elsewhere")
     other.add_argument(
         "--from-run",
@@ -690,6 +712,7 @@ def _sweep(args: argparse.Namespace, command: str) -> int:
     algos = [a.strip() for a in args.algos.split(",")]
     envs = [e.strip() for e in args.envs.split(",")]
     try:
+        import_modules(args.imports)  # before the environment ids are checked
         fixed = fixed_overrides(algos, args.fixed)
         for key, _ in parse_grid(args.grid):
             if any(key in values for values in fixed.values()):
@@ -707,6 +730,7 @@ def _sweep(args: argparse.Namespace, command: str) -> int:
         work_dir=args.work_dir,
         out_dir=args.out_dir,
         command=command,
+        imports=tuple(args.imports),
     )
     if args.list:
         _print_grid(trials, settings)

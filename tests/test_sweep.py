@@ -280,3 +280,24 @@ def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, monkeypatc
     error = _one_line_error(capsys, base)
     assert 'pip install -c constraints.txt -e ".[sweep]"' in error
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+def test_import_registers_environments_for_the_grid_and_each_trial(tmp_path, capsys, monkeypatch):
+    (tmp_path / "factorl_sweep_registry.py").write_text(
+        "import gymnasium\n"
+        'gymnasium.register("FactorlSweepRegistered-v0", max_episode_steps=200,\n'
+        '                   entry_point="gymnasium.envs.classic_control:PendulumEnv")\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = _argv(tmp_path, "--array-index", "0")
+    argv[argv.index("gym:Pendulum-v1")] = "gym:FactorlSweepRegistered-v0"
+    assert "Unknown Gymnasium id" in _one_line_error(capsys, argv)
+    try:
+        assert sweep.cmd_sweep([*argv, "--import", "factorl_sweep_registry"]) == 0
+    finally:
+        import gymnasium
+
+        gymnasium.registry.pop("FactorlSweepRegistered-v0", None)
+        sys.modules.pop("factorl_sweep_registry", None)
+    name = sweep.run_name("decqn", "gym:FactorlSweepRegistered-v0", 0)
+    assert json.loads((tmp_path / "out" / f"{name}.json").read_text())["final_env_step"] == 300
