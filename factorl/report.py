@@ -188,7 +188,28 @@ def run_from_result(data: Any, source: str) -> Run:
     curve = _curve(data["curve"], source)
     if not curve:
         raise ReportError(f"{source} holds no evaluation (its curve is empty); leave it out")
-    return Run(data["algo"], data["env"], data["seed"], curve, source)
+    return Run(_variant_name(data["algo"], data.get("grid"), source), data["env"], data["seed"],
+               curve, source)  # fmt: skip
+
+
+def _variant_name(algo: str, grid: Any, source: str) -> str:
+    """The name a run is reported under: its algorithm, and for a trial of a sweep's --grid
+    its axis values, `decqn[learning_rate=0.0001]`, so that each grid value is compared as an
+    algorithm of its own (the field name alone, as the sweep names its trials)."""
+    if grid is None:
+        return algo
+    scalar = (str, int, float, bool)
+    if not isinstance(grid, dict) or not all(
+        isinstance(k, str) and isinstance(v, scalar) for k, v in grid.items()
+    ):
+        raise ReportError(f"{source} has a malformed 'grid' (a map of settings to values)")
+    if not grid:
+        return algo
+    fields = [key.partition(".")[2] for key in grid]
+    # two axes of one field name in different sections keep their whole keys
+    names = fields if len(set(fields)) == len(fields) else list(grid)
+    values = ", ".join(f"{n}={str(v)[:40]}" for n, v in zip(names, grid.values(), strict=True))
+    return f"{algo}[{values}]"
 
 
 def runs_from_folder(path: Path) -> list[Run]:

@@ -457,6 +457,28 @@ def _one_line_error(capsys, *argv):
     return err
 
 
+def test_grid_values_of_one_algorithm_are_reported_as_algorithms_of_their_own(tmp_path):
+    """A sweep's --grid trials share algorithm, task and seed: each grid value is its own row."""
+    for lr in (0.0001, 0.0003):
+        data = {
+            **_fake_run("decqn", "dmc:walker-walk", 0, [1.0]),
+            "grid": {"agent.learning_rate": lr},
+        }
+        (tmp_path / f"lr{lr}.json").write_text(json.dumps(data))
+    plain = _fake_run("decqn", "dmc:walker-walk", 0, [2.0])
+    (tmp_path / "plain.json").write_text(json.dumps(plain))
+    runs = report_lib.load_runs([tmp_path])
+    assert sorted(r.algo for r in runs) == [
+        "decqn",
+        "decqn[learning_rate=0.0001]",
+        "decqn[learning_rate=0.0003]",
+    ]
+    bad = {**plain, "grid": ["agent.learning_rate", 1]}
+    (tmp_path / "plain.json").write_text(json.dumps(bad))
+    with pytest.raises(report_lib.ReportError, match="malformed 'grid'"):
+        report_lib.load_runs([tmp_path])
+
+
 def test_factorl_report_refuses_bad_input_in_one_line(tmp_path, capsys):
     out = ["--out", tmp_path / "out"]
     good = tmp_path / "good.json"
