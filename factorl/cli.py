@@ -33,6 +33,7 @@ from factorl.core.config import (
     sections,
     setting_keys,
 )
+from factorl.envs.host import import_env_modules
 from factorl.io.checkpoint import CheckpointError
 from factorl.io.runfolder import RunFolderError
 from factorl.presets import PRESETS, preset_settings
@@ -59,15 +60,6 @@ def _add_import(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE",
         help=IMPORT_HELP + " (repeatable)",
     )
-
-
-def _import_modules(modules: Sequence[str] | None) -> None:
-    from factorl.envs.host import import_env_modules
-
-    try:
-        import_env_modules(list(modules or []))
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
 
 
 def _train_command(algo: str) -> type:
@@ -219,7 +211,7 @@ def parse_train_args(argv: Sequence[str]) -> tuple[Config, argparse.Namespace]:
         algo = load_config(options.resume).algo
     else:
         algo = "decqn"
-    _import_modules(options.imports)
+    import_env_modules(options.imports)
     base = _base_config(algo, options, argv)
     command = _train_command(algo)
     defaults = command(**{name: getattr(base, name) for name in sections(algo)})
@@ -310,7 +302,7 @@ def cmd_eval(argv: Sequence[str]) -> int:
         )
     if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
         raise ConfigError(f"--seed must be in [0, {SEED_MAX}], got {args.seed}")
-    _import_modules(args.imports)
+    import_env_modules(args.imports)
     result = evaluate(
         args.run_dir,
         episodes=args.episodes,
@@ -349,7 +341,7 @@ def cmd_collect(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
         raise ConfigError(f"--seed must be in [0, {SEED_MAX}], got {args.seed}")
-    _import_modules(args.imports)
+    import_env_modules(args.imports)
     result = collect(
         args.run_dir, args.out, args.episodes, args.noise, args.seed, overwrite=args.overwrite
     )

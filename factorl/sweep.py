@@ -42,6 +42,7 @@ from factorl.core.config import (
     parse_value,
     setting_keys,
 )
+from factorl.envs.host import import_env_modules
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
 from factorl.io.runfolder import CONFIG_FILE, RunFolderError
@@ -283,17 +284,6 @@ def check_trials(trials: Sequence[Trial], settings: Settings) -> None:
         _check_env(env)
 
 
-def import_modules(modules: Sequence[str]) -> None:
-    """Import `--import` modules (packages that register environments); a ConfigError names one
-    that cannot be imported."""
-    from factorl.envs.host import import_env_modules
-
-    try:
-        import_env_modules(list(modules))
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
-
-
 def _check_env(env_id: str) -> None:
     """A one-line SweepError for an environment id that cannot be built."""
     try:
@@ -416,7 +406,7 @@ def run_trial(trial: Trial, settings: Settings) -> dict[str, Any]:
         return {"name": trial.name, "status": "skipped", "message": "results exist"}
     run_dir = Path(settings.work_dir) / trial.name
     try:
-        import_modules(settings.imports)  # a Ray worker is a process of its own
+        import_env_modules(settings.imports)  # a Ray worker is a process of its own
         cfg = trial_config(trial, settings)
         checkpoint = ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
         record_segment(run_dir, checkpoint)
@@ -712,7 +702,7 @@ def _sweep(args: argparse.Namespace, command: str) -> int:
     algos = [a.strip() for a in args.algos.split(",")]
     envs = [e.strip() for e in args.envs.split(",")]
     try:
-        import_modules(args.imports)  # before the environment ids are checked
+        import_env_modules(args.imports)  # before the environment ids are checked
         fixed = fixed_overrides(algos, args.fixed)
         for key, _ in parse_grid(args.grid):
             if any(key in values for values in fixed.values()):

@@ -15,11 +15,14 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+
+from factorl.core.config import ConfigError
 
 
 def _configure_mujoco_gl() -> None:
@@ -328,15 +331,17 @@ def _make_gym(name: str, seed: int | None, render_mode: str | None) -> gymnasium
     return env
 
 
-def import_env_modules(modules: list[str] | tuple[str, ...]) -> None:
-    """Import modules that register environments (the CLI's explicit `--import MODULE`)."""
-    for module in modules:
+def import_env_modules(modules: Sequence[str] | None) -> None:
+    """Import modules that register environments (the commands' explicit `--import MODULE`); a
+    ConfigError (the commands' one-line error) names one that is not a module name or cannot be
+    imported."""
+    for module in modules or ():
         if not all(part.isidentifier() for part in module.split(".")):
-            raise ValueError(f"--import expects a module name such as my_envs, got {module!r}")
+            raise ConfigError(f"--import expects a module name such as my_envs, got {module!r}")
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ValueError(f"--import {module}: cannot import it ({exc})") from exc
+            raise ConfigError(f"--import {module}: cannot import it ({exc})") from exc
 
 
 def make_env(
