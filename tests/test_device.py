@@ -138,7 +138,7 @@ def test_decqn_learns_pendulum_on_the_device_runner(tmp_path):
     # four environments each, reach about -200 within 10k env steps
     agent = {
         "replay.prioritized": False,
-        "agent.width": 256,
+        "agent.width": 128,
         "agent.learning_rate": 1e-3,
         "agent.update_every": 2,
         "agent.learning_starts": 1000,
