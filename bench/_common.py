@@ -19,11 +19,8 @@ __all__ = ["finish", "load_average", "provenance", "write_json"]
 
 
 def write_json(path: Path, data: Any, *, indent: int = 2) -> None:
-    """Write `data` as JSON atomically, so a reader, or a run cut off while writing, finds the
-    previous report or the new one, never part of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt.atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
+    """Write `data` as JSON atomically (`factorl.io.checkpoint.write_json`)."""
+    ckpt.write_json(path, data, indent=indent)
 
 
 def finish(

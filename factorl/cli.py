@@ -28,6 +28,7 @@ from factorl.core.config import (
     ConfigError,
     build_config,
     field_type,
+    one_line,
     option,
     parse_value,
     sections,
@@ -424,7 +425,7 @@ def cmd_report(argv: Sequence[str]) -> int:
         )
     except report.ReportError as e:
         # one line, whatever a message quoted from a file holds
-        print(f"factorl: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"factorl: error: {one_line(e)}", file=sys.stderr)
         return 2
     for path in paths:
         print(f"wrote {path}")

@@ -38,6 +38,7 @@ from factorl.core.config import (
     Config,
     ConfigError,
     get_algorithm,
+    one_line,
     overrides_by_algo,
     parse_value,
     setting_keys,
@@ -297,7 +298,7 @@ def _check_env(env_id: str) -> None:
 
             make_env(env_id).close()
     except ValueError as e:  # unknown ids, and missing extras (MissingExtraError)
-        raise SweepError(" ".join(str(e).split())) from None
+        raise SweepError(one_line(e)) from None
 
 
 # ---------------------------------------------------------------------------- results and runs
@@ -308,9 +309,7 @@ def _now() -> str:
 def write_json(path: Path, data: Any) -> None:
     """Write `data` atomically at the indent the committed results/learning files use: a reader,
     or a restarted sweep, finds the whole file or none."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt.atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    ckpt.write_json(path, data, indent=1)
 
 
 def read_segments(run_dir: Path) -> list[dict[str, Any]] | None:
@@ -428,7 +427,7 @@ def run_trial(trial: Trial, settings: Settings) -> dict[str, Any]:
             written.append(str(path))
     except (ConfigError, ckpt.CheckpointError, TrainingStopped, RunFolderError) as e:
         # as the CLI does: one line naming the trial, not a traceback
-        return {"name": trial.name, "status": "error", "message": " ".join(str(e).split())}
+        return {"name": trial.name, "status": "error", "message": one_line(e)}
     return {"name": trial.name, "status": "finished", "message": "wrote " + ", ".join(written)}
 
 
@@ -494,7 +493,7 @@ def ray_session(
         ray.init(**options)
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise SweepError(f"cannot start {where} ({' '.join(str(e).split())})") from None
+        raise SweepError(f"cannot start {where} ({one_line(e)})") from None
     try:
         yield ray
     finally:

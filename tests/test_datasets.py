@@ -106,6 +106,14 @@ def test_loading_errors_are_one_line():
         data.check_spaces(_box((5,), -1, 1), _box((1,), -2, 2), "gym:X-v0")
     with pytest.raises(datasets.DatasetError, match=r"actions .*\[-2, 2\].*\[-1, 1\]"):
         data.check_spaces(_box((3,), -1, 1), _box((1,), -1, 1), "gym:X-v0")
+    data.check_action_repeat(3)  # written elsewhere: no action repeat recorded
+    datasets.write_dataset(
+        "repeat-v0", _episodes([2]), _box((3,), -1, 1), _box((1,), -2, 2),
+        metadata={"action_repeat": 2},
+    )  # fmt: skip
+    datasets.read_dataset("repeat-v0").check_action_repeat(2)
+    with pytest.raises(datasets.DatasetError, match=r"action_repeat 2 but this run has 1; set "):
+        datasets.read_dataset("repeat-v0").check_action_repeat(1)
     with pytest.raises(datasets.DatasetError, match=r"local datasets: .*ok-v0"):
         datasets.read_dataset("missing-v0")
     with pytest.raises(datasets.DatasetError, match="not a Minari id"):

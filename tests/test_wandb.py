@@ -18,7 +18,7 @@ import pytest
 from conftest import records, same_leaves, tiny_config
 
 from factorl.cli import main
-from factorl.io.logging import RunLogger, WandbRun, read_metrics, read_wandb_id
+from factorl.io.logging import RunLogger, WandbRun, _plotted, read_metrics, read_wandb_id
 from factorl.io.runfolder import holds_a_run
 from factorl.train import train
 
@@ -129,7 +129,13 @@ def test_offline_wandb_holds_every_record_resumes_the_same_run_and_changes_nothi
         kinds = [r.WhichOneof("record_type") for r in records_]
         assert kinds.count("exit") == 1  # each process finished its W&B run
         metric = {r.metric.glob_name: r.metric.step_metric for r in records_ if r.metric.glob_name}
-        assert metric == {"*": "env_step"}  # charts are against env_step, not W&B's step
+        # charts are against env_step (an offline phase's: offline_step), not W&B's step
+        assert metric == {
+            "train/*": "env_step",
+            "eval/*": "env_step",
+            "episode/*": "env_step",
+            "offline/*": "offline_step",
+        }
         config = {
             u.key: json.loads(u.value_json)
             for r in records_
@@ -210,17 +216,21 @@ def test_a_crashed_run_finishes_its_wandb_run_as_failed(tmp_path, monkeypatch):
     assert calls[-1] == ("finish", 1)
 
 
-def test_records_of_several_seeds_and_videos_go_to_wandb_by_seed_and_env_step(monkeypatch):
+def test_records_of_several_seeds_videos_and_offline_steps_go_to_wandb_on_their_axes(monkeypatch):
     calls = fake_wandb(monkeypatch)
     run = WandbRun(FakeRun(calls), sys.modules["wandb"])
     run.log({"event": "eval", "env_step": 40, "eval_return": -3.5, "eval_returns": [-3.5],
              "seed": 7, "final": True, "eval_return_std": "nan"})  # fmt: skip
     run.video(Path("videos/step_0000000040.mp4"), 40)
+    # an offline phase's records are all at env step 0: they are plotted against offline_step
+    run.log({"event": "train", "env_step": 0, "phase": "offline", "offline_step": 200,
+             "loss": 0.5})  # fmt: skip
     run.finish(failed=True)
     run.finish()  # idempotent: the W&B run was already finished
     assert calls == [
         ("log", {"eval/eval_return/seed_7": -3.5, "env_step": 40}),
         ("log", {"eval/video": ("video", "videos/step_0000000040.mp4", "mp4"), "env_step": 40}),
+        ("log", {"offline/train/loss": 0.5, "offline_step": 200}),
         ("finish", 1),
     ]
 
@@ -282,3 +292,17 @@ def test_the_wandb_flags_are_in_the_help(capsys):
     for flag in ("--run.wandb", "--run.wandb-project", "--run.wandb-entity", "--run.wandb-tags"):
         assert flag in out
     assert "WANDB_MODE=offline" in out
+
+
+def test_tensorboard_and_wandb_plot_an_offline_phase_against_offline_step():
+    online = {"event": "eval", "env_step": 300, "learner_step": 20, "eval_return": -3.0,
+              "eval_returns": [-3.0], "final": False}  # fmt: skip
+    offline = {"event": "eval", "env_step": 0, "phase": "offline", "offline_step": 500,
+               "learner_step": 500, "eval_return": -2.0}  # fmt: skip
+    assert _plotted(online) == ("eval", "env_step", 300, {"learner_step": 20, "eval_return": -3.0})
+    assert _plotted(offline) == (
+        "offline/eval",
+        "offline_step",
+        500,
+        {"learner_step": 500, "eval_return": -2.0},
+    )

@@ -31,6 +31,12 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what it accepts."""
 
 
+def one_line(text: object) -> str:
+    """`text` (an exception, say) as one line: every run of whitespace, newlines included,
+    becomes one space. Every error factorl reports is one line."""
+    return " ".join(str(text).split())
+
+
 # ------------------------------------------------------------------------------------- algorithms
 #: algorithms by name: what `build_config`, the CLI and the runners look an algorithm up in.
 #: `factorl.agents` registers factorl's own when the package is imported; the registry lives here

@@ -22,7 +22,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from factorl.core.config import ConfigError
+from factorl.core.config import ConfigError, one_line
 
 
 def _configure_mujoco_gl() -> None:
@@ -91,7 +91,7 @@ def _check_user_mujoco_gl(choice: str) -> None:
         return
     e = _import_renderer_or_disable()
     if e is not None:
-        reason = " ".join(f"{type(e).__name__}: {e}".split())[:160]
+        reason = one_line(f"{type(e).__name__}: {e}")[:160]
         print(
             f"factorl: MUJOCO_GL={choice} cannot be used ({reason}), so MuJoCo rendering is off "
             f"(training does not need it); for videos install {GL_PACKAGES[choice.lower()]} "

@@ -25,7 +25,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from factorl.core.config import ConfigError
+from factorl.core.config import ConfigError, one_line
 from factorl.envs.host import ActionRepeat, DMCEnv, make_env
 from factorl.io.runfolder import TENSORBOARD_DIR, VIDEO_DIR
 
@@ -53,10 +53,6 @@ class VideoError(ConfigError):
     not render); the message is one line that says what to do."""
 
 
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
-
-
 @contextlib.contextmanager
 def _no_fork_warning() -> Iterator[None]:
     """ffmpeg is started with fork + exec, and JAX warns about any fork in its process; nothing
@@ -77,7 +73,7 @@ def require_extra() -> Any:
     except (ImportError, RuntimeError) as e:
         raise VideoError(
             f"videos need the video extra (imageio, imageio-ffmpeg), which cannot be used "
-            f"({_one_line(e)}): {EXTRA_HINT}"
+            f"({one_line(e)}): {EXTRA_HINT}"
         ) from e
     return imageio_ffmpeg
 
@@ -145,9 +141,9 @@ def render_frame(env: gymnasium.Env, env_id: str) -> np.ndarray:
             cause = e.__cause__ if isinstance(env.unwrapped, DMCEnv) and e.__cause__ else e
             raise VideoError(
                 f"cannot render {env_id} for a video: MuJoCo has no working OpenGL backend "
-                f"(MUJOCO_GL={backend or 'unset'}: {_one_line(cause)}); {GL_HINT}"
+                f"(MUJOCO_GL={backend or 'unset'}: {one_line(cause)}); {GL_HINT}"
             ) from e
-        raise VideoError(f"cannot render {env_id} for a video: {_one_line(e)}") from e
+        raise VideoError(f"cannot render {env_id} for a video: {one_line(e)}") from e
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[-1] != 3:
         raise VideoError(f"{env_id} renders {frame.shape} frames, not RGB images [H, W, 3]")
@@ -377,7 +373,7 @@ class VideoRecorder:
                 keep=frames.append if self.tensorboard else None,
             )  # fmt: skip
         except Exception as e:
-            return f"[factorl] no video at env step {env_step} ({_one_line(e)}); training goes on"
+            return f"[factorl] no video at env step {env_step} ({one_line(e)}); training goes on"
         if self.tensorboard and frames:
             try:
                 if self._tb is None:
@@ -387,7 +383,7 @@ class VideoRecorder:
                 self.tensorboard = False
                 return (
                     f"[factorl] video {path} written; TensorBoard could not take it "
-                    f"({_one_line(e)}), so later videos go to {VIDEO_DIR}/ only"
+                    f"({one_line(e)}), so later videos go to {VIDEO_DIR}/ only"
                 )
         return f"[factorl] video {path} (return {result['returns'][0]:.1f})"
 

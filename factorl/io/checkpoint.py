@@ -80,6 +80,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_json(path: Path, data: Any, *, indent: int = 2) -> None:
+    """`data` as JSON at `path`, atomically (its folder made if missing): a reader, or a writer
+    cut off mid-write, finds the previous file or the new one, never part of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -253,6 +253,17 @@ class Dataset:
                 f"{_describe(theirs)}; use a dataset of this environment"
             )
 
+    def check_action_repeat(self, action_repeat: int) -> None:
+        """A one-line error if `factorl collect` recorded the dataset at another action repeat:
+        its steps would each span another number of environment steps than the run's. (A
+        dataset written elsewhere does not say, and is taken as it is.)"""
+        recorded = self.metadata.get("action_repeat")
+        if recorded is not None and recorded != action_repeat:
+            raise DatasetError(
+                f"dataset {self.name} was recorded with env.action_repeat {recorded} but this "
+                f"run has {action_repeat}; set --env.action-repeat {recorded}"
+            )
+
 
 def _describe(space: gymnasium.spaces.Space) -> str:
     """A space in one line: a Box by its shape and bounds."""

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from factorl.core.config import ConfigError
+from factorl.core.config import ConfigError, one_line
 from factorl.io.checkpoint import atomic_write_text
 from factorl.io.runfolder import (
     METRICS_FILE,
@@ -70,20 +70,28 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
+#: the kinds of record (their "event") that TensorBoard and W&B plot against env_step
+RECORD_KINDS = ("train", "eval", "episode")
 
 
-def _scalars(record: dict[str, Any]) -> dict[str, int | float]:
-    """The numeric fields of a record that TensorBoard and W&B plot (not its env step, the x
-    axis, nor booleans, lists and strings such as NaN written as "nan")."""
-    return {
+def _plotted(record: dict[str, Any]) -> tuple[str, str, int, dict[str, int | float]]:
+    """(tag prefix, x axis, step, numeric fields) of a record as TensorBoard and W&B plot it:
+    KIND/FIELD at its env step, except that the records of an offline phase (all at env step
+    0) are offline/KIND/FIELD at their offline (learner) step. Booleans, lists and strings
+    such as NaN written as "nan" are not plotted."""
+    kind = record.get("event", "train")
+    if record.get("phase") == "offline":
+        prefix, axis = f"offline/{kind}", "offline_step"
+    else:
+        prefix, axis = kind, "env_step"
+    scalars = {
         key: value
         for key, value in record.items()
-        if key not in ("event", "env_step")
+        if key not in ("event", "env_step", "offline_step")
         and isinstance(value, int | float)
         and not isinstance(value, bool)
     }
+    return prefix, axis, int(record.get(axis, 0)), scalars
 
 
 class WandbError(ConfigError):
@@ -97,7 +105,7 @@ def require_wandb() -> Any:
         import wandb
     except ImportError as e:
         raise WandbError(
-            f"run.wandb needs the wandb extra, which cannot be imported ({_one_line(e)}): "
+            f"run.wandb needs the wandb extra, which cannot be imported ({one_line(e)}): "
             f"{WANDB_HINT}"
         ) from e
     return wandb
@@ -119,9 +127,10 @@ class WandbRun:
 
     `start` reuses the id kept in RUN_DIR/wandb.json, or makes one and keeps it there first, and
     starts W&B with `resume="allow"`: a resumed factorl run goes on logging to the same W&B run.
-    Every chart's x axis is the record's `env_step` (`define_metric`), not W&B's own step, which
-    only grows: a resume that goes back to a checkpoint logs the records after it again, at
-    their env steps (the same values, since resume is exact). W&B's files go to RUN_DIR/wandb.
+    Every chart's x axis is the record's `env_step` (`define_metric`; an offline phase's
+    `offline_step`), not W&B's own step, which only grows: a resume that goes back to a
+    checkpoint logs the records after it again, at their env steps (the same values, since
+    resume is exact). W&B's files go to RUN_DIR/wandb.
     The console is not captured: the progress bar would fill W&B's copy of it.
     """
 
@@ -143,8 +152,11 @@ class WandbRun:
                 id=run_id, resume="allow", dir=str(run_dir), name=run_dir.name,
                 settings=wandb.Settings(console="off"), **init,
             )  # fmt: skip
-            run.define_metric("env_step")
-            run.define_metric("*", step_metric="env_step")
+            for axis in ("env_step", "offline_step"):
+                run.define_metric(axis)
+            for kind in RECORD_KINDS:
+                run.define_metric(f"{kind}/*", step_metric="env_step")
+            run.define_metric("offline/*", step_metric="offline_step")
             # a resume may change the budget and the runner settings: the config is updated
             run.config.update(dict(config), allow_val_change=True)
         except Exception as e:
@@ -152,18 +164,18 @@ class WandbRun:
                 with contextlib.suppress(Exception):
                     run.finish(exit_code=1)
             raise WandbError(
-                f"W&B could not start run {run_id} ({_one_line(e)}); {WANDB_LOGIN_HINT}"
+                f"W&B could not start run {run_id} ({one_line(e)}); {WANDB_LOGIN_HINT}"
             ) from e
         return cls(run, wandb)
 
     def log(self, record: dict[str, Any]) -> None:
         """A metrics record's numeric fields as KIND/FIELD (eval/eval_return, train/loss, ...),
-        KIND/FIELD/seed_S where runs of several seeds tag their records, at its env step."""
-        kind = record.get("event", "train")
+        KIND/FIELD/seed_S where runs of several seeds tag their records, at its env step; an
+        offline phase's as offline/KIND/FIELD at its offline step."""
+        prefix, axis, step, scalars = _plotted(record)
         tag = f"/seed_{record['seed']}" if "seed" in record else ""
-        scalars = {k: v for k, v in _scalars(record).items() if k != "seed"}
-        data: dict[str, Any] = {f"{kind}/{key}{tag}": value for key, value in scalars.items()}
-        self.run.log({**data, "env_step": int(record["env_step"])})
+        data = {f"{prefix}/{key}{tag}": value for key, value in scalars.items() if key != "seed"}
+        self.run.log({**data, axis: step})
 
     def video(self, path: Path, env_step: int) -> None:
         """An MP4 written by runner.video_every, as eval/video at its env step."""
@@ -182,7 +194,7 @@ class WandbRun:
             # what W&B did not send stays in RUN_DIR/wandb
             with contextlib.suppress(OSError, ValueError):
                 print(
-                    f"[factorl] W&B could not finish its run ({_one_line(e)}); "
+                    f"[factorl] W&B could not finish its run ({one_line(e)}); "
                     f"`wandb sync` its folder under {WANDB_DIR}/ to upload what it kept",
                     file=sys.stderr,
                 )
@@ -280,10 +292,10 @@ class RunLogger:
         record = {k: _clean(v) for k, v in record.items()}
         self._write_metrics(record)
         if self._tb is not None:
-            kind = record.get("event", "train")
-            scalars = {f"{kind}/{key}": float(value) for key, value in _scalars(record).items()}
+            prefix, _, step, plotted = _plotted(record)
+            scalars = {f"{prefix}/{key}": float(value) for key, value in plotted.items()}
             try:
-                self._tb.write(int(record["env_step"]), scalars, float(record.get("wall_time", 0)))
+                self._tb.write(step, scalars, float(record.get("wall_time", 0)))
             except OSError as e:
                 self._tb_failed(e)
         if self._wandb is not None:
@@ -299,7 +311,7 @@ class RunLogger:
         try:
             self._wandb.video(Path(path), env_step)
         except Exception as e:
-            self.message(f"[factorl] W&B could not take the video {path} ({_one_line(e)})")
+            self.message(f"[factorl] W&B could not take the video {path} ({one_line(e)})")
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if self.error is not None:
@@ -335,7 +347,7 @@ class RunLogger:
 
     def _wandb_failed(self, error: Exception) -> None:
         self.message(
-            f"[factorl] W&B logging failed ({_one_line(error)}); continuing without W&B "
+            f"[factorl] W&B logging failed ({one_line(error)}); continuing without W&B "
             f"({METRICS_FILE} still gets every record)"
         )
         self._wandb = None

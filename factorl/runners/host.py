@@ -416,6 +416,7 @@ class HostTrainer(RunSession):
         cfg, env = self.cfg, self.eval_env
         self.dataset = read_dataset(cfg.data.dataset)
         self.dataset.check_spaces(env.observation_space, env.action_space, cfg.env.id)
+        self.dataset.check_action_repeat(cfg.env.action_repeat)
         settings = self.agent.replay_settings
         # room for every step, and at least one n-step window or action sequence
         capacity = self.dataset.steps + settings.n_step + self.agent.replay_actions()[1]
