@@ -13,7 +13,8 @@ episode return (JaxMARL's MPE log wrapper multiplies rewards by the number of ag
 over agents; factorl's MPE reward is the sum over agents), averaged over 512 test episodes, at
 the end of training. Wall time counts the whole process (imports, compilation, training and
 tests); env steps/s is after compilation (JaxMARL: steps / run time of the compiled program;
-factorl: env steps between the first and last train records / the wall time between them).
+factorl: env steps from its first greedy test, by which time the training and test programs
+are both compiled, to its last train record / the wall time between them).
 
     python bench/marl_jaxmarl.py --algo vdn --steps 2000000 --rounds 2 \\
         --jaxmarl-src ~/JaxMARL --jaxmarl-python ~/venv-jaxmarl/bin/python \\
@@ -74,8 +75,11 @@ def run_factorl(algo: str, steps: int, seeds: int = 1) -> dict:
         records = read_metrics(result.run_dir)
     wall = time.perf_counter() - start
     trains = [r for r in records if r["event"] == "train" and r.get("seed", 0) == 0]
-    first, last = trains[0], trains[-1]
     evals = [r for r in records if r["event"] == "eval"]
+    # from the first test on: the test program compiles at that first test, and JaxMARL's
+    # run time, which counts no compilation, is the comparison
+    first = next(r for r in evals if r.get("seed", 0) == 0)
+    last = trains[-1]
     final = [r["eval_return"] for r in evals if r["env_step"] == evals[-1]["env_step"]]
     seed_0 = [r for r in evals if r.get("seed", 0) == 0]
     return {
@@ -97,6 +101,7 @@ _JAXMARL_DRIVER = """
 import copy, importlib, json, sys, time
 start = time.perf_counter()
 src, module, steps, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+curves = sys.argv[5:] == ["curves"]
 sys.path.insert(0, src + "/baselines/QLearning")
 import jax, numpy as np
 from hydra import compose, initialize_config_dir
@@ -108,6 +113,12 @@ with initialize_config_dir(config_dir=src + "/baselines/QLearning/config", versi
         "SAVE_PATH=null"])
 config = OmegaConf.to_container(cfg)
 config = {**config, **config["alg"]}
+logged = []
+if curves:  # its per-update metrics reach only wandb.log: collect them there instead of W&B
+    import types
+    config["WANDB_MODE"] = "collect"
+    mod.wandb = types.SimpleNamespace(log=lambda m: logged.append(
+        {k: float(np.asarray(v).mean()) for k, v in m.items()}))
 env, _ = mod.env_from_config(copy.deepcopy(config))
 rngs = jax.random.split(jax.random.PRNGKey(config["SEED"]), config["NUM_SEEDS"])
 train = jax.jit(jax.vmap(mod.make_train(config, env)))
@@ -117,15 +128,34 @@ run_s = time.perf_counter() - t
 ts, _, test, _ = outs["runner_state"]
 env_steps = int(np.asarray(jax.device_get(ts.timesteps)).reshape(-1)[0])
 test = {k: float(np.asarray(v).mean()) for k, v in jax.device_get(test).items()}
+# with curves: every greedy test (each TEST_INTERVAL of the updates), with the mean loss and
+# Q-value of the updates since the previous one
+curve, since = [], []
+every = int(config["NUM_UPDATES"] * config["TEST_INTERVAL"])
+for m in sorted(logged, key=lambda m: m["update_steps"]):
+    since.append(m)
+    if int(m["update_steps"]) % every == 0:
+        curve.append([int(m["env_step"]), round(m["test_returned_episode_returns"], 3),
+                      round(float(np.mean([x["qvals"] for x in since])), 4),
+                      round(float(np.mean([x["loss"] for x in since])), 4)])
+        since = []
 print(json.dumps({"wall_s": round(time.perf_counter() - start, 1), "compile_s": round(compile_s, 1),
     "run_s": round(run_s, 1), "env_steps": env_steps,
     "env_steps_per_s_after_compile": round(env_steps / run_s),
-    "test_return": test["returned_episode_returns"]}))
+    "test_return": test["returned_episode_returns"],
+    **({"curve_columns": ["env_step", "test_return", "mean_qvals", "mean_loss"],
+        "curve": curve} if curves else {})}))
 """
 
 
 def run_jaxmarl(
-    algo: str, steps: int, src: str, python: str, seeds: int = 1, first_seed: int = 0
+    algo: str,
+    steps: int,
+    src: str,
+    python: str,
+    seeds: int = 1,
+    first_seed: int = 0,
+    curves: bool = False,
 ) -> dict:
     """JaxMARL's script at `SEED` first_seed .. first_seed+seeds-1, one process each. Not its
     `NUM_SEEDS`: its vmapped init over seeds (Flax's orthogonal initializer, a batched QR)
@@ -136,7 +166,8 @@ def run_jaxmarl(
     for seed in range(first_seed, first_seed + seeds):
         start = time.perf_counter()
         done = subprocess.run(
-            [python, "-c", _JAXMARL_DRIVER, src, module, str(steps), str(seed)],
+            [python, "-c", _JAXMARL_DRIVER, src, module, str(steps), str(seed),
+             *(["curves"] if curves else [])],
             capture_output=True, text=True, check=False, cwd=tempfile.gettempdir(),
         )  # fmt: skip
         if done.returncode != 0:
@@ -173,6 +204,13 @@ def main() -> None:
         "--first-seed", type=int, default=0, help="JaxMARL's side: the first SEED (default 0)"
     )
     parser.add_argument("--side", choices=["factorl"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--curves",
+        action="store_true",
+        help="JaxMARL's side: keep its test returns, mean Q-values and losses at every test "
+        "(its metrics reach only wandb.log, which then collects them instead; it runs slower, "
+        "so its env steps/s is not a speed figure)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.side == "factorl":  # the child process of one factorl measurement
@@ -204,7 +242,7 @@ def main() -> None:
             if side == "jaxmarl":
                 row[side] = run_jaxmarl(args.algo, args.steps, args.jaxmarl_src,
                                         args.jaxmarl_python, args.seeds,
-                                        args.first_seed)  # fmt: skip
+                                        args.first_seed, args.curves)  # fmt: skip
             else:
                 cmd = [sys.executable, __file__, "--side", "factorl", "--algo", args.algo,
                        "--steps", str(args.steps), "--seeds", str(args.seeds)]  # fmt: skip
