@@ -276,6 +276,20 @@ def load_checkpoint(
     except Exception as e:  # msgpack and flax raise many types on foreign data
         raise CheckpointError(f"checkpoint {path} state could not be read: {e}") from e
     _check_like(state, template, path)
+    return state, _read_arrays(path, meta), meta
+
+
+def load_arrays(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """Verify a checkpoint directory and load its array groups alone, without the learner state
+    (which needs the agent's template): (array groups, meta). For tools that read what a run
+    stored, such as its replay buffer."""
+    path = Path(path)
+    meta = read_meta(path)
+    return _read_arrays(path, meta), meta
+
+
+def _read_arrays(path: Path, meta: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """The `*.npz` groups a verified manifest lists, read without pickle."""
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for fname in meta["files"]:
         if not fname.endswith(".npz"):
@@ -285,4 +299,4 @@ def load_checkpoint(
                 arrays[fname[: -len(".npz")]] = {k: npz[k] for k in npz.files}
         except Exception as e:
             raise CheckpointError(f"checkpoint {path}: {fname} could not be read: {e}") from e
-    return state, arrays, meta
+    return arrays
