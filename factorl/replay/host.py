@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-__all__ = ["Batch", "MixedReplay", "ReplayBuffer", "SumTree", "mixed_split"]
+__all__ = ["Batch", "MixedReplay", "ReplayBuffer", "SumTree", "mixed_split", "stored_steps"]
 
 
 class SumTree:
@@ -1104,6 +1104,63 @@ class MixedReplay:
         cut = len(idx) - self.split(len(idx))
         self.main.update_priorities(idx[:cut], td[:cut])
         self.second.update_priorities(idx[cut:], td[cut:])
+
+
+def stored_steps(state: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The steps a `ReplayBuffer.state_dict` holds, stream by stream, each stream's oldest step
+    first (the ring unrolled from the write position): obs, action, reward, next_obs, terminated
+    and truncated, each [steps, ...], in the dtypes stored. The buffer keeps an episode end and
+    a termination per step, so `truncated` is an end that is not a termination (a step both
+    terminated and truncated reads as terminated). The state is read as data, from a checkpoint
+    say: a ValueError unless its arrays are laid out as `state_dict` writes them."""
+    columns = ("obs", "action", "reward", "next_obs", "terminated", "episode_end")
+    missing = [k for k in (*columns, "capacity", "size", "write_pos") if k not in state]
+    if missing:
+        raise ValueError(f"replay state lacks {', '.join(missing)}")
+
+    def count(key: str) -> int:
+        value = np.asarray(state[key])
+        if value.shape != () or value.dtype.kind not in "iu":
+            raise ValueError(
+                f"replay state {key!r} must be an integer scalar, got {value.dtype}"
+                f"{list(value.shape)}"
+            )
+        return int(value)
+
+    streams = "num_envs" in state  # a single-stream state has no stream axis
+    num_envs = count("num_envs") if streams else 1
+    capacity, size, write_pos = count("capacity"), count("size"), count("write_pos")
+    if num_envs < 1 or capacity < num_envs or capacity % num_envs:
+        raise ValueError(f"replay state capacity {capacity} does not fit {num_envs} streams")
+    cap = capacity // num_envs
+    if not (0 <= size <= cap and 0 <= write_pos < cap and (size == cap or write_pos == size)):
+        raise ValueError(
+            f"replay state size {size} and write_pos {write_pos} do not fit {cap} slots a stream"
+        )
+    arrays = {}
+    for key in columns:
+        value = np.asarray(state[key])
+        value = value if streams else value[None]
+        if value.ndim < 2 or value.shape[:2] != (num_envs, size) or value.dtype.hasobject:
+            raise ValueError(
+                f"replay state {key!r} has shape {value.shape}, expected ({num_envs}, {size}, ...)"
+            )
+        arrays[key] = value
+    for key in ("terminated", "episode_end"):
+        if arrays[key].dtype != bool or arrays[key].ndim != 2:
+            raise ValueError(f"replay state {key!r} must be one bool per step")
+    if arrays["reward"].ndim != 2 or arrays["obs"].shape != arrays["next_obs"].shape:
+        raise ValueError("replay state reward or next_obs does not match the steps stored")
+    if (arrays["terminated"] & ~arrays["episode_end"]).any():
+        raise ValueError("replay state has a terminated step that does not end its episode")
+    order = (write_pos - size + np.arange(size)) % cap  # oldest first
+    out = []
+    for e in range(num_envs):
+        steps = {key: arrays[key][e, order] for key in columns}
+        end = steps.pop("episode_end")
+        steps["truncated"] = end & ~steps["terminated"]
+        out.append(steps)
+    return out
 
 
 def _cast_field(name: str, value: np.ndarray, dtype: np.dtype) -> np.ndarray:
