@@ -108,6 +108,50 @@ def _as_episode(episode: Mapping[str, Any], index: int) -> dict[str, np.ndarray]
     return arrays
 
 
+def episodes_from_steps(steps: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """One stream's consecutive steps, oldest first (obs, action, reward, next_obs, terminated,
+    truncated, each [T, ...], as `Dataset.transitions` gives them), as episodes of
+    EPISODE_KEYS arrays: the inverse of `transitions`. An episode ends at a terminated or
+    truncated step; the steps after the last end (an episode still in progress) are a last
+    episode, marked truncated at its last step. Each episode's observations are its steps' obs
+    and its last next_obs; a step that does not start from the previous step's next_obs is a
+    DatasetError (the steps are not one stream's consecutive steps)."""
+    terminated = np.asarray(steps["terminated"], bool)
+    truncated = np.asarray(steps["truncated"], bool)
+    total = len(terminated)
+    if total == 0:
+        return []
+    stops = (np.flatnonzero(terminated | truncated) + 1).tolist()
+    if not stops or stops[-1] != total:
+        stops.append(total)
+    episodes, start = [], 0
+    for stop in stops:
+        obs, next_obs = steps["obs"][start:stop], steps["next_obs"][start:stop]
+        broken = np.flatnonzero(
+            (obs[1:] != next_obs[:-1]).reshape(stop - start - 1, -1).any(axis=1)
+        )
+        if broken.size:
+            raise DatasetError(
+                f"step {start + int(broken[0]) + 1} of the stream does not start from the "
+                "previous step's next_obs, so its episode cannot be stored as one sequence of "
+                "observations"
+            )
+        truncations = truncated[start:stop].copy()
+        if not (terminated[stop - 1] or truncations[-1]):
+            truncations[-1] = True  # no end stored yet: cut at the last stored step
+        episodes.append(
+            {
+                "observations": np.concatenate([obs, next_obs[-1:]]),
+                "actions": np.asarray(steps["action"][start:stop]),
+                "rewards": np.asarray(steps["reward"][start:stop]),
+                "terminations": terminated[start:stop].copy(),
+                "truncations": truncations,
+            }
+        )
+        start = stop
+    return episodes
+
+
 def write_dataset(
     name: str,
     episodes: Sequence[Mapping[str, Any]],
