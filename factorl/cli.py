@@ -320,20 +320,35 @@ def cmd_collect(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="factorl collect",
-        description="Record episodes of a saved agent into a local Minari dataset "
-        "(docs/datasets.md).",
+        description="Record episodes of a saved agent, or export the replay buffer a checkpoint "
+        "stores, into a local Minari dataset (docs/datasets.md).",
     )
     parser.add_argument("run_dir", help="a run folder written by 'factorl train' (gym:, dmc:)")
-    parser.add_argument("--episodes", type=int, required=True, help="episodes to record")
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="episodes to record (required without --replay)"
+    )
     parser.add_argument(
         "--noise",
         type=float,
-        default=0.0,
+        default=None,
         metavar="SIGMA",
         help="std of Gaussian noise added to the greedy action, in the environment's action "
         "units, then clipped to the bounds (default 0)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed (default: run seed + 20000)")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="STEP_OR_PATH",
+        default=None,
+        help="use this checkpoint of the run instead of the latest: an env step (40000: "
+        "RUN_DIR/checkpoints/step_0000040000) or a checkpoint folder",
+    )
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="instead of playing episodes, export the replay buffer stored in the checkpoint "
+        "(runs trained with --runner.save-replay, the default): every stored step once",
+    )
     parser.add_argument(
         "--out", required=True, metavar="NAME", help="dataset id, NAME-vN or NAMESPACE/NAME-vN"
     )
@@ -344,7 +359,14 @@ def cmd_collect(argv: Sequence[str]) -> int:
         raise ConfigError(f"--seed must be in [0, {SEED_MAX}], got {args.seed}")
     import_env_modules(args.imports)
     result = collect(
-        args.run_dir, args.out, args.episodes, args.noise, args.seed, overwrite=args.overwrite
+        args.run_dir,
+        args.out,
+        args.episodes,
+        args.noise,
+        args.seed,
+        checkpoint=args.checkpoint,
+        replay=args.replay,
+        overwrite=args.overwrite,
     )
     print(json.dumps(result))
     return 0
@@ -454,8 +476,9 @@ commands:
                            lists every flag (--run.steps N, --env.id ID, --replay.n-step N, ...).
                            With no arguments: DecQN on gym:Pendulum-v1.
   eval RUN_DIR             evaluate a saved agent
-  collect RUN_DIR --episodes N --out NAME [--noise SIGMA]
-                           record a saved agent's episodes into a local Minari dataset
+  collect RUN_DIR --episodes N --out NAME [--noise SIGMA] [--checkpoint STEP]
+                           record a saved agent's episodes into a local Minari dataset;
+                           with --replay instead of --episodes, export its stored replay
   envs                     list environment ids
   report RUNS... --out DIR aggregate statistics over seeds and tasks (rliable), with plots
   sweep --algos A,B ...    algorithms x envs x seeds (x --grid values) on Ray, or one trial per

@@ -105,13 +105,47 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pol
     if is_jax_env(cfg.env.id):  # the first seed's agent of a device run
         agent, _, states = load_device_run(cfg, path)
         return Policy(cfg, agent, jax.tree_util.tree_map(lambda x: x[0], states))
+    return _load_host_policy(cfg, path)[0]
+
+
+def _load_host_policy(cfg: Config, path: Path) -> tuple[Policy, dict[str, Any]]:
+    """A host run's checkpoint `path` as a greedy Policy, with the checkpoint's meta."""
     env = env_or_config_error(cfg, cfg.run.seed)
     try:
         agent = build_agent(cfg, env)
     finally:
         env.close()
-    state, _, _ = ckpt.load_checkpoint(path, agent.init(cfg.run.seed, cfg.env.num_envs))
-    return Policy(cfg, agent, state)
+    state, _, meta = ckpt.load_checkpoint(path, agent.init(cfg.run.seed, cfg.env.num_envs))
+    return Policy(cfg, agent, state), meta
+
+
+def checkpoint_path(run_dir: str | Path, checkpoint: str | int | Path | None = None) -> Path:
+    """The checkpoint folder `checkpoint` names in run `run_dir`: None, the latest; an env step
+    (40000, or "40000"), RUN_DIR/checkpoints/step_0000040000; anything else, a path to a
+    checkpoint folder (or the name of one in RUN_DIR/checkpoints). One that is not there is a
+    one-line ConfigError listing the env steps of the run's checkpoints."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if checkpoint is None:
+        latest = ckpt.latest_checkpoint(root)
+        if latest is None:
+            raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
+        return latest
+    text = str(checkpoint)
+    if not isinstance(checkpoint, bool) and text.isascii() and text.isdigit():
+        step = int(text)
+        path, named = root / f"step_{step:010d}", f"at env step {step}"
+    else:
+        path, named = Path(checkpoint), text
+        if not path.exists() and (root / text).is_dir():
+            path = root / text
+    if path.is_symlink() or not (path / ckpt.META_FILE).is_file():
+        steps = [str(int(p.name.removeprefix("step_"))) for p in ckpt.list_checkpoints(root)]
+        listed = ", ".join(steps) if steps else "none"
+        raise ConfigError(
+            f"{run_dir} has no checkpoint {named} (its checkpoints' env steps: {listed}); give "
+            "--checkpoint one of those steps or a checkpoint folder"
+        )
+    return path
 
 
 def evaluate(
@@ -187,23 +221,50 @@ def record_episodes(
 def collect(
     run_dir: str | Path,
     out: str,
-    episodes: int,
-    noise: float = 0.0,
+    episodes: int | None = None,
+    noise: float | None = None,
     seed: int | None = None,
     *,
+    checkpoint: str | int | Path | None = None,
+    replay: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Record `episodes` episodes of a saved agent on its host environment (dmc:, gym:) into
-    local Minari dataset `out`: the greedy action plus Gaussian noise of std `noise` in the
-    environment's action units, clipped to the bounds. Resets are seeded from `seed` (default:
-    the run's seed + 20000) and the episode index, the noise from `seed`, so a collection is
-    reproducible. The metadata records the source run, algorithm, noise, seed and env id."""
+    local Minari dataset `out`: the greedy action plus Gaussian noise of std `noise` (default 0)
+    in the environment's action units, clipped to the bounds. Resets are seeded from `seed`
+    (default: the run's seed + 20000) and the episode index, the noise from `seed`, so a
+    collection is reproducible. The agent is the run's latest checkpoint, or `checkpoint` (an
+    env step or a checkpoint folder, see `checkpoint_path`).
+
+    With `replay`, nothing is played: the replay buffer stored in that checkpoint is written
+    instead, every stored step once (`export_replay`); `episodes`, `noise` and `seed` are then
+    refused. The metadata records the source run, algorithm, env id, action repeat, the
+    checkpoint's env step and the source ("policy" or "replay"), and for episodes played the
+    noise, seed and number of episodes."""
     from factorl.io import datasets
 
-    if int(episodes) != episodes or episodes < 1:
-        raise ConfigError(f"--episodes must be an integer >= 1, got {episodes!r}")
-    if not (math.isfinite(noise) and noise >= 0):
-        raise ConfigError(f"--noise must be a finite number >= 0, got {noise!r}")
+    if replay:
+        given = [
+            flag
+            for flag, value in (("--episodes", episodes), ("--noise", noise), ("--seed", seed))
+            if value is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"--replay exports the replay buffer a checkpoint stores; {' and '.join(given)} "
+                "set how new episodes are played and cannot be used with it"
+            )
+    else:
+        if episodes is None:
+            raise ConfigError(
+                "give --episodes N, the episodes to record (or --replay, to export the replay "
+                "buffer a checkpoint stores)"
+            )
+        if int(episodes) != episodes or episodes < 1:
+            raise ConfigError(f"--episodes must be an integer >= 1, got {episodes!r}")
+        noise = 0.0 if noise is None else noise
+        if not (math.isfinite(noise) and noise >= 0):
+            raise ConfigError(f"--noise must be a finite number >= 0, got {noise!r}")
     datasets.check_dataset_id(out)
     if datasets.dataset_exists(out) and not overwrite:
         raise ConfigError(
@@ -215,30 +276,36 @@ def collect(
         raise ConfigError(
             f"collect records host environments (gym:, dmc:); {cfg.env.id} is JAX-native"
         )
-    policy = load_agent(run_dir)
+    path = checkpoint_path(run_dir, checkpoint)
+    if replay:
+        return export_replay(run_dir, out, path, overwrite=overwrite)
     seed = cfg.run.seed + 20_000 if seed is None else int(seed)
     env = env_or_config_error(cfg, seed)
     try:
         if isinstance(env.observation_space, gymnasium.spaces.Dict):
             raise ConfigError(f"collect records single-agent runs; {cfg.env.id} is multi-agent")
+        policy, ckpt_meta = _load_host_policy(cfg, path)
         recorded = record_episodes(policy, env, episodes, noise, seed)
         meta = {
             "source_run": str(Path(run_dir).resolve()),
             "algorithm": cfg.algo,
             "env_id": cfg.env.id,
             "action_repeat": cfg.env.action_repeat,
+            "source": "policy",
+            "checkpoint_env_step": ckpt_meta["env_step"],
             "noise": float(noise),
             "seed": seed,
             "episodes": episodes,
         }
-        path = datasets.write_dataset(
+        out_path = datasets.write_dataset(
             out,
             recorded,
             env.observation_space,
             env.action_space,
             metadata=meta,
             algorithm=cfg.algo,
-            description=f"factorl collect: {cfg.algo} on {cfg.env.id}, noise std {noise:g}",
+            description=f"factorl collect: {cfg.algo} on {cfg.env.id} at env step "
+            f"{meta['checkpoint_env_step']}, noise std {noise:g}",
             overwrite=overwrite,
         )
     finally:
@@ -246,13 +313,123 @@ def collect(
     returns = [float(np.sum(e["rewards"])) for e in recorded]
     return {
         "dataset": out,
-        "path": str(path),
+        "path": str(out_path),
         "episodes": episodes,
         "steps": int(sum(len(e["actions"]) for e in recorded)),
         "mean_return": float(np.mean(returns)),
         "returns": returns,
-        **{k: meta[k] for k in ("algorithm", "env_id", "noise", "seed")},
+        **{k: meta[k] for k in ("algorithm", "env_id", "checkpoint_env_step", "noise", "seed")},
     }
+
+
+def export_replay(
+    run_dir: str | Path, out: str, checkpoint: str | Path, *, overwrite: bool = False
+) -> dict[str, Any]:
+    """Write the replay buffer stored in checkpoint folder `checkpoint` of host run `run_dir`
+    as local Minari dataset `out`: every stored step once, stream (environment) by stream, each
+    stream's episodes in the order they were collected, with the actions the environment was
+    given (the host replay stores those, in its action units, for every single-agent algorithm).
+    An episode still in progress at the checkpoint is written truncated at its last stored step;
+    one whose first steps the ring buffer overwrote starts at its oldest stored step. Anything
+    that would not come out exactly (actions that are not the environment's Box actions, steps
+    that do not follow on) is refused in one line. Nothing is run: the checkpoint's arrays are
+    read with `factorl.io.checkpoint.load_arrays` (verified, no pickle)."""
+    from factorl.io import datasets
+    from factorl.replay.host import stored_steps
+
+    cfg = load_config(run_dir)
+    if is_jax_env(cfg.env.id):
+        raise ConfigError(
+            f"collect records host environments (gym:, dmc:); {cfg.env.id} is JAX-native"
+        )
+    env = env_or_config_error(cfg, cfg.run.seed)
+    try:
+        obs_space, action_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    if isinstance(obs_space, gymnasium.spaces.Dict):
+        raise ConfigError(f"collect records single-agent runs; {cfg.env.id} is multi-agent")
+    path = Path(checkpoint)
+    arrays, meta = ckpt.load_arrays(path)
+    if meta.get("algo") != cfg.algo:
+        raise ckpt.CheckpointError(f"{path} was written by {meta.get('algo')!r}, not {cfg.algo!r}")
+    if "replay" not in arrays:
+        raise ConfigError(
+            f"checkpoint {path} holds no replay buffer (the run was trained with "
+            "--runner.no-save-replay); train with --runner.save-replay to export its replay"
+        )
+    try:
+        streams = stored_steps(arrays["replay"])
+    except ValueError as e:
+        raise ckpt.CheckpointError(f"checkpoint {path}: its replay cannot be read: {e}") from e
+    steps = sum(len(s["action"]) for s in streams)
+    if steps == 0:
+        raise ConfigError(f"checkpoint {path} holds an empty replay buffer: nothing to export")
+    first = streams[0]
+    if first["obs"].shape[1:] != obs_space.shape:
+        raise ConfigError(
+            f"checkpoint {path}'s replay stores observations of shape {first['obs'].shape[1:]}, "
+            f"not {cfg.env.id}'s {obs_space.shape}; it cannot be exported"
+        )
+    _check_replay_actions(path, first["action"], action_space, cfg.env.id)
+    episodes = []
+    for i, stream in enumerate(streams):
+        stream["action"] = stream["action"].reshape(-1, *action_space.shape)
+        try:
+            episodes += datasets.episodes_from_steps(stream)
+        except datasets.DatasetError as e:
+            raise ConfigError(
+                f"checkpoint {path}: the replay of environment {i} cannot be exported exactly: {e}"
+            ) from None
+    env_step = meta["env_step"]
+    info = {
+        "source_run": str(Path(run_dir).resolve()),
+        "algorithm": cfg.algo,
+        "env_id": cfg.env.id,
+        "action_repeat": cfg.env.action_repeat,
+        "source": "replay",
+        "checkpoint_env_step": env_step,
+        "steps": steps,
+        "episodes": len(episodes),
+        "streams": len(streams),
+        # the run's earlier steps that the ring buffer no longer holds
+        "overwritten_steps": max(int(env_step) - steps, 0),
+    }
+    out_path = datasets.write_dataset(
+        out,
+        episodes,
+        obs_space,
+        action_space,
+        metadata=info,
+        algorithm=cfg.algo,
+        description=f"factorl collect --replay: the replay buffer of {cfg.algo} on {cfg.env.id} "
+        f"at env step {env_step}",
+        overwrite=overwrite,
+    )
+    return {"dataset": out, "path": str(out_path), **{k: info[k] for k in (
+        "source", "algorithm", "env_id", "checkpoint_env_step", "steps", "episodes", "streams",
+        "overwritten_steps",
+    )}}  # fmt: skip
+
+
+def _check_replay_actions(path: Path, actions: np.ndarray, space, env_id: str) -> None:
+    """A one-line error unless a replay's stored actions are `space`'s Box actions: floats, one
+    per action dimension, inside the bounds (a replay of bin indices or normalised actions
+    cannot be turned back into the environment's actions exactly)."""
+    size = int(np.prod(space.shape))
+    if actions.dtype.kind != "f" or actions.shape[1:] != (size,):
+        raise ConfigError(
+            f"checkpoint {path}'s replay stores actions as {actions.dtype}{list(actions.shape[1:])}"
+            f" per step, not {env_id}'s Box actions of {size} dimensions; they cannot be "
+            "converted back exactly, so the replay is not exported"
+        )
+    low = np.asarray(space.low, np.float32).reshape(-1)
+    high = np.asarray(space.high, np.float32).reshape(-1)
+    if not (np.isfinite(actions).all() and (actions >= low).all() and (actions <= high).all()):
+        raise ConfigError(
+            f"checkpoint {path}'s replay stores actions outside {env_id}'s bounds, so they are "
+            "not in the environment's units; the replay is not exported"
+        )
 
 
 def _record_video(policy: Policy, seed: int, env, path, episodes: int) -> dict[str, Any]:
@@ -304,8 +481,10 @@ __all__ = [
     "StoppedAtOnce",
     "TrainResult",
     "TrainingStopped",
+    "checkpoint_path",
     "collect",
     "evaluate",
+    "export_replay",
     "load_agent",
     "load_config",
     "make_config",
