@@ -138,7 +138,7 @@ def checkpoint_path(run_dir: str | Path, checkpoint: str | int | Path | None = N
         path, named = Path(checkpoint), text
         if not path.exists() and (root / text).is_dir():
             path = root / text
-    if path.is_symlink() or not (path / ckpt.META_FILE).is_file():
+    if not (path / ckpt.META_FILE).is_file():  # (a link is refused when it is read)
         steps = [str(int(p.name.removeprefix("step_"))) for p in ckpt.list_checkpoints(root)]
         listed = ", ".join(steps) if steps else "none"
         raise ConfigError(

@@ -3,6 +3,7 @@ exporting the replay buffer a checkpoint stores as a Minari dataset (the "medium
 "medium-replay" datasets of a D4RL-style protocol). Every test writes its datasets into a tmp
 folder, and the runs are tiny (a few hundred steps, checkpoints every 100)."""
 
+import importlib
 import json
 
 import gymnasium as gym
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-import factorl.train as train_module
 from factorl.cli import main
 from factorl.io import datasets
 from factorl.io.checkpoint import load_arrays
@@ -23,6 +23,9 @@ from factorl.train import (
     record_episodes,
     train,
 )
+
+#: the module itself (the package's attribute `factorl.train` is the function train)
+train_module = importlib.import_module("factorl.train")
 
 
 @pytest.fixture(scope="module", autouse=True)
