@@ -400,7 +400,8 @@ _PROGRAMS_KEPT = 4
 
 def _compiled_program(cfg: Config) -> tuple:
     """(env, agent, init, run, evaluate) for `cfg`, vmapped over seeds and jitted; the same
-    objects for every configuration that differs only in seeds and loop settings."""
+    objects for every configuration that differs only in seeds and loop settings. `run` takes its
+    state as donated: use the state it returns, not the one passed in."""
     key = json.dumps(
         [
             cfg.algo,
@@ -432,7 +433,9 @@ def _compiled_program(cfg: Config) -> tuple:
         env,
         agent,
         jax.jit(over_seeds(init)),
-        jax.jit(over_seeds(run, in_axes=(0, None))),
+        # the state is donated: a chunk updates the replay buffer in place instead of writing a
+        # copy of it, so the largest array is held once; callers use the state it returns
+        jax.jit(over_seeds(run, in_axes=(0, None)), donate_argnums=0),
         jax.jit(over_seeds(evaluate)),
     )
     while len(_PROGRAMS) >= _PROGRAMS_KEPT:
