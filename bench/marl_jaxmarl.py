@@ -94,6 +94,8 @@ def run_factorl(algo: str, steps: int, seeds: int = 1) -> dict:
         "test_return": sum(final) / len(final),
         "test_return_per_seed": final,
         "test_returns_seed_0": [(r["env_step"], round(r["eval_return"], 3)) for r in seed_0],
+        # when each train record was written: how the speed held up over the run
+        "train_wall_time_s": [(r["env_step"], r["wall_time"]) for r in trains],
     }
 
 
