@@ -169,3 +169,19 @@ def test_common_report_helpers_record_where_and_write_atomically(tmp_path):
     assert len(report["machine"]["load_average_end"]) == 3
     assert out.read_text() == json.dumps(report, indent=1) + "\n"
     assert [p.name for p in out.parent.iterdir()] == ["report.json"]  # no temporary file left
+
+
+def test_device_memory_benchmark_measures_both_modes(tmp_path):
+    out = tmp_path / "memory.json"
+    cmd = [sys.executable, str(SCRIPT.parent / "device_memory.py"), "--algo", "decqn",
+           "--env", "gymnax:Pendulum-v1", "--num-envs", "2", "--capacity", "20000",
+           "--chunks", "1", "--vector-steps", "5", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["modes"]) == {"donated", "copied"}
+    for mode in report["modes"].values():
+        assert mode["replay_buffer_mb"] >= 0
+        assert len(mode["peak_rss_mb_after_each_chunk"]) == 1
+        assert mode["peak_rss_mb_after_each_chunk"][0] >= mode["peak_rss_mb_after_init"] > 0
+    assert report["machine"]["load_avg_at_end"] and report["source_revision"]
