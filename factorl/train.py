@@ -287,12 +287,7 @@ def collect(
         policy, ckpt_meta = _load_host_policy(cfg, path)
         recorded = record_episodes(policy, env, episodes, noise, seed)
         meta = {
-            "source_run": str(Path(run_dir).resolve()),
-            "algorithm": cfg.algo,
-            "env_id": cfg.env.id,
-            "action_repeat": cfg.env.action_repeat,
-            "source": "policy",
-            "checkpoint_env_step": ckpt_meta["env_step"],
+            **_dataset_origin(run_dir, cfg, "policy", ckpt_meta["env_step"]),
             "noise": float(noise),
             "seed": seed,
             "episodes": episodes,
@@ -319,6 +314,20 @@ def collect(
         "mean_return": float(np.mean(returns)),
         "returns": returns,
         **{k: meta[k] for k in ("algorithm", "env_id", "checkpoint_env_step", "noise", "seed")},
+    }
+
+
+def _dataset_origin(run_dir: str | Path, cfg: Config, source: str, env_step: int) -> dict:
+    """The metadata every dataset `collect` writes: the run, its algorithm, environment and
+    action repeat (checked when the dataset is loaded), and what was recorded from which
+    checkpoint (`source`: "policy" or "replay")."""
+    return {
+        "source_run": str(Path(run_dir).resolve()),
+        "algorithm": cfg.algo,
+        "env_id": cfg.env.id,
+        "action_repeat": cfg.env.action_repeat,
+        "source": source,
+        "checkpoint_env_step": env_step,
     }
 
 
@@ -383,12 +392,7 @@ def export_replay(
             ) from None
     env_step = meta["env_step"]
     info = {
-        "source_run": str(Path(run_dir).resolve()),
-        "algorithm": cfg.algo,
-        "env_id": cfg.env.id,
-        "action_repeat": cfg.env.action_repeat,
-        "source": "replay",
-        "checkpoint_env_step": env_step,
+        **_dataset_origin(run_dir, cfg, "replay", env_step),
         "steps": steps,
         "episodes": len(episodes),
         "streams": len(streams),
