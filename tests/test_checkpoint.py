@@ -37,7 +37,7 @@ def test_keeps_only_recent_checkpoints_and_latest_pointer(tmp_path):
     assert ckpt.latest_checkpoint(tmp_path).name == "step_0000000030"
 
 
-@pytest.mark.parametrize("victim", ["state.msgpack", "replay.npz"])
+@pytest.mark.parametrize("victim", ["state.npz", "replay.npz"])
 def test_truncated_file_is_a_clear_error(tmp_path, victim):
     path = _save(tmp_path)
     data = (path / victim).read_bytes()
@@ -48,9 +48,9 @@ def test_truncated_file_is_a_clear_error(tmp_path, victim):
 
 def test_flipped_byte_is_detected(tmp_path):
     path = _save(tmp_path)
-    data = bytearray((path / "state.msgpack").read_bytes())
+    data = bytearray((path / "state.npz").read_bytes())
     data[-1] ^= 0x01
-    (path / "state.msgpack").write_bytes(bytes(data))
+    (path / "state.npz").write_bytes(bytes(data))
     with pytest.raises(ckpt.CheckpointError, match="SHA-256"):
         ckpt.load_checkpoint(path, STATE)
 
@@ -73,7 +73,7 @@ def test_pickled_arrays_are_refused_even_with_matching_hashes(tmp_path):
 
 def test_foreign_state_bytes_are_refused_even_with_matching_hashes(tmp_path):
     path = _save(tmp_path)
-    (path / "state.msgpack").write_bytes(msgpack.packb({"w": "not an array", "evil": [1, 2]}))
+    (path / "state.npz").write_bytes(msgpack.packb({"w": "not an array", "evil": [1, 2]}))
     _rehash(path)
     with pytest.raises(ckpt.CheckpointError, match=r"could not be read|differently structured"):
         ckpt.load_checkpoint(path, STATE)
@@ -124,7 +124,7 @@ def test_killed_mid_write_leaves_previous_loadable(tmp_path):
     first = _save(tmp_path, 10)
     partial = tmp_path / ".tmp-step_0000000020-999"
     partial.mkdir()
-    (partial / "state.msgpack").write_bytes(b"\x00" * 10)
+    (partial / "state.npz").write_bytes(b"\x00" * 10)
     assert ckpt.latest_checkpoint(tmp_path) == first
     # and a dangling `latest` pointer falls back to the newest complete checkpoint
     (tmp_path / "latest").write_text("step_0000000020\n")
@@ -136,8 +136,8 @@ def test_tampered_run_checkpoint_gives_a_clear_error(tmp_path):
 
     result = train(tiny_config(tmp_path / "run", steps=200))
     path = ckpt.latest_checkpoint(result.run_dir / "checkpoints")
-    data = (path / "state.msgpack").read_bytes()
-    (path / "state.msgpack").write_bytes(data[:100])
+    data = (path / "state.npz").read_bytes()
+    (path / "state.npz").write_bytes(data[:100])
     with pytest.raises(ckpt.CheckpointError, match="corrupt"):
         load_agent(result.run_dir)
     with pytest.raises(ckpt.CheckpointError, match="corrupt"):

@@ -40,7 +40,7 @@ def _same_final_checkpoint(a, b):
     pa, pb = (ckpt.latest_checkpoint(p / "checkpoints") for p in (a, b))
     if (
         pa.name != pb.name
-        or (pa / "state.msgpack").read_bytes() != (pb / "state.msgpack").read_bytes()
+        or (pa / "state.npz").read_bytes() != (pb / "state.npz").read_bytes()
     ):
         return False
     for group in ("replay.npz", "loop.npz"):
@@ -197,7 +197,7 @@ def test_interrupted_checkpoint_writes_are_tidied_on_the_next_start(tmp_path):
     )
     root = run / "checkpoints"
     (root / ".tmp-step_0000000300-4242").mkdir()  # killed while writing step 300
-    (root / ".tmp-step_0000000300-4242" / "state.msgpack").write_bytes(b"\0" * 8)
+    (root / ".tmp-step_0000000300-4242" / "state.npz").write_bytes(b"\0" * 8)
     # killed while re-saving step 200: the old copy is swapped out, the new one never landed
     (root / "step_0000000200").rename(root / ".old-step_0000000200-4243")
     (run / ".metrics.jsonl.tmp-4244").write_text("torn")
