@@ -2,11 +2,16 @@
 
 import errno
 import json
+import pickle
+import time
+import zipfile
 
+import jax
 import jax.numpy as jnp
-import msgpack
 import numpy as np
 import pytest
+from conftest import same_leaves, tiny_config
+from flax import serialization, struct
 
 from factorl.io import checkpoint as ckpt
 from factorl.train import load_agent, train
@@ -27,6 +32,133 @@ def test_round_trip(tmp_path):
     np.testing.assert_array_equal(arrays["replay"]["obs"], ARRAYS["replay"]["obs"])
     assert meta["env_step"] == 10 and meta["note"] == "x"
     assert ckpt.latest_checkpoint(tmp_path) == path
+
+
+@struct.dataclass
+class _Learner:
+    params: dict
+    opt: tuple
+    key: jax.Array
+    step: jax.Array
+
+
+#: a learner-like state with every kind of leaf a factorl state holds
+NESTED = _Learner(
+    params={
+        "Dense_0": {
+            "kernel": jnp.linspace(-1, 1, 12, dtype=jnp.float32).reshape(3, 4),
+            "bias": jnp.array([0.5, -2.0, 3.25, 1e-3], jnp.bfloat16),
+        }
+    },
+    opt=(jnp.arange(5, dtype=jnp.int32), [jnp.array([[True, False], [False, True]])]),
+    key=jax.random.PRNGKey(3),  # uint32
+    step=jnp.array(7, jnp.int32),  # 0-d
+)
+
+
+def _abstract(tree):
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+def _assert_same(restored, expected):
+    r, r_def = jax.tree_util.tree_flatten(restored)
+    e, e_def = jax.tree_util.tree_flatten(expected)
+    assert r_def == e_def
+    for x, y in zip(r, e, strict=True):
+        assert isinstance(x, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape
+        assert x.tobytes() == np.asarray(y).tobytes()
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["arrays", "shape_dtype_structs"])
+def test_round_trip_of_every_leaf_kind(tmp_path, abstract):
+    assert NESTED.params["Dense_0"]["bias"].dtype == jnp.bfloat16  # JAX made the bfloat16
+    path = ckpt.save_checkpoint(tmp_path, 5, NESTED, {}, {})
+    template = _abstract(NESTED) if abstract else NESTED
+    state, arrays, meta = ckpt.load_checkpoint(path, template)
+    _assert_same(state, NESTED)
+    assert arrays == {} and meta["format"] == 3
+    leaves = meta["state"]["leaves"]
+    assert [leaf["path"] for leaf in leaves] == [
+        "params/Dense_0/bias", "params/Dense_0/kernel", "opt/0", "opt/1/0", "key", "step"
+    ]  # fmt: skip
+    assert leaves[0] == {"path": "params/Dense_0/bias", "dtype": "bfloat16", "shape": [4]}
+    # a plain npz: NumPy reads it without pickle (bfloat16 as its bits)
+    with np.load(path / "state.npz", allow_pickle=False) as npz:
+        assert npz.files == [f"leaf_{i}" for i in range(6)]
+        assert npz["leaf_0"].dtype == np.uint16 and npz["leaf_5"].shape == ()
+
+
+def test_the_state_npz_is_the_same_bytes_for_the_same_state(tmp_path, monkeypatch):
+    first = ckpt.save_checkpoint(tmp_path / "a", 5, NESTED, ARRAYS, {})
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 400 * 86400)  # zip entries' dates
+    second = ckpt.save_checkpoint(tmp_path / "b", 5, NESTED, ARRAYS, {})
+    monkeypatch.undo()
+    assert (first / "state.npz").read_bytes() == (second / "state.npz").read_bytes()
+    with zipfile.ZipFile(first / "state.npz") as zf:
+        assert {info.date_time for info in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert {info.compress_type for info in zf.infolist()} == {zipfile.ZIP_STORED}
+    meta = [ckpt.read_meta(p) for p in (first, second)]
+    assert meta[0]["files"]["state.npz"] == meta[1]["files"]["state.npz"]
+
+
+def test_the_manifest_and_array_groups_cannot_take_the_state_s_names(tmp_path):
+    with pytest.raises(ValueError, match="reserved"):
+        ckpt.save_checkpoint(tmp_path, 1, STATE, {}, {"state": 1})
+    with pytest.raises(ValueError, match="reserved"):
+        ckpt.save_checkpoint(tmp_path, 1, STATE, {"state": {"x": np.zeros(1)}}, {})
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
+def _save_legacy(root, env_step, state, arrays, meta, keep=2, *, fmt=2):
+    """A checkpoint as factorl wrote it before format 3: the state as msgpack, by hand."""
+    name = f"step_{env_step:010d}"
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "state.msgpack").write_bytes(serialization.to_bytes(jax.device_get(state)))
+    for group, group_arrays in arrays.items():
+        np.savez(path / f"{group}.npz", **group_arrays)
+    files = {p.name: ckpt._sha256(p) for p in sorted(path.iterdir()) if p.name != "meta.json"}
+    full = {"format": fmt, "env_step": env_step, "files": files, **meta}
+    if fmt >= 2:
+        full[ckpt.META_DIGEST] = ckpt._meta_digest(full)
+    (path / "meta.json").write_text(json.dumps(full, indent=1))
+    (root / "latest").write_text(name + "\n")
+    return path
+
+
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_format_1_and_2_checkpoints_still_load(tmp_path, fmt):
+    path = _save_legacy(tmp_path, 10, NESTED, ARRAYS, {"note": "x"}, fmt=fmt)
+    assert ckpt.latest_checkpoint(tmp_path) == path
+    assert ckpt.state_file(ckpt.read_meta(path)) == "state.msgpack"
+    for template in (NESTED, _abstract(NESTED)):
+        state, arrays, meta = ckpt.load_checkpoint(path, template)
+        _assert_same(state, NESTED)
+        np.testing.assert_array_equal(arrays["replay"]["obs"], ARRAYS["replay"]["obs"])
+        assert meta["format"] == fmt and meta["note"] == "x"
+    (path / "state.msgpack").write_bytes(b"\x00")
+    with pytest.raises(ckpt.CheckpointError, match=r"corrupt: state\.msgpack"):
+        ckpt.load_checkpoint(path, NESTED)
+
+
+@pytest.mark.parametrize("runner", ["host", "device"])
+def test_a_run_checkpointed_in_format_2_resumes_as_if_never_stopped(tmp_path, monkeypatch, runner):
+    if runner == "device":
+        from test_device import _device_config as config
+    else:
+        config = tiny_config
+    straight = train(config(tmp_path / "straight", steps=400))
+    monkeypatch.setattr(ckpt, "save_checkpoint", _save_legacy)
+    train(config(tmp_path / "split", steps=400), stop_after=250)
+    root = tmp_path / "split" / "checkpoints"
+    assert ckpt.read_meta(ckpt.latest_checkpoint(root))["format"] == 2
+    monkeypatch.undo()
+    load_agent(tmp_path / "split")  # a device run's against abstract leaves
+    resumed = train(config(tmp_path / "split", steps=400), resume=tmp_path / "split")
+    assert resumed.env_step == 400 and same_leaves(straight.state, resumed.state)
+    assert ckpt.read_meta(ckpt.latest_checkpoint(root))["format"] == 3
+    load_agent(tmp_path / "split")
 
 
 def test_keeps_only_recent_checkpoints_and_latest_pointer(tmp_path):
@@ -73,17 +205,112 @@ def test_pickled_arrays_are_refused_even_with_matching_hashes(tmp_path):
 
 def test_foreign_state_bytes_are_refused_even_with_matching_hashes(tmp_path):
     path = _save(tmp_path)
-    (path / "state.npz").write_bytes(msgpack.packb({"w": "not an array", "evil": [1, 2]}))
+    (path / "state.npz").write_bytes(b"PK\x03\x04 not a zip file at all")
     _rehash(path)
-    with pytest.raises(ckpt.CheckpointError, match=r"could not be read|differently structured"):
+    with pytest.raises(ckpt.CheckpointError, match=r"state\.npz could not be read"):
         ckpt.load_checkpoint(path, STATE)
 
 
-def test_wrong_shapes_are_refused(tmp_path):
+def _rewrite_state(path, members):
+    """Replace state.npz by one holding `members` (name: array, pickled if need be)."""
+    with zipfile.ZipFile(path / "state.npz", "w") as zf:
+        for name, array in members.items():
+            with zf.open(name, "w") as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=True)
+    _rehash(path)
+
+
+def _original_members(path):
+    with np.load(path / "state.npz", allow_pickle=False) as npz:
+        return {f"{k}.npy": npz[k] for k in npz.files}
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ("added", r"state\.npz holds 3 members, not the 2 leaves its manifest lists"),
+        ("renamed", r"state\.npz holds 2 members, not the 2 leaves .*unexpected 'evil\.npy'"),
+        ("reshaped", r"corrupt: state\.npz member leaf_1\.npy holds int32\[2\], its manifest"),
+        ("retyped", r"corrupt: state\.npz member leaf_1\.npy holds float64\[\]"),
+    ],
+)
+def test_tampered_state_members_are_refused_even_with_matching_hashes(tmp_path, change, error):
+    path = _save(tmp_path)
+    members = _original_members(path)
+    if change == "added":
+        members["leaf_2.npy"] = np.zeros(3)
+    elif change == "renamed":
+        members["evil.npy"] = members.pop("leaf_0.npy")
+    elif change == "reshaped":
+        members["leaf_1.npy"] = np.array([7, 7], np.int32)
+    else:
+        members["leaf_1.npy"] = np.array(7.0)
+    _rewrite_state(path, members)
+    with pytest.raises(ckpt.CheckpointError, match=error) as err:
+        ckpt.load_checkpoint(path, STATE)
+    assert "\n" not in str(err.value)
+
+
+_UNPICKLED = []
+
+
+def _sprung():
+    _UNPICKLED.append("unpickled")
+
+
+class _Trap:
+    """Records being unpickled: loading a checkpoint must never get that far."""
+
+    def __reduce__(self):
+        return (_sprung, ())
+
+
+def test_an_object_member_is_refused_without_unpickling(tmp_path):
+    path = _save(tmp_path)
+    members = _original_members(path)
+    members["leaf_1.npy"] = np.array(_Trap(), dtype=object)
+    _rewrite_state(path, members)
+    pickle.loads(pickle.dumps(_Trap()))  # the trap works
+    assert _UNPICKLED == ["unpickled"]
+    _UNPICKLED.clear()
+    with pytest.raises(ckpt.CheckpointError, match=r"state\.npz member leaf_1\.npy holds object"):
+        ckpt.load_checkpoint(path, STATE)
+    assert _UNPICKLED == []
+
+
+def test_an_edited_state_manifest_is_refused(tmp_path):
+    path = _save(tmp_path)
+    meta = json.loads((path / "meta.json").read_text())
+    meta["state"]["leaves"][0]["shape"] = "big"
+    meta[ckpt.META_DIGEST] = ckpt._meta_digest(meta)
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CheckpointError, match="manifest's state is malformed"):
+        ckpt.load_checkpoint(path, STATE)
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["arrays", "shape_dtype_structs"])
+def test_wrong_shapes_are_refused(tmp_path, abstract):
     path = _save(tmp_path)
     other = {"w": jnp.zeros((3, 3), jnp.float32), "step": jnp.array(0, jnp.int32)}
-    with pytest.raises(ckpt.CheckpointError, match="does not fit this agent"):
+    with pytest.raises(
+        ckpt.CheckpointError,
+        match=r"does not fit this agent: leaf 1 \(w\) is float32\[2, 3\], expected float32\[3, 3\]",
+    ):
+        ckpt.load_checkpoint(path, _abstract(other) if abstract else other)
+
+
+def test_wrong_dtypes_and_structures_are_refused(tmp_path):
+    path = _save(tmp_path)
+    other = {"w": jnp.zeros((2, 3), jnp.bfloat16), "step": jnp.array(0, jnp.int32)}
+    with pytest.raises(ckpt.CheckpointError, match=r"leaf 1 \(w\) is float32\[2, 3\], expected"):
         ckpt.load_checkpoint(path, other)
+    for other in (
+        {"w": STATE["w"]},
+        {**STATE, "extra": STATE["step"]},
+        [STATE["w"], STATE["step"]],
+    ):
+        with pytest.raises(ckpt.CheckpointError, match="holds a differently structured state"):
+            ckpt.load_checkpoint(path, other)
 
 
 def test_manifest_cannot_point_outside_the_checkpoint(tmp_path):
@@ -103,13 +330,17 @@ def test_garbage_manifest_is_a_clear_error(tmp_path):
         ckpt.load_checkpoint(path, STATE)
 
 
-def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("writer", ["state", "arrays"])
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, writer):
     first = _save(tmp_path, 10)
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", disk_full)
+    if writer == "state":
+        monkeypatch.setattr(np.lib.format, "write_array", disk_full)
+    else:
+        monkeypatch.setattr(np, "savez", disk_full)
     with pytest.raises(ckpt.CheckpointError, match="intact") as err:
         _save(tmp_path, 20)
     assert "No space left" in str(err.value)

@@ -424,7 +424,7 @@ def _read_state(path: Path, meta: dict[str, Any], template: Any) -> Any:
         with zipfile.ZipFile(path / STATE_FILE) as zf:
             names = zf.namelist()
             if names != members:
-                odd = next((n for n, m in zip(names, members, strict=False) if n != m), None)
+                odd = next((n for n in names if n not in members), None)
                 raise CheckpointError(
                     f"checkpoint {path} is corrupt: {STATE_FILE} holds {len(names)} members, not"
                     f" the {len(members)} leaves its manifest lists"
