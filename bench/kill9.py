@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from factorl.io.checkpoint import latest_checkpoint, read_meta
+from factorl.io.checkpoint import latest_checkpoint, read_meta, state_file
 from factorl.io.logging import read_metrics
 from factorl.io.system import source_revision
 
@@ -86,8 +86,9 @@ def compare(ref: Path, run: Path) -> dict[str, bool]:
     out["checkpoint_name"] = a is not None and b is not None and a.name == b.name
     if out["checkpoint_name"]:
         ma, mb = read_meta(a), read_meta(b)
-        state = [(c / "state.msgpack").read_bytes() for c in (a, b)]
-        out["state_msgpack"] = state[0] == state[1]
+        names = [state_file(m) for m in (ma, mb)]
+        state = [(c / n).read_bytes() for c, n in zip((a, b), names, strict=True)]
+        out["state_file"] = names[0] == names[1] and state[0] == state[1]
         out["replay_npz"] = same_arrays(a / "replay.npz", b / "replay.npz")
         out["loop_npz"] = same_arrays(a / "loop.npz", b / "loop.npz")
         out["meta_loop"] = without(ma["loop"], "wall_time") == without(mb["loop"], "wall_time")
