@@ -19,9 +19,9 @@ leaves the previous checkpoint loadable. Loading verifies every hash before pars
 checks the restored pytree against the structure, shapes and dtypes the agent expects, so a
 truncated, tampered or foreign file gives a clear error instead of a wrong run; each state
 member's header is checked against the manifest before its data is read, and object arrays are
-refused, so nothing is ever unpickled. A malicious file
-can make loading fail but cannot run code. Symbolic links inside a checkpoint are refused, so a
-checkpoint cannot make factorl read files outside it.
+refused, so nothing is ever unpickled. A malicious file can make loading fail but cannot run code.
+Symbolic links inside a checkpoint are refused, so a checkpoint cannot make factorl read files
+outside it.
 """
 
 from __future__ import annotations
@@ -169,7 +169,11 @@ def _to_host(leaf: Any) -> np.ndarray:
     # the array lives, so every leaf written would stay in memory; a copy made through a CPU
     # buffer instead goes when the leaf has been written.
     if isinstance(leaf, jax.Array) and any(d.platform != "cpu" for d in leaf.devices()):
-        leaf = jax.device_put(leaf, jax.devices("cpu")[0])
+        try:
+            cpu = jax.devices("cpu")[0]
+        except RuntimeError:  # JAX_PLATFORMS without cpu: the cached copy it is
+            return np.asarray(leaf)
+        leaf = jax.device_put(leaf, cpu)
     return np.asarray(leaf)
 
 
