@@ -38,10 +38,7 @@ TINY_FLAGS = [
 def _same_final_checkpoint(a, b):
     """The newest checkpoints of two runs hold the same learner state, replay and loop arrays."""
     pa, pb = (ckpt.latest_checkpoint(p / "checkpoints") for p in (a, b))
-    if (
-        pa.name != pb.name
-        or (pa / "state.npz").read_bytes() != (pb / "state.npz").read_bytes()
-    ):
+    if pa.name != pb.name or (pa / "state.npz").read_bytes() != (pb / "state.npz").read_bytes():
         return False
     for group in ("replay.npz", "loop.npz"):
         with np.load(pa / group) as x, np.load(pb / group) as y:
