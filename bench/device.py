@@ -54,7 +54,8 @@ def time_seeds(algo: str, env: str, num_envs: int, seeds: list[int], chunk: int,
              **{f"agent.{k}": v for k, v in AGENTS[algo].items()},
              **({"replay.prioritized": False} if algo == "decqn" else {})},
         )  # fmt: skip
-        _, agent, init, run, _ = _compiled_program(cfg)
+        program = _compiled_program(cfg)
+        agent, init, run = program.agent, program.init, program.run
         state = init(np.arange(s, dtype=np.int32))
         start = time.perf_counter()
         warm_steps = 0

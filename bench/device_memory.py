@@ -49,10 +49,11 @@ def measure(
     cfg = make_config(
         algo, {"env.id": env_id, "env.num_envs": num_envs, "replay.capacity": capacity}
     )
-    env, agent, init, run, _ = device._compiled_program(cfg)
+    program = device._compiled_program(cfg)
+    env, agent, init, run = program.env, program.agent, program.init, program.run
     if mode == "copied":
         settings = device.DeviceSettings(num_envs, 1, env.spec.max_episode_steps)
-        _, run_one, _ = device.make_train(agent, env, settings)
+        run_one = device.make_train(agent, env, settings).run
         run = jax.jit(device.over_seeds(run_one, in_axes=(0, None)))
     state = init(np.zeros(1, np.int32))
     jax.block_until_ready(state)

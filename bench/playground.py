@@ -104,7 +104,8 @@ def decqn_program(env: PlaygroundEnv, n: int, chunk: int, overrides: dict[str, A
     settings = DeviceSettings(
         num_envs=n, eval_episodes=1, max_episode_steps=env.spec.max_episode_steps
     )
-    init, run, _ = make_train(agent, env, settings)
+    fns = make_train(agent, env, settings)
+    init, run = fns.init, fns.run
     state = jax.jit(jax.vmap(init))(np.zeros(1, np.int32))
     run = jax.jit(jax.vmap(run, in_axes=(0, None)), static_argnums=1)
     return state, lambda state: run(state, chunk), agent, cfg

@@ -142,8 +142,8 @@ def test_data_settings_are_checked_in_one_line():
         make_config("decqn", {"data.offline_steps": 10})
     with pytest.raises(ConfigError, match="single-agent algorithms; vdn"):
         make_config("vdn", {"data.dataset": "x-v0", "env.id": "jaxmarl:MPE_simple_spread_v3"})
-    with pytest.raises(ConfigError, match="host environment"):
-        make_config("sac", {"data.dataset": "x-v0", "env.id": "gymnax:Pendulum-v1"})
+    with pytest.raises(ConfigError, match="needs a single-agent environment"):
+        make_config("decqn", {"data.dataset": "x-v0", "env.id": "factorl:two-step-game"})
     with pytest.raises(ConfigError, match=r"data\.share must be"):
         make_config("decqn", {"data.dataset": "x-v0", "data.share": 1.5})
 

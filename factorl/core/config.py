@@ -236,7 +236,7 @@ class RunnerSettings:
 class DataSettings:
     """Learning from a dataset: a local Minari dataset in a second replay buffer, an offline
     phase of updates from it alone, then online training with a fixed share of every batch
-    drawn from it (docs/datasets.md). Host runner, single-agent algorithms."""
+    drawn from it (docs/datasets.md). Single-agent algorithms, on either runner."""
 
     dataset: str | None = option(
         None,
@@ -255,8 +255,8 @@ class DataSettings:
     )
 
 
-#: environment id families the host runner steps (and where a dataset can be used)
-HOST_ENV_FAMILIES = ("gym", "dmc")
+#: environment id families of single-agent environments, where a dataset can be used
+DATASET_ENV_FAMILIES = ("gym", "dmc", "gymnax", "playground")
 
 
 def window_rows(capacity: int, num_envs: int, window: int, block: int = 0) -> int:
@@ -394,10 +394,10 @@ class Config:
                 "of a team's steps, which a Minari dataset does not hold"
             )
         family = self.env.id.partition(":")[0]
-        if family not in HOST_ENV_FAMILIES:
+        if family not in DATASET_ENV_FAMILIES:
             raise ConfigError(
-                f"data.dataset needs a host environment (gym:, dmc:); {self.env.id} runs on "
-                "the device runner, which has no dataset loading yet"
+                "data.dataset needs a single-agent environment (gym:, dmc:, gymnax:, "
+                f"playground:); {self.env.id} is not one"
             )
 
     def _check_replay(self) -> None:

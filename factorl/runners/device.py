@@ -40,7 +40,8 @@ from factorl.envs.device import make_jax_env
 from factorl.envs.marl import is_marl_env, make_marl_env, marl_spaces
 from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
-from factorl.replay.device import DeviceReplay
+from factorl.replay.device import DeviceReplay, sample_mixed, update_priorities_mixed
+from factorl.replay.host import mixed_split
 from factorl.replay.sequences import multi_agent_fields, multi_agent_transition
 from factorl.runners.session import (
     Counters,
@@ -57,11 +58,15 @@ _RESET, _ENV, _SAMPLE = 0, 1, 2
 
 @dataclass(frozen=True)
 class DeviceSettings:
-    """What the device runner needs beyond the agent's own config."""
+    """What the device runner needs beyond the agent's own config. `dataset_steps` > 0: the run
+    learns from a dataset of that many steps too (a second replay, `data.share` of every online
+    batch drawn from it, and the `offline` function for a phase of updates from it alone)."""
 
     num_envs: int
     eval_episodes: int
     max_episode_steps: int
+    dataset_steps: int = 0
+    dataset_share: float = 0.0
 
 
 class ChunkStats(NamedTuple):
@@ -88,6 +93,23 @@ class RunnerState(NamedTuple):
     episode_length: jax.Array  # [N]
     stopped: jax.Array  # a non-finite update was discarded: learning stops until the host acts
     stats: ChunkStats  # since the last "train" record; the host zeroes them after writing one
+    # the dataset's buffer (one stream: its episodes one after the other), None without one;
+    # in the state, so its priorities and a resume are exact like the replay's
+    demos: Any = None
+
+
+class TrainFunctions(NamedTuple):
+    """What `make_train` returns: pure functions of one seed's run."""
+
+    init: Callable  # seed -> RunnerState (with an empty dataset buffer where there is one)
+    run: Callable  # (state, num_vector_steps) -> (state, ChunkStats since the last record)
+    evaluate: Callable  # (agent state, key) -> (greedy returns, won), each [eval_episodes]
+    # (state, num_updates) -> (state, ChunkStats): learner steps on the dataset alone (None
+    # without a dataset); stops early at a non-finite update
+    offline: Callable | None = None
+    # dataset transitions [T, ...] (`factorl.io.datasets.Dataset.transitions`) -> the dataset
+    # buffer's state (None without a dataset)
+    load_demos: Callable | None = None
 
 
 def _strong(tree: Any) -> Any:
@@ -182,6 +204,14 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         sequence_length=sequence_length,
         aligned_windows=aligned,
     )
+    demo_replay = None
+    if settings.dataset_steps:
+        if stream.extra_fields:
+            raise ValueError("datasets are for single-agent environments")
+        # one stream holding the whole dataset; its last window - 1 steps start no window (the
+        # host buffer samples them), as a step is sampleable here once its whole window is stored
+        demo_replay = replace(replay, num_envs=1, steps_per_env=max(settings.dataset_steps, window))
+    share = float(settings.dataset_share)
     reset_envs = jax.vmap(env.reset)
     step_envs = jax.vmap(env.step)
 
@@ -200,13 +230,33 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
                 episode_length=jnp.zeros((n,), jnp.int32),
                 stopped=jnp.zeros((), bool),
                 stats=zero_stats(),
+                demos=None if demo_replay is None else demo_replay.init(),
             )
         )
+
+    def draw(replay_state: Any, demos: Any, key: jax.Array, offline: bool) -> Any:
+        """A learner sample: from the replay, or with a dataset from the dataset alone
+        (`offline`) or mixed, its rows flagged as demonstrations in `extras["demo"]` (the last
+        rows of a mixed batch, as on the host runner)."""
+        if demo_replay is None:
+            return replay.sample(replay_state, key)
+        batch_size = replay.batch_size
+        if offline:
+            sample, demo_rows = demo_replay.sample(demos, key), batch_size
+        elif share > 0:
+            sample = sample_mixed(replay, replay_state, demo_replay, demos, key, share)
+            demo_rows = mixed_split(batch_size, share)
+        else:
+            sample, demo_rows = replay.sample(replay_state, key), 0
+        flag = (jnp.arange(batch_size) >= batch_size - demo_rows).astype(jnp.float32)
+        extras = {**sample.batch.extras, "demo": flag}
+        return sample._replace(batch=sample.batch._replace(extras=extras))
 
     counts = dict(agent.trace_counts)
 
     def metrics_of(seed: jax.Array) -> dict:
-        batch = replay.sample(replay.init(), jax.random.PRNGKey(seed)).batch
+        demos = None if demo_replay is None else demo_replay.init()
+        batch = draw(replay.init(), demos, jax.random.PRNGKey(seed), False).batch
         return agent.update_fn(agent.init(seed, n), batch)[1]
 
     metric_shapes = jax.eval_shape(metrics_of, 0)
@@ -223,23 +273,34 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             metric_sums={k: jnp.zeros((), jnp.float32) for k in metric_names},
         )
 
-    def learn(carry):
+    def learn(carry, offline: bool = False):
         state, stats = carry
         k_sample = jax.random.fold_in(
             jax.random.fold_in(state.key, _SAMPLE), state.agent.learner_step
         )
-        sample = replay.sample(state.replay, k_sample)
+        sample = draw(state.replay, state.demos, k_sample, offline)
         new_agent, metrics, td_abs = agent.update_fn(state.agent, sample.batch)
         finite = metrics["finite"]
-        replay_state = state.replay
+        replay_state, demos = state.replay, state.demos
         if prioritized:
-            updated = replay.update_priorities(
-                replay_state, sample.indices, td_abs, sample.batch.weights
-            )
-            replay_state = _where_tree(finite, updated, replay_state)
+            weights = sample.batch.weights
+            if offline:
+                demos = demo_replay.update_priorities(demos, sample.indices, td_abs, weights)
+            elif demo_replay is not None and share > 0:
+                replay_state, demos = update_priorities_mixed(
+                    replay, replay_state, demo_replay, demos, sample.indices, td_abs, share,
+                    weights,
+                )  # fmt: skip
+            else:
+                replay_state = replay.update_priorities(
+                    replay_state, sample.indices, td_abs, weights
+                )
+            replay_state = _where_tree(finite, replay_state, state.replay)
+            demos = _where_tree(finite, demos, state.demos)
         state = state._replace(
             agent=_where_tree(finite, new_agent, state.agent),
             replay=replay_state,
+            demos=demos,
             stopped=state.stopped | ~finite,
         )
         sums = {k: stats.metric_sums[k] + jnp.where(finite, metrics[k], 0.0) for k in metric_names}
@@ -339,7 +400,29 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         carry, _ = jax.lax.scan(body, carry, jnp.arange(settings.max_episode_steps))
         return carry[3], carry[4]
 
-    return init, run, evaluate
+    if demo_replay is None:
+        return TrainFunctions(init, run, evaluate)
+
+    def offline(state: RunnerState, num_updates: Any) -> tuple[RunnerState, ChunkStats]:
+        """`num_updates` learner steps on samples of the dataset alone (fewer if one is not
+        finite: it is discarded and `stopped` set); also returns the sums since the last
+        record. The environments do not move."""
+
+        def more(carry):
+            i, (state, _) = carry
+            return (i < num_updates) & ~state.stopped
+
+        def body(carry):
+            i, inner = carry
+            return i + 1, learn(inner, offline=True)
+
+        _, (state, stats) = jax.lax.while_loop(more, body, (0, (state, state.stats)))
+        return state._replace(stats=stats), stats
+
+    def load_demos(transitions: dict[str, Any]) -> Any:
+        return demo_replay.extend(demo_replay.init(), transitions)
+
+    return TrainFunctions(init, run, evaluate, offline, load_demos)
 
 
 # ------------------------------------------------------------------------------------- host side
@@ -394,14 +477,26 @@ def over_seeds(f: Callable, in_axes: int | tuple[int | None, ...] = 0) -> Callab
 
 #: compiled programs by configuration, so runs of one configuration in a process (a resume, a
 #: sweep's repeats) compile once; a few are kept
-_PROGRAMS: dict[str, tuple] = {}
+_PROGRAMS: dict[str, Program] = {}
 _PROGRAMS_KEPT = 4
 
 
-def _compiled_program(cfg: Config) -> tuple:
-    """(env, agent, init, run, evaluate) for `cfg`, vmapped over seeds and jitted; the same
-    objects for every configuration that differs only in seeds and loop settings. `run` takes its
-    state as donated: use the state it returns, not the one passed in."""
+class Program(NamedTuple):
+    """A configuration's environment, agent and `TrainFunctions`, vmapped over seeds and
+    jitted. `run` and `offline` take their state as donated: use the state they return."""
+
+    env: Any
+    agent: Any
+    init: Callable
+    run: Callable
+    evaluate: Callable
+    offline: Callable | None = None
+    load_demos: Callable | None = None  # unbatched: one dataset buffer, copied to every seed
+
+
+def _compiled_program(cfg: Config, dataset_steps: int = 0) -> Program:
+    """The `Program` for `cfg` (with a dataset of `dataset_steps` steps, if > 0); the same
+    objects for every configuration that differs only in seeds and loop settings."""
     key = json.dumps(
         [
             cfg.algo,
@@ -410,6 +505,7 @@ def _compiled_program(cfg: Config) -> tuple:
             cfg.env.id,
             cfg.env.num_envs,
             cfg.runner.eval_episodes,
+            [dataset_steps, cfg.data.share] if dataset_steps else None,
         ],
         sort_keys=True,
     )
@@ -424,19 +520,24 @@ def _compiled_program(cfg: Config) -> tuple:
         num_envs=cfg.env.num_envs,
         eval_episodes=cfg.runner.eval_episodes,
         max_episode_steps=env.spec.max_episode_steps,
+        dataset_steps=dataset_steps,
+        dataset_share=cfg.data.share if dataset_steps else 0.0,
     )
     try:
-        init, run, evaluate = make_train(agent, env, settings)
+        fns = make_train(agent, env, settings)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    program = (
+    # the state is donated: a chunk updates the replay buffer in place instead of writing a
+    # copy of it, so the largest array is held once; callers use the state it returns
+    donated = {"donate_argnums": 0}
+    program = Program(
         env,
         agent,
-        jax.jit(over_seeds(init)),
-        # the state is donated: a chunk updates the replay buffer in place instead of writing a
-        # copy of it, so the largest array is held once; callers use the state it returns
-        jax.jit(over_seeds(run, in_axes=(0, None)), donate_argnums=0),
-        jax.jit(over_seeds(evaluate)),
+        jax.jit(over_seeds(fns.init)),
+        jax.jit(over_seeds(fns.run, in_axes=(0, None)), **donated),
+        jax.jit(over_seeds(fns.evaluate)),
+        None if fns.offline is None else jax.jit(over_seeds(fns.offline, (0, None)), **donated),
+        None if fns.load_demos is None else jax.jit(fns.load_demos),
     )
     while len(_PROGRAMS) >= _PROGRAMS_KEPT:
         _PROGRAMS.pop(next(iter(_PROGRAMS)))
@@ -458,10 +559,23 @@ class DeviceTrainer(RunSession):
         cfg = self.cfg
         if cfg.env.action_repeat != 1:
             raise ConfigError("env.action_repeat is for host environments; the device runner has 1")
-        self.env, self.agent, self._init, self._run, self._evaluate = _compiled_program(cfg)
+        self.dataset = _read_dataset(cfg) if cfg.data.dataset is not None else None
+        program = _compiled_program(cfg, self.dataset.steps if self.dataset else 0)
+        self.env, self.agent = program.env, program.agent
+        self._init, self._run, self._evaluate = program.init, program.run, program.evaluate
+        self._offline = program.offline
         self.reports_wins = bool(getattr(self.env.spec, "reports_wins", False))
         self.seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
         self.state = self._init(self.seeds)
+        if self.dataset is not None:
+            demos = program.load_demos(self.dataset.transitions())
+            # every seed starts from the same dataset buffer (its own copy: priorities move)
+            seeds = len(self.seeds)
+            self.state = self.state._replace(
+                demos=jax.tree_util.tree_map(
+                    lambda x: jnp.broadcast_to(x, (seeds, *x.shape)), demos
+                )
+            )
 
     def _start(self) -> None:
         self.loop = Counters()
@@ -473,17 +587,21 @@ class DeviceTrainer(RunSession):
             raise ckpt.CheckpointError(
                 f"{checkpoint} was not written by the device runner for {self.cfg.algo!r}"
             )
+        _check_dataset(checkpoint, meta, self.dataset)
         loop = meta.get("loop", {})
         try:
             last = loop.get("last_eval_return")
             self.loop = Counters(
                 env_step=int(loop["env_step"]),
                 eval_round=int(loop["eval_round"]),
+                offline_step=int(loop.get("offline_step", 0)),  # none before datasets
                 wall_time=float(loop["wall_time"]),
                 last_eval_return=None if last is None else float(last),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: {e!r}") from e
+        if self.loop.offline_step < 0:
+            raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: offline_step < 0")
         self.state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
         if int(self.state.env_step[0]) != self.loop.env_step:
             raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: env steps differ")
@@ -496,9 +614,14 @@ class DeviceTrainer(RunSession):
     def _describe(self) -> str:
         cfg = self.cfg
         seeds = f"{cfg.run.num_seeds} seeds x " if cfg.run.num_seeds > 1 else ""
-        return (
-            f" ({seeds}{cfg.env.num_envs} environments, device runner on {jax.default_backend()})"
-        )
+        backend = jax.default_backend()
+        text = f" ({seeds}{cfg.env.num_envs} environments, device runner on {backend})"
+        if self.dataset is not None:
+            text += (
+                f" with dataset {self.dataset.name} ({self.dataset.steps} steps, share "
+                f"{cfg.data.share:g} of each online batch)"
+            )
+        return text
 
     def _write_checkpoint(self, wall_time: float) -> Path:
         loop = self.loop
@@ -508,12 +631,19 @@ class DeviceTrainer(RunSession):
             "loop": {
                 "env_step": loop.env_step,
                 "eval_round": loop.eval_round,
+                "offline_step": loop.offline_step,
                 "wall_time": wall_time,
                 "last_eval_return": loop.last_eval_return,
             },
             "versions": {"jax": jax.__version__, "numpy": np.__version__},
             "unwritten_records": self.logger.unwritten if self.logger else [],
         }
+        if self.dataset is not None:
+            meta["dataset"] = {
+                "id": self.dataset.name,
+                "sha256": self.dataset.sha256,
+                "steps": self.dataset.steps,
+            }
         return ckpt.save_checkpoint(
             self.run_dir / CHECKPOINT_DIR,
             loop.env_step,
@@ -552,6 +682,39 @@ class DeviceTrainer(RunSession):
                     record[key] = float(total[s] / stats.updates[s])
             self.logger.record(self._per_seed(record, s))
 
+    def offline_left(self) -> int:
+        return self.cfg.data.offline_steps - self.loop.offline_step if self.dataset else 0
+
+    def advance_offline(self, limit: int | None = None) -> None:
+        """Learner steps on the dataset alone in one jitted call for every seed, up to the next
+        "train" record, checkpoint or the phase's end (and at most `limit`), and the record due."""
+        runner, before = self.cfg.runner, self.loop.offline_step
+        due = [(before // every + 1) * every - before
+               for every in (runner.log_every, runner.checkpoint_every)]  # fmt: skip
+        count = min(self.offline_left(), *due, *([limit] if limit is not None else []))
+        self._mid_step = True
+        state, stats = self._offline(self.state, np.int32(max(count, 1)))
+        self.state = state
+        stopped = bool(np.asarray(state.stopped).any())
+        self.loop.offline_step = before + max(count, 1)
+        if stopped:
+            # the learner steps every seed did take before the discarded one
+            self.loop.offline_step = before + int(stats.updates.min())
+        if (
+            stopped
+            or crossed(before, self.loop.offline_step, runner.log_every)
+            or (not self.offline_left())
+        ):
+            self.record_chunk(stats)
+            self.state = state._replace(stats=jax.tree_util.tree_map(jnp.zeros_like, stats))
+        if stopped:
+            path = self.save()
+            raise TrainingStopped(
+                f"non-finite loss or gradient at offline step {self.loop.offline_step}; the "
+                f"update was discarded and learning stopped; checkpoint {path}. Try a lower "
+                "learning rate."
+            )
+
     def advance(self, end_step: int) -> int:
         """One jitted chunk for every seed, up to the next point where something falls due (a
         record, an evaluation, a checkpoint, the end), and the records due."""
@@ -580,31 +743,82 @@ class DeviceTrainer(RunSession):
         return int(self._learner_steps()[0] - learner_steps)
 
 
+def _read_dataset(cfg: Config) -> Any:
+    """The configured dataset, checked against the JAX environment's spaces."""
+    from factorl.io.datasets import read_dataset
+
+    env = make_jax_env(cfg.env.id)
+    dataset = read_dataset(cfg.data.dataset)
+    spec = env.spec
+    obs_space = gymnasium.spaces.Box(-np.inf, np.inf, spec.obs_shape, np.float32)
+    action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
+    dataset.check_spaces(obs_space, action_space, cfg.env.id)
+    dataset.check_action_repeat(cfg.env.action_repeat)
+    return dataset
+
+
+def _check_dataset(path: Path, meta: dict[str, Any], dataset: Any) -> None:
+    """A checkpoint error unless the checkpoint was trained on `dataset` (or neither on one)."""
+    saved = meta.get("dataset")
+    if dataset is None and saved is None:
+        return
+    if dataset is None or not isinstance(saved, dict):
+        which = "no dataset" if dataset is None else f"dataset {dataset.name}"
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} was{'' if saved else ' not'} trained with a dataset, but this "
+            f"run's config names {which}; resume with the config it was trained with"
+        )
+    if saved.get("sha256") != dataset.sha256:
+        raise ckpt.CheckpointError(
+            f"dataset {dataset.name} is not the data this run trained on (SHA-256 "
+            f"{str(saved.get('sha256'))[:12]}... saved, {dataset.sha256[:12]}... now); restore "
+            "that dataset or start a new run"
+        )
+
+
 # ------------------------------------------------------------------------------------- saved runs
 def load_device_run(cfg: Config, checkpoint: Path, episodes: int | None = None) -> tuple:
     """(agent, program's evaluate, every seed's agent state) of a device run's checkpoint; the
-    state is read against an abstract template, so no replay buffer is allocated."""
+    state is read against an abstract template, so no replay buffer is allocated (nor the
+    dataset read: its buffer's size comes from the checkpoint)."""
+    program, state = _load_run(cfg, checkpoint, episodes)
+    return program.agent, program.evaluate, state.agent
+
+
+def _saved_dataset_steps(checkpoint: Path) -> int:
+    """The size of the dataset a checkpoint's state holds a buffer of (0: none), read from its
+    manifest before verification, only to shape the template: `load_checkpoint` then verifies
+    the manifest and refuses a state that does not fit."""
+    try:
+        saved = json.loads((Path(checkpoint) / ckpt.META_FILE).read_text()).get("dataset")
+        steps = saved.get("steps", 0) if isinstance(saved, dict) else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return steps if isinstance(steps, int) and 0 <= steps < 2**40 else 0
+
+
+def _load_run(cfg: Config, checkpoint: Path, episodes: int | None) -> tuple[Program, Any]:
+    """A device run's program and its checkpoint's `RunnerState` (see `load_device_run`)."""
     if episodes is not None:
         cfg = replace(cfg, runner=replace(cfg.runner, eval_episodes=episodes))
-    _, agent, init, _, evaluate = _compiled_program(cfg)
+    program = _compiled_program(cfg, _saved_dataset_steps(checkpoint))
     seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
-    leaves, treedef = jax.tree_util.tree_flatten(jax.eval_shape(init, seeds))
+    leaves, treedef = jax.tree_util.tree_flatten(jax.eval_shape(program.init, seeds))
     saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
     if meta.get("runner") != "device":
         raise ckpt.CheckpointError(f"{checkpoint} was not written by the device runner")
-    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
-    return agent, evaluate, state.agent
+    return program, jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
 
 
 def evaluate_device_run(cfg: Config, checkpoint: Path, episodes: int, seed: int) -> dict[str, Any]:
     """Greedy returns of `episodes` episodes per trained seed, run side by side on the device."""
-    _, evaluate, agent_state = load_device_run(cfg, checkpoint, episodes)
+    program, state = _load_run(cfg, checkpoint, episodes)
     seeds = cfg.run.num_seeds
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
-    returns, won = jax.device_get(evaluate(agent_state, keys))  # [seeds, episodes]
+    returns, won = jax.device_get(program.evaluate(state.agent, keys))  # [seeds, episodes]
     returns = np.asarray(returns, np.float64)
     wins = {}
-    if getattr(_compiled_program(cfg)[0].spec, "reports_wins", False):
+    if getattr(program.env.spec, "reports_wins", False):
         won = np.asarray(won, np.float64)
         wins = {"win_rate": float(won.mean()), "per_seed_win_rate": won.mean(axis=1).tolist()}
     return {

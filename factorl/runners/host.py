@@ -608,9 +608,9 @@ class HostTrainer(RunSession):
     def offline_left(self) -> int:
         return self.cfg.data.offline_steps - self.loop.offline_step if self.demos else 0
 
-    def advance_offline(self) -> None:
-        """One learner step on the dataset alone, and a "train" record every `log_every` of
-        them."""
+    def advance_offline(self, limit: int | None = None) -> None:
+        """One learner step on the dataset alone (`limit` >= 1 changes nothing), and a "train"
+        record every `log_every` of them."""
         self._mid_step = True
         self.learn(offline=True)
         self.loop.offline_step += 1

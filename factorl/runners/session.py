@@ -351,9 +351,10 @@ class RunSession:
         """Learner steps of the offline phase still to take (0: none, or it is over)."""
         return 0
 
-    def advance_offline(self) -> None:
-        """One learner step of the offline phase, with its "train" record when due; sets
-        `_mid_step`."""
+    def advance_offline(self, limit: int | None = None) -> None:
+        """Learner steps of the offline phase (one, or a chunk of at most `limit` that ends
+        where a record or checkpoint falls due), with the "train" record when due; advances
+        `loop.offline_step` and sets `_mid_step`."""
         raise NotImplementedError
 
     def _describe(self) -> str:
@@ -639,8 +640,10 @@ class RunSession:
                 if stop_after_updates is not None and taken >= stop_after_updates:
                     return True
                 before = loop.offline_step
-                self.advance_offline()
-                taken += 1
+                self.advance_offline(
+                    None if stop_after_updates is None else stop_after_updates - taken
+                )
+                taken += loop.offline_step - before
                 if self.offline_left() == 0:
                     self.evaluate()  # the offline policy, before any environment step
                 self._mid_step = False

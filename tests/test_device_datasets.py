@@ -1,0 +1,144 @@
+"""Datasets on the device runner: a local Minari dataset in a second device buffer, an offline
+phase of jitted updates from it alone, then online training with a fixed share of every batch
+from it; exact resume in either phase, the demonstration flags the learner sees, and the
+one-line refusals. Every test writes its own small dataset in a tmp folder."""
+
+import json
+
+import gymnasium as gym
+import jax
+import numpy as np
+import pytest
+from conftest import records, same_leaves
+from test_device import _device_config
+
+from factorl.core.config import ConfigError
+from factorl.io import datasets
+from factorl.io.checkpoint import CheckpointError
+from factorl.runners import device
+from factorl.runners.device import DeviceTrainer
+from factorl.train import evaluate, train
+
+
+@pytest.fixture(autouse=True)
+def _fresh(tmp_path, monkeypatch):
+    """Datasets in the test's own folder, and programs compiled by this test alone."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    device._PROGRAMS.clear()
+    yield
+    device._PROGRAMS.clear()
+
+
+def _write_pendulum_dataset(name, episodes=2, length=200, seed=0):
+    """Random episodes with gymnax Pendulum's spaces, each cut by the time limit."""
+    draw = np.random.default_rng(seed)
+    out = [
+        {
+            "observations": draw.normal(size=(length + 1, 3)).astype(np.float32),
+            "actions": draw.uniform(-2, 2, size=(length, 1)).astype(np.float32),
+            "rewards": draw.normal(size=length),
+            "terminations": np.zeros(length, bool),
+            "truncations": np.r_[np.zeros(length - 1, bool), True],
+        }
+        for _ in range(episodes)
+    ]
+    box = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    actions = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    datasets.write_dataset(name, out, box, actions, metadata={}, overwrite=True)
+    return name
+
+
+def _config(run_dir, dataset, steps=400, **overrides):
+    data = {"data.dataset": dataset, "data.offline_steps": 150, "data.share": 0.25}
+    return _device_config(run_dir, steps=steps, overrides={**data, **overrides})
+
+
+def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path):
+    dataset = _write_pendulum_dataset("pendulum/random-v0")
+    straight = train(_config(tmp_path / "straight", dataset))
+    assert straight.status == "completed" and straight.env_step == 400
+    split = _config(tmp_path / "split", dataset)
+    first = train(split, stop_after_updates=70)  # in the middle of the offline phase
+    assert first.env_step == 0
+    assert np.asarray(first.state.agent.learner_step).tolist() == [70, 70]
+    # a record written after that checkpoint by a process then killed: only its offline step
+    # tells that the resume must drop it
+    with open(first.run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"event": "train", "env_step": 0, "offline_step": 100}) + "\n")
+    second = train(split, resume=first.run_dir, stop_after=250)  # ...and of the online one
+    assert second.env_step == 250
+    last = train(split, resume=first.run_dir)
+    assert same_leaves(straight.state, last.state)
+    assert records(straight.run_dir) == records(last.run_dir)
+    offline = [r for r in records(straight.run_dir) if r.get("phase") == "offline"]
+    assert [(r["event"], r["offline_step"], r["seed"]) for r in offline] == [
+        ("train", 100, 0),
+        ("train", 100, 1),
+        ("train", 150, 0),
+        ("train", 150, 1),
+        ("eval", 150, 0),  # the offline policy, before any environment step
+        ("eval", 150, 1),
+    ]
+    assert all(r["env_step"] == 0 and np.isfinite(r["loss"]) for r in offline[:4])
+    # the offline steps, then one learner step per update_every env steps once learning starts
+    online = np.asarray(straight.state.agent.learner_step) - 150
+    assert (online > 0).all()
+    # the seeds drew different samples from the same dataset
+    params = [np.asarray(x) for x in jax.tree_util.tree_leaves(straight.state.agent.params)]
+    assert not all(np.array_equal(p[0], p[1]) for p in params)
+    # a saved run of a dataset loads and evaluates without reading the dataset again
+    (tmp_path / "minari").rename(tmp_path / "minari-gone")
+    assert np.isfinite(evaluate(straight.run_dir, episodes=2)["mean"])
+
+
+def test_batches_flag_the_dataset_rows_offline_and_the_share_online(tmp_path):
+    dataset = _write_pendulum_dataset("pendulum/flags-v0")
+    # one seed: the callback below then reports every batch once
+    cfg = _config(
+        tmp_path / "run", dataset, steps=200, **{"data.offline_steps": 3, "run.num_seeds": 1}
+    )
+    trainer = DeviceTrainer(cfg)
+    flags = []
+    update = trainer.agent.update_fn
+
+    def spy(state, batch):
+        # runs inside the jitted program: the flags come out through a host callback
+        jax.debug.callback(lambda f: flags.append(np.asarray(f)), batch.extras["demo"])
+        return update(state, batch)
+
+    trainer.agent.update_fn = spy  # before the programs are traced, at their first call
+    trainer.run()
+    jax.effects_barrier()
+    batch = cfg.replay.batch_size
+    offline, online = flags[:3], flags[3:]
+    assert all(f.shape == (batch,) and f.all() for f in offline)
+    # 0.25 of every online batch, its last rows, from the dataset
+    k = round(0.25 * batch)
+    assert online and all(f.tolist() == [0.0] * (batch - k) + [1.0] * k for f in online)
+
+
+def test_resume_refuses_a_changed_or_missing_dataset(tmp_path):
+    dataset = _write_pendulum_dataset("pendulum/changing-v0", seed=1)
+    cfg = _config(tmp_path / "run", dataset)
+    train(cfg, stop_after_updates=20)
+    _write_pendulum_dataset("pendulum/changing-v0", seed=2)
+    with pytest.raises(CheckpointError, match="not the data this run trained on"):
+        train(cfg, resume=tmp_path / "run")
+    without = _device_config(tmp_path / "run", steps=400)
+    with pytest.raises(ConfigError, match=r"cannot change data\.dataset"):
+        train(without, resume=tmp_path / "run")
+
+
+def test_a_dataset_of_other_spaces_is_refused_in_one_line(tmp_path):
+    box = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    episode = {
+        "observations": np.zeros((3, 4), np.float32),
+        "actions": np.zeros((2, 1), np.float32),
+        "rewards": np.zeros(2),
+        "terminations": np.array([False, True]),
+        "truncations": np.zeros(2, bool),
+    }
+    actions = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    datasets.write_dataset("other/shape-v0", [episode], box, actions, metadata={})
+    with pytest.raises(datasets.DatasetError, match="use a dataset of this environment"):
+        DeviceTrainer(_config(tmp_path / "run", "other/shape-v0"))
