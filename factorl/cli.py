@@ -323,7 +323,11 @@ def cmd_collect(argv: Sequence[str]) -> int:
         description="Record episodes of a saved agent, or export the replay buffer a checkpoint "
         "stores, into a local Minari dataset (docs/datasets.md).",
     )
-    parser.add_argument("run_dir", help="a run folder written by 'factorl train' (gym:, dmc:)")
+    parser.add_argument(
+        "run_dir",
+        help="a run folder written by 'factorl train' (single-agent: gym:, dmc:, gymnax:, "
+        "playground:)",
+    )
     parser.add_argument(
         "--episodes", type=int, default=None, help="episodes to record (required without --replay)"
     )

@@ -18,14 +18,18 @@ import jax
 import numpy as np
 
 from factorl.core.config import Config, ConfigError, build_config
+from factorl.envs.marl import is_marl_env
 from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
 from factorl.presets import preset_settings
 from factorl.runners.device import (
     DeviceTrainer,
+    device_replay_streams,
+    device_run_spaces,
     evaluate_device_run,
     is_jax_env,
     load_device_run,
+    record_device_episodes,
 )
 from factorl.runners.host import HostTrainer, build_agent, env_or_config_error, run_episodes
 from factorl.runners.session import (
@@ -229,12 +233,15 @@ def collect(
     replay: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Record `episodes` episodes of a saved agent on its host environment (dmc:, gym:) into
-    local Minari dataset `out`: the greedy action plus Gaussian noise of std `noise` (default 0)
-    in the environment's action units, clipped to the bounds. Resets are seeded from `seed`
-    (default: the run's seed + 20000) and the episode index, the noise from `seed`, so a
-    collection is reproducible. The agent is the run's latest checkpoint, or `checkpoint` (an
-    env step or a checkpoint folder, see `checkpoint_path`).
+    """Record `episodes` episodes of a saved agent into local Minari dataset `out`: the greedy
+    action plus Gaussian noise of std `noise` (default 0) in the environment's action units,
+    clipped to the bounds. Resets are seeded from `seed` (default: the run's seed + 20000) and
+    the episode index, the noise from `seed`, so a collection is reproducible. The agent is the
+    run's latest checkpoint, or `checkpoint` (an env step or a checkpoint folder, see
+    `checkpoint_path`). A host run (dmc:, gym:) plays its episodes one by one on its host
+    environment; a device run (gymnax:, playground:) plays them side by side in its JAX
+    environment, with its first seed's agent (`factorl.runners.device.record_device_episodes`).
+    Multi-agent runs are refused.
 
     With `replay`, nothing is played: the replay buffer stored in that checkpoint is written
     instead, every stored step once (`export_replay`); `episodes`, `noise` and `seed` are then
@@ -272,39 +279,45 @@ def collect(
             "or pass --overwrite"
         )
     cfg = load_config(run_dir)
-    if is_jax_env(cfg.env.id):
-        raise ConfigError(
-            f"collect records host environments (gym:, dmc:); {cfg.env.id} is JAX-native"
-        )
+    _refuse_multi_agent(cfg)
     path = checkpoint_path(run_dir, checkpoint)
     if replay:
         return export_replay(run_dir, out, path, overwrite=overwrite)
     seed = cfg.run.seed + 20_000 if seed is None else int(seed)
-    env = env_or_config_error(cfg, seed)
-    try:
-        if isinstance(env.observation_space, gymnasium.spaces.Dict):
-            raise ConfigError(f"collect records single-agent runs; {cfg.env.id} is multi-agent")
-        policy, ckpt_meta = _load_host_policy(cfg, path)
-        recorded = record_episodes(policy, env, episodes, noise, seed)
-        meta = {
-            **_dataset_origin(run_dir, cfg, "policy", ckpt_meta["env_step"]),
-            "noise": float(noise),
-            "seed": seed,
-            "episodes": episodes,
-        }
-        out_path = datasets.write_dataset(
-            out,
-            recorded,
-            env.observation_space,
-            env.action_space,
-            metadata=meta,
-            algorithm=cfg.algo,
-            description=f"factorl collect: {cfg.algo} on {cfg.env.id} at env step "
-            f"{meta['checkpoint_env_step']}, noise std {noise:g}",
-            overwrite=overwrite,
-        )
-    finally:
-        env.close()
+    if is_jax_env(cfg.env.id):
+        obs_space, action_space = device_run_spaces(cfg)
+        # the same reset seeds as a host collection's; here they key the whole episode
+        seeds = [episode_seed(seed, COLLECT_STREAM, ep) for ep in range(episodes)]
+        recorded = record_device_episodes(cfg, path, seeds, noise)
+        env_step = ckpt.read_meta(path)["env_step"]
+    else:
+        env = env_or_config_error(cfg, seed)
+        try:
+            if isinstance(env.observation_space, gymnasium.spaces.Dict):
+                raise ConfigError(f"collect records single-agent runs; {cfg.env.id} is multi-agent")
+            obs_space, action_space = env.observation_space, env.action_space
+            policy, ckpt_meta = _load_host_policy(cfg, path)
+            recorded = record_episodes(policy, env, episodes, noise, seed)
+            env_step = ckpt_meta["env_step"]
+        finally:
+            env.close()
+    meta = {
+        **_dataset_origin(run_dir, cfg, "policy", env_step),
+        "noise": float(noise),
+        "seed": seed,
+        "episodes": episodes,
+    }
+    out_path = datasets.write_dataset(
+        out,
+        recorded,
+        obs_space,
+        action_space,
+        metadata=meta,
+        algorithm=cfg.algo,
+        description=f"factorl collect: {cfg.algo} on {cfg.env.id} at env step "
+        f"{meta['checkpoint_env_step']}, noise std {noise:g}",
+        overwrite=overwrite,
+    )
     returns = [float(np.sum(e["rewards"])) for e in recorded]
     return {
         "dataset": out,
@@ -315,6 +328,12 @@ def collect(
         "returns": returns,
         **{k: meta[k] for k in ("algorithm", "env_id", "checkpoint_env_step", "noise", "seed")},
     }
+
+
+def _refuse_multi_agent(cfg: Config) -> None:
+    """A one-line error for a multi-agent device run: a Minari episode here is one agent's."""
+    if is_marl_env(cfg.env.id):
+        raise ConfigError(f"collect records single-agent runs; {cfg.env.id} is multi-agent")
 
 
 def _dataset_origin(run_dir: str | Path, cfg: Config, source: str, env_step: int) -> dict:
@@ -334,43 +353,53 @@ def _dataset_origin(run_dir: str | Path, cfg: Config, source: str, env_step: int
 def export_replay(
     run_dir: str | Path, out: str, checkpoint: str | Path, *, overwrite: bool = False
 ) -> dict[str, Any]:
-    """Write the replay buffer stored in checkpoint folder `checkpoint` of host run `run_dir`
-    as local Minari dataset `out`: every stored step once, stream (environment) by stream, each
+    """Write the replay buffer stored in checkpoint folder `checkpoint` of run `run_dir` as
+    local Minari dataset `out`: every stored step once, stream (environment) by stream, each
     stream's episodes in the order they were collected, with the actions the environment was
-    given (the host replay stores those, in its action units, for every single-agent algorithm).
-    An episode still in progress at the checkpoint is written truncated at its last stored step;
-    one whose first steps the ring buffer overwrote starts at its oldest stored step. Anything
-    that would not come out exactly (actions that are not the environment's Box actions, steps
-    that do not follow on) is refused in one line. Nothing is run: the checkpoint's arrays are
-    read with `factorl.io.checkpoint.load_arrays` (verified, no pickle)."""
+    given (the host replay stores those, in its action units, for every single-agent algorithm;
+    a device run's replay stores the agent's actions, which the environment clipped to its
+    bounds, and they are written clipped). A device run's replay is its first seed's
+    (`factorl.runners.device.device_replay_streams`). An episode still in progress at the
+    checkpoint is written truncated at its last stored step; one whose first steps the ring
+    buffer overwrote starts at its oldest stored step. Anything that would not come out exactly
+    (actions that are not the environment's Box actions, steps that do not follow on) is
+    refused in one line. Nothing is run: a host checkpoint's arrays are read with
+    `factorl.io.checkpoint.load_arrays`, a device one's state with `load_checkpoint` (verified,
+    no pickle)."""
     from factorl.io import datasets
     from factorl.replay.host import stored_steps
 
     cfg = load_config(run_dir)
-    if is_jax_env(cfg.env.id):
-        raise ConfigError(
-            f"collect records host environments (gym:, dmc:); {cfg.env.id} is JAX-native"
-        )
-    env = env_or_config_error(cfg, cfg.run.seed)
-    try:
-        obs_space, action_space = env.observation_space, env.action_space
-    finally:
-        env.close()
-    if isinstance(obs_space, gymnasium.spaces.Dict):
-        raise ConfigError(f"collect records single-agent runs; {cfg.env.id} is multi-agent")
+    _refuse_multi_agent(cfg)
     path = Path(checkpoint)
-    arrays, meta = ckpt.load_arrays(path)
-    if meta.get("algo") != cfg.algo:
-        raise ckpt.CheckpointError(f"{path} was written by {meta.get('algo')!r}, not {cfg.algo!r}")
-    if "replay" not in arrays:
-        raise ConfigError(
-            f"checkpoint {path} holds no replay buffer (the run was trained with "
-            "--runner.no-save-replay); train with --runner.save-replay to export its replay"
-        )
-    try:
-        streams = stored_steps(arrays["replay"])
-    except ValueError as e:
-        raise ckpt.CheckpointError(f"checkpoint {path}: its replay cannot be read: {e}") from e
+    if is_jax_env(cfg.env.id):
+        obs_space, action_space = device_run_spaces(cfg)
+        try:
+            streams, meta = device_replay_streams(cfg, path)
+        except ValueError as e:
+            raise ckpt.CheckpointError(f"checkpoint {path}: its replay cannot be read: {e}") from e
+    else:
+        env = env_or_config_error(cfg, cfg.run.seed)
+        try:
+            obs_space, action_space = env.observation_space, env.action_space
+        finally:
+            env.close()
+        if isinstance(obs_space, gymnasium.spaces.Dict):
+            raise ConfigError(f"collect records single-agent runs; {cfg.env.id} is multi-agent")
+        arrays, meta = ckpt.load_arrays(path)
+        if meta.get("algo") != cfg.algo:
+            raise ckpt.CheckpointError(
+                f"{path} was written by {meta.get('algo')!r}, not {cfg.algo!r}"
+            )
+        if "replay" not in arrays:
+            raise ConfigError(
+                f"checkpoint {path} holds no replay buffer (the run was trained with "
+                "--runner.no-save-replay); train with --runner.save-replay to export its replay"
+            )
+        try:
+            streams = stored_steps(arrays["replay"])
+        except ValueError as e:
+            raise ckpt.CheckpointError(f"checkpoint {path}: its replay cannot be read: {e}") from e
     steps = sum(len(s["action"]) for s in streams)
     if steps == 0:
         raise ConfigError(f"checkpoint {path} holds an empty replay buffer: nothing to export")

@@ -831,3 +831,134 @@ def evaluate_device_run(cfg: Config, checkpoint: Path, episodes: int, seed: int)
         "finite": bool(np.isfinite(returns).all()),
         **wins,
     }
+
+
+# ------------------------------------------------------------------------------ datasets (collect)
+# What `factorl.train.collect` needs from a device run: episodes of its agent played in its JAX
+# environment, and the replay its checkpoint stores, both as `factorl.io.datasets` takes them.
+
+#: streams of a collected episode's key: its reset, its environment steps, its action noise
+_COLLECT_RESET, _COLLECT_ENV, _COLLECT_NOISE = 0, 1, 2
+
+
+def jax_env_spaces(spec: Any) -> tuple[gymnasium.spaces.Box, gymnasium.spaces.Box]:
+    """A single-agent JAX environment's observation and action spaces, as the agent is built
+    with them (`agent_for_jax_env`): flat float32 observations, Box actions in the spec's
+    bounds."""
+    obs_space = gymnasium.spaces.Box(-np.inf, np.inf, tuple(spec.obs_shape), np.float32)
+    action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
+    return obs_space, action_space
+
+
+def device_run_spaces(cfg: Config) -> tuple[gymnasium.spaces.Box, gymnasium.spaces.Box]:
+    """The spaces of a single-agent device run's environment (`jax_env_spaces`)."""
+    return jax_env_spaces(_compiled_program(cfg)[0].spec)
+
+
+def _collect_program(env: Any, agent: Any, episodes: int) -> Callable:
+    """A jitted `play(agent_state, keys, noise) -> steps`: `episodes` episodes side by side, one
+    raw key each, for the environment's `max_episode_steps` steps, acting greedily plus
+    N(0, noise^2) per action dimension, clipped to the bounds. `steps` holds the fields of
+    `_stream(env).transition` (obs acted on, action given, reward, next_obs before any reset,
+    terminated, truncated), each [steps, episodes, ...]; an episode's steps after its first end
+    belong to the next episode its environment started and are the caller's to drop."""
+    spec = env.spec
+    stream = _stream(env)
+    low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
+    reset_envs, step_envs = jax.vmap(env.reset), jax.vmap(env.step)
+
+    def keys_for(keys: jax.Array, purpose: int, t: Any = 0) -> jax.Array:
+        return jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, purpose), t))(keys)
+
+    def play(agent_state: AgentState, keys: jax.Array, noise: jax.Array) -> dict:
+        env_state, obs = reset_envs(keys_for(keys, _COLLECT_RESET))
+        params = agent.acting_params(agent_state)
+
+        def body(carry, t):
+            env_state, obs, memory = carry
+            action, memory = agent.act_fn(params, memory, obs, agent_state.key, t, "greedy")
+            action = action.astype(jnp.float32)
+            draws = jax.vmap(lambda k: jax.random.normal(k, action.shape[1:], jnp.float32))(
+                keys_for(keys, _COLLECT_NOISE, t)
+            )
+            # clipped here, not only by the environment, so the dataset holds the action applied
+            action = jnp.clip(action + noise * draws, low, high)
+            env_state, ts = step_envs(keys_for(keys, _COLLECT_ENV, t), env_state, action)
+            return (env_state, stream.observe(ts.obs), memory), stream.transition(obs, action, ts)
+
+        carry = (env_state, stream.observe(obs), agent.initial_memory(episodes))
+        _, steps = jax.lax.scan(body, carry, jnp.arange(spec.max_episode_steps))
+        return steps
+
+    return jax.jit(play)
+
+
+def record_device_episodes(
+    cfg: Config, checkpoint: Path, episode_seeds: list[int], noise: float
+) -> list[dict[str, np.ndarray]]:
+    """Episodes of a single-agent device run's first seed (its agent in `checkpoint`), one per
+    entry of `episode_seeds`, played side by side in one program on the run's JAX environment
+    (`_collect_program`; each episode's reset, steps and noise from its seed), each kept up to
+    its first end, as `factorl.io.datasets` stores episodes."""
+    from factorl.io.datasets import episodes_from_steps
+
+    env = _compiled_program(cfg)[0]
+    agent, _, states = load_device_run(cfg, checkpoint)
+    first_seed = jax.tree_util.tree_map(lambda x: x[0], states)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in episode_seeds])
+    play = _collect_program(env, agent, len(episode_seeds))
+    steps = jax.device_get(play(first_seed, keys, jnp.float32(noise)))
+    ended = np.asarray(steps["terminated"]) | np.asarray(steps["truncated"])  # [T, episodes]
+    recorded = []
+    for e in range(len(episode_seeds)):
+        # every episode ends by the time limit, so one end lies within the steps played
+        stop = int(np.argmax(ended[:, e])) + 1 if ended[:, e].any() else len(ended)
+        episode = {k: np.asarray(v[:stop, e]) for k, v in steps.items()}
+        recorded += episodes_from_steps(episode)
+    return recorded
+
+
+def device_replay_streams(
+    cfg: Config, checkpoint: Path
+) -> tuple[list[dict[str, np.ndarray]], dict]:
+    """The steps the first seed's replay holds in a single-agent device run's checkpoint,
+    environment by environment, each one's oldest step first (as
+    `factorl.replay.host.stored_steps` gives a host replay's: obs, action, reward, next_obs,
+    terminated, truncated), and the checkpoint's meta. Stored actions are clipped to the action
+    bounds: they are the agent's, and the environment applied them clipped (see
+    `factorl.envs.device`). A checkpoint of another runner or algorithm is a CheckpointError, a
+    replay laid out otherwise a ValueError."""
+    from factorl.replay.host import stored_steps
+
+    meta = ckpt.read_meta(checkpoint)
+    if meta.get("runner") != "device" or meta.get("algo") != cfg.algo:
+        raise ckpt.CheckpointError(
+            f"{checkpoint} was not written by the device runner for {cfg.algo!r}"
+        )
+    env, _, init, _, _ = _compiled_program(cfg)
+    seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
+    # the whole RunnerState against an abstract template: read, not allocated twice
+    leaves, treedef = jax.tree_util.tree_flatten(jax.eval_shape(init, seeds))
+    saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
+    replay = jax.tree_util.tree_unflatten(treedef, saved).replay
+    experience = {k: np.asarray(v[0]) for k, v in replay.experience.items()}
+    written, full = int(np.asarray(replay.current_index)[0]), bool(np.asarray(replay.is_full)[0])
+    num_envs, rows = experience["obs"].shape[:2]
+    size = rows if full else written
+    # flashbax's ring laid out as the host buffer's state, so one reader unrolls both
+    state = {
+        "num_envs": np.int64(num_envs),
+        "capacity": np.int64(num_envs * rows),
+        "size": np.int64(size),
+        "write_pos": np.int64(written),
+        "episode_end": experience["ended"][:, :size],
+        **{
+            k: experience[k][:, :size]
+            for k in ("obs", "action", "reward", "next_obs", "terminated")
+        },
+    }
+    streams = stored_steps(state)
+    low, high = env.spec.action_low, env.spec.action_high
+    for stream in streams:
+        stream["action"] = np.clip(stream["action"], low, high).astype(stream["action"].dtype)
+    return streams, meta
