@@ -1,19 +1,22 @@
 """`factorl collect --checkpoint` and `--replay`: recording with a chosen checkpoint of a run, and
 exporting the replay buffer a checkpoint stores as a Minari dataset (the "medium" and
-"medium-replay" datasets of a D4RL-style protocol). Every test writes its datasets into a tmp
-folder, and the runs are tiny (a few hundred steps, checkpoints every 100)."""
+"medium-replay" datasets of a D4RL-style protocol), for host runs and device runs (JAX
+environments). Every test writes its datasets into a tmp folder, and the runs are tiny (a few
+hundred steps, checkpoints every 100 or 200)."""
 
 import importlib
 import json
 
 import gymnasium as gym
+import jax
 import numpy as np
 import pytest
 from conftest import tiny_config
 
 from factorl.cli import main
 from factorl.io import datasets
-from factorl.io.checkpoint import load_arrays
+from factorl.io.checkpoint import load_arrays, load_checkpoint
+from factorl.runners import device
 from factorl.train import (
     checkpoint_path,
     collect,
@@ -216,13 +219,12 @@ def test_replay_errors_are_one_line(decqn_run, tmp_path, capsys, monkeypatch):
         tiny_config(tmp_path / "bare", steps=100, overrides={"runner.save_replay": False})
     ).run_dir
     assert "train with --runner.save-replay" in error(str(bare), "--replay", "--out", "e-v0")
-    # a device run (JAX-native environment) and a multi-agent run
-    device = make_config("decqn", {"env.id": "gymnax:Pendulum-v1"})
-    monkeypatch.setattr(train_module, "load_config", lambda run_dir: device)
-    assert "is JAX-native" in error(run, "--replay", "--out", "e-v0")
-    marl = make_config("vdn", {"env.id": "pettingzoo:mpe2.simple_spread_v3"})
-    monkeypatch.setattr(train_module, "load_config", lambda run_dir: marl)
-    assert "is multi-agent" in error(run, "--replay", "--out", "e-v0")
+    # multi-agent runs, on the host and on the device runner (JAX environments), either way
+    for env_id in ("pettingzoo:mpe2.simple_spread_v3", "factorl:two-step-game"):
+        marl = make_config("vdn", {"env.id": env_id})
+        monkeypatch.setattr(train_module, "load_config", lambda run_dir, marl=marl: marl)
+        assert "is multi-agent" in error(run, "--replay", "--out", "e-v0")
+        assert "is multi-agent" in error(run, "--episodes", "1", "--out", "e-v0")
     assert "e-v0" not in datasets.local_datasets()
 
 
@@ -244,3 +246,163 @@ def test_episodes_from_steps_refuses_steps_that_do_not_follow_on():
     steps["next_obs"][2] = -1  # ...but for step 3
     with pytest.raises(datasets.DatasetError, match="step 3 of the stream does not start"):
         datasets.episodes_from_steps(steps)
+
+
+# ------------------------------------------------------------------------------------ device runs
+@pytest.fixture(scope="module")
+def device_run(tmp_path_factory):
+    """DecQN on gymnax's Pendulum (200-step episodes, each ended by the time limit) on the device
+    runner: 2 seeds x 2 environments for 600 env steps (300 per environment), checkpoints at 200,
+    400 and 600, and a replay of 250 steps per environment: at the end each ring has overwritten
+    its first episode's first 50 steps, and its second episode is in progress."""
+    run_dir = tmp_path_factory.mktemp("device") / "run"
+    overrides = {
+        "env.id": "gymnax:Pendulum-v1",
+        "env.num_envs": 2,
+        "run.num_seeds": 2,
+        "agent.learning_starts": 64,
+        "runner.eval_every": 600,
+        "runner.log_every": 200,
+        "runner.checkpoint_every": 200,
+        "runner.keep_checkpoints": 10,
+        "replay.capacity": 500,
+    }
+    return train(tiny_config(run_dir, steps=600, overrides=overrides)).run_dir
+
+
+def _device_replay(run_dir, step=None):
+    """Every seed's replay in a device checkpoint, read here against the runner's own template."""
+    cfg = load_config(run_dir)
+    init = device._compiled_program(cfg)[2]
+    seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
+    leaves, treedef = jax.tree_util.tree_flatten(jax.eval_shape(init, seeds))
+    saved, _, _ = load_checkpoint(checkpoint_path(run_dir, step), leaves)
+    return jax.tree_util.tree_unflatten(treedef, saved).replay
+
+
+def _expected_device_steps(replay, seed=0):
+    """The steps one seed's flashbax replay holds, on its own terms: each environment's row
+    rolled so that its oldest step (at current_index, once the row has wrapped) comes first,
+    rows one after the other, truncated = ended and not terminated, and each row's last step
+    truncated if its episode had not ended."""
+    exp = {k: np.asarray(v[seed]) for k, v in replay.experience.items()}
+    index, full = int(replay.current_index[seed]), bool(replay.is_full[seed])
+    rows = exp["obs"].shape[1]
+    order = np.roll(np.arange(rows), -index) if full else np.arange(index)
+    parts = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
+    for e in range(exp["obs"].shape[0]):
+        for k in ("obs", "action", "reward", "next_obs", "terminated"):
+            parts[k].append(exp[k][e, order])
+        ended, terminated = exp["ended"][e, order], exp["terminated"][e, order]
+        truncated = ended & ~terminated
+        truncated[-1] |= not ended[-1]
+        parts["truncated"].append(truncated)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def test_device_collect_records_episodes_in_the_jax_environment(device_run):
+    result = collect(device_run, "gymnax/greedy-v0", episodes=3)
+    data = datasets.read_dataset("gymnax/greedy-v0")
+    cfg = load_config(device_run)
+    assert data.observation_space == gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    assert data.action_space == gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    # Pendulum's episodes last 200 steps and end by the time limit
+    assert [len(e["actions"]) for e in data.episodes] == [200, 200, 200]
+    for e in data.episodes:
+        assert e["truncations"].tolist() == [False] * 199 + [True]
+        assert not e["terminations"].any()
+        assert e["observations"].shape == (201, 3) and np.isfinite(e["observations"]).all()
+    assert data.metadata == {
+        "source_run": str(device_run.resolve()),
+        "algorithm": "decqn",
+        "env_id": "gymnax:Pendulum-v1",
+        "action_repeat": 1,
+        "source": "policy",
+        "checkpoint_env_step": 600,
+        "noise": 0.0,
+        "seed": cfg.run.seed + 20_000,
+        "episodes": 3,
+    }
+    assert result["steps"] == 600 and result["seed"] == cfg.run.seed + 20_000
+    # the episodes start apart, and without noise the actions are the first seed's greedy ones
+    firsts = [e["observations"][0] for e in data.episodes]
+    assert not np.array_equal(firsts[0], firsts[1])
+    grid = np.linspace(-2, 2, cfg.agent.bins, dtype=np.float32)
+    assert np.isin(data.episodes[0]["actions"], grid).all()
+    policy = load_agent(device_run)
+    first = data.episodes[0]
+    for obs, action in zip(first["observations"][:20], first["actions"][:20], strict=True):
+        assert np.array_equal(policy(obs), action)
+    # the same seed writes the same arrays; noise changes the actions (within the bounds), not
+    # the resets
+    collect(device_run, "gymnax/greedy-again-v0", episodes=3)
+    assert datasets.read_dataset("gymnax/greedy-again-v0").sha256 == data.sha256
+    collect(device_run, "gymnax/noisy-v0", episodes=3, noise=0.5)
+    noisy = datasets.read_dataset("gymnax/noisy-v0")
+    assert noisy.metadata["noise"] == 0.5
+    for clean, e in zip(data.episodes, noisy.episodes, strict=True):
+        assert np.array_equal(clean["observations"][0], e["observations"][0])
+        assert not np.array_equal(clean["actions"], e["actions"])
+        assert (np.abs(e["actions"]) <= 2.0).all() and not np.isin(e["actions"], grid).all()
+    collect(device_run, "gymnax/noisy-again-v0", episodes=3, noise=0.5)
+    assert datasets.read_dataset("gymnax/noisy-again-v0").sha256 == noisy.sha256
+    collect(device_run, "gymnax/other-seed-v0", episodes=1, seed=7)
+    other = datasets.read_dataset("gymnax/other-seed-v0").episodes[0]
+    assert not np.array_equal(other["observations"][0], firsts[0])
+
+
+def test_device_collect_through_the_cli(device_run, capsys):
+    args = ["collect", str(device_run), "--episodes", "2", "--noise", "0.1", "--checkpoint"]
+    assert main([*args, "200", "--out", "gymnax/cli-v0"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["checkpoint_env_step"] == 200 and summary["steps"] == 400
+    assert summary["seed"] == load_config(device_run).run.seed + 20_000
+    assert datasets.read_dataset("gymnax/cli-v0").metadata["checkpoint_env_step"] == 200
+    assert main(["collect", str(device_run), "--out", "gymnax/none-v0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--episodes N" in err
+
+
+def test_device_replay_exports_every_stored_step_of_the_first_seed(device_run):
+    replay = _device_replay(device_run)
+    # both rings have wrapped: each environment's oldest step is at current_index
+    assert bool(replay.is_full[0]) and int(replay.current_index[0]) == 50
+    expected = _expected_device_steps(replay)
+    result = collect(device_run, "gymnax/replay-v0", replay=True)
+    _assert_same_transitions("gymnax/replay-v0", expected)
+    data = datasets.read_dataset("gymnax/replay-v0")
+    # per environment: the first episode lost its first 50 steps to the ring and ends at its
+    # time limit; the second is in progress at the checkpoint and is cut there, as a truncation
+    assert [len(e["actions"]) for e in data.episodes] == [150, 100, 150, 100]
+    assert all(bool(e["truncations"][-1]) for e in data.episodes)
+    assert not any(e["terminations"].any() for e in data.episodes)
+    assert data.action_space == gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    assert data.metadata == {
+        "source_run": str(device_run.resolve()),
+        "algorithm": "decqn",
+        "env_id": "gymnax:Pendulum-v1",
+        "action_repeat": 1,
+        "source": "replay",
+        "checkpoint_env_step": 600,
+        "steps": 500,
+        "episodes": 4,
+        "streams": 2,
+        "overwritten_steps": 100,
+    }
+    assert result["steps"] == 500 and result["streams"] == 2
+    # the second seed's replay is another run's
+    assert not np.array_equal(_expected_device_steps(replay, 1)["obs"], expected["obs"])
+
+
+def test_device_replay_of_an_earlier_checkpoint(device_run, capsys):
+    args = ["collect", str(device_run), "--replay", "--checkpoint", "200"]
+    assert main([*args, "--out", "gymnax/replay200-v0"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 200 and summary["overwritten_steps"] == 0
+    replay = _device_replay(device_run, 200)
+    assert not bool(replay.is_full[0]) and int(replay.current_index[0]) == 100  # not wrapped
+    _assert_same_transitions("gymnax/replay200-v0", _expected_device_steps(replay))
+    data = datasets.read_dataset("gymnax/replay200-v0")
+    # each environment's first 100 steps: an episode in progress, cut there
+    assert [len(e["actions"]) for e in data.episodes] == [100, 100]
+    assert data.episodes[0]["truncations"].tolist() == [False] * 99 + [True]
