@@ -445,9 +445,7 @@ def agent_for_jax_env(cfg: Config, env: Any) -> Any:
     if multi_agent:
         obs_space, action_space = marl_spaces(env.spec)
     else:
-        spec = env.spec
-        obs_space = gymnasium.spaces.Box(-np.inf, np.inf, spec.obs_shape, np.float32)
-        action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
+        obs_space, action_space = jax_env_spaces(env.spec)
     return agent_class(cfg.agent, obs_space, action_space, cfg.replay)
 
 
@@ -747,12 +745,8 @@ def _read_dataset(cfg: Config) -> Any:
     """The configured dataset, checked against the JAX environment's spaces."""
     from factorl.io.datasets import read_dataset
 
-    env = make_jax_env(cfg.env.id)
     dataset = read_dataset(cfg.data.dataset)
-    spec = env.spec
-    obs_space = gymnasium.spaces.Box(-np.inf, np.inf, spec.obs_shape, np.float32)
-    action_space = gymnasium.spaces.Box(spec.action_low, spec.action_high, dtype=np.float32)
-    dataset.check_spaces(obs_space, action_space, cfg.env.id)
+    dataset.check_spaces(*jax_env_spaces(make_jax_env(cfg.env.id).spec), cfg.env.id)
     dataset.check_action_repeat(cfg.env.action_repeat)
     return dataset
 
@@ -852,7 +846,7 @@ def jax_env_spaces(spec: Any) -> tuple[gymnasium.spaces.Box, gymnasium.spaces.Bo
 
 def device_run_spaces(cfg: Config) -> tuple[gymnasium.spaces.Box, gymnasium.spaces.Box]:
     """The spaces of a single-agent device run's environment (`jax_env_spaces`)."""
-    return jax_env_spaces(_compiled_program(cfg)[0].spec)
+    return jax_env_spaces(make_jax_env(cfg.env.id).spec)
 
 
 def _collect_program(env: Any, agent: Any, episodes: int) -> Callable:
@@ -902,9 +896,9 @@ def record_device_episodes(
     its first end, as `factorl.io.datasets` stores episodes."""
     from factorl.io.datasets import episodes_from_steps
 
-    env = _compiled_program(cfg)[0]
-    agent, _, states = load_device_run(cfg, checkpoint)
-    first_seed = jax.tree_util.tree_map(lambda x: x[0], states)
+    program, state = _load_run(cfg, checkpoint, None)
+    env, agent = program.env, program.agent
+    first_seed = jax.tree_util.tree_map(lambda x: x[0], state.agent)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in episode_seeds])
     play = _collect_program(env, agent, len(episode_seeds))
     steps = jax.device_get(play(first_seed, keys, jnp.float32(noise)))
@@ -935,12 +929,8 @@ def device_replay_streams(
         raise ckpt.CheckpointError(
             f"{checkpoint} was not written by the device runner for {cfg.algo!r}"
         )
-    env, _, init, _, _ = _compiled_program(cfg)
-    seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
-    # the whole RunnerState against an abstract template: read, not allocated twice
-    leaves, treedef = jax.tree_util.tree_flatten(jax.eval_shape(init, seeds))
-    saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
-    replay = jax.tree_util.tree_unflatten(treedef, saved).replay
+    program, state = _load_run(cfg, checkpoint, None)
+    env, replay = program.env, state.replay
     experience = {k: np.asarray(v[0]) for k, v in replay.experience.items()}
     written, full = int(np.asarray(replay.current_index)[0]), bool(np.asarray(replay.is_full)[0])
     num_envs, rows = experience["obs"].shape[:2]
