@@ -57,7 +57,8 @@ def checkpoint_step(run_dir: Path) -> int | None:
 
 
 def same_arrays(a: Path, b: Path) -> bool:
-    """npz files compared array by array: the zip members carry timestamps, the data must not."""
+    """npz files compared array by array: the arrays are what must agree (checkpoints written
+    before the fixed zip timestamps also differ in their members' dates)."""
     if not a.exists() or not b.exists():
         return a.exists() == b.exists()  # e.g. both without replay.npz under --no-save-replay
     with np.load(a, allow_pickle=False) as x, np.load(b, allow_pickle=False) as y:

@@ -88,16 +88,20 @@ def test_round_trip_of_every_leaf_kind(tmp_path, abstract):
         assert npz["leaf_0"].dtype == np.uint16 and npz["leaf_5"].shape == ()
 
 
-def test_the_state_npz_is_the_same_bytes_for_the_same_state(tmp_path, monkeypatch):
+def test_a_checkpoint_is_the_same_bytes_for_the_same_state(tmp_path, monkeypatch):
     first = ckpt.save_checkpoint(tmp_path / "a", 5, NESTED, ARRAYS, {})
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 400 * 86400)  # zip entries' dates
     second = ckpt.save_checkpoint(tmp_path / "b", 5, NESTED, ARRAYS, {})
     monkeypatch.undo()
-    assert (first / "state.npz").read_bytes() == (second / "state.npz").read_bytes()
-    with zipfile.ZipFile(first / "state.npz") as zf:
-        assert {info.date_time for info in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
-        assert {info.compress_type for info in zf.infolist()} == {zipfile.ZIP_STORED}
+    names = sorted(p.name for p in first.iterdir())
+    assert len(names) > 2 and names == sorted(p.name for p in second.iterdir())
+    for name in names:  # the state, every array group and the manifest
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    for name in (n for n in names if n.endswith(".npz")):
+        with zipfile.ZipFile(first / name) as zf:
+            assert {info.date_time for info in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+            assert {info.compress_type for info in zf.infolist()} == {zipfile.ZIP_STORED}
     meta = [ckpt.read_meta(p) for p in (first, second)]
     assert meta[0]["files"]["state.npz"] == meta[1]["files"]["state.npz"]
 
@@ -337,10 +341,10 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, write
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    if writer == "state":
+    if writer == "state":  # the first file written
         monkeypatch.setattr(np.lib.format, "write_array", disk_full)
-    else:
-        monkeypatch.setattr(np, "savez", disk_full)
+    else:  # the array groups, after the state
+        monkeypatch.setattr(ckpt, "_write_arrays", disk_full)
     with pytest.raises(ckpt.CheckpointError, match="intact") as err:
         _save(tmp_path, 20)
     assert "No space left" in str(err.value)

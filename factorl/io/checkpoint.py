@@ -6,7 +6,8 @@ A checkpoint is a directory `CKPT_ROOT/step_<env step>/` holding
   in `jax.tree_util.tree_flatten` order, written and read one leaf at a time so that no copy of
   the whole state is ever built in memory;
 - `*.npz`: named groups of NumPy arrays (the replay buffer, the loop's episode in progress), read
-  back with `allow_pickle=False`;
+  back with `allow_pickle=False`; every zip member has a fixed date, so the same state gives a
+  checkpoint of the same bytes;
 - `meta.json`: counters and RNG states as JSON, each state leaf's path, dtype and shape, the
   SHA-256 of every other file, and a SHA-256 of its own content (so an edited counter is caught
   like a modified array).
@@ -204,6 +205,16 @@ def _write_state(f, state: Any) -> list[dict[str, Any]]:
     return leaves
 
 
+def _write_arrays(f, arrays: dict[str, np.ndarray]) -> None:
+    """Write named arrays to the open file `f` as `np.savez` would (uncompressed, one `NAME.npy`
+    member each), but with a fixed timestamp, so the same arrays give the same bytes."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+            with zf.open(info, "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asanyarray(value), allow_pickle=False)
+
+
 def save_checkpoint(
     root: Path,
     env_step: int,
@@ -232,7 +243,7 @@ def save_checkpoint(
         described: list[dict[str, Any]] = []
         _write_file(tmp / STATE_FILE, lambda f: described.extend(_write_state(f, state)))
         for group, group_arrays in arrays.items():
-            _write_file(tmp / f"{group}.npz", lambda f, a=group_arrays: np.savez(f, **a))
+            _write_file(tmp / f"{group}.npz", lambda f, a=group_arrays: _write_arrays(f, a))
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         full_meta = {"format": FORMAT_VERSION, "env_step": env_step, "files": files, **meta}
         full_meta["state"] = {"leaves": described}
