@@ -129,6 +129,8 @@ def test_device_runner_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match="a multi-agent environment; train a multi-agent"):
         cfg = make_config("decqn", {"env.id": "factorl:two-step-game", "run.dir": str(tmp_path)})
         train(cfg)
+    with pytest.raises(ConfigError, match=r"runner\.save_replay false is for host environments"):
+        train(_device_config(tmp_path, overrides={"runner.save_replay": False}))
     assert not (tmp_path / "metrics.jsonl").exists()
 
 

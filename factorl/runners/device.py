@@ -557,6 +557,12 @@ class DeviceTrainer(RunSession):
         cfg = self.cfg
         if cfg.env.action_repeat != 1:
             raise ConfigError("env.action_repeat is for host environments; the device runner has 1")
+        if not cfg.runner.save_replay:
+            raise ConfigError(
+                "runner.save_replay false is for host environments; a device run's replay is "
+                "part of its run state, which every checkpoint holds whole (drop "
+                "--runner.no-save-replay)"
+            )
         self.dataset = _read_dataset(cfg) if cfg.data.dataset is not None else None
         program = _compiled_program(cfg, self.dataset.steps if self.dataset else 0)
         self.env, self.agent = program.env, program.agent
