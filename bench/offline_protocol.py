@@ -1,0 +1,495 @@
+"""A D4RL-style offline-to-online protocol with datasets made here, as one resumable command.
+
+    python bench/offline_protocol.py --envs dmc:walker-walk,dmc:cheetah-run --steps 100000
+
+Per environment, in `--work-dir/ENV/`:
+
+1. source run: `factorl train sac` for `--source-steps`, evaluated and checkpointed every
+   `--source-checkpoint-every` env steps (every checkpoint kept, each with its replay);
+2. the "medium" checkpoint: the earliest whose greedy evaluation reaches `--fraction` of the way
+   from the task's low level to its expert level (`--level ENV=LOW:EXPERT`; the Control Suite's
+   default is 0 to `factorl.report.EXPERT_LEVELS`), recorded in `medium.json` with why;
+3. datasets: `factorl collect` of that checkpoint (`--medium-episodes` episodes, `--noise`) as
+   `ENV/medium-v0`, and of its replay (`--replay`) as `ENV/medium-replay-v0`;
+4. the comparison, through `factorl.sweep`'s trials (one run folder and one results file per
+   trial, a finished trial skipped): `--algos` x {medium, medium-replay} with
+   `data.offline_steps` `--offline-steps`, then online to `--steps`, and `--online-algos` with no
+   dataset, for `--seeds` (side by side with `run.num_seeds` on JAX-native environments);
+5. `--out-dir/summary.json` and `--out-dir/offline.md`: per algorithm x dataset the evaluation at
+   the end of the offline phase and the final one (mean and Student-t 95% interval over seeds),
+   the dataset recipe and the commands; `--out-dir/curves-TASK.png`.
+
+Each stage is skipped when its output exists, so running the same command again continues where
+a crash or kill left it: the source run and each trial resume from their latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import provenance, write_json  # noqa: E402
+
+from factorl.core.config import ConfigError  # noqa: E402
+from factorl.io import checkpoint as ckpt  # noqa: E402
+from factorl.io import datasets  # noqa: E402
+from factorl.io.logging import read_metrics  # noqa: E402
+from factorl.report import (  # noqa: E402
+    EXPERT_LEVELS,
+    Level,
+    parse_level,
+    plot_curves,
+    run_from_result,
+    t_interval,
+)
+from factorl.runners.device import is_jax_env  # noqa: E402
+from factorl.sweep import (  # noqa: E402
+    SOURCE_REVISION,
+    Settings,
+    Trial,
+    build_grid,
+    check_trials,
+    fixed_overrides,
+    parse_seeds,
+    result_paths,
+    run_trial,
+)
+from factorl.train import CHECKPOINT_DIR, collect, make_config, train  # noqa: E402
+
+#: the dataset axis of the comparison: (label in the table, Minari name under the env's namespace)
+DATASETS = (("medium", "medium-v0"), ("medium-replay", "medium-replay-v0"))
+#: runner.keep_checkpoints of the source run: more than any run here writes
+KEEP_ALL = 10**9
+#: the label of the trials that learn online only
+ONLINE = "online"
+
+
+class ProtocolError(RuntimeError):
+    """A stage cannot go on; the message says why and what to change."""
+
+
+def _safe(env: str) -> str:
+    return env.replace(":", "-").replace("/", "-")
+
+
+def dataset_id(env: str, name: str) -> str:
+    """The Minari id of one of `env`'s datasets, `ENV/NAME` with a file-safe namespace."""
+    return f"{_safe(env)}/{name}"
+
+
+# ------------------------------------------------------------------------------- 1. source run
+def source_run(env: str, args: argparse.Namespace, work: Path) -> Path:
+    """Train (or finish training) SAC on `env`; returns its run folder. Skipped once `done.json`
+    is written; a killed run resumes from its latest checkpoint."""
+    run_dir = work / "source-sac"
+    if (work / "source-done.json").exists():
+        print(f"[protocol] {env}: source run done, skipped")
+        return run_dir
+    cfg = make_config(
+        "sac",
+        {
+            "env.id": env,
+            "run.seed": args.source_seed,
+            "run.steps": args.source_steps,
+            "run.dir": str(run_dir),
+            "run.progress": "lines",
+            "runner.eval_every": args.source_checkpoint_every,
+            "runner.eval_episodes": args.eval_episodes,
+            "runner.checkpoint_every": args.source_checkpoint_every,
+            "runner.log_every": args.source_checkpoint_every,
+            # every checkpoint is a candidate for "medium", and its replay is medium-replay; the
+            # timed ones (runner.checkpoint_minutes) must not push early ones out
+            "runner.keep_checkpoints": KEEP_ALL,
+            "runner.save_replay": True,
+            **_sets(["sac"], args.source_set)["sac"],
+        },
+    )
+    started = (run_dir / "config.json").is_file()
+    print(f"[protocol] {env}: source run ({'resuming' if started else 'starting'}) in {run_dir}")
+    result = train(cfg, resume=run_dir if started else None)
+    if result.status != "completed" or result.env_step < args.source_steps:
+        raise ProtocolError(f"source run stopped at env step {result.env_step}; run again")
+    write_json(work / "source-done.json", {"env_step": result.env_step})
+    return run_dir
+
+
+# -------------------------------------------------------------------------- 2. medium checkpoint
+def pick_medium(env: str, run_dir: Path, level: Level, fraction: float, work: Path) -> dict:
+    """The earliest checkpoint whose evaluation reaches `fraction` of `level` (from its low to
+    its expert return), recorded in `medium.json`."""
+    path = work / "medium.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    threshold = level.low + fraction * (level.expert - level.low)
+    evals = [
+        (int(r["env_step"]), float(r["eval_return"]))
+        for r in read_metrics(run_dir)
+        if r.get("event") == "eval"
+    ]
+    kept = {int(ckpt.read_meta(p)["env_step"]) for p in _checkpoints(run_dir)}
+    reached = [(step, ret) for step, ret in evals if ret >= threshold and step in kept]
+    if not reached:
+        seen = ", ".join(f"{s}: {r:.1f}" for s, r in evals)
+        raise ProtocolError(
+            f"{env}: no checkpointed evaluation of the source run reaches {threshold:.1f} "
+            f"({fraction} of {level.low} to {level.expert}); evaluations: {seen}. Raise "
+            "--source-steps (a new source run) or lower --fraction"
+        )
+    step, ret = reached[0]
+    choice = {
+        "checkpoint_env_step": step,
+        "eval_return": ret,
+        "threshold": threshold,
+        "fraction": fraction,
+        "level": {"low": level.low, "expert": level.expert},
+        "normalised_score": float(level.normalise(ret)),
+        "source_evaluations": [{"env_step": s, "eval_return": r} for s, r in evals],
+        "why": (
+            f"the earliest checkpointed greedy evaluation of the source run at or above "
+            f"{threshold:.1f} = {level.low} + {fraction} x ({level.expert} - {level.low})"
+        ),
+    }
+    write_json(path, choice)
+    print(f"[protocol] {env}: medium checkpoint at env step {step} (eval return {ret:.1f})")
+    return choice
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    folder = run_dir / CHECKPOINT_DIR
+    return sorted(p for p in folder.glob("step_*") if p.is_dir())
+
+
+# ----------------------------------------------------------------------------------- 3. datasets
+def make_datasets(
+    env: str, run_dir: Path, step: int, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Collect the medium and medium-replay datasets (each skipped once it exists: collect
+    writes a dataset whole or not at all) and return each one's recipe and size."""
+    made = {}
+    for label, name in DATASETS:
+        out = dataset_id(env, name)
+        replay = label == "medium-replay"
+        command = f"factorl collect {run_dir} --checkpoint {step} " + (
+            "--replay" if replay else f"--episodes {args.medium_episodes} --noise {args.noise}"
+        )
+        command += f" --out {out}"
+        if datasets.dataset_exists(out):
+            print(f"[protocol] {env}: dataset {out} exists, skipped")
+        else:
+            print(f"[protocol] {env}: {command}")
+            if replay:
+                collect(run_dir, out, checkpoint=step, replay=True)
+            else:
+                collect(run_dir, out, args.medium_episodes, args.noise, checkpoint=step)
+        meta = json.loads((datasets.dataset_path(out) / "data" / "metadata.json").read_text())
+        made[label] = {
+            "dataset": out,
+            "steps": int(meta["total_steps"]),
+            "episodes": int(meta["total_episodes"]),
+            "command": command,
+            "factorl": _json(meta.get("factorl")),
+        }
+    return made
+
+
+def _json(value: Any) -> Any:
+    """Minari keeps metadata values as strings: a JSON one read back as JSON."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        return value
+
+
+# --------------------------------------------------------------------------------- 4. the trials
+def _sets(algos: list[str], items: list[str]) -> dict[str, dict[str, Any]]:
+    return fixed_overrides(algos, items) if items else {a: {} for a in algos}
+
+
+def comparison(
+    env: str, made: dict[str, dict[str, Any]], args: argparse.Namespace, command: str
+) -> list[tuple[str, Trial, Settings]]:
+    """Run every trial of the comparison not yet finished, one after another in this process;
+    returns (dataset label, trial, settings) of each."""
+    seeds = parse_seeds(args.seeds)
+    vmap = is_jax_env(env) and len(seeds) > 1
+    common = dict(
+        steps=args.steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        work_dir=str(Path(args.work_dir) / _safe(env) / "trials"),
+        out_dir=args.out_dir,
+        command=command,
+    )
+    planned: list[tuple[str, Trial, Settings]] = []
+    algos = _split(args.algos)
+    if algos:
+        offline = _sets(algos, [f"data.offline_steps={args.offline_steps}", *args.set])
+        axis = [("data.dataset", [made[label]["dataset"] for label, _ in DATASETS])]
+        settings = Settings(fixed=offline, **common)
+        labels = {made[label]["dataset"]: label for label, _ in DATASETS}
+        for trial in build_grid(algos, [env], seeds, axis, vmap_seeds=vmap):
+            planned.append((labels[dict(trial.variant)["data.dataset"]], trial, settings))
+    online = _split(args.online_algos)
+    if online:
+        settings = Settings(fixed=_sets(online, args.set), **common)
+        for trial in build_grid(online, [env], seeds, vmap_seeds=vmap):
+            planned.append((ONLINE, trial, settings))
+    for _, trial, settings in planned:
+        check_trials([trial], settings)
+    for _, trial, settings in planned:
+        outcome = run_trial(trial, settings)
+        print(f"[protocol] {trial.name}: {outcome['status']} ({outcome['message']})")
+        if outcome["status"] not in ("finished", "skipped"):
+            raise ProtocolError(f"{trial.name}: {outcome['message']}")
+    return planned
+
+
+def sweep_commands(env: str, made: dict[str, dict[str, Any]], args: argparse.Namespace) -> list:
+    """The `factorl sweep` commands that run the same trials (same names, settings and files),
+    e.g. on Ray or a job array instead of one after another here."""
+    seeds = parse_seeds(args.seeds)
+    vmap = " --vmap-seeds" if is_jax_env(env) and len(seeds) > 1 else ""
+    work = Path(args.work_dir) / _safe(env) / "trials"
+    base = (
+        f"--envs {env} --seeds {args.seeds} --steps {args.steps} --eval-every {args.eval_every} "
+        f"--eval-episodes {args.eval_episodes}{vmap} --work-dir {work} --out-dir {args.out_dir}"
+    )
+    sets = "".join(f" --set {shlex.quote(s)}" for s in args.set)
+    commands = []
+    if _split(args.algos):
+        names = ",".join(made[label]["dataset"] for label, _ in DATASETS)
+        commands.append(
+            f"factorl sweep --algos {args.algos} {base} --grid data.dataset={names} "
+            f"--set data.offline_steps={args.offline_steps}{sets}"
+        )
+    if _split(args.online_algos):
+        commands.append(f"factorl sweep --algos {args.online_algos} {base}{sets}")
+    return commands
+
+
+# ---------------------------------------------------------------------------------- 5. the table
+def offline_eval(run_dir: Path, seed: int) -> float | None:
+    """The greedy evaluation at the end of the offline phase (the eval record tagged
+    "phase": "offline"); the results file's curve keeps it at env step 0 without the tag."""
+    for r in read_metrics(run_dir):
+        if r.get("event") == "eval" and r.get("phase") == "offline" and r.get("seed", seed) == seed:
+            return float(r["eval_return"])
+    return None
+
+
+def _cell(values: list[float]) -> dict[str, Any]:
+    mean, half = t_interval(values)
+    return {"mean": mean, "ci95": half, "per_seed": values}
+
+
+def _text(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "-"
+    return f"{cell['mean']:.1f} ± {cell['ci95']:.1f}" if math.isfinite(cell["ci95"]) else (
+        f"{cell['mean']:.1f}"
+    )
+
+
+def summarise(
+    env: str, planned: list[tuple[str, Trial, Settings]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per (algorithm, dataset) row of the table, and the results files it was built from."""
+    rows, results = [], []
+    for label, trial, settings in planned:
+        finals, offlines, steps = [], [], []
+        for seed, path in zip(trial.seeds, result_paths(trial, settings), strict=True):
+            data = json.loads(path.read_text())
+            results.append(data)
+            finals.append(float(data["curve"][-1]["eval_return"]))
+            steps.append(int(data["final_env_step"]))
+            if label != ONLINE:
+                value = offline_eval(Path(settings.work_dir) / trial.name, seed)
+                if value is not None:
+                    offlines.append(value)
+        rows.append(
+            {
+                "env": env,
+                "algo": trial.algo,
+                "dataset": label,
+                "seeds": list(trial.seeds),
+                "final_env_step": min(steps),
+                "offline_end_eval": _cell(offlines) if offlines else None,
+                "final_eval": _cell(finals),
+                "results": [str(p) for p in result_paths(trial, settings)],
+            }
+        )
+    # several trials (one per seed on the host) make one row
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["algo"], row["dataset"])
+        if key in merged:
+            old = merged[key]
+            old["seeds"] += row["seeds"]
+            old["results"] += row["results"]
+            old["final_env_step"] = min(old["final_env_step"], row["final_env_step"])
+            for field in ("offline_end_eval", "final_eval"):
+                if row[field] is not None:
+                    values = (old[field]["per_seed"] if old[field] else []) + row[field]["per_seed"]
+                    old[field] = _cell(values)
+        else:
+            merged[key] = row
+    return list(merged.values()), results
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| task | algorithm | dataset | seeds | env steps | offline-phase end eval "
+        "(mean ± 95% CI) | final eval (mean ± 95% CI) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['env']} | {r['algo']} | {r['dataset']} | {len(r['seeds'])} | "
+            f"{r['final_env_step']:,} | {_text(r['offline_end_eval'])} | "
+            f"{_text(r['final_eval'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def recipe_text(env: str, recipe: dict[str, Any]) -> str:
+    medium = recipe["medium_checkpoint"]
+    lines = [
+        f"### {env}",
+        "",
+        f"- source run: SAC, seed {recipe['source_seed']}, {recipe['source_steps']:,} env steps, "
+        f"evaluated and checkpointed every {recipe['source_checkpoint_every']:,} "
+        f"(`{recipe['source_run']}`)",
+        f"- medium checkpoint: env step {medium['checkpoint_env_step']:,}, eval return "
+        f"{medium['eval_return']:.1f} (normalised {medium['normalised_score']:.2f}); "
+        f"{medium['why']}",
+    ]
+    for label, made in recipe["datasets"].items():
+        lines.append(
+            f"- {label}: `{made['dataset']}`, {made['steps']:,} steps, {made['episodes']:,} "
+            f"episodes: `{made['command']}`"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------- main
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _levels(items: list[str]) -> dict[str, Level]:
+    levels = {env: Level(value) for env, value in EXPERT_LEVELS.items()}
+    for item in items:
+        env, level = parse_level(item)
+        levels[env] = level
+    return levels
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--envs", default="dmc:walker-walk,dmc:cheetah-run")
+    p.add_argument("--algos", default="arsq,cqn,decqn", help="trained from each dataset")
+    p.add_argument("--online-algos", default="cqn", help="trained online only, the baseline")
+    p.add_argument("--seeds", default="0-2", help="seeds of the comparison (0-2)")
+    p.add_argument("--steps", type=int, default=100_000, help="online env steps per trial")
+    p.add_argument("--offline-steps", type=int, default=20_000, help="data.offline_steps")
+    p.add_argument("--eval-every", type=int, default=10_000)
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="a setting of every comparison trial (as factorl sweep --set)")  # fmt: skip
+    p.add_argument("--source-steps", type=int, default=500_000, help="env steps of the SAC run")
+    p.add_argument("--source-checkpoint-every", type=int, default=10_000,
+                   help="env steps between the source run's evaluations and checkpoints")  # fmt: skip
+    p.add_argument("--source-seed", type=int, default=0)
+    p.add_argument("--source-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="a setting of the source SAC run")  # fmt: skip
+    p.add_argument("--level", action="append", default=[], metavar="ENV=LOW:EXPERT",
+                   help="the task's low and expert returns (default: 0 and "
+                   "factorl.report.EXPERT_LEVELS on the Control Suite)")  # fmt: skip
+    p.add_argument("--fraction", type=float, default=0.5,
+                   help="'medium': the share of the way from low to expert (0.5)")  # fmt: skip
+    p.add_argument("--medium-episodes", type=int, default=1000, help="episodes of medium-v0")
+    p.add_argument("--noise", type=float, default=0.0, help="collect --noise of medium-v0")
+    p.add_argument("--work-dir", default="runs/offline")
+    p.add_argument("--out-dir", default="results/offline")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    command = " ".join(["python bench/offline_protocol.py", *map(shlex.quote, argv)])
+    levels = _levels(args.level)
+    envs = _split(args.envs)
+    missing = [env for env in envs if env not in levels]
+    if missing:
+        print(f"error: no level for {missing[0]}: give --level {missing[0]}=LOW:EXPERT",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    recipes, rows, results, commands = {}, [], [], []
+    try:
+        for env in envs:
+            work = Path(args.work_dir) / _safe(env)
+            work.mkdir(parents=True, exist_ok=True)
+            run_dir = source_run(env, args, work)
+            medium = pick_medium(env, run_dir, levels[env], args.fraction, work)
+            made = make_datasets(env, run_dir, medium["checkpoint_env_step"], args)
+            recipes[env] = {
+                "source_run": str(run_dir),
+                "source_seed": args.source_seed,
+                "source_steps": args.source_steps,
+                "source_checkpoint_every": args.source_checkpoint_every,
+                "medium_checkpoint": medium,
+                "datasets": made,
+            }
+            planned = comparison(env, made, args, command)
+            env_rows, env_results = summarise(env, planned)
+            rows += env_rows
+            results += env_results
+            commands += sweep_commands(env, made, args)
+    except (ProtocolError, ConfigError, ckpt.CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    summary = {
+        "benchmark": "offline_protocol",
+        "command": command,
+        "equivalent_sweep_commands": commands,
+        "settings": vars(args),
+        "levels": {env: {"low": levels[env].low, "expert": levels[env].expert} for env in envs},
+        "recipes": recipes,
+        "rows": rows,
+        "wall_time_s_this_invocation": time.time() - started,
+        **provenance(SOURCE_REVISION),
+    }
+    write_json(out / "summary.json", summary)
+    text = [
+        "# Offline-to-online protocol\n",
+        f"Generated by `{command}`; rerun it rather than edit this file (finished stages are "
+        "skipped). Per-trial results files beside it; `summary.json` holds every number.\n",
+        "Offline-phase end eval: the greedy evaluation after `data.offline_steps` updates from the "
+        "dataset, before any env step. Final eval: the last evaluation. Mean and Student-t 95% "
+        "interval over seeds.\n",
+        table(rows),
+        "## Datasets\n",
+        *(recipe_text(env, recipes[env]) for env in envs),
+        "## Equivalent sweep commands\n",
+        "```bash\n" + "\n".join(commands) + "\n```\n",
+    ]
+    (out / "offline.md").write_text("\n".join(text))
+    plot_curves([run_from_result(r, r.get("command", "")) for r in results], out, levels)
+    print(f"[protocol] wrote {out / 'offline.md'} and {out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
