@@ -36,13 +36,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import provenance, write_json  # noqa: E402
+from _common import provenance, write_json
 
-from factorl.core.config import ConfigError  # noqa: E402
-from factorl.io import checkpoint as ckpt  # noqa: E402
-from factorl.io import datasets  # noqa: E402
-from factorl.io.logging import read_metrics  # noqa: E402
-from factorl.report import (  # noqa: E402
+from factorl.core.config import ConfigError
+from factorl.io import checkpoint as ckpt
+from factorl.io import datasets
+from factorl.io.logging import read_metrics
+from factorl.report import (
     EXPERT_LEVELS,
     Level,
     parse_level,
@@ -50,8 +50,8 @@ from factorl.report import (  # noqa: E402
     run_from_result,
     t_interval,
 )
-from factorl.runners.device import is_jax_env  # noqa: E402
-from factorl.sweep import (  # noqa: E402
+from factorl.runners.device import is_jax_env
+from factorl.sweep import (
     SOURCE_REVISION,
     Settings,
     Trial,
@@ -62,7 +62,7 @@ from factorl.sweep import (  # noqa: E402
     result_paths,
     run_trial,
 )
-from factorl.train import CHECKPOINT_DIR, collect, make_config, train  # noqa: E402
+from factorl.train import CHECKPOINT_DIR, collect, make_config, train
 
 #: the dataset axis of the comparison: (label in the table, Minari name under the env's namespace)
 DATASETS = (("medium", "medium-v0"), ("medium-replay", "medium-replay-v0"))
@@ -190,12 +190,20 @@ def make_datasets(
             else:
                 collect(run_dir, out, args.medium_episodes, args.noise, checkpoint=step)
         meta = json.loads((datasets.dataset_path(out) / "data" / "metadata.json").read_text())
+        origin = _json(meta.get("factorl")) or {}
+        # a dataset left by another source run or checkpoint would be reused silently
+        if (origin.get("source_run"), origin.get("checkpoint_env_step")) != (str(run_dir), step):
+            raise ProtocolError(
+                f"dataset {out} comes from {origin.get('source_run')} at env step "
+                f"{origin.get('checkpoint_env_step')}, not {run_dir} at {step}: remove it from "
+                f"{datasets.datasets_root()} or use another MINARI_DATASETS_PATH"
+            )
         made[label] = {
             "dataset": out,
             "steps": int(meta["total_steps"]),
             "episodes": int(meta["total_episodes"]),
             "command": command,
-            "factorl": _json(meta.get("factorl")),
+            "factorl": origin,
         }
     return made
 
@@ -293,8 +301,10 @@ def _cell(values: list[float]) -> dict[str, Any]:
 def _text(cell: dict[str, Any] | None) -> str:
     if cell is None:
         return "-"
-    return f"{cell['mean']:.1f} ± {cell['ci95']:.1f}" if math.isfinite(cell["ci95"]) else (
-        f"{cell['mean']:.1f}"
+    return (
+        f"{cell['mean']:.1f} ± {cell['ci95']:.1f}"
+        if math.isfinite(cell["ci95"])
+        else (f"{cell['mean']:.1f}")
     )
 
 
@@ -402,19 +412,42 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--offline-steps", type=int, default=20_000, help="data.offline_steps")
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=5)
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="a setting of every comparison trial (as factorl sweep --set)")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="a setting of every comparison trial (as factorl sweep --set)",
+    )
     p.add_argument("--source-steps", type=int, default=500_000, help="env steps of the SAC run")
-    p.add_argument("--source-checkpoint-every", type=int, default=10_000,
-                   help="env steps between the source run's evaluations and checkpoints")  # fmt: skip
+    p.add_argument(
+        "--source-checkpoint-every",
+        type=int,
+        default=10_000,
+        help="env steps between the source run's evaluations and checkpoints",
+    )
     p.add_argument("--source-seed", type=int, default=0)
-    p.add_argument("--source-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="a setting of the source SAC run")  # fmt: skip
-    p.add_argument("--level", action="append", default=[], metavar="ENV=LOW:EXPERT",
-                   help="the task's low and expert returns (default: 0 and "
-                   "factorl.report.EXPERT_LEVELS on the Control Suite)")  # fmt: skip
-    p.add_argument("--fraction", type=float, default=0.5,
-                   help="'medium': the share of the way from low to expert (0.5)")  # fmt: skip
+    p.add_argument(
+        "--source-set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="a setting of the source SAC run",
+    )
+    p.add_argument(
+        "--level",
+        action="append",
+        default=[],
+        metavar="ENV=LOW:EXPERT",
+        help="the task's low and expert returns (default: 0 and "
+        "factorl.report.EXPERT_LEVELS on the Control Suite)",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=0.5,
+        help="'medium': the share of the way from low to expert (0.5)",
+    )
     p.add_argument("--medium-episodes", type=int, default=1000, help="episodes of medium-v0")
     p.add_argument("--noise", type=float, default=0.0, help="collect --noise of medium-v0")
     p.add_argument("--work-dir", default="runs/offline")
@@ -430,8 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     envs = _split(args.envs)
     missing = [env for env in envs if env not in levels]
     if missing:
-        print(f"error: no level for {missing[0]}: give --level {missing[0]}=LOW:EXPERT",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"error: no level for {missing[0]}: give --level {missing[0]}=LOW:EXPERT",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

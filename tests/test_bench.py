@@ -185,3 +185,55 @@ def test_device_memory_benchmark_measures_both_modes(tmp_path):
         assert len(mode["peak_rss_mb_after_each_chunk"]) == 1
         assert mode["peak_rss_mb_after_each_chunk"][0] >= mode["peak_rss_mb_after_init"] > 0
     assert report["machine"]["load_avg_at_end"] and report["source_revision"]
+
+
+def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch, capsys):
+    """bench/offline_protocol.py at a tiny budget on gymnax Pendulum: source run, medium
+    checkpoint, both datasets, the comparison and the table; a second invocation trains and
+    collects nothing."""
+    pytest.importorskip("minari")
+    pytest.importorskip("gymnax")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    script = SCRIPT.parent / "offline_protocol.py"
+    spec = importlib.util.spec_from_file_location("factorl_bench_offline_protocol", script)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "out"
+    tiny = ["agent.width=16", "replay.batch_size=16", "agent.learning_starts=50"]
+    argv = ["--envs", "gymnax:Pendulum-v1", "--algos", "decqn", "--online-algos", "decqn"]
+    argv += ["--level=gymnax:Pendulum-v1=-3000:-1000", "--source-steps", "400"]
+    argv += ["--source-checkpoint-every", "200", "--steps", "200", "--offline-steps", "10"]
+    argv += ["--eval-every", "200", "--eval-episodes", "1", "--medium-episodes", "2"]
+    argv += ["--seeds", "0", "--work-dir", str(tmp_path / "runs"), "--out-dir", str(out)]
+    for item in tiny:
+        argv += ["--set", item, "--source-set", item]
+    assert bench.main(argv) == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["benchmark"] == "offline_protocol" and summary["source_revision"] is not None
+    recipe = summary["recipes"]["gymnax:Pendulum-v1"]
+    # the earliest checkpointed evaluation at or above -2000 (-3000 + 0.5 x 2000)
+    medium = recipe["medium_checkpoint"]
+    assert medium["threshold"] == -2000.0 and medium["checkpoint_env_step"] == 200
+    assert recipe["datasets"]["medium"]["episodes"] == 2
+    assert recipe["datasets"]["medium"]["steps"] == 400  # Pendulum's 200-step episodes
+    # the replay up to the checkpoint: its 200 steps, every one
+    assert recipe["datasets"]["medium-replay"]["steps"] == 200
+    rows = {(r["algo"], r["dataset"]): r for r in summary["rows"]}
+    assert set(rows) == {("decqn", "medium"), ("decqn", "medium-replay"), ("decqn", "online")}
+    for key, row in rows.items():
+        assert row["final_env_step"] == 200 and len(row["final_eval"]["per_seed"]) == 1
+        assert (row["offline_end_eval"] is None) == (key[1] == "online")
+    table = (out / "offline.md").read_text()
+    assert "| gymnax:Pendulum-v1 | decqn | medium-replay | 1 | 200 |" in table
+    assert "factorl sweep --algos decqn" in table
+    assert len(list(out.glob("decqn__*.json"))) == 3
+
+    capsys.readouterr()
+    assert bench.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "source run done, skipped" in printed
+    assert printed.count("exists, skipped") == 2
+    assert printed.count("skipped (results exist)") == 3
+    assert "[factorl] training" not in printed
