@@ -17,7 +17,7 @@ from factorl.io import datasets
 from factorl.io.checkpoint import CheckpointError
 from factorl.runners import device
 from factorl.runners.device import DeviceTrainer
-from factorl.train import evaluate, train
+from factorl.train import TrainingStopped, evaluate, load_agent, train
 
 
 @pytest.fixture(autouse=True)
@@ -142,3 +142,16 @@ def test_a_dataset_of_other_spaces_is_refused_in_one_line(tmp_path):
     datasets.write_dataset("other/shape-v0", [episode], box, actions, metadata={})
     with pytest.raises(datasets.DatasetError, match="use a dataset of this environment"):
         DeviceTrainer(_config(tmp_path / "run", "other/shape-v0"))
+
+
+def test_a_non_finite_offline_update_stops_with_a_checkpoint_of_the_last_good_state(tmp_path):
+    dataset = _write_pendulum_dataset("pendulum/boom-v0")
+    overrides = {"agent.learning_rate": 1e30, "agent.max_grad_norm": 1e30}
+    cfg = _config(tmp_path / "boom", dataset, **overrides)
+    with pytest.raises(TrainingStopped, match="non-finite loss or gradient at offline step"):
+        train(cfg)
+    policy = load_agent(tmp_path / "boom")
+    params = jax.tree_util.tree_leaves(policy.state.params)
+    assert all(np.isfinite(np.asarray(x)).all() for x in params)
+    offline = [r for r in records(tmp_path / "boom") if r.get("phase") == "offline"]
+    assert offline and offline[-1]["offline_step"] < 150

@@ -696,28 +696,15 @@ class DeviceTrainer(RunSession):
         due = [(before // every + 1) * every - before
                for every in (runner.log_every, runner.checkpoint_every)]  # fmt: skip
         count = min(self.offline_left(), *due, *([limit] if limit is not None else []))
+        state, stats = self._offline(self.state, np.int32(count))
         self._mid_step = True
-        state, stats = self._offline(self.state, np.int32(max(count, 1)))
-        self.state = state
+        # after a discarded update, the learner steps every seed did take before it
         stopped = bool(np.asarray(state.stopped).any())
-        self.loop.offline_step = before + max(count, 1)
-        if stopped:
-            # the learner steps every seed did take before the discarded one
-            self.loop.offline_step = before + int(stats.updates.min())
-        if (
-            stopped
-            or crossed(before, self.loop.offline_step, runner.log_every)
-            or (not self.offline_left())
-        ):
-            self.record_chunk(stats)
-            self.state = state._replace(stats=jax.tree_util.tree_map(jnp.zeros_like, stats))
-        if stopped:
-            path = self.save()
-            raise TrainingStopped(
-                f"non-finite loss or gradient at offline step {self.loop.offline_step}; the "
-                f"update was discarded and learning stopped; checkpoint {path}. Try a lower "
-                "learning rate."
-            )
+        self.loop.offline_step = before + (int(stats.updates.min()) if stopped else count)
+        record = (
+            crossed(before, self.loop.offline_step, runner.log_every) or not self.offline_left()
+        )
+        self._finish_chunk(state, stats, record, f"at offline step {self.loop.offline_step}")
 
     def advance(self, end_step: int) -> int:
         """One jitted chunk for every seed, up to the next point where something falls due (a
@@ -731,20 +718,27 @@ class DeviceTrainer(RunSession):
         vector_steps = max(1, -(-(min(end_step, *due) - before) // n))
         state, stats = self._run(self.state, np.int32(vector_steps))
         self._mid_step = True
-        self.state = state
         self.loop.env_step = int(np.asarray(state.env_step)[0])
+        record = crossed(before, self.loop.env_step, runner.log_every)
+        self._finish_chunk(state, stats, record, f"before env step {self.loop.env_step}")
+        return int(self._learner_steps()[0] - learner_steps)
+
+    def _finish_chunk(
+        self, state: RunnerState, stats: ChunkStats, record: bool, where: str
+    ) -> None:
+        """Keep a chunk's state; write its "train" records if `record` (or learning stopped)
+        and zero the sums; after a discarded non-finite update, checkpoint and stop."""
+        self.state = state
         stopped = bool(np.asarray(state.stopped).any())
-        if stopped or crossed(before, self.loop.env_step, runner.log_every):
+        if stopped or record:
             self.record_chunk(stats)
             self.state = state._replace(stats=jax.tree_util.tree_map(jnp.zeros_like, stats))
         if stopped:
             path = self.save()
             raise TrainingStopped(
-                f"non-finite loss or gradient before env step {self.loop.env_step}; the update "
-                f"was discarded and learning stopped; checkpoint {path}. Try a lower learning "
-                "rate."
+                f"non-finite loss or gradient {where}; the update was discarded and learning "
+                f"stopped; checkpoint {path}. Try a lower learning rate."
             )
-        return int(self._learner_steps()[0] - learner_steps)
 
 
 def _read_dataset(cfg: Config) -> Any:
