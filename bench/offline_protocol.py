@@ -4,8 +4,9 @@
 
 Per environment, in `--work-dir/ENV/`:
 
-1. source run: `factorl train sac` for `--source-steps`, evaluated and checkpointed every
-   `--source-checkpoint-every` env steps (every checkpoint kept, each with its replay);
+1. source run: `factorl train sac`, evaluated and checkpointed every `--source-checkpoint-every`
+   env steps (every checkpoint kept, each with its replay), until a checkpointed evaluation
+   reaches the medium level (checked every `--source-segment` checkpoints) or `--source-steps`;
 2. the "medium" checkpoint: the earliest whose greedy evaluation reaches `--fraction` of the way
    from the task's low level to its expert level (`--level ENV=LOW:EXPERT`; the Control Suite's
    default is 0 to `factorl.report.EXPERT_LEVELS`), recorded in `medium.json` with why;
@@ -86,9 +87,14 @@ def dataset_id(env: str, name: str) -> str:
 
 
 # ------------------------------------------------------------------------------- 1. source run
-def source_run(env: str, args: argparse.Namespace, work: Path) -> Path:
-    """Train (or finish training) SAC on `env`; returns its run folder. Skipped once `done.json`
-    is written; a killed run resumes from its latest checkpoint."""
+def source_run(env: str, args: argparse.Namespace, work: Path, threshold: float) -> Path:
+    """Train (or go on training) SAC on `env` until a checkpointed evaluation reaches
+    `threshold` or the run reaches `--source-steps`; returns its run folder. Skipped once
+    `source-done.json` is written; a killed run resumes from its latest checkpoint.
+
+    Training past the medium level would only cost time and checkpoints (each holds the whole
+    replay), so the run goes in segments of `--source-segment` checkpoints and stops after the
+    first segment in which the level is reached."""
     run_dir = work / "source-sac"
     if (work / "source-done.json").exists():
         print(f"[protocol] {env}: source run done, skipped")
@@ -112,13 +118,39 @@ def source_run(env: str, args: argparse.Namespace, work: Path) -> Path:
             **_sets(["sac"], args.source_set)["sac"],
         },
     )
-    started = (run_dir / "config.json").is_file()
-    print(f"[protocol] {env}: source run ({'resuming' if started else 'starting'}) in {run_dir}")
-    result = train(cfg, resume=run_dir if started else None)
-    if result.status != "completed" or result.env_step < args.source_steps:
-        raise ProtocolError(f"source run stopped at env step {result.env_step}; run again")
-    write_json(work / "source-done.json", {"env_step": result.env_step})
+    segment = args.source_segment * args.source_checkpoint_every
+    while True:
+        started = (run_dir / "config.json").is_file()
+        print(
+            f"[protocol] {env}: source run ({'resuming' if started else 'starting'}) in {run_dir}"
+        )
+        result = train(cfg, resume=run_dir if started else None, stop_after=segment)
+        if result.status != "completed":
+            raise ProtocolError(f"source run stopped at env step {result.env_step}; run again")
+        reached = medium_reached(run_dir, threshold)
+        if reached is not None or result.env_step >= args.source_steps:
+            break
+    write_json(
+        work / "source-done.json",
+        {"env_step": result.env_step, "medium_reached_at": reached, "threshold": threshold},
+    )
     return run_dir
+
+
+def _checkpointed_evals(run_dir: Path) -> list[tuple[int, float]]:
+    """(env step, greedy eval return) of every evaluation, and the env steps checkpointed."""
+    return [
+        (int(r["env_step"]), float(r["eval_return"]))
+        for r in read_metrics(run_dir)
+        if r.get("event") == "eval"
+    ]
+
+
+def medium_reached(run_dir: Path, threshold: float) -> int | None:
+    """The earliest env step whose evaluation reaches `threshold` and which has a checkpoint."""
+    kept = {int(ckpt.read_meta(p)["env_step"]) for p in _checkpoints(run_dir)}
+    steps = [s for s, ret in _checkpointed_evals(run_dir) if ret >= threshold and s in kept]
+    return steps[0] if steps else None
 
 
 # -------------------------------------------------------------------------- 2. medium checkpoint
@@ -128,12 +160,8 @@ def pick_medium(env: str, run_dir: Path, level: Level, fraction: float, work: Pa
     path = work / "medium.json"
     if path.exists():
         return json.loads(path.read_text())
-    threshold = level.low + fraction * (level.expert - level.low)
-    evals = [
-        (int(r["env_step"]), float(r["eval_return"]))
-        for r in read_metrics(run_dir)
-        if r.get("event") == "eval"
-    ]
+    threshold = medium_threshold(level, fraction)
+    evals = _checkpointed_evals(run_dir)
     kept = {int(ckpt.read_meta(p)["env_step"]) for p in _checkpoints(run_dir)}
     reached = [(step, ret) for step, ret in evals if ret >= threshold and step in kept]
     if not reached:
@@ -160,6 +188,11 @@ def pick_medium(env: str, run_dir: Path, level: Level, fraction: float, work: Pa
     write_json(path, choice)
     print(f"[protocol] {env}: medium checkpoint at env step {step} (eval return {ret:.1f})")
     return choice
+
+
+def medium_threshold(level: Level, fraction: float) -> float:
+    """The return `fraction` of the way from the task's low level to its expert level."""
+    return level.low + fraction * (level.expert - level.low)
 
 
 def _checkpoints(run_dir: Path) -> list[Path]:
@@ -374,9 +407,10 @@ def recipe_text(env: str, recipe: dict[str, Any]) -> str:
     lines = [
         f"### {env}",
         "",
-        f"- source run: SAC, seed {recipe['source_seed']}, {recipe['source_steps']:,} env steps, "
-        f"evaluated and checkpointed every {recipe['source_checkpoint_every']:,} "
-        f"(`{recipe['source_run']}`)",
+        f"- source run: SAC, seed {recipe['source_seed']}, trained to env step "
+        f"{recipe['source_env_steps']:,} (at most {recipe['source_steps']:,}, stopped once a "
+        f"checkpointed evaluation reached the medium level), evaluated and checkpointed every "
+        f"{recipe['source_checkpoint_every']:,} (`{recipe['source_run']}`)",
         f"- medium checkpoint: env step {medium['checkpoint_env_step']:,}, eval return "
         f"{medium['eval_return']:.1f} (normalised {medium['normalised_score']:.2f}); "
         f"{medium['why']}",
@@ -419,12 +453,21 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECTION.FIELD=VALUE",
         help="a setting of every comparison trial (as factorl sweep --set)",
     )
-    p.add_argument("--source-steps", type=int, default=500_000, help="env steps of the SAC run")
+    p.add_argument(
+        "--source-steps", type=int, default=500_000, help="most env steps of the SAC run"
+    )
     p.add_argument(
         "--source-checkpoint-every",
         type=int,
         default=10_000,
         help="env steps between the source run's evaluations and checkpoints",
+    )
+    p.add_argument(
+        "--source-segment",
+        type=int,
+        default=5,
+        help="checkpoints between checks whether the source run has reached the medium level "
+        "(it stops there; each check restarts the run from its checkpoint)",
     )
     p.add_argument("--source-seed", type=int, default=0)
     p.add_argument(
@@ -476,13 +519,15 @@ def main(argv: list[str] | None = None) -> int:
         for env in envs:
             work = Path(args.work_dir) / _safe(env)
             work.mkdir(parents=True, exist_ok=True)
-            run_dir = source_run(env, args, work)
+            threshold = medium_threshold(levels[env], args.fraction)
+            run_dir = source_run(env, args, work, threshold)
             medium = pick_medium(env, run_dir, levels[env], args.fraction, work)
             made = make_datasets(env, run_dir, medium["checkpoint_env_step"], args)
             recipes[env] = {
                 "source_run": str(run_dir),
                 "source_seed": args.source_seed,
                 "source_steps": args.source_steps,
+                "source_env_steps": json.loads((work / "source-done.json").read_text())["env_step"],
                 "source_checkpoint_every": args.source_checkpoint_every,
                 "medium_checkpoint": medium,
                 "datasets": made,

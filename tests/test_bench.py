@@ -202,8 +202,9 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     out = tmp_path / "out"
     tiny = ["agent.width=16", "replay.batch_size=16", "agent.learning_starts=50"]
     argv = ["--envs", "gymnax:Pendulum-v1", "--algos", "decqn", "--online-algos", "decqn"]
-    argv += ["--level=gymnax:Pendulum-v1=-3000:-1000", "--source-steps", "400"]
-    argv += ["--source-checkpoint-every", "200", "--steps", "200", "--offline-steps", "10"]
+    argv += ["--level=gymnax:Pendulum-v1=-3000:-1000", "--source-steps", "4000"]
+    argv += ["--source-checkpoint-every", "200", "--source-segment", "1"]
+    argv += ["--steps", "200", "--offline-steps", "10"]
     argv += ["--eval-every", "200", "--eval-episodes", "1", "--medium-episodes", "2"]
     argv += ["--seeds", "0", "--work-dir", str(tmp_path / "runs"), "--out-dir", str(out)]
     for item in tiny:
@@ -216,6 +217,9 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     # the earliest checkpointed evaluation at or above -2000 (-3000 + 0.5 x 2000)
     medium = recipe["medium_checkpoint"]
     assert medium["threshold"] == -2000.0 and medium["checkpoint_env_step"] == 200
+    # the source run stopped at the first check after reaching it, not at --source-steps
+    assert recipe["source_env_steps"] == 200
+    assert "trained to env step 200 (at most 4,000" in (out / "offline.md").read_text()
     assert recipe["datasets"]["medium"]["episodes"] == 2
     assert recipe["datasets"]["medium"]["steps"] == 400  # Pendulum's 200-step episodes
     # the replay up to the checkpoint: its 200 steps, every one
