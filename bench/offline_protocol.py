@@ -319,7 +319,7 @@ def sweep_commands(env: str, made: dict[str, dict[str, Any]], args: argparse.Nam
 # ---------------------------------------------------------------------------------- 5. the table
 def offline_eval(run_dir: Path, seed: int) -> float | None:
     """The greedy evaluation at the end of the offline phase (the eval record tagged
-    "phase": "offline"); the results file's curve keeps it at env step 0 without the tag."""
+    "phase": "offline", at env step 0)."""
     for r in read_metrics(run_dir):
         if r.get("event") == "eval" and r.get("phase") == "offline" and r.get("seed", seed) == seed:
             return float(r["eval_return"])

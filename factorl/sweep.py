@@ -348,6 +348,9 @@ def summarise_run(run_dir: Path, command: str, seed: int | None = None) -> dict[
             "eval_return": r["eval_return"],
             "eval_returns": r.get("eval_returns", []),
             **({"eval_win_rate": r["eval_win_rate"]} if "eval_win_rate" in r else {}),
+            # the evaluation at the end of an offline phase is at env step 0: its tag tells it
+            # from an evaluation before any training
+            **{k: r[k] for k in ("phase", "offline_step") if k in r},
             "wall_time": r["wall_time"],
         }
         for r in records

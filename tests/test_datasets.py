@@ -18,6 +18,7 @@ from factorl.io import datasets
 from factorl.io.checkpoint import CheckpointError
 from factorl.maths import demonstrations as demos_maths
 from factorl.runners.host import HostTrainer
+from factorl.sweep import summarise_run
 from factorl.train import collect, load_agent, make_config, record_episodes, train
 
 
@@ -169,6 +170,10 @@ def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, demos):
         ("eval", 150, 0),  # the offline policy, evaluated before any environment step
     ]
     assert int(straight.state.learner_step) == 150 + (300 - 100) // 2
+    # the results file's curve keeps the tag of the offline phase's evaluation
+    curve = summarise_run(straight.run_dir, "cmd")["curve"]
+    assert curve[0]["phase"] == "offline" and curve[0]["offline_step"] == 150
+    assert curve[0]["env_step"] == 0 and all("phase" not in point for point in curve[1:])
 
 
 def test_online_batches_draw_the_share_from_the_dataset(tmp_path, demos):
