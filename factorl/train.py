@@ -288,8 +288,8 @@ def collect(
         obs_space, action_space = device_run_spaces(cfg)
         # the same reset seeds as a host collection's; here they key the whole episode
         seeds = [episode_seed(seed, COLLECT_STREAM, ep) for ep in range(episodes)]
-        recorded = record_device_episodes(cfg, path, seeds, noise)
-        env_step = ckpt.read_meta(path)["env_step"]
+        # the checkpoint is verified once, as it is loaded
+        recorded, env_step = record_device_episodes(cfg, path, seeds, noise)
     else:
         env = env_or_config_error(cfg, seed)
         try:

@@ -889,11 +889,12 @@ def _collect_program(env: Any, agent: Any, episodes: int) -> Callable:
 
 def record_device_episodes(
     cfg: Config, checkpoint: Path, episode_seeds: list[int], noise: float
-) -> list[dict[str, np.ndarray]]:
+) -> tuple[list[dict[str, np.ndarray]], int]:
     """Episodes of a single-agent device run's first seed (its agent in `checkpoint`), one per
     entry of `episode_seeds`, played side by side in one program on the run's JAX environment
     (`_collect_program`; each episode's reset, steps and noise from its seed), each kept up to
-    its first end, as `factorl.io.datasets` stores episodes."""
+    its first end, as `factorl.io.datasets` stores episodes; and the env step the checkpoint's
+    state is at."""
     from factorl.io.datasets import episodes_from_steps
 
     program, state = _load_run(cfg, checkpoint, None)
@@ -909,7 +910,7 @@ def record_device_episodes(
         stop = int(np.argmax(ended[:, e])) + 1 if ended[:, e].any() else len(ended)
         episode = {k: np.asarray(v[:stop, e]) for k, v in steps.items()}
         recorded += episodes_from_steps(episode)
-    return recorded
+    return recorded, int(np.asarray(state.env_step)[0])
 
 
 def device_replay_streams(
