@@ -4,6 +4,7 @@ from it; exact resume in either phase, the demonstration flags the learner sees,
 one-line refusals. Every test writes its own small dataset in a tmp folder."""
 
 import json
+import shutil
 
 import gymnasium as gym
 import jax
@@ -13,6 +14,7 @@ from conftest import records, same_leaves
 from test_device import _device_config
 
 from factorl.core.config import ConfigError
+from factorl.io import checkpoint as ckpt
 from factorl.io import datasets
 from factorl.io.checkpoint import CheckpointError
 from factorl.runners import device
@@ -53,11 +55,16 @@ def _config(run_dir, dataset, steps=400, **overrides):
     return _device_config(run_dir, steps=steps, overrides={**data, **overrides})
 
 
-def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path):
+@pytest.mark.parametrize("prioritized", [True, False], ids=["prioritized", "uniform"])
+def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, prioritized):
     dataset = _write_pendulum_dataset("pendulum/random-v0")
-    straight = train(_config(tmp_path / "straight", dataset))
+    replay = {"replay.prioritized": prioritized}
+    straight = train(_config(tmp_path / "straight", dataset, **replay))
     assert straight.status == "completed" and straight.env_step == 400
-    split = _config(tmp_path / "split", dataset)
+    # prioritised: each seed's own dataset buffer in the state (its priorities move); uniform:
+    # one buffer for every seed, outside the state and so outside checkpoints
+    assert (straight.state.demos is not None) == prioritized
+    split = _config(tmp_path / "split", dataset, **replay)
     first = train(split, stop_after_updates=70)  # in the middle of the offline phase
     assert first.env_step == 0
     assert np.asarray(first.state.agent.learner_step).tolist() == [70, 70]
@@ -89,6 +96,32 @@ def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path):
     # a saved run of a dataset loads and evaluates without reading the dataset again
     (tmp_path / "minari").rename(tmp_path / "minari-gone")
     assert np.isfinite(evaluate(straight.run_dir, episodes=2)["mean"])
+
+
+def test_a_checkpoint_with_a_dataset_copy_per_seed_still_resumes_exactly(tmp_path):
+    """Uniform sampling: a checkpoint written when every seed kept its own copy of the dataset
+    buffer in the state (its manifest's dataset has no "in_state") loads into the shared
+    layout and goes on as a run that never stopped."""
+    dataset = _write_pendulum_dataset("pendulum/old-v0")
+    uniform = {"replay.prioritized": False}
+    straight = train(_config(tmp_path / "straight", dataset, **uniform))
+    cfg = _config(tmp_path / "split", dataset, **uniform)
+    first = train(cfg, stop_after=100)
+    root = tmp_path / "split" / "checkpoints"
+    path = ckpt.latest_checkpoint(root)
+    state, _, meta = ckpt.load_checkpoint(path, jax.tree_util.tree_leaves(first.state))
+    # the earlier layout: the state with the dataset buffer per seed, the manifest without the flag
+    program = device._compiled_program(cfg, meta["dataset"]["steps"])
+    demos = program.load_demos(datasets.read_dataset(dataset).transitions())
+    old = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(first.state), state)
+    old = old._replace(demos=device._per_seed(demos, 2))
+    del meta["dataset"]["in_state"]
+    meta = {k: v for k, v in meta.items() if k not in ckpt._RESERVED}  # written by the saver
+    shutil.rmtree(path)
+    ckpt.save_checkpoint(root, 100, jax.tree_util.tree_leaves(old), {}, meta)
+    last = train(cfg, resume=tmp_path / "split")
+    assert last.state.demos is None and same_leaves(straight.state, last.state)
+    assert records(straight.run_dir) == records(last.run_dir)
 
 
 def test_batches_flag_the_dataset_rows_offline_and_the_share_online(tmp_path):

@@ -93,23 +93,31 @@ class RunnerState(NamedTuple):
     episode_length: jax.Array  # [N]
     stopped: jax.Array  # a non-finite update was discarded: learning stops until the host acts
     stats: ChunkStats  # since the last "train" record; the host zeroes them after writing one
-    # the dataset's buffer (one stream: its episodes one after the other), None without one;
-    # in the state, so its priorities and a resume are exact like the replay's
+    # the dataset's buffer (one stream: its episodes one after the other) where sampling is
+    # prioritised: each seed's own, in the state, so its priorities and a resume are exact like
+    # the replay's. None without a dataset, and with uniform sampling, where nothing in it
+    # changes and every seed reads the one buffer passed to `run` and `offline`
     demos: Any = None
 
 
 class TrainFunctions(NamedTuple):
     """What `make_train` returns: pure functions of one seed's run."""
 
-    init: Callable  # seed -> RunnerState (with an empty dataset buffer where there is one)
-    run: Callable  # (state, num_vector_steps) -> (state, ChunkStats since the last record)
+    init: Callable  # seed -> RunnerState (with an empty dataset buffer if it holds one)
+    # (state, num_vector_steps, shared dataset buffer or None) -> (state, ChunkStats since the
+    # last record)
+    run: Callable
     evaluate: Callable  # (agent state, key) -> (greedy returns, won), each [eval_episodes]
-    # (state, num_updates) -> (state, ChunkStats): learner steps on the dataset alone (None
-    # without a dataset); stops early at a non-finite update
+    # (state, num_updates, shared dataset buffer or None) -> (state, ChunkStats): learner steps
+    # on the dataset alone (None without a dataset); stops early at a non-finite update
     offline: Callable | None = None
     # dataset transitions [T, ...] (`factorl.io.datasets.Dataset.transitions`) -> the dataset
     # buffer's state (None without a dataset)
     load_demos: Callable | None = None
+    # whether every seed reads one dataset buffer passed in (uniform sampling) rather than its
+    # own copy in `RunnerState.demos` (prioritised)
+    shared_demos: bool = False
+    empty_demos: Callable | None = None  # () -> an empty dataset buffer (None without one)
 
 
 def _strong(tree: Any) -> Any:
@@ -211,6 +219,9 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         # one stream holding the whole dataset; its last window - 1 steps start no window (the
         # host buffer samples them), as a step is sampleable here once its whole window is stored
         demo_replay = replace(replay, num_envs=1, steps_per_env=max(settings.dataset_steps, window))
+    # uniform sampling changes nothing in the dataset's buffer, so the seeds share one (held
+    # once, and not in checkpoints: it is read again from the dataset, whose hash is checked)
+    shared_demos = demo_replay is not None and not prioritized
     share = float(settings.dataset_share)
     reset_envs = jax.vmap(env.reset)
     step_envs = jax.vmap(env.step)
@@ -230,7 +241,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
                 episode_length=jnp.zeros((n,), jnp.int32),
                 stopped=jnp.zeros((), bool),
                 stats=zero_stats(),
-                demos=None if demo_replay is None else demo_replay.init(),
+                demos=None if demo_replay is None or shared_demos else demo_replay.init(),
             )
         )
 
@@ -273,12 +284,12 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             metric_sums={k: jnp.zeros((), jnp.float32) for k in metric_names},
         )
 
-    def learn(carry, offline: bool = False):
+    def learn(carry, shared: Any, offline: bool = False):
         state, stats = carry
         k_sample = jax.random.fold_in(
             jax.random.fold_in(state.key, _SAMPLE), state.agent.learner_step
         )
-        sample = draw(state.replay, state.demos, k_sample, offline)
+        sample = draw(state.replay, shared if shared_demos else state.demos, k_sample, offline)
         new_agent, metrics, td_abs = agent.update_fn(state.agent, sample.batch)
         finite = metrics["finite"]
         replay_state, demos = state.replay, state.demos
@@ -307,7 +318,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         stats = stats._replace(updates=stats.updates + finite, metric_sums=sums)
         return state, stats
 
-    def vector_step(carry, _):
+    def vector_step(carry, shared):
         state, stats = carry
         step = state.env_step
         params = agent.acting_params(state.agent)
@@ -357,16 +368,19 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         due = (step + n) // agent.update_every - step // agent.update_every
         can = (replay.size(replay_state) >= agent.learning_starts) & ~state.stopped
         state, stats = jax.lax.fori_loop(
-            0, jnp.where(can, due, 0), lambda _, c: learn(c), (state, stats)
+            0, jnp.where(can, due, 0), lambda _, c: learn(c, shared), (state, stats)
         )
-        return (state, stats), None
+        return state, stats
 
-    def run(state: RunnerState, num_vector_steps: Any) -> tuple[RunnerState, ChunkStats]:
-        """`num_vector_steps` more vector steps; also returns the sums since the last record."""
+    def run(
+        state: RunnerState, num_vector_steps: Any, shared: Any = None
+    ) -> tuple[RunnerState, ChunkStats]:
+        """`num_vector_steps` more vector steps (`shared`: the dataset buffer every seed reads,
+        where they share one); also returns the sums since the last record."""
         state, stats = jax.lax.fori_loop(
             0,
             num_vector_steps,
-            lambda _, carry: vector_step(carry, None)[0],
+            lambda _, carry: vector_step(carry, shared),
             (state, state.stats),
         )
         return state._replace(stats=stats), stats
@@ -403,7 +417,9 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
     if demo_replay is None:
         return TrainFunctions(init, run, evaluate)
 
-    def offline(state: RunnerState, num_updates: Any) -> tuple[RunnerState, ChunkStats]:
+    def offline(
+        state: RunnerState, num_updates: Any, shared: Any = None
+    ) -> tuple[RunnerState, ChunkStats]:
         """`num_updates` learner steps on samples of the dataset alone (fewer if one is not
         finite: it is discarded and `stopped` set); also returns the sums since the last
         record. The environments do not move."""
@@ -414,7 +430,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
 
         def body(carry):
             i, inner = carry
-            return i + 1, learn(inner, offline=True)
+            return i + 1, learn(inner, shared, offline=True)
 
         _, (state, stats) = jax.lax.while_loop(more, body, (0, (state, state.stats)))
         return state._replace(stats=stats), stats
@@ -422,7 +438,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
     def load_demos(transitions: dict[str, Any]) -> Any:
         return demo_replay.extend(demo_replay.init(), transitions)
 
-    return TrainFunctions(init, run, evaluate, offline, load_demos)
+    return TrainFunctions(init, run, evaluate, offline, load_demos, shared_demos, demo_replay.init)
 
 
 # ------------------------------------------------------------------------------------- host side
@@ -481,7 +497,8 @@ _PROGRAMS_KEPT = 4
 
 class Program(NamedTuple):
     """A configuration's environment, agent and `TrainFunctions`, vmapped over seeds and
-    jitted. `run` and `offline` take their state as donated: use the state they return."""
+    jitted. `run` and `offline` take their state as donated: use the state they return; their
+    third argument, the shared dataset buffer (`shared_demos`), is not vmapped."""
 
     env: Any
     agent: Any
@@ -489,7 +506,9 @@ class Program(NamedTuple):
     run: Callable
     evaluate: Callable
     offline: Callable | None = None
-    load_demos: Callable | None = None  # unbatched: one dataset buffer, copied to every seed
+    load_demos: Callable | None = None  # unbatched: one dataset buffer
+    shared_demos: bool = False
+    empty_demos: Callable | None = None  # unbatched
 
 
 def _compiled_program(cfg: Config, dataset_steps: int = 0) -> Program:
@@ -532,10 +551,14 @@ def _compiled_program(cfg: Config, dataset_steps: int = 0) -> Program:
         env,
         agent,
         jax.jit(over_seeds(fns.init)),
-        jax.jit(over_seeds(fns.run, in_axes=(0, None)), **donated),
+        jax.jit(over_seeds(fns.run, in_axes=(0, None, None)), **donated),
         jax.jit(over_seeds(fns.evaluate)),
-        None if fns.offline is None else jax.jit(over_seeds(fns.offline, (0, None)), **donated),
+        None
+        if fns.offline is None
+        else jax.jit(over_seeds(fns.offline, (0, None, None)), **donated),
         None if fns.load_demos is None else jax.jit(fns.load_demos),
+        fns.shared_demos,
+        fns.empty_demos,
     )
     while len(_PROGRAMS) >= _PROGRAMS_KEPT:
         _PROGRAMS.pop(next(iter(_PROGRAMS)))
@@ -568,24 +591,24 @@ class DeviceTrainer(RunSession):
         self.env, self.agent = program.env, program.agent
         self._init, self._run, self._evaluate = program.init, program.run, program.evaluate
         self._offline = program.offline
+        self._program = program
         self.reports_wins = bool(getattr(self.env.spec, "reports_wins", False))
         self.seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
         self.state = self._init(self.seeds)
+        self.shared_demos = None  # the dataset buffer every seed reads, where they share one
         if self.dataset is not None:
             demos = program.load_demos(self.dataset.transitions())
-            # every seed starts from the same dataset buffer (its own copy: priorities move)
-            seeds = len(self.seeds)
-            self.state = self.state._replace(
-                demos=jax.tree_util.tree_map(
-                    lambda x: jnp.broadcast_to(x, (seeds, *x.shape)), demos
-                )
-            )
+            if program.shared_demos:
+                self.shared_demos = demos
+            else:  # every seed starts from the same buffer, its own copy: priorities move
+                self.state = self.state._replace(demos=_per_seed(demos, len(self.seeds)))
 
     def _start(self) -> None:
         self.loop = Counters()
 
     def _restore(self, checkpoint: Path, notes: list[str]) -> list[dict[str, Any]]:
-        leaves, treedef = jax.tree_util.tree_flatten(self.state)
+        template = _checkpoint_template(self._program, self.state, checkpoint)
+        leaves, treedef = jax.tree_util.tree_flatten(template)
         saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
         if meta.get("algo") != self.cfg.algo or meta.get("runner") != "device":
             raise ckpt.CheckpointError(
@@ -606,7 +629,9 @@ class DeviceTrainer(RunSession):
             raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: {e!r}") from e
         if self.loop.offline_step < 0:
             raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: offline_step < 0")
-        self.state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
+        self.state = _without_saved_copies(
+            self._program, jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
+        )
         if int(self.state.env_step[0]) != self.loop.env_step:
             raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: env steps differ")
         unwritten = meta.get("unwritten_records", [])
@@ -647,6 +672,8 @@ class DeviceTrainer(RunSession):
                 "id": self.dataset.name,
                 "sha256": self.dataset.sha256,
                 "steps": self.dataset.steps,
+                # whether the state holds the dataset buffer, per seed (prioritised sampling)
+                "in_state": not self._program.shared_demos,
             }
         return ckpt.save_checkpoint(
             self.run_dir / CHECKPOINT_DIR,
@@ -696,7 +723,7 @@ class DeviceTrainer(RunSession):
         due = [(before // every + 1) * every - before
                for every in (runner.log_every, runner.checkpoint_every)]  # fmt: skip
         count = min(self.offline_left(), *due, *([limit] if limit is not None else []))
-        state, stats = self._offline(self.state, np.int32(count))
+        state, stats = self._offline(self.state, np.int32(count), self.shared_demos)
         self._mid_step = True
         # after a discarded update, the learner steps every seed did take before it
         stopped = bool(np.asarray(state.stopped).any())
@@ -716,7 +743,7 @@ class DeviceTrainer(RunSession):
         due = [(before // every + 1) * every for every in (runner.log_every, runner.eval_every,
                                                           runner.checkpoint_every)]  # fmt: skip
         vector_steps = max(1, -(-(min(end_step, *due) - before) // n))
-        state, stats = self._run(self.state, np.int32(vector_steps))
+        state, stats = self._run(self.state, np.int32(vector_steps), self.shared_demos)
         self._mid_step = True
         self.loop.env_step = int(np.asarray(state.env_step)[0])
         record = crossed(before, self.loop.env_step, runner.log_every)
@@ -797,11 +824,43 @@ def _load_run(cfg: Config, checkpoint: Path, episodes: int | None) -> tuple[Prog
         cfg = replace(cfg, runner=replace(cfg.runner, eval_episodes=episodes))
     program = _compiled_program(cfg, _saved_dataset_steps(checkpoint))
     seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
-    leaves, treedef = jax.tree_util.tree_flatten(jax.eval_shape(program.init, seeds))
+    template = _checkpoint_template(program, jax.eval_shape(program.init, seeds), checkpoint)
+    leaves, treedef = jax.tree_util.tree_flatten(template)
     saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
     if meta.get("runner") != "device":
         raise ckpt.CheckpointError(f"{checkpoint} was not written by the device runner")
-    return program, jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
+    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
+    return program, _without_saved_copies(program, state)
+
+
+def _per_seed(tree: Any, seeds: int) -> Any:
+    """`tree` with a leading seed axis of `seeds` equal copies."""
+    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (seeds, *x.shape)), tree)
+
+
+def _checkpoint_template(program: Program, state: Any, checkpoint: Path) -> Any:
+    """The state (or its abstract shape) a checkpoint holds: `state`, except for a run whose
+    seeds now share the dataset buffer saved by a factorl that kept a copy per seed in the state
+    (its manifest's dataset has no "in_state"), which holds those copies too."""
+    if not program.shared_demos:
+        return state
+    try:
+        saved = json.loads((Path(checkpoint) / ckpt.META_FILE).read_text()).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return state  # load_checkpoint reports what is wrong with it
+    if not isinstance(saved, dict) or "in_state" in saved:
+        return state
+    seeds = state.env_step.shape[0]
+    copies = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct((seeds, *x.shape), x.dtype),
+        jax.eval_shape(program.empty_demos),
+    )
+    return state._replace(demos=copies)
+
+
+def _without_saved_copies(program: Program, state: Any) -> Any:
+    """A loaded state without per-seed dataset copies where the seeds share one buffer."""
+    return state._replace(demos=None) if program.shared_demos else state
 
 
 def evaluate_device_run(cfg: Config, checkpoint: Path, episodes: int, seed: int) -> dict[str, Any]:
