@@ -99,6 +99,8 @@ def source_run(env: str, args: argparse.Namespace, work: Path, threshold: float)
     if (work / "source-done.json").exists():
         print(f"[protocol] {env}: source run done, skipped")
         return run_dir
+    if args.report_only:
+        raise ProtocolError(f"{env}: the source run has not finished; run without --report-only")
     cfg = make_config(
         "sac",
         {
@@ -216,6 +218,8 @@ def make_datasets(
         command += f" --out {out}"
         if datasets.dataset_exists(out):
             print(f"[protocol] {env}: dataset {out} exists, skipped")
+        elif args.report_only:
+            raise ProtocolError(f"{env}: dataset {out} is not made yet; run without --report-only")
         else:
             print(f"[protocol] {env}: {command}")
             if replay:
@@ -257,8 +261,8 @@ def _sets(algos: list[str], items: list[str]) -> dict[str, dict[str, Any]]:
 def comparison(
     env: str, made: dict[str, dict[str, Any]], args: argparse.Namespace, command: str
 ) -> list[tuple[str, Trial, Settings]]:
-    """Run every trial of the comparison not yet finished, one after another in this process;
-    returns (dataset label, trial, settings) of each."""
+    """Run every trial of the comparison not yet finished, one after another in this process
+    (none with `--report-only`); returns (dataset label, trial, settings) of each."""
     seeds = parse_seeds(args.seeds)
     vmap = is_jax_env(env) and len(seeds) > 1
     common = dict(
@@ -285,6 +289,8 @@ def comparison(
             planned.append((ONLINE, trial, settings))
     for _, trial, settings in planned:
         check_trials([trial], settings)
+    if args.report_only:
+        return planned
     for _, trial, settings in planned:
         outcome = run_trial(trial, settings)
         print(f"[protocol] {trial.name}: {outcome['status']} ({outcome['message']})")
@@ -344,11 +350,15 @@ def _text(cell: dict[str, Any] | None) -> str:
 def summarise(
     env: str, planned: list[tuple[str, Trial, Settings]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per (algorithm, dataset) row of the table, and the results files it was built from."""
+    """Per (algorithm, dataset) row of the table, and the results files it was built from; a
+    seed whose trial has not finished (`--report-only`) is left out, a row without any too."""
     rows, results = [], []
     for label, trial, settings in planned:
-        finals, offlines, steps = [], [], []
+        finals, offlines, steps, done = [], [], [], []
         for seed, path in zip(trial.seeds, result_paths(trial, settings), strict=True):
+            if not path.is_file():
+                continue
+            done.append((seed, path))
             data = json.loads(path.read_text())
             results.append(data)
             finals.append(float(data["curve"][-1]["eval_return"]))
@@ -357,16 +367,18 @@ def summarise(
                 value = offline_eval(Path(settings.work_dir) / trial.name, seed)
                 if value is not None:
                     offlines.append(value)
+        if not done:
+            continue
         rows.append(
             {
                 "env": env,
                 "algo": trial.algo,
                 "dataset": label,
-                "seeds": list(trial.seeds),
+                "seeds": [seed for seed, _ in done],
                 "final_env_step": min(steps),
                 "offline_end_eval": _cell(offlines) if offlines else None,
                 "final_eval": _cell(finals),
-                "results": [str(p) for p in result_paths(trial, settings)],
+                "results": [str(path) for _, path in done],
             }
         )
     # several trials (one per seed on the host) make one row
@@ -493,6 +505,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--medium-episodes", type=int, default=1000, help="episodes of medium-v0")
     p.add_argument("--noise", type=float, default=0.0, help="collect --noise of medium-v0")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the table, summary and curves from the trials finished so far; train and "
+        "collect nothing (a table that grows as a long protocol goes on)",
+    )
     p.add_argument("--work-dir", default="runs/offline")
     p.add_argument("--out-dir", default="results/offline")
     return p
@@ -514,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    recipes, rows, results, commands = {}, [], [], []
+    recipes, rows, results, commands, pending = {}, [], [], [], []
     try:
         for env in envs:
             work = Path(args.work_dir) / _safe(env)
@@ -533,6 +551,11 @@ def main(argv: list[str] | None = None) -> int:
                 "datasets": made,
             }
             planned = comparison(env, made, args, command)
+            pending += [
+                trial.name
+                for _, trial, settings in planned
+                if not all(p.is_file() for p in result_paths(trial, settings))
+            ]
             env_rows, env_results = summarise(env, planned)
             rows += env_rows
             results += env_results
@@ -548,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         "levels": {env: {"low": levels[env].low, "expert": levels[env].expert} for env in envs},
         "recipes": recipes,
         "rows": rows,
+        "pending_trials": pending,  # not finished yet (--report-only); their seeds are left out
         "wall_time_s_this_invocation": time.time() - started,
         **provenance(SOURCE_REVISION),
     }
@@ -560,13 +584,19 @@ def main(argv: list[str] | None = None) -> int:
         "dataset, before any env step. Final eval: the last evaluation. Mean and Student-t 95% "
         "interval over seeds.\n",
         table(rows),
+        *(
+            [f"Not finished yet, left out: {len(pending)} trials ({', '.join(pending)}).\n"]
+            if pending
+            else []
+        ),
         "## Datasets\n",
         *(recipe_text(env, recipes[env]) for env in envs),
         "## Equivalent sweep commands\n",
         "```bash\n" + "\n".join(commands) + "\n```\n",
     ]
     (out / "offline.md").write_text("\n".join(text))
-    plot_curves([run_from_result(r, r.get("command", "")) for r in results], out, levels)
+    if results:
+        plot_curves([run_from_result(r, r.get("command", "")) for r in results], out, levels)
     print(f"[protocol] wrote {out / 'offline.md'} and {out / 'summary.json'}")
     return 0
 

@@ -209,6 +209,9 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     argv += ["--seeds", "0", "--work-dir", str(tmp_path / "runs"), "--out-dir", str(out)]
     for item in tiny:
         argv += ["--set", item, "--source-set", item]
+    # nothing to report before the source run
+    assert bench.main([*argv, "--report-only"]) == 1
+    assert "source run has not finished" in capsys.readouterr().err
     assert bench.main(argv) == 0
 
     summary = json.loads((out / "summary.json").read_text())
@@ -241,3 +244,17 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     assert printed.count("exists, skipped") == 2
     assert printed.count("skipped (results exist)") == 3
     assert "[factorl] training" not in printed
+
+    # a trial not finished yet: --report-only leaves its row out, names it, and trains nothing
+    online = next(p for p in out.glob("decqn__*.json") if "dataset" not in p.name)
+    online.unlink()
+    assert bench.main([*argv, "--report-only"]) == 0
+    printed = capsys.readouterr().out
+    assert "[factorl] training" not in printed and "skipped (results exist)" not in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert {(r["algo"], r["dataset"]) for r in summary["rows"]} == {
+        ("decqn", "medium"),
+        ("decqn", "medium-replay"),
+    }
+    assert len(summary["pending_trials"]) == 1
+    assert "Not finished yet, left out: 1 trials" in (out / "offline.md").read_text()
