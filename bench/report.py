@@ -3,12 +3,13 @@
     python bench/report.py --in results/learning --out results
 
 Writes `OUT/learning.md` (per task and algorithm: seeds, final eval return as mean and 95%
-confidence interval over seeds, env steps, wall time per run and return per CPU-hour) and
-`OUT/curves-TASK.png` (mean over seeds with the 95% interval shaded). The interval is Student's t
-over seeds (scipy), which with 3 seeds is wide, as it should be. On the Control Suite, where an
-episode's return lies in [0, 1000], the shaded band is cut to that range: a mean return cannot lie
-outside it, and a band reaching below zero only hides the other curves. The table gives the
-interval uncut.
+confidence interval over seeds, env steps, wall time per run and return per CPU-hour; where the
+evaluations report wins, as on SMAX, the final win rate too) and `OUT/curves-TASK.png` (mean over
+seeds with the 95% interval shaded; `OUT/winrate-TASK.png` likewise for win rates). The interval is
+Student's t over seeds (scipy), which with 3 seeds is wide, as it should be. On the Control Suite,
+where an episode's return lies in [0, 1000], the shaded band is cut to that range: a mean return
+cannot lie outside it, and a band reaching below zero only hides the other curves. The table gives
+the interval uncut.
 
 Two kinds of reference figure from `../shared/reference/algorithms.md` are shown beside ours where
 the note has one: the 3-bin factorised expert returns (returns of a trained data-collecting agent,
@@ -93,6 +94,29 @@ def _official_cell(env: str, algo: str, group: list[dict[str, Any]]) -> str:
     return f"{value:.1f} at {step // 1000}k ({ours})"
 
 
+def win_rate_table(runs: list[dict[str, Any]]) -> str:
+    """Per task and algorithm whose evaluations report wins (SMAX), the final greedy win rate
+    over seeds ("" when no run reports them)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        if all("eval_win_rate" in p for p in run["curve"]):
+            groups[(run["env"], run["algo"])].append(run)
+    if not groups:
+        return ""
+    lines = [
+        "| task | algorithm | seeds | env steps | final eval win rate (mean ± 95% CI) | per seed |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for (env, algo), group in sorted(groups.items()):
+        steps = min(r["final_env_step"] for r in group)
+        rates = [float(_point_at(r, steps)["eval_win_rate"]) for r in group]
+        mean, half = t_interval(rates)
+        ci = f"{mean:.3f} ± {half:.3f}" if math.isfinite(half) else f"{mean:.3f}"
+        per_seed = ", ".join(f"{x:.3f}" for x in rates)
+        lines.append(f"| {env} | {algo} | {len(group)} | {steps:,} | {ci} | {per_seed} |")
+    return "\n".join(lines) + "\n"
+
+
 def _short(revision: str | None) -> str:
     if not revision:
         return "-"  # files written before revisions were recorded
@@ -148,6 +172,23 @@ def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     )
 
 
+def plot_win_rates(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """`out_dir/winrate-TASK.png` per task whose evaluations report wins."""
+    won = [
+        run_from_result(
+            {**run, "curve": [{**p, "eval_return": p["eval_win_rate"]} for p in run["curve"]]},
+            f"{run['algo']} on {run['env']}, seed {run['seed']}",
+        )
+        for run in runs
+        if all("eval_win_rate" in p for p in run["curve"])
+    ]
+    if not won:
+        return []
+    return plot_curves(
+        won, out_dir, {}, prefix="winrate", ylabel="evaluation win rate", value_range=(0.0, 1.0)
+    )
+
+
 def header(inp: str, out: str) -> str:
     """The title and where the tables come from, so a reader of the generated file knows to
     rerun the command rather than edit it, and where each run's provenance is."""
@@ -171,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    wins = win_rate_table(runs)
+    wins = f"\n## Win rates\n\nGreedy evaluations won, at the same steps.\n\n{wins}" if wins else ""
     (out / "learning.md").write_text(
-        f"{header(args.inp, args.out)}\n{table(runs)}\n## Every run\n\n"
+        f"{header(args.inp, args.out)}\n{table(runs)}{wins}\n## Every run\n\n"
         f"Last evaluation of each run and its total wall time.\n\n{runs_table(runs)}"
     )
-    for path in [out / "learning.md", *plot(runs, out)]:
+    for path in [out / "learning.md", *plot(runs, out), *plot_win_rates(runs, out)]:
         print(f"wrote {path}")
     return 0
 

@@ -443,15 +443,15 @@ def return_range(env: str) -> tuple[float, float]:
 
 
 def curve_band(
-    group: Sequence[Run], env: str
+    group: Sequence[Run], env: str, value_range: tuple[float, float] | None = None
 ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
     """Steps every run of `group` evaluated at, the mean over runs there, and the 95% t band,
-    cut to `return_range(env)` (a band of zero width for a single run)."""
+    cut to `value_range` (default `return_range(env)`; a band of zero width for a single run)."""
     steps = sorted(set.intersection(*({s for s, _ in r.curve} for r in group)))
     stats = [t_interval([r.score(s) for r in group]) for s in steps]
     mean = np.array([m for m, _ in stats])
     half = np.array([h if math.isfinite(h) else 0.0 for _, h in stats])
-    low, high = return_range(env)
+    low, high = return_range(env) if value_range is None else value_range
     return steps, mean, np.clip(mean - half, low, high), np.clip(mean + half, low, high)
 
 
@@ -464,10 +464,15 @@ def plot_curves(
     out_dir: Path,
     levels: Mapping[str, Level] | None = None,
     marks: Mapping[tuple[str, str], tuple[int, float, str]] | None = None,
+    *,
+    prefix: str = "curves",
+    ylabel: str = "evaluation return",
+    value_range: tuple[float, float] | None = None,
 ) -> list[Path]:
-    """`out_dir/curves-TASK.png` per task: each algorithm's mean eval return over seeds with the
-    95% t band, the task's expert level as a dashed line, and `marks` ((env, algo) -> (step,
-    value, label): a reference figure) as crosses. Needs matplotlib and scipy only."""
+    """`out_dir/PREFIX-TASK.png` per task: each algorithm's mean eval return over seeds (or
+    whatever the runs' curves hold: `ylabel`, cut to `value_range`) with the 95% t band, the
+    task's expert level as a dashed line, and `marks` ((env, algo) -> (step, value, label): a
+    reference figure) as crosses. Needs matplotlib and scipy only."""
     plt = _pyplot()
     levels = default_levels() if levels is None else levels
     marks = marks or {}
@@ -478,7 +483,7 @@ def plot_curves(
     for env, algos in sorted(by_env.items()):
         fig, ax = plt.subplots(figsize=(6, 4))
         for algo, group in sorted(algos.items()):
-            steps, mean, band_low, band_high = curve_band(group, env)
+            steps, mean, band_low, band_high = curve_band(group, env, value_range)
             (line,) = ax.plot(
                 steps, mean, label=f"{algo} ({len(group)} seed{'s' * (len(group) > 1)})"
             )
@@ -489,12 +494,12 @@ def plot_curves(
         if env in levels:
             ax.axhline(levels[env].expert, color="grey", ls="--", lw=1, label=levels[env].label)
         ax.set_xlabel("environment steps")
-        ax.set_ylabel("evaluation return")
+        ax.set_ylabel(ylabel)
         ax.set_title(env)
         ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        path = Path(out_dir) / f"curves-{file_name(env)}.png"
+        path = Path(out_dir) / f"{prefix}-{file_name(env)}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)

@@ -92,6 +92,27 @@ def test_report_table_and_plots(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_gives_win_rates_where_the_evaluations_report_them(tmp_path):
+    report = _load("report")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for seed, rate in enumerate([0.5, 0.75, 1.0]):
+        data = _fake_run("vdn", "jaxmarl:smax-3m", seed, [0.5, 1.5])
+        for point, won in zip(data["curve"], [0.0, rate], strict=True):
+            point["eval_win_rate"] = won
+        (inp / f"smax{seed}.json").write_text(json.dumps(data))
+    (inp / "dmc.json").write_text(json.dumps(_fake_run("decqn", "dmc:walker-walk", 0, [1.0])))
+    assert report.main(["--in", str(inp), "--out", str(tmp_path / "out")]) == 0
+    wins = (tmp_path / "out" / "learning.md").read_text().split("## Win rates")[1]
+    half = 4.302653 * 0.25 / math.sqrt(3)  # std of 0.5, 0.75, 1.0 is 0.25
+    row = f"| jaxmarl:smax-3m | vdn | 3 | 2,000 | 0.750 ± {half:.3f} | 0.500, 0.750, 1.000 |"
+    assert row in wins.split("## Every run")[0]
+    assert "walker" not in wins.split("## Every run")[0]  # no wins reported there
+    png = tmp_path / "out" / "winrate-jaxmarl-smax-3m.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "out" / "winrate-dmc-walker-walk.png").exists()
+
+
 def _runs(*fake_runs):
     return [report_lib.run_from_result(run, "test") for run in fake_runs]
 
