@@ -60,7 +60,7 @@ def time_seeds(algo: str, env: str, num_envs: int, seeds: list[int], chunk: int,
         start = time.perf_counter()
         warm_steps = 0
         while warm_steps * num_envs < 2 * agent.learning_starts:  # learning has started
-            state, stats = run(state, chunk)
+            state, stats = run(state, chunk, None)  # no dataset
             warm_steps += chunk
         jax.block_until_ready(state)
         programs[s] = {"run": run, "state": state, "warmup_s": time.perf_counter() - start}
@@ -69,7 +69,7 @@ def time_seeds(algo: str, env: str, num_envs: int, seeds: list[int], chunk: int,
         for s in seeds if r % 2 == 0 else list(reversed(seeds)):
             p = programs[s]
             start = time.perf_counter()
-            p["state"], stats = p["run"](p["state"], chunk)
+            p["state"], stats = p["run"](p["state"], chunk, None)
             jax.block_until_ready(p["state"])
             times[s].append(time.perf_counter() - start)
             assert int(np.asarray(stats.updates).min()) > 0, "the timed chunk did not learn"

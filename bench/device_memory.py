@@ -54,13 +54,13 @@ def measure(
     if mode == "copied":
         settings = device.DeviceSettings(num_envs, 1, env.spec.max_episode_steps)
         run_one = device.make_train(agent, env, settings).run
-        run = jax.jit(device.over_seeds(run_one, in_axes=(0, None)))
+        run = jax.jit(device.over_seeds(run_one, in_axes=(0, None, None)))
     state = init(np.zeros(1, np.int32))
     jax.block_until_ready(state)
     replay_mb = sum(x.nbytes for x in jax.tree_util.tree_leaves(state.replay)) / 2**20
     after = [round(peak_mb())]
     for _ in range(chunks):
-        state, _ = run(state, np.int32(steps))
+        state, _ = run(state, np.int32(steps), None)  # no dataset
         jax.block_until_ready(state)
         after.append(round(peak_mb()))
     return {

@@ -89,10 +89,10 @@ def factorl_program(algo: str, updates: int, learn: bool):
         # from the same state every time, untimed: past learning_starts (10k env steps) in the
         # learning configuration, so the replay holds about what JaxMARL's does
         state = program.init(np.zeros(1, np.int32))
-        state, _ = program.run(state, np.int32(1260))
+        state, _ = program.run(state, np.int32(1260), None)
         jax.block_until_ready(state)
         start = time.perf_counter()
-        state, _ = program.run(state, np.int32(vector_steps))
+        state, _ = program.run(state, np.int32(vector_steps), None)
         jax.block_until_ready(state)
         return time.perf_counter() - start
 
