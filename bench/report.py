@@ -71,7 +71,9 @@ def table(runs: list[dict[str, Any]]) -> str:
         steps = min(r["final_env_step"] for r in group)
         finals = [_value_at(r, steps) for r in group]
         mean, half = t_interval(finals)
-        ci = f"{mean:.1f} ± {half:.1f}" if math.isfinite(half) else f"{mean:.1f}"
+        # returns of a few units (SMAX's) need more than one decimal to say anything
+        d = 1 if max(abs(x) for x in finals) >= 10 else 3
+        ci = f"{mean:.{d}f} ± {half:.{d}f}" if math.isfinite(half) else f"{mean:.{d}f}"
         hours = [_point_at(r, steps)["wall_time"] / 3600 for r in group]  # time to reach `steps`
         cpus = group[0]["machine"].get("cpu_count") or 1
         per_cpu_hour = mean / (np.mean(hours) * cpus) if np.mean(hours) > 0 else math.nan
@@ -140,9 +142,11 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
     for run in sorted(runs, key=lambda r: (r["env"], r["algo"], r["seed"])):
         short = " → ".join(_short(r) for r in _revisions(run))
         last = run["curve"][-1]
+        value = float(last["eval_return"])
         lines.append(
             f"| {run['env']} | {run['algo']} | {run['seed']} | {run['final_env_step']:,} | "
-            f"{float(last['eval_return']):.1f} | {run['wall_time_s'] / 3600:.2f} | {short} |"
+            f"{value:.{1 if abs(value) >= 10 else 3}f} | {run['wall_time_s'] / 3600:.2f} | "
+            f"{short} |"
         )
     return "\n".join(lines) + "\n"
 

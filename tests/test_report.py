@@ -107,6 +107,12 @@ def test_report_gives_win_rates_where_the_evaluations_report_them(tmp_path):
     half = 4.302653 * 0.25 / math.sqrt(3)  # std of 0.5, 0.75, 1.0 is 0.25
     row = f"| jaxmarl:smax-3m | vdn | 3 | 2,000 | 0.750 ± {half:.3f} | 0.500, 0.750, 1.000 |"
     assert row in wins.split("## Every run")[0]
+    # returns of a few units are given to 3 decimals, in both tables
+    assert (
+        "| jaxmarl:smax-3m | vdn | 3 | 2,000 | 1.500 ± 0.000 |"
+        in (tmp_path / "out" / "learning.md").read_text()
+    )
+    assert "| jaxmarl:smax-3m | vdn | 0 | 2,000 | 1.500 |" in wins
     assert "walker" not in wins.split("## Every run")[0]  # no wins reported there
     png = tmp_path / "out" / "winrate-jaxmarl-smax-3m.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
