@@ -139,8 +139,8 @@ def source_run(env: str, args: argparse.Namespace, work: Path, threshold: float)
     return run_dir
 
 
-def _checkpointed_evals(run_dir: Path) -> list[tuple[int, float]]:
-    """(env step, greedy eval return) of every evaluation, and the env steps checkpointed."""
+def _evaluations(run_dir: Path) -> list[tuple[int, float]]:
+    """(env step, greedy eval return) of every evaluation of the run, in order."""
     return [
         (int(r["env_step"]), float(r["eval_return"]))
         for r in read_metrics(run_dir)
@@ -148,11 +148,16 @@ def _checkpointed_evals(run_dir: Path) -> list[tuple[int, float]]:
     ]
 
 
+def _reaching(run_dir: Path, threshold: float) -> list[tuple[int, float]]:
+    """The evaluations at or above `threshold` at env steps that have a checkpoint, in order."""
+    kept = {int(ckpt.read_meta(p)["env_step"]) for p in _checkpoints(run_dir)}
+    return [(s, ret) for s, ret in _evaluations(run_dir) if ret >= threshold and s in kept]
+
+
 def medium_reached(run_dir: Path, threshold: float) -> int | None:
     """The earliest env step whose evaluation reaches `threshold` and which has a checkpoint."""
-    kept = {int(ckpt.read_meta(p)["env_step"]) for p in _checkpoints(run_dir)}
-    steps = [s for s, ret in _checkpointed_evals(run_dir) if ret >= threshold and s in kept]
-    return steps[0] if steps else None
+    reached = _reaching(run_dir, threshold)
+    return reached[0][0] if reached else None
 
 
 # -------------------------------------------------------------------------- 2. medium checkpoint
@@ -163,9 +168,8 @@ def pick_medium(env: str, run_dir: Path, level: Level, fraction: float, work: Pa
     if path.exists():
         return json.loads(path.read_text())
     threshold = medium_threshold(level, fraction)
-    evals = _checkpointed_evals(run_dir)
-    kept = {int(ckpt.read_meta(p)["env_step"]) for p in _checkpoints(run_dir)}
-    reached = [(step, ret) for step, ret in evals if ret >= threshold and step in kept]
+    evals = _evaluations(run_dir)
+    reached = _reaching(run_dir, threshold)
     if not reached:
         seen = ", ".join(f"{s}: {r:.1f}" for s, r in evals)
         raise ProtocolError(
