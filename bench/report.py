@@ -71,8 +71,7 @@ def table(runs: list[dict[str, Any]]) -> str:
         steps = min(r["final_env_step"] for r in group)
         finals = [_value_at(r, steps) for r in group]
         mean, half = t_interval(finals)
-        # returns of a few units (SMAX's) need more than one decimal to say anything
-        d = 1 if max(abs(x) for x in finals) >= 10 else 3
+        d = _decimals(finals)
         ci = f"{mean:.{d}f} ± {half:.{d}f}" if math.isfinite(half) else f"{mean:.{d}f}"
         hours = [_point_at(r, steps)["wall_time"] / 3600 for r in group]  # time to reach `steps`
         cpus = group[0]["machine"].get("cpu_count") or 1
@@ -84,6 +83,12 @@ def table(runs: list[dict[str, Any]]) -> str:
             f"{np.mean(hours):.2f} | {per_cpu_hour:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _decimals(returns: list[float]) -> int:
+    """Decimals to print returns with: one, or three where they are a few units (SMAX's), where
+    one decimal says nothing."""
+    return 1 if max(abs(x) for x in returns) >= 10 else 3
 
 
 def _official_cell(env: str, algo: str, group: list[dict[str, Any]]) -> str:
@@ -145,8 +150,7 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
         value = float(last["eval_return"])
         lines.append(
             f"| {run['env']} | {run['algo']} | {run['seed']} | {run['final_env_step']:,} | "
-            f"{value:.{1 if abs(value) >= 10 else 3}f} | {run['wall_time_s'] / 3600:.2f} | "
-            f"{short} |"
+            f"{value:.{_decimals([value])}f} | {run['wall_time_s'] / 3600:.2f} | {short} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -50,7 +50,7 @@ _SMAX = {
 
 #: SMAX 3m sized for a CPU: JaxMARL's SMAX settings above with the agent network of pymarl's SMAC
 #: defaults (GRU 64, learning rate 5e-4, epsilon to 0.05 over 50k steps) and a 2M-step budget,
-#: evaluated on 128 episodes every 100k steps; the results in results/smax come from it
+#: evaluated on 128 episodes every 100k steps (results/marl's SMAX runs)
 _SMAX_CPU = {
     **_SMAX,
     "run.steps": 2_000_000,
