@@ -5,11 +5,12 @@ Whole runs (`marl_jaxmarl.py`) say how fast each side trains; this says where th
 side's full training program runs twice per round on the same number of rollouts, once learning
 and once not, and the update's cost is the difference over the updates taken:
 
-- JaxMARL: its compiled `make_train` at `TOTAL_TIMESTEPS` = 208 x (U + 32), tests off,
-  `LEARNING_STARTS` 0, `NUM_EPOCHS` 1 against 0. Its flashbax buffer can be sampled only once it
-  holds 32 rollouts per environment row (`min_length_time_axis` = the batch size), so it takes
-  about U updates, not U + 32. Each call also initialises its networks and buffer, which counts
-  in both times (so its rollout speed here is a slight underestimate).
+- JaxMARL: its compiled `make_train` at `TOTAL_TIMESTEPS` = 208 x (U + 32) and at
+  208 x (2U + 32), tests off, `LEARNING_STARTS` 0, `NUM_EPOCHS` 1 against 0. Its flashbax buffer
+  can be sampled only once it holds 32 rollouts per environment row (`min_length_time_axis` =
+  the batch size), so the programs take about U and 2U updates. Each call also initialises its
+  networks and buffer and runs the first 32 rollouts; the difference between the two budgets
+  leaves exactly that out, so U rollouts (and U updates) are timed as on factorl's side.
 - factorl: the device runner's chunk program (`run`) for 26 x U vector steps of 8 environments
   (U updates, one per 208 env steps), each time from a fresh state run untimed past
   `learning_starts` (10k env steps), against the same configuration with `agent.learning_starts`
@@ -55,7 +56,7 @@ def jaxmarl_program(src: str, algo: str, updates: int, epochs: int):
     from omegaconf import OmegaConf
 
     module = importlib.import_module({"vdn": "vdn_rnn", "qmix": "qmix_rnn"}[algo])
-    steps = ROLLOUT * (updates + JAXMARL_FIRST_SAMPLE)
+    steps = ROLLOUT * (updates + JAXMARL_FIRST_SAMPLE)  # about `updates` updates
     overrides = ["+alg=ql_rnn_mpe", f"alg.TOTAL_TIMESTEPS={steps}", "SEED=0",
                  "WANDB_MODE=disabled", "SAVE_PATH=null", "alg.TEST_DURING_TRAINING=False",
                  "alg.LEARNING_STARTS=0", f"alg.NUM_EPOCHS={epochs}"]  # fmt: skip
@@ -100,6 +101,17 @@ def factorl_program(algo: str, updates: int, learn: bool):
     return once, vector_steps * 8
 
 
+def _difference(longer, shorter):
+    """A program pair as one: the longer one's time less the shorter one's, run back to back,
+    and the env steps between them: what the longer does beyond its init and first rollouts."""
+    (run_longer, steps_longer), (run_shorter, steps_shorter) = longer, shorter
+
+    def once():
+        return run_longer() - run_shorter()
+
+    return once, steps_longer - steps_shorter
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algo", choices=["vdn", "qmix"], required=True)
@@ -108,9 +120,15 @@ def main() -> None:
     parser.add_argument("--jaxmarl-src", required=True, help="a JaxMARL checkout")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    src, u = args.jaxmarl_src, args.updates
     programs = {
-        "jaxmarl_learn": jaxmarl_program(args.jaxmarl_src, args.algo, args.updates, 1),
-        "jaxmarl_rollout": jaxmarl_program(args.jaxmarl_src, args.algo, args.updates, 0),
+        # each JaxMARL time is the difference of its program at 2U and at U updates
+        "jaxmarl_learn": _difference(
+            jaxmarl_program(src, args.algo, 2 * u, 1), jaxmarl_program(src, args.algo, u, 1)
+        ),
+        "jaxmarl_rollout": _difference(
+            jaxmarl_program(src, args.algo, 2 * u, 0), jaxmarl_program(src, args.algo, u, 0)
+        ),
         "factorl_learn": factorl_program(args.algo, args.updates, True),
         "factorl_rollout": factorl_program(args.algo, args.updates, False),
     }

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.tree_util import tree_leaves
 
 from factorl.maths.networks import (
     RecurrentAgentQ,
@@ -18,6 +19,7 @@ from factorl.maths.networks import (
     masked_greedy,
     orthogonal,
     unroll_agent_q,
+    unroll_gru,
     unroll_windows,
 )
 
@@ -180,6 +182,48 @@ def test_window_unroll_differentiates_only_the_q_at_obs(case):
     zero = jax.grad(next_only)(params)
     assert all(not np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves(zero))
     assert any(np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves(jax.grad(at_obs)(params)))
+
+
+def _cell_scan(gru, inputs, resets, h0):
+    """Flax's GRUCell stepped along time by autodiff's own scan: the reference for unroll_gru."""
+    cell = nn.GRUCell(h0.shape[-1])
+
+    def step(h, x):
+        x_t, reset = x
+        h = jnp.where(reset[..., None], 0.0, h)
+        h, _ = cell.apply({"params": gru}, h, x_t)
+        return h, h
+
+    return jax.lax.scan(step, h0, (inputs, resets))[1]
+
+
+@pytest.mark.parametrize("per_agent", [False, True])
+def test_gru_unroll_values_and_gradients_equal_the_flax_cell(case, per_agent):
+    params, _, stale = case
+    gru = params["params"]["gru"]
+    k_x, k_r, k_w = jax.random.split(jax.random.PRNGKey(11), 3)
+    inputs = jax.random.normal(k_x, (T, B, N, H))
+    flags = jax.random.bernoulli(k_r, 0.3, (T, B, N) if per_agent else (T, B))
+    full = flags if per_agent else jnp.broadcast_to(flags[..., None], (T, B, N))
+    weights = jax.random.normal(k_w, (T, B, N, H))  # a loss that weighs every hidden unit
+
+    got = jax.jit(unroll_gru)(gru, inputs, flags, stale)
+    want = jax.jit(_cell_scan)(gru, inputs, full, stale)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+    def loss(unroll, resets):
+        def f(gru, inputs, h0):
+            h = unroll(gru, inputs, resets, h0)
+            return jnp.sum(weights * h) + jnp.sum(h**2)
+
+        return jax.jit(jax.grad(f, argnums=(0, 1, 2)))(gru, inputs, stale)
+
+    got_grads, want_grads = loss(unroll_gru, flags), loss(_cell_scan, full)
+    assert jax.tree_util.tree_structure(got_grads) == jax.tree_util.tree_structure(want_grads)
+    leaves = zip(tree_leaves(got_grads), tree_leaves(want_grads), strict=True)
+    for g, w in leaves:
+        assert np.any(np.asarray(w))  # every gradient is exercised
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(np.max(np.abs(w))))
 
 
 def _avail_case(n: int = 200):

@@ -366,7 +366,7 @@ class ValueDecomposition(JaxAgent):
         next_obs = jnp.asarray(batch.next_obs, jnp.float32)
         actions = jnp.round(jnp.asarray(batch.action)).astype(jnp.int32)  # stored as float32
 
-        # time-major for the scan; online and target nets share the one sequential loop
+        # time-major for the unrolls (`unroll_gru`: the GRU with a hand-written backward pass)
         (q, q_next_online), (_, q_next_target) = unroll_windows(
             self.net,
             (params["agent"], jax.lax.stop_gradient(target_params["agent"])),

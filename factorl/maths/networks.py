@@ -240,6 +240,100 @@ class RecurrentAgentQ(nn.Module):
         return jnp.zeros((batch, n_agents, self.hidden_size), jnp.float32)
 
 
+#: Flax GRUCell's gates, in the order their kernels are stacked for one matmul
+_GRU_GATES = ("r", "z", "n")
+
+
+def _stacked_gru_weights(gru: Any) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """A Flax `GRUCell`'s parameters stacked gate by gate: the input kernel [I, 3H] and its bias
+    [3H], the recurrent kernel [H, 3H], and the candidate gate's recurrent bias [H]."""
+    k_in = jnp.concatenate([gru[f"i{g}"]["kernel"] for g in _GRU_GATES], axis=-1)
+    b_in = jnp.concatenate([gru[f"i{g}"]["bias"] for g in _GRU_GATES], axis=-1)
+    k_hidden = jnp.concatenate([gru[f"h{g}"]["kernel"] for g in _GRU_GATES], axis=-1)
+    return k_in, b_in, k_hidden, gru["hn"]["bias"]
+
+
+def _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0):
+    """Flax's GRUCell along time from precomputed input gates: (final hidden, per step the new
+    hidden and the values its backward pass reads)."""
+
+    def step(h, inputs):
+        x_r, x_z, x_n, reset = inputs
+        h = jnp.where(reset[..., None], 0.0, h)
+        h_r, h_z, h_n = jnp.split(h @ k_hidden, 3, axis=-1)
+        r = nn.sigmoid(x_r + h_r)
+        z = nn.sigmoid(x_z + h_z)
+        h_n = h_n + b_hn
+        n = jnp.tanh(x_n + r * h_n)
+        new = (1.0 - z) * n + z * h
+        return new, (new, h, r, z, n, h_n)
+
+    return jax.lax.scan(step, h0, (x_r, x_z, x_n, resets))
+
+
+@jax.custom_vjp
+def _gru_scan(k_hidden, b_hn, x_r, x_z, x_n, resets, h0):
+    return _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0)[1][0]
+
+
+def _gru_scan_forward(k_hidden, b_hn, x_r, x_z, x_n, resets, h0):
+    _, (hiddens, *saved) = _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0)
+    return hiddens, (k_hidden, resets, *saved)
+
+
+def _gru_scan_backward(saved, d_hiddens):
+    # backpropagation through time that only carries dL/dh: the per-step gradients of the
+    # gates come out of the loop, and the recurrent kernel's gradient is one matmul over every
+    # step afterwards instead of a small one accumulated at each step
+    k_hidden, resets, h_prev, r, z, n, h_n = saved
+
+    def step(d_next, inputs):
+        d_out, reset, h_prev, r, z, n, h_n = inputs
+        d_h = d_out + d_next
+        d_pre_n = d_h * (1.0 - z) * (1.0 - n * n)
+        d_pre_r = d_pre_n * h_n * r * (1.0 - r)
+        d_pre_z = d_h * (h_prev - n) * z * (1.0 - z)
+        d_gates_h = jnp.concatenate([d_pre_r, d_pre_z, d_pre_n * r], axis=-1)
+        d_prev = d_h * z + d_gates_h @ k_hidden.T
+        d_prev = jnp.where(reset[..., None], 0.0, d_prev)
+        return d_prev, (d_pre_r, d_pre_z, d_pre_n, d_gates_h)
+
+    d_h0, (d_x_r, d_x_z, d_x_n, d_gates_h) = jax.lax.scan(
+        step,
+        jnp.zeros_like(d_hiddens[0]),
+        (d_hiddens, resets, h_prev, r, z, n, h_n),
+        reverse=True,
+    )
+    hidden = h_prev.shape[-1]
+    d_k_hidden = h_prev.reshape(-1, hidden).T @ d_gates_h.reshape(-1, 3 * hidden)
+    d_b_hn = jnp.sum(d_gates_h[..., 2 * hidden :].reshape(-1, hidden), axis=0)
+    return d_k_hidden, d_b_hn, d_x_r, d_x_z, d_x_n, None, d_h0
+
+
+_gru_scan.defvjp(_gru_scan_forward, _gru_scan_backward)
+
+
+def unroll_gru(gru: Any, inputs: jax.Array, resets: jax.Array, h0: jax.Array) -> jax.Array:
+    """A Flax `GRUCell`'s parameters `gru` run along a leading time axis: inputs [T, ..., I],
+    resets [T, ...] (restart from zeros before that step; one flag per row of h0's leading axes,
+    or per its first axis only), h0 [..., H] -> the hidden state after every step [T, ..., H].
+
+    The same values as stepping the cell (`RecurrentAgentQ.recur`), computed for speed: the
+    input's share of the three gates for every step at once before the loop, one stacked
+    matmul for the recurrent share inside it, and a hand-written backward pass (checked
+    against autodiff of the cell in the tests) that keeps the weight gradients out of the loop.
+    """
+    resets = jnp.asarray(resets, bool)
+    if resets.ndim == inputs.ndim - 2:  # one flag per environment: every agent restarts
+        resets = resets[..., None]
+    resets = jnp.broadcast_to(resets, inputs.shape[:-1])
+    k_in, b_in, k_hidden, b_hn = _stacked_gru_weights(gru)
+    gates = inputs @ k_in + b_in
+    # three arrays rather than slices of one inside the loop, which XLA runs far slower
+    x_r, x_z, x_n = jnp.split(gates, 3, axis=-1)
+    return _gru_scan(k_hidden, b_hn, x_r, x_z, x_n, resets, jnp.asarray(h0, gates.dtype))
+
+
 def unroll_agent_q(
     net: RecurrentAgentQ, params, hidden: jax.Array, obs: jax.Array, resets: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -249,12 +343,7 @@ def unroll_agent_q(
     The input layer and the head run over all steps at once; only the GRU steps sequentially.
     """
     features = net.apply(params, obs, method=net.features)
-
-    def step(h: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        h = net.apply(params, h, *inputs, method=net.recur)
-        return h, h
-
-    _, hiddens = jax.lax.scan(step, hidden, (features, resets))
+    hiddens = unroll_gru(params["params"]["gru"], features, resets, hidden)
     return hiddens, net.apply(params, hiddens, method=net.q_values)
 
 
@@ -266,7 +355,7 @@ def unroll_windows(
     resets: jax.Array,
     truncated: jax.Array,
 ) -> tuple[tuple[jax.Array, jax.Array], ...]:
-    """Q along replay windows for several parameter sets (online and target) in one loop.
+    """Q along replay windows for several parameter sets (online and target).
 
     obs, next_obs [T, B, N, O] (next_obs[t]: what step t reached, before any reset), resets and
     truncated [T, B] -> for each parameter set (Q at obs, Q at next_obs), each
@@ -278,23 +367,15 @@ def unroll_windows(
     next_obs and reads Q at next_obs[t] off step t+1. That is exact except where step t ended
     the episode: after a termination the bootstrap is masked anyway (any finite value will
     do), after a truncation inside the window the true final observation is needed, and only
-    then the extra GRU step runs for the whole batch. The parameter sets share the one
-    sequential loop, whose per-step cost is mostly fixed.
+    then the extra GRU step runs for the whole batch.
     """
     steps = jnp.concatenate([obs, next_obs[-1:]], axis=0)
     step_resets = jnp.concatenate([resets, jnp.zeros_like(resets[:1])], axis=0)
-    feats = tuple(net.apply(p, steps, method=net.features) for p in params_sets)
-    h0 = tuple(jnp.zeros((*obs.shape[1:-1], net.hidden_size), jnp.float32) for _ in params_sets)
-
-    def step(hs, inputs):
-        *fs, reset = inputs
-        hs = tuple(
-            net.apply(p, h, f, reset, method=net.recur)
-            for p, h, f in zip(params_sets, hs, fs, strict=True)
-        )
-        return hs, hs
-
-    _, hiddens = jax.lax.scan(step, h0, (*feats, step_resets))
+    h0 = jnp.zeros((*obs.shape[1:-1], net.hidden_size), jnp.float32)
+    hiddens = tuple(
+        unroll_gru(p["params"]["gru"], net.apply(p, steps, method=net.features), step_resets, h0)
+        for p in params_sets
+    )
     truncated_inside = jnp.asarray(truncated, bool)[:-1]  # the last step's next_obs is exact
 
     out = []
