@@ -185,6 +185,13 @@ def orthogonal(scale: float = 1.0) -> nn.initializers.Initializer:
 # one-hot agent id in the input (JaxMARL's agent net; pymarl also feeds the last action).
 
 
+def _reset_per_agent(reset: jax.Array, features: jax.Array) -> jax.Array:
+    """Reset flags [...] (one per environment: every agent restarts) or [..., N] as bool
+    [..., N], for features [..., N, H]."""
+    reset = jnp.asarray(reset, bool)
+    return reset[..., None] if reset.ndim == features.ndim - 2 else reset
+
+
 class RecurrentAgentQ(nn.Module):
     """One step of the shared per-agent DRQN: (hidden, obs, reset) -> (hidden', Q).
 
@@ -223,9 +230,7 @@ class RecurrentAgentQ(nn.Module):
 
     def recur(self, hidden: jax.Array, features: jax.Array, reset: jax.Array) -> jax.Array:
         """One GRU step from `hidden`, restarted from zeros where `reset` ([...] or [..., N])."""
-        reset = jnp.asarray(reset, bool)
-        if reset.ndim == features.ndim - 2:  # one flag per environment: every agent restarts
-            reset = reset[..., None]
+        reset = _reset_per_agent(reset, features)
         # zeroed before the step, so an episode's first Q ignores the previous episode
         hidden = jnp.where(reset[..., None], jnp.zeros_like(hidden), hidden)
         hidden, _ = self.gru(hidden, features)  # a GRU's output is its new hidden state
@@ -253,9 +258,9 @@ def _stacked_gru_weights(gru: Any) -> tuple[jax.Array, jax.Array, jax.Array, jax
     return k_in, b_in, k_hidden, gru["hn"]["bias"]
 
 
-def _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0):
+def _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0, for_backward: bool = False):
     """Flax's GRUCell along time from precomputed input gates: (final hidden, per step the new
-    hidden and the values its backward pass reads)."""
+    hidden, with `for_backward` also the values the backward pass reads)."""
 
     def step(h, inputs):
         x_r, x_z, x_n, reset = inputs
@@ -266,18 +271,18 @@ def _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0):
         h_n = h_n + b_hn
         n = jnp.tanh(x_n + r * h_n)
         new = (1.0 - z) * n + z * h
-        return new, (new, h, r, z, n, h_n)
+        return new, ((new, h, r, z, n, h_n) if for_backward else new)
 
     return jax.lax.scan(step, h0, (x_r, x_z, x_n, resets))
 
 
 @jax.custom_vjp
 def _gru_scan(k_hidden, b_hn, x_r, x_z, x_n, resets, h0):
-    return _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0)[1][0]
+    return _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0)[1]
 
 
 def _gru_scan_forward(k_hidden, b_hn, x_r, x_z, x_n, resets, h0):
-    _, (hiddens, *saved) = _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0)
+    _, (hiddens, *saved) = _gru_loop(k_hidden, b_hn, x_r, x_z, x_n, resets, h0, True)
     return hiddens, (k_hidden, resets, *saved)
 
 
@@ -323,10 +328,7 @@ def unroll_gru(gru: Any, inputs: jax.Array, resets: jax.Array, h0: jax.Array) ->
     matmul for the recurrent share inside it, and a hand-written backward pass (checked
     against autodiff of the cell in the tests) that keeps the weight gradients out of the loop.
     """
-    resets = jnp.asarray(resets, bool)
-    if resets.ndim == inputs.ndim - 2:  # one flag per environment: every agent restarts
-        resets = resets[..., None]
-    resets = jnp.broadcast_to(resets, inputs.shape[:-1])
+    resets = jnp.broadcast_to(_reset_per_agent(resets, inputs), inputs.shape[:-1])
     k_in, b_in, k_hidden, b_hn = _stacked_gru_weights(gru)
     gates = inputs @ k_in + b_in
     # three arrays rather than slices of one inside the loop, which XLA runs far slower
