@@ -186,8 +186,8 @@ def orthogonal(scale: float = 1.0) -> nn.initializers.Initializer:
 
 
 def _reset_per_agent(reset: jax.Array, features: jax.Array) -> jax.Array:
-    """Reset flags [...] (one per environment: every agent restarts) or [..., N] as bool
-    [..., N], for features [..., N, H]."""
+    """Reset flags for features [..., N, H] as bool, broadcastable to [..., N]: flags [...]
+    (one per environment: every agent restarts) become [..., 1], flags [..., N] stay."""
     reset = jnp.asarray(reset, bool)
     return reset[..., None] if reset.ndim == features.ndim - 2 else reset
 
