@@ -73,8 +73,10 @@ SWEEP_KEYS = frozenset(
         "runner.eval_episodes",
     }
 )
-#: XLA's CPU threads of a trial that has one core, unless XLA_FLAGS is already set
-ONE_CORE_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+#: the share of its GPUs' memory a trial's JAX takes when trials share a GPU (--gpus-per-trial
+#: below 1): JAX takes 75% of the whole GPU at start by default, so a second trial on the same
+#: GPU could not start; the rest of the share is left to each process's CUDA context
+GPU_MEMORY_SHARE = 0.85
 #: a local Ray's object store: trials return a few lines each, so the minimum Ray accepts will do
 LOCAL_OBJECT_STORE_BYTES = 80 * 1024**2
 
@@ -435,9 +437,11 @@ def run_trial(trial: Trial, settings: Settings) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- Ray
-def run_trial_on_ray(trial: Trial, settings: Settings) -> dict[str, Any]:
-    """`run_trial` as a Ray task: an interrupted trial raises `TrialInterrupted`, which the
-    task retries."""
+def run_trial_on_ray(trial: Trial, settings: Settings, core: int | None = None) -> dict[str, Any]:
+    """`run_trial` as a Ray task, on CPU `core` alone when given: an interrupted trial raises
+    `TrialInterrupted`, which the task retries."""
+    if core is not None:
+        pin_to_core(core)
     outcome = run_trial(trial, settings)
     if outcome["status"] == "interrupted":
         raise TrialInterrupted(outcome["message"])
@@ -453,18 +457,35 @@ def import_ray() -> Any:
     return ray
 
 
+def pin_to_core(core: int) -> None:
+    """Let this process run on CPU `core` only. JAX sizes its CPU thread pool from the process's
+    CPU affinity when it first computes (XLA_FLAGS' thread settings no longer limit it), so a
+    worker pinned before its trial runs one trial's XLA on one core instead of every trial
+    spreading threads over all cores. Without `sched_setaffinity` (macOS) this does nothing."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+
+
+def usable_cores() -> list[int]:
+    """The CPUs this process may run on, in order."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def worker_env(gpus_per_trial: float, *, local: bool = True) -> dict[str, str]:
     """Environment variables of the trials' workers: on a local Ray, this factorl first on their
     path (the workers then import the code the driver runs, installed or not; a cluster's nodes
-    have their own install), and one core's XLA threads for a CPU trial, unless XLA_FLAGS is set
-    already (a trial per core: more threads would only contend)."""
+    have their own install); with a fraction of a GPU per trial, that share of the GPU's memory
+    for each trial's JAX (`GPU_MEMORY_SHARE` of it), unless XLA_PYTHON_CLIENT_MEM_FRACTION is
+    set already."""
     env = {}
     if local:
         package_root = str(Path(factorl.__file__).resolve().parents[1])
         path = [p for p in (package_root, os.environ.get("PYTHONPATH")) if p]
         env["PYTHONPATH"] = os.pathsep.join(path)
-    if not gpus_per_trial and "XLA_FLAGS" not in os.environ:
-        env["XLA_FLAGS"] = ONE_CORE_XLA_FLAGS
+    if 0 < gpus_per_trial < 1 and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ:
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{GPU_MEMORY_SHARE * gpus_per_trial:.4g}"
     return env
 
 
@@ -516,10 +537,15 @@ def run_on_ray(
     `max_parallel` at a time (default: as many as Ray can place); a task whose worker dies is
     retried up to `max_retries` times, as is one stopped by a signal (preemption), each retry
     resuming from the trial's checkpoint. Returns
-    each trial's outcome by name, printing one line per trial as it ends."""
+    each trial's outcome by name, printing one line per trial as it ends.
+
+    On a Ray on this machine (no `address`), CPU trials run at most one per core at a time by
+    default, each pinned to a core of its own (`pin_to_core`; with `max_parallel` above the
+    core count, the cores in turn)."""
     outcomes: dict[str, dict[str, Any]] = {}
     if not trials:
         return outcomes
+    cores = usable_cores() if address is None and not gpus_per_trial else []
     with ray_session(address, max_parallel, gpus_per_trial) as ray:
         task = ray.remote(run_trial_on_ray).options(
             num_cpus=1,
@@ -528,15 +554,18 @@ def run_on_ray(
             retry_exceptions=[TrialInterrupted],
         )
         waiting = list(trials)
-        running: dict[Any, Trial] = {}
-        limit = max_parallel or len(trials)
+        running: dict[Any, tuple[Trial, int]] = {}
+        limit = max_parallel or len(cores) or len(trials)
+        free_slots = list(range(limit))  # slot i runs on cores[i % len(cores)] when pinned
         while waiting or running:
             while waiting and len(running) < limit:
-                trial = waiting.pop(0)
-                running[task.remote(trial, settings)] = trial
+                trial, slot = waiting.pop(0), free_slots.pop(0)
+                core = cores[slot % len(cores)] if cores else None
+                running[task.remote(trial, settings, core)] = (trial, slot)
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
-                trial = running.pop(ref)
+                trial, slot = running.pop(ref)
+                free_slots.append(slot)
                 try:
                     outcome = ray.get(ref)
                 except TrialInterrupted as e:  # stopped by signals more often than retried

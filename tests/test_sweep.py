@@ -90,8 +90,7 @@ def ray_cluster():
     Compiling costs more than these runs, so its workers take this process's XLA flags and
     JAX compilation cache (conftest.py), where `one_by_one` has compiled the same programs: they
     only read it (a worker killed mid-write could leave a torn entry, but every program they
-    run is there already). Workers of the sweep's own local Ray take one core's XLA flags
-    instead (`sweep.worker_env`, checked below)."""
+    run is there already)."""
     ray = pytest.importorskip("ray")
     import jax
 
@@ -139,6 +138,7 @@ def test_a_local_ray_sweep_equals_the_same_runs_made_one_by_one(one_by_one, ray_
     where = ray.get(ray.remote(lambda: __import__("factorl").__file__).remote())
     assert where == factorl.__file__
     assert sweep.cmd_sweep(_argv(tmp_path)) == 0
+    pinned = []
     for (algo, seed), (config, curve) in one_by_one.items():
         data = _result(tmp_path, algo, seed)
         assert (data["algo"], data["seed"], data["final_env_step"]) == (algo, seed, 300)
@@ -146,6 +146,11 @@ def test_a_local_ray_sweep_equals_the_same_runs_made_one_by_one(one_by_one, ray_
         assert {**data["config"], "run": None} == {**config, "run": None}
         assert data["command"].startswith("factorl sweep --algos decqn,td3")
         assert [s["from_env_step"] for s in data["segments"]] == [0]
+        pinned.append(data["segments"][0]["cpu_affinity"])
+    # each trial ran on one core of its own (sweep.pin_to_core), the first two on different ones
+    cores = sweep.usable_cores()
+    assert all(len(c) == 1 and c[0] in cores for c in pinned)
+    assert len({c[0] for c in pinned}) >= min(2, len(cores))
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "preempted"])
@@ -247,15 +252,19 @@ def _one_line_error(capsys, argv):
     return lines[0]
 
 
-def test_each_trial_has_one_cores_xla_threads_and_this_factorl(monkeypatch):
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+def test_each_trial_imports_this_factorl_and_a_gpu_share_takes_its_share_of_memory(
+    monkeypatch,
+):
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
     env = sweep.worker_env(0.0)
-    assert env["XLA_FLAGS"] == sweep.ONE_CORE_XLA_FLAGS
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
-    assert "XLA_FLAGS" not in sweep.worker_env(1.0)  # a GPU trial's XLA runs on the GPU
+    assert "XLA_FLAGS" not in env  # the user's flags pass through; threads follow the pinned core
     assert "PYTHONPATH" not in sweep.worker_env(0.0, local=False)  # a cluster's own install
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    assert "XLA_FLAGS" not in sweep.worker_env(0.0)  # the user's flags pass through
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in sweep.worker_env(1.0)  # a whole GPU: JAX's own
+    share = float(sweep.worker_env(0.25)["XLA_PYTHON_CLIENT_MEM_FRACTION"])
+    assert share == pytest.approx(sweep.GPU_MEMORY_SHARE * 0.25) and 4 * share < 1
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.1")
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in sweep.worker_env(0.25)  # the user's value
 
 
 def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, monkeypatch):
