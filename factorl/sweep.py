@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import re
 import sys
@@ -46,15 +45,14 @@ from factorl.core.config import (
 from factorl.envs.host import import_env_modules
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
-from factorl.io.runfolder import CONFIG_FILE, RunFolderError
-from factorl.io.system import process_settings, provenance, source_revision
+from factorl.io.runfolder import CONFIG_FILE, RunFolderError, read_segments
+from factorl.io.system import factorl_revision, provenance
 from factorl.runners.device import is_jax_env
 from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_config, train
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count
-SOURCE_REVISION = source_revision()
+SOURCE_REVISION = factorl_revision()
 #: in a run folder: the code revision of every process that trained the run, with its start step
-SEGMENTS_FILE = "segments.json"
 #: what a missing Ray says
 RAY_MISSING = (
     "factorl sweep runs its trials on Ray, which is not installed: pip install -c constraints.txt "
@@ -314,26 +312,6 @@ def write_json(path: Path, data: Any) -> None:
     ckpt.write_json(path, data, indent=1)
 
 
-def read_segments(run_dir: Path) -> list[dict[str, Any]] | None:
-    """The run's segments (see `record_segment`); None for a run trained outside a sweep."""
-    path = Path(run_dir) / SEGMENTS_FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def record_segment(run_dir: Path, checkpoint: Path | None) -> None:
-    """Add this process to the run's segments before it trains from `checkpoint` (None: from
-    the start): a run resumed across sessions may have been trained by several commits, and its
-    results should name each of them."""
-    start = ckpt.read_meta(checkpoint)["env_step"] if checkpoint else 0
-    segment = {
-        "from_env_step": start,
-        "source_revision": SOURCE_REVISION,
-        "started": _now(),
-        **process_settings(),  # a pinned or single-threaded process runs at other speeds
-    }
-    write_json(Path(run_dir) / SEGMENTS_FILE, [*(read_segments(run_dir) or []), segment])
-
-
 def summarise_run(run_dir: Path, command: str, seed: int | None = None) -> dict[str, Any]:
     """The results record of a finished run folder; for a run of several seeds side by side
     (the device runner's `run.num_seeds`), that of `seed`."""
@@ -412,8 +390,6 @@ def run_trial(trial: Trial, settings: Settings) -> dict[str, Any]:
     try:
         import_env_modules(settings.imports)  # a Ray worker is a process of its own
         cfg = trial_config(trial, settings)
-        checkpoint = ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
-        record_segment(run_dir, checkpoint)
         # a run killed before its first checkpoint has a config to restart from
         started = (run_dir / CONFIG_FILE).is_file()
         result = train(cfg, resume=run_dir if started else None)

@@ -16,6 +16,7 @@ from factorl.core.agent import TrainBatch
 from factorl.core.config import ConfigError
 from factorl.io import datasets
 from factorl.io.checkpoint import CheckpointError
+from factorl.io.runfolder import read_segments
 from factorl.maths import demonstrations as demos_maths
 from factorl.runners.host import HostTrainer
 from factorl.sweep import summarise_run
@@ -162,6 +163,9 @@ def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, demos):
     assert second.env_step == 150
     last = train(split_cfg, resume=first.run_dir)
     assert same_leaves(straight.state, last.state)
+    # each process's segment says where it started, in the offline phase too
+    starts = [(s["from_env_step"], s["from_offline_step"]) for s in read_segments(last.run_dir)]
+    assert starts == [(0, 0), (0, 70), (150, 150)]
     assert records(straight.run_dir) == records(last.run_dir)
     offline = [r for r in records(straight.run_dir) if r.get("phase") == "offline"]
     assert [(r["event"], r["offline_step"], r["env_step"]) for r in offline] == [

@@ -21,7 +21,7 @@ from factorl.cli import main
 from factorl.core.config import ConfigError
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
-from factorl.io.runfolder import RunFolderError, RunFolderLock
+from factorl.io.runfolder import RunFolderError, RunFolderLock, read_segments
 from factorl.runners.host import HostTrainer
 from factorl.train import StoppedAtOnce, evaluate, load_agent, make_config, train
 
@@ -344,6 +344,20 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_
     straight = train(tiny_config(tmp_path / "straight", steps=300))
     assert result.env_step == 300
     assert records(run) == records(straight.run_dir)
+
+
+def test_each_process_that_trains_a_run_adds_a_segment_and_a_damaged_record_is_one_line(
+    tmp_path,
+):
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=300), stop_after=150)
+    train(tiny_config(run, steps=300), resume=run)
+    segments = read_segments(run)
+    assert [s["from_env_step"] for s in segments] == [0, 150]
+    assert all(s["cpu_affinity"] and "source_revision" in s for s in segments)
+    (run / "segments.json").write_text("{not json")
+    with pytest.raises(RunFolderError, match=r"segments\.json is not a list of segments"):
+        train(tiny_config(run, steps=450), resume=run)
 
 
 # -------------------- 6. budgets and finished runs

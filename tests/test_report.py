@@ -4,6 +4,7 @@
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from conftest import TINY_DECQN, tiny_config
 from factorl import report as report_lib
 from factorl import sweep
 from factorl.io import checkpoint as ckpt
+from factorl.io import system
 from factorl.io.logging import read_metrics
 from factorl.train import make_config, train
 
@@ -164,6 +166,11 @@ def test_learning_summary_of_a_real_run(tmp_path):
     assert data["versions"]["jax"] and data["machine"]["cpu_count"]
     assert data["config"]["algo"] == "decqn"
     assert data["source_revision"] == sweep.SOURCE_REVISION  # None outside a git checkout
+    # `factorl train` records its process as a sweep's trial does (one segment, from the start)
+    (segment,) = data["segments"]
+    assert segment["from_env_step"] == 0 and "from_offline_step" not in segment
+    assert segment["source_revision"] == system.factorl_revision()
+    assert segment["cpu_affinity"] == sorted(os.sched_getaffinity(0))
     # factorl report reads the same run folder to the same curve
     (run,) = report_lib.load_runs([result.run_dir])
     assert (run.algo, run.env, run.seed) == ("decqn", "gym:Pendulum-v1", 0)
@@ -219,11 +226,15 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     # (one trial per process, --array-index: the Ray path is tests/test_sweep.py's)
     argv += ["--array-index", "0"]
+    # the revision a training process records (io.system.factorl_revision), and the one of the
+    # process writing the results file
+    monkeypatch.setattr(system, "factorl_revision", lambda: "1" * 40)
     monkeypatch.setattr(sweep, "SOURCE_REVISION", "1" * 40)
     monkeypatch.setattr(
         sweep, "train", lambda cfg, resume: real_train(cfg, resume=resume, stop_after=150)
     )
     assert sweep.cmd_sweep(argv) == 1  # interrupted: the same command continues it
+    monkeypatch.setattr(system, "factorl_revision", lambda: "2" * 40)
     monkeypatch.setattr(sweep, "SOURCE_REVISION", "2" * 40)
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
     monkeypatch.setattr(sweep, "train", real_train)
@@ -246,14 +257,23 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
                .read_text())) == 2  # fmt: skip
 
 
-def test_a_corrupt_checkpoint_ends_the_trial_with_one_line_naming_it(tmp_path, capsys):
+def test_a_corrupt_checkpoint_ends_the_trial_with_one_line_naming_it(tmp_path, capsys, monkeypatch):
     argv = ["--algos", "decqn", "--envs", "gym:Pendulum-v1", "--seeds", "0", "--steps", "300"]
     argv += ["--work-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
+    argv += ["--array-index", "0"]
+    for key, value in TINY_DECQN.items():
+        argv += ["--set", f"{key}={value}"]
+    real_train = sweep.train
+    with monkeypatch.context() as patch:  # a trial stopped at env step 150, with its checkpoint
+        patch.setattr(
+            sweep, "train", lambda cfg, resume: real_train(cfg, resume=resume, stop_after=150)
+        )
+        assert sweep.cmd_sweep(argv) == 1
     run_dir = tmp_path / "runs" / sweep.run_name("decqn", "gym:Pendulum-v1", 0)
     bad = run_dir / sweep.CHECKPOINT_DIR / "step_0000000150"
-    bad.mkdir(parents=True)
     (bad / ckpt.META_FILE).write_text("{not json")
-    assert sweep.cmd_sweep([*argv, "--array-index", "0"]) == 1
+    capsys.readouterr()
+    assert sweep.cmd_sweep(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error decqn__gym-Pendulum-v1__s0: checkpoint ")
     assert "corrupt" in err and "Traceback" not in err

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from factorl.io import checkpoint as ckpt
+from factorl.io.system import process_settings
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
@@ -25,6 +30,7 @@ TENSORBOARD_DIR = "tb"
 VIDEO_DIR = "videos"  # runner.video_every's MP4s
 WANDB_DIR = "wandb"  # Weights & Biases' own files (run.wandb): logs, offline runs to sync
 WANDB_RUN_FILE = "wandb.json"  # the id of the W&B run this run logs to, kept for resumes
+SEGMENTS_FILE = "segments.json"  # one entry per process that trained the run (record_segment)
 #: what factorl writes in a run folder: the only entries `--overwrite` removes
 RUN_ENTRIES = (
     CONFIG_FILE,
@@ -34,6 +40,7 @@ RUN_ENTRIES = (
     VIDEO_DIR,
     WANDB_DIR,
     WANDB_RUN_FILE,
+    SEGMENTS_FILE,
 )
 
 
@@ -137,3 +144,34 @@ def remove_leftovers(run_dir: Path) -> list[str]:
             path.unlink()
             done.append(f"removed {path.name}")
     return done
+
+
+def read_segments(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The run's segments (see `record_segment`); None for a run trained before factorl kept
+    them."""
+    path = Path(run_dir) / SEGMENTS_FILE
+    if not path.exists():
+        return None
+    try:
+        segments = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        segments = None
+    # written atomically by factorl: anything else was edited or damaged by hand
+    if not isinstance(segments, list) or not all(isinstance(s, dict) for s in segments):
+        raise RunFolderError(f"{path} is not a list of segments (damaged?): remove it")
+    return segments
+
+
+def record_segment(run_dir: Path, start: Mapping[str, int], revision: str | None) -> None:
+    """Add this process to the run's segments as it starts training from the counters `start`
+    ({"from_env_step": 0} for a fresh run): a run resumed across sessions may have been
+    trained by several commits, and its results should name each, with the process settings
+    that change its speed. Call while holding the run folder's lock."""
+    segment = {
+        **start,
+        "source_revision": revision,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **process_settings(),  # a pinned or single-threaded process runs at other speeds
+    }
+    done = read_segments(run_dir) or []
+    ckpt.write_json(Path(run_dir) / SEGMENTS_FILE, [*done, segment], indent=1)

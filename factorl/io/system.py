@@ -3,6 +3,7 @@ and results files)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -137,6 +138,13 @@ def _git(root: Path, *args: str) -> str:
     """stdout of `git -C root ARGS`; raises OSError/SubprocessError when git fails."""
     command = ["git", "-C", str(root), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout
+
+
+@functools.cache
+def factorl_revision() -> str | None:
+    """`source_revision()` of factorl's own tree, taken once per process (at its first call):
+    commits made while a run trains are not credited with it."""
+    return source_revision()
 
 
 def source_revision(root: str | Path | None = None) -> str | None:

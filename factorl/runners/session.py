@@ -28,6 +28,7 @@ import numpy as np
 from factorl.agents import get_algorithm
 from factorl.core.config import Config, ConfigError, build_config, saved_settings
 from factorl.io import checkpoint as ckpt
+from factorl.io import system
 from factorl.io.logging import RunLogger, WandbRun, read_metrics, require_wandb
 from factorl.io.runfolder import (
     CHECKPOINT_DIR,
@@ -39,6 +40,7 @@ from factorl.io.runfolder import (
     clear_run,
     describe_os_error,
     holds_a_run,
+    record_segment,
     refuse_links,
     remove_leftovers,
 )
@@ -386,6 +388,10 @@ class RunSession:
             else:
                 RunLogger.rewind(run_dir, self.loop.env_step, unwritten)
                 _rewind_offline(run_dir, self.loop.offline_step)
+            start = {"from_env_step": self.loop.env_step}
+            if cfg.data.offline_steps:
+                start["from_offline_step"] = self.loop.offline_step
+            record_segment(run_dir, start, system.factorl_revision())
             if cfg.run.wandb:  # before the config: a W&B that cannot start leaves no run here
                 self._wandb = WandbRun.start(run_dir, cfg.run.wandb_init(), cfg.to_dict())
             ckpt.atomic_write_text(run_dir / CONFIG_FILE, cfg.to_json() + "\n")
