@@ -589,12 +589,10 @@ class DeviceTrainer(RunSession):
         self.dataset = _read_dataset(cfg) if cfg.data.dataset is not None else None
         program = _compiled_program(cfg, self.dataset.steps if self.dataset else 0)
         self.env, self.agent = program.env, program.agent
-        self._init, self._run, self._evaluate = program.init, program.run, program.evaluate
-        self._offline = program.offline
         self._program = program
         self.reports_wins = bool(getattr(self.env.spec, "reports_wins", False))
         self.seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
-        self.state = self._init(self.seeds)
+        self.state = program.init(self.seeds)
         self.shared_demos = None  # the dataset buffer every seed reads, where they share one
         if self.dataset is not None:
             demos = program.load_demos(self.dataset.transitions())
@@ -694,7 +692,8 @@ class DeviceTrainer(RunSession):
                 for seed in self.seeds
             ]
         )
-        returns, won = jax.device_get(self._evaluate(self.state.agent, keys))  # [S, episodes]
+        # [S, episodes]
+        returns, won = jax.device_get(self._program.evaluate(self.state.agent, keys))
         return np.asarray(returns), np.asarray(won) if self.reports_wins else None
 
     def record_chunk(self, stats: ChunkStats) -> None:
@@ -723,7 +722,7 @@ class DeviceTrainer(RunSession):
         due = [(before // every + 1) * every - before
                for every in (runner.log_every, runner.checkpoint_every)]  # fmt: skip
         count = min(self.offline_left(), *due, *([limit] if limit is not None else []))
-        state, stats = self._offline(self.state, np.int32(count), self.shared_demos)
+        state, stats = self._program.offline(self.state, np.int32(count), self.shared_demos)
         self._mid_step = True
         # after a discarded update, the learner steps every seed did take before it
         stopped = bool(np.asarray(state.stopped).any())
@@ -743,7 +742,7 @@ class DeviceTrainer(RunSession):
         due = [(before // every + 1) * every for every in (runner.log_every, runner.eval_every,
                                                           runner.checkpoint_every)]  # fmt: skip
         vector_steps = max(1, -(-(min(end_step, *due) - before) // n))
-        state, stats = self._run(self.state, np.int32(vector_steps), self.shared_demos)
+        state, stats = self._program.run(self.state, np.int32(vector_steps), self.shared_demos)
         self._mid_step = True
         self.loop.env_step = int(np.asarray(state.env_step)[0])
         record = crossed(before, self.loop.env_step, runner.log_every)
@@ -806,15 +805,20 @@ def load_device_run(cfg: Config, checkpoint: Path, episodes: int | None = None) 
     return program.agent, program.evaluate, state.agent
 
 
-def _saved_dataset_steps(checkpoint: Path) -> int:
-    """The size of the dataset a checkpoint's state holds a buffer of (0: none), read from its
-    manifest before verification, only to shape the template: `load_checkpoint` then verifies
-    the manifest and refuses a state that does not fit."""
+def _unverified_dataset(checkpoint: Path) -> dict[str, Any] | None:
+    """The dataset entry of a checkpoint's manifest (None: none, or no readable manifest), read
+    before verification only to shape the template the state is loaded against:
+    `load_checkpoint` then verifies the manifest and refuses a state that does not fit."""
     try:
         saved = json.loads((Path(checkpoint) / ckpt.META_FILE).read_text()).get("dataset")
-        steps = saved.get("steps", 0) if isinstance(saved, dict) else 0
     except (OSError, ValueError, AttributeError):
-        return 0
+        return None  # load_checkpoint reports what is wrong with it
+    return saved if isinstance(saved, dict) else None
+
+
+def _saved_dataset_steps(checkpoint: Path) -> int:
+    """The size of the dataset a checkpoint's state holds a buffer of (0: none)."""
+    steps = (_unverified_dataset(checkpoint) or {}).get("steps", 0)
     return steps if isinstance(steps, int) and 0 <= steps < 2**40 else 0
 
 
@@ -844,11 +848,8 @@ def _checkpoint_template(program: Program, state: Any, checkpoint: Path) -> Any:
     (its manifest's dataset has no "in_state"), which holds those copies too."""
     if not program.shared_demos:
         return state
-    try:
-        saved = json.loads((Path(checkpoint) / ckpt.META_FILE).read_text()).get("dataset")
-    except (OSError, ValueError, AttributeError):
-        return state  # load_checkpoint reports what is wrong with it
-    if not isinstance(saved, dict) or "in_state" in saved:
+    saved = _unverified_dataset(checkpoint)
+    if saved is None or "in_state" in saved:
         return state
     seeds = state.env_step.shape[0]
     copies = jax.tree_util.tree_map(
