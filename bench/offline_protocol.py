@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import provenance, write_json
 
-from factorl.core.config import ConfigError
+from factorl.core.config import ConfigError, build_config, saved_settings
 from factorl.io import checkpoint as ckpt
 from factorl.io import datasets
 from factorl.io.logging import read_metrics
@@ -62,6 +62,7 @@ from factorl.sweep import (
     parse_seeds,
     result_paths,
     run_trial,
+    trial_config,
 )
 from factorl.train import CHECKPOINT_DIR, collect, make_config, train
 
@@ -293,6 +294,9 @@ def comparison(
             planned.append((ONLINE, trial, settings))
     for _, trial, settings in planned:
         check_trials([trial], settings)
+    if args.reuse_results:
+        for _, trial, settings in planned:
+            reuse_result(trial, settings, Path(args.reuse_results))
     if args.report_only:
         return planned
     for _, trial, settings in planned:
@@ -301,6 +305,41 @@ def comparison(
         if outcome["status"] not in ("finished", "skipped"):
             raise ProtocolError(f"{trial.name}: {outcome['message']}")
     return planned
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A results file's config as today's `Config` would hold it (older layouts converted),
+    without the run folder, which names where it ran, not what."""
+    algo, settings = saved_settings(config)
+    built = build_config(algo, settings).to_dict()
+    built["run"]["dir"] = None
+    return built
+
+
+def reuse_result(trial: Trial, settings: Settings, folder: Path) -> bool:
+    """Copy `folder/NAME.json` into the out-dir as the results file of `trial` (not finished
+    here) when it holds a finished run whose config equals the trial's, setting by setting: the
+    same run made elsewhere, e.g. the online CQN runs of `results/learning`. Whether it did."""
+    if len(trial.seeds) != 1:  # seeds side by side: one run folder, a file per seed
+        return False
+    path, found = result_paths(trial, settings)[0], folder / f"{trial.name}.json"
+    if path.is_file() or not found.is_file():
+        return False
+    try:
+        data = json.loads(found.read_text())
+        same = _comparable(data["config"]) == _comparable(trial_config(trial, settings).to_dict())
+        finished = int(data["final_env_step"]) >= settings.steps
+    except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as e:
+        print(f"[protocol] {trial.name}: {found} not reused (unreadable: {e})")
+        return False
+    if not (same and finished):
+        why = "another config" if not same else f"ends at {data['final_env_step']:,} env steps"
+        print(f"[protocol] {trial.name}: {found} not reused ({why})")
+        return False
+    data["reused_from"] = str(found)
+    write_json(path, data)
+    print(f"[protocol] {trial.name}: reused {found} (the same config, finished)")
+    return True
 
 
 def sweep_commands(env: str, made: dict[str, dict[str, Any]], args: argparse.Namespace) -> list:
@@ -327,12 +366,12 @@ def sweep_commands(env: str, made: dict[str, dict[str, Any]], args: argparse.Nam
 
 
 # ---------------------------------------------------------------------------------- 5. the table
-def offline_eval(run_dir: Path, seed: int) -> float | None:
-    """The greedy evaluation at the end of the offline phase (the eval record tagged
-    "phase": "offline", at env step 0)."""
-    for r in read_metrics(run_dir):
-        if r.get("event") == "eval" and r.get("phase") == "offline" and r.get("seed", seed) == seed:
-            return float(r["eval_return"])
+def offline_eval(result: dict[str, Any]) -> float | None:
+    """The greedy evaluation at the end of the offline phase: the results file's curve point
+    tagged "phase": "offline" (at env step 0)."""
+    for point in result["curve"]:
+        if point.get("phase") == "offline":
+            return float(point["eval_return"])
     return None
 
 
@@ -368,7 +407,7 @@ def summarise(
             finals.append(float(data["curve"][-1]["eval_return"]))
             steps.append(int(data["final_env_step"]))
             if label != ONLINE:
-                value = offline_eval(Path(settings.work_dir) / trial.name, seed)
+                value = offline_eval(data)
                 if value is not None:
                     offlines.append(value)
         if not done:
@@ -514,6 +553,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write the table, summary and curves from the trials finished so far; train and "
         "collect nothing (a table that grows as a long protocol goes on)",
+    )
+    p.add_argument(
+        "--reuse-results",
+        default=None,
+        metavar="DIR",
+        help="take a trial's results file from DIR (e.g. results/learning for the online "
+        "baseline) when it is a finished run whose config equals the trial's, setting by "
+        "setting, instead of training it again",
     )
     p.add_argument("--work-dir", default="runs/offline")
     p.add_argument("--out-dir", default="results/offline")

@@ -247,7 +247,10 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
 
     # a trial not finished yet: --report-only leaves its row out, names it, and trains nothing
     online = next(p for p in out.glob("decqn__*.json") if "dataset" not in p.name)
-    online.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    finished = json.loads(online.read_text())
+    online.rename(elsewhere / online.name)
     assert bench.main([*argv, "--report-only"]) == 0
     printed = capsys.readouterr().out
     assert "[factorl] training" not in printed and "skipped (results exist)" not in printed
@@ -258,3 +261,18 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     }
     assert len(summary["pending_trials"]) == 1
     assert "Not finished yet, left out: 1 trials" in (out / "offline.md").read_text()
+
+    # --reuse-results: a finished run made elsewhere at another setting is not taken...
+    other = {**finished, "config": {**finished["config"]}}
+    other["config"]["agent"] = {**finished["config"]["agent"], "width": 17}
+    (elsewhere / online.name).write_text(json.dumps(other))
+    assert bench.main([*argv, "--report-only", "--reuse-results", str(elsewhere)]) == 0
+    assert "not reused (another config)" in capsys.readouterr().out
+    assert not online.exists()
+    # ...the same run is, and its row is back
+    (elsewhere / online.name).write_text(json.dumps(finished))
+    assert bench.main([*argv, "--report-only", "--reuse-results", str(elsewhere)]) == 0
+    assert f"reused {elsewhere / online.name}" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert ("decqn", "online") in {(r["algo"], r["dataset"]) for r in summary["rows"]}
+    assert json.loads(online.read_text())["reused_from"] == str(elsewhere / online.name)
