@@ -81,17 +81,26 @@ def test_conditioning_vectors_by_hand():
     np.testing.assert_allclose(fact.centre(low, high), fact.decode(path[0]), atol=1e-6)
 
 
-def test_teacher_forced_advantages_read_each_position_from_its_own_conditioning():
-    agent = ARSQ(ARSQConfig(levels=2, bins=3, width=16, depth=1), _box(2), _box(2))
-    state = agent.init(0)
-    obs = jnp.array([[0.3, -0.1]])
-    path = agent.factorisation.encode(jnp.array([[0.4, -0.7]]))
-    forced = jax.jit(agent.teacher_forced_advantages)(state.params, obs, path)[:, 0]  # [2, K, B]
-    cond = ar.conditioning(agent.factorisation, path)[0]
+@pytest.mark.parametrize("network", ["mlp", "layernorm"])
+def test_teacher_forced_advantages_read_each_position_from_its_own_conditioning(network):
+    """Training evaluates only each row's own position of the head (`PositionHead`, own=True);
+    acting evaluates the whole head and reads position k: the same values."""
+    config = ARSQConfig(levels=2, bins=3, width=16, depth=1, network=network)
+    agent = ARSQ(config, _box(2), _box(2))
+    params = agent.init(0).params
+    # the layernorm head starts at zero: give it values that tell the positions apart
+    head = params["advantage"]["params"]["head"]
+    head["kernel"] = jax.random.normal(jax.random.PRNGKey(1), head["kernel"].shape)
+    head["bias"] = jax.random.normal(jax.random.PRNGKey(2), head["bias"].shape)
+    obs = jnp.array([[0.3, -0.1], [-0.5, 0.8]])
+    path = agent.factorisation.encode(jnp.array([[0.4, -0.7], [-0.9, 0.1]]))
+    forced = jax.jit(agent.teacher_forced_advantages)(params, obs, path)  # [2, batch, K, B]
+    cond = ar.conditioning(agent.factorisation, path)
     raw_outputs = jax.jit(agent.raw_outputs)
     for k in range(4):
-        raw = raw_outputs(state.params, obs, cond[k][None])[:, 0, k]
-        np.testing.assert_allclose(forced[:, k], ar.soft_normalise(raw, 0.05), rtol=1e-5)
+        raw = raw_outputs(params, obs, cond[:, k])[:, :, k]  # [2, batch, B]
+        expected = ar.soft_normalise(raw, 0.05)
+        np.testing.assert_allclose(forced[:, :, k], expected, rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------- the target

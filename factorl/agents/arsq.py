@@ -162,21 +162,46 @@ class ARSQConfig:
             raise ConfigError("agent.demo_clip_max must be at least agent.demo_clip_min")
 
 
+class PositionHead(nn.Module):
+    """The output layer, `positions` x `bins` units: a Dense layer (same parameters), which
+    with `own=True` takes inputs [..., K, W], row k conditioned for position k, and gives each
+    row only its own position's bins, [..., K, B]: the diagonal of the full [..., K, K, B]
+    without computing the rest."""
+
+    positions: int
+    bins: int
+    kernel_init: Any
+
+    @nn.compact
+    def __call__(self, h: jax.Array, own: bool = False) -> jax.Array:
+        units = self.positions * self.bins
+        kernel = self.param("kernel", self.kernel_init, (h.shape[-1], units))
+        bias = self.param("bias", nn.initializers.zeros, (units,))
+        if not own:
+            return h @ kernel + bias
+        per_position = kernel.reshape(h.shape[-1], self.positions, self.bins)
+        out = jnp.einsum("...kw,wkb->...kb", h, per_position)
+        return out + bias.reshape(self.positions, self.bins)
+
+
 class ARSQNet(nn.Module):
-    """obs [..., O] (and a conditioning vector c [..., D] for the advantage net) -> [..., out].
+    """obs [..., O] (and a conditioning vector c [..., D] for the advantage net) -> [..., P x B]
+    (`positions` x `bins`; the V net has one of each); with `own=True`, obs and c have a
+    position axis [..., K, .] and the result is each row's own position, [..., K, B].
 
     `style="mlp"`: concat[s, c] -> (Dense-tanh) x depth -> Dense(out); orthogonal kernels (gain
     sqrt 2, the output 0.01), zero biases (the D4RL code). `style="layernorm"`: s ->
     Dense-LayerNorm-tanh, concat c, (Dense without bias - LayerNorm - SiLU) x depth, zero-init
     output (the RLBench code with the state as its only input)."""
 
-    out: int
+    positions: int
+    bins: int
     width: int = 512
     depth: int = 3
     style: str = "mlp"
 
     @nn.compact
-    def __call__(self, obs: jax.Array, cond: jax.Array | None = None) -> jax.Array:
+    def __call__(self, obs: jax.Array, cond: jax.Array | None = None, own: bool = False):
         if self.style == "mlp":
             h = obs if cond is None else jnp.concatenate([obs, cond], axis=-1)
             for i in range(self.depth):
@@ -184,14 +209,16 @@ class ARSQNet(nn.Module):
                     self.width, kernel_init=orthogonal(math.sqrt(2)), name=f"hidden_{i}"
                 )
                 h = jnp.tanh(dense(h))
-            return nn.Dense(self.out, kernel_init=orthogonal(0.01), name="head")(h)
+            head = PositionHead(self.positions, self.bins, orthogonal(0.01), name="head")
+            return head(h, own)
         h = jnp.tanh(nn.LayerNorm(name="feature_norm")(nn.Dense(self.width, name="feature")(obs)))
         if cond is not None:
             h = jnp.concatenate([h, cond], axis=-1)
         for i in range(self.depth):
             h = nn.Dense(self.width, use_bias=False, name=f"hidden_{i}")(h)
             h = nn.silu(nn.LayerNorm(name=f"norm_{i}")(h))
-        return nn.Dense(self.out, kernel_init=nn.initializers.zeros, name="head")(h)
+        head = PositionHead(self.positions, self.bins, nn.initializers.zeros, name="head")
+        return head(h, own)
 
 
 class ARSQ(ReplayAgent):
@@ -209,8 +236,8 @@ class ARSQ(ReplayAgent):
         self.factorisation = ActionFactorisation.from_space(action_space, c.bins, c.levels)
         self.num_dims = self.factorisation.num_dims
         self.num_positions = c.levels * self.num_dims
-        self.value_net = ARSQNet(1, c.width, c.depth, c.network)
-        self.advantage_net = ARSQNet(self.num_positions * c.bins, c.width, c.depth, c.network)
+        self.value_net = ARSQNet(1, 1, c.width, c.depth, c.network)
+        self.advantage_net = ARSQNet(self.num_positions, c.bins, c.width, c.depth, c.network)
         make = optax.adam if c.optimizer == "adam" else optax.sgd
         self.optimizer = optax.multi_transform(
             {"value": make(c.value_learning_rate), "advantage": make(c.learning_rate)},
@@ -261,9 +288,9 @@ class ARSQ(ReplayAgent):
         from its own conditioning vector c_k: [2, batch, K, B]."""
         cond = ar.conditioning(self.factorisation, path)  # [batch, K, D]
         obs_k = jnp.broadcast_to(obs[:, None], (obs.shape[0], self.num_positions, obs.shape[-1]))
-        raw = self.raw_outputs(params, obs_k, cond)  # [2, batch, K (input), K (head), B]
-        own = jnp.moveaxis(jnp.diagonal(raw, axis1=2, axis2=3), -1, 2)  # [2, batch, K, B]
-        return ar.soft_normalise(own, self.config.soft_alpha)
+        net = self.advantage_net
+        own = jax.vmap(lambda p: net.apply(p, obs_k, cond, own=True))(params["advantage"])
+        return ar.soft_normalise(own, self.config.soft_alpha)  # [2, batch, K, B]
 
     # ----------------------------------------------------------------------------------- acting
     def choose_path(self, params, obs: jax.Array, key: jax.Array | None) -> jax.Array:
