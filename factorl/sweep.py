@@ -52,7 +52,6 @@ from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_con
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count
 SOURCE_REVISION = factorl_revision()
-#: in a run folder: the code revision of every process that trained the run, with its start step
 #: what a missing Ray says
 RAY_MISSING = (
     "factorl sweep runs its trials on Ray, which is not installed: pip install -c constraints.txt "
