@@ -580,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.reuse_results and not Path(args.reuse_results).is_dir():
+        print(f"error: --reuse-results {args.reuse_results} is not a folder", file=sys.stderr)
+        return 2
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -262,7 +262,13 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     assert len(summary["pending_trials"]) == 1
     assert "Not finished yet, left out: 1 trials" in (out / "offline.md").read_text()
 
-    # --reuse-results: a finished run made elsewhere at another setting is not taken...
+    # --reuse-results: a folder that is not there is one line...
+    assert bench.main([*argv, "--reuse-results", str(tmp_path / "nowhere")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: --reuse-results {tmp_path / 'nowhere'} is not a folder\n"
+    )
+    # ...a finished run made elsewhere at another setting is not taken...
     other = {**finished, "config": {**finished["config"]}}
     other["config"]["agent"] = {**finished["config"]["agent"], "width": 17}
     (elsewhere / online.name).write_text(json.dumps(other))
