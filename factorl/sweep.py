@@ -412,11 +412,13 @@ def run_trial(trial: Trial, settings: Settings) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- Ray
-def run_trial_on_ray(trial: Trial, settings: Settings, core: int | None = None) -> dict[str, Any]:
-    """`run_trial` as a Ray task, on CPU `core` alone when given: an interrupted trial raises
-    `TrialInterrupted`, which the task retries."""
-    if core is not None:
-        pin_to_core(core)
+def run_trial_on_ray(
+    trial: Trial, settings: Settings, cores: frozenset[int] | None = None
+) -> dict[str, Any]:
+    """`run_trial` as a Ray task, on the CPUs `cores` alone when given: an interrupted trial
+    raises `TrialInterrupted`, which the task retries."""
+    if cores is not None:
+        pin_to_cores(cores)
     outcome = run_trial(trial, settings)
     if outcome["status"] == "interrupted":
         raise TrialInterrupted(outcome["message"])
@@ -432,13 +434,24 @@ def import_ray() -> Any:
     return ray
 
 
-def pin_to_core(core: int) -> None:
-    """Let this process run on CPU `core` only. JAX sizes its CPU thread pool from the process's
-    CPU affinity when it first computes (XLA_FLAGS' thread settings no longer limit it), so a
-    worker pinned before its trial runs one trial's XLA on one core instead of every trial
-    spreading threads over all cores. Without `sched_setaffinity` (macOS) this does nothing."""
+def pin_to_cores(cores: frozenset[int]) -> None:
+    """Let this process run on the CPUs `cores` only. JAX sizes its CPU thread pool from the
+    process's CPU affinity when it first computes (XLA_FLAGS' thread settings no longer limit
+    it), so a worker pinned before its trial keeps that trial's XLA threads on its own cores
+    instead of every trial spreading threads over all of them. Without `sched_setaffinity`
+    (macOS) this does nothing."""
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {core})
+        os.sched_setaffinity(0, cores)
+
+
+def core_shares(cores: Sequence[int], slots: int) -> list[frozenset[int]]:
+    """The CPUs of each of `slots` trials running at once: a block of `cores` each when there
+    are at least as many cores as slots (one trial at a time keeps them all), else one core
+    each, in turn."""
+    n = len(cores)
+    if slots >= n:
+        return [frozenset({cores[i % n]}) for i in range(slots)]
+    return [frozenset(cores[i * n // slots : (i + 1) * n // slots]) for i in range(slots)]
 
 
 def usable_cores() -> list[int]:
@@ -515,8 +528,7 @@ def run_on_ray(
     each trial's outcome by name, printing one line per trial as it ends.
 
     On a Ray on this machine (no `address`), CPU trials run at most one per core at a time by
-    default, each pinned to a core of its own (`pin_to_core`; with `max_parallel` above the
-    core count, the cores in turn)."""
+    default, each pinned to cores of its own (`core_shares`, `pin_to_cores`)."""
     outcomes: dict[str, dict[str, Any]] = {}
     if not trials:
         return outcomes
@@ -531,12 +543,12 @@ def run_on_ray(
         waiting = list(trials)
         running: dict[Any, tuple[Trial, int]] = {}
         limit = max_parallel or len(cores) or len(trials)
-        free_slots = list(range(limit))  # slot i runs on cores[i % len(cores)] when pinned
+        shares = core_shares(cores, limit) if cores else [None] * limit
+        free_slots = list(range(limit))  # a slot's trial runs on shares[slot]
         while waiting or running:
             while waiting and len(running) < limit:
                 trial, slot = waiting.pop(0), free_slots.pop(0)
-                core = cores[slot % len(cores)] if cores else None
-                running[task.remote(trial, settings, core)] = (trial, slot)
+                running[task.remote(trial, settings, shares[slot])] = (trial, slot)
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
                 trial, slot = running.pop(ref)

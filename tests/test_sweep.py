@@ -147,7 +147,8 @@ def test_a_local_ray_sweep_equals_the_same_runs_made_one_by_one(one_by_one, ray_
         assert data["command"].startswith("factorl sweep --algos decqn,td3")
         assert [s["from_env_step"] for s in data["segments"]] == [0]
         pinned.append(data["segments"][0]["cpu_affinity"])
-    # each trial ran on one core of its own (sweep.pin_to_core), the first two on different ones
+    # two trials at once on two cores: each on one of its own (sweep.core_shares), so the first
+    # two ran on different ones
     cores = sweep.usable_cores()
     assert all(len(c) == 1 and c[0] in cores for c in pinned)
     assert len({c[0] for c in pinned}) >= min(2, len(cores))
@@ -268,6 +269,13 @@ def test_each_trial_imports_this_factorl_and_a_gpu_share_takes_its_share_of_memo
     assert share == pytest.approx(sweep.GPU_MEMORY_SHARE * 0.25) and 4 * share < 1
     monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.1")
     assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in sweep.worker_env(0.25)  # the user's value
+
+
+def test_trials_at_once_share_the_cores_without_overlap():
+    assert sweep.core_shares([0, 1], 1) == [{0, 1}]  # one at a time keeps every core
+    assert sweep.core_shares([0, 1], 2) == [{0}, {1}]
+    assert sweep.core_shares([4, 5, 6, 7, 8], 2) == [{4, 5}, {6, 7, 8}]
+    assert sweep.core_shares([0, 1], 3) == [{0}, {1}, {0}]  # more trials than cores: in turn
 
 
 def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, monkeypatch):
