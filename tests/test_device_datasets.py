@@ -61,9 +61,13 @@ def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, prioritiz
     replay = {"replay.prioritized": prioritized}
     straight = train(_config(tmp_path / "straight", dataset, **replay))
     assert straight.status == "completed" and straight.env_step == 400
-    # prioritised: each seed's own dataset buffer in the state (its priorities move); uniform:
-    # one buffer for every seed, outside the state and so outside checkpoints
+    # the dataset's data is one buffer for every seed, outside the state and so outside
+    # checkpoints; prioritised, each seed keeps its own priorities over it in the state
     assert (straight.state.demos is not None) == prioritized
+    if prioritized:
+        assert straight.state.demos.experience is None
+        nodes = np.asarray(straight.state.demos.sum_tree_state.nodes)
+        assert nodes.shape[0] == 2 and not np.array_equal(nodes[0], nodes[1])
     split = _config(tmp_path / "split", dataset, **replay)
     first = train(split, stop_after_updates=70)  # in the middle of the offline phase
     assert first.env_step == 0
@@ -98,14 +102,15 @@ def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, prioritiz
     assert np.isfinite(evaluate(straight.run_dir, episodes=2)["mean"])
 
 
-def test_a_checkpoint_with_a_dataset_copy_per_seed_still_resumes_exactly(tmp_path):
-    """Uniform sampling: a checkpoint written when every seed kept its own copy of the dataset
-    buffer in the state (its manifest's dataset has no "in_state") loads into the shared
-    layout and goes on as a run that never stopped."""
+@pytest.mark.parametrize("prioritized", [True, False], ids=["prioritized", "uniform"])
+def test_a_checkpoint_with_a_dataset_copy_per_seed_still_resumes_exactly(tmp_path, prioritized):
+    """A checkpoint written when every seed kept its own copy of the whole dataset buffer in
+    the state (prioritised: its manifest's dataset says "in_state": true; uniform, older: it
+    says nothing) loads into the shared layout and goes on as a run that never stopped."""
     dataset = _write_pendulum_dataset("pendulum/old-v0")
-    uniform = {"replay.prioritized": False}
-    straight = train(_config(tmp_path / "straight", dataset, **uniform))
-    cfg = _config(tmp_path / "split", dataset, **uniform)
+    replay = {"replay.prioritized": prioritized}
+    straight = train(_config(tmp_path / "straight", dataset, **replay))
+    cfg = _config(tmp_path / "split", dataset, **replay)
     first = train(cfg, stop_after=100)
     root = tmp_path / "split" / "checkpoints"
     path = ckpt.latest_checkpoint(root)
@@ -114,13 +119,19 @@ def test_a_checkpoint_with_a_dataset_copy_per_seed_still_resumes_exactly(tmp_pat
     program = device._compiled_program(cfg, meta["dataset"]["steps"])
     demos = program.load_demos(datasets.read_dataset(dataset).transitions())
     old = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(first.state), state)
-    old = old._replace(demos=device._per_seed(demos, 2))
-    del meta["dataset"]["in_state"]
+    if prioritized:  # the seeds' own priorities over copies of the data
+        data = device._per_seed(demos.experience, 2)
+        old = old._replace(demos=old.demos.replace(experience=data))
+        meta["dataset"]["in_state"] = True
+    else:
+        old = old._replace(demos=device._per_seed(demos, 2))
+        del meta["dataset"]["in_state"]
     meta = {k: v for k, v in meta.items() if k not in ckpt._RESERVED}  # written by the saver
     shutil.rmtree(path)
     ckpt.save_checkpoint(root, 100, jax.tree_util.tree_leaves(old), {}, meta)
     last = train(cfg, resume=tmp_path / "split")
-    assert last.state.demos is None and same_leaves(straight.state, last.state)
+    assert (last.state.demos is None) == (not prioritized)
+    assert same_leaves(straight.state, last.state)
     assert records(straight.run_dir) == records(last.run_dir)
 
 

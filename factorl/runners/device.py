@@ -93,30 +93,30 @@ class RunnerState(NamedTuple):
     episode_length: jax.Array  # [N]
     stopped: jax.Array  # a non-finite update was discarded: learning stops until the host acts
     stats: ChunkStats  # since the last "train" record; the host zeroes them after writing one
-    # the dataset's buffer (one stream: its episodes one after the other) where sampling is
-    # prioritised: each seed's own, in the state, so its priorities and a resume are exact like
-    # the replay's. None without a dataset, and with uniform sampling, where nothing in it
-    # changes and every seed reads the one buffer passed to `run` and `offline`
+    # where a dataset is sampled by priority, this seed's priorities over it: the dataset
+    # buffer's state without its data (`experience` None), so the priorities and a resume are
+    # exact like the replay's. None without a dataset or with uniform sampling. The data itself
+    # is one buffer every seed reads, passed to `run` and `offline`, never in the state
     demos: Any = None
 
 
 class TrainFunctions(NamedTuple):
     """What `make_train` returns: pure functions of one seed's run."""
 
-    init: Callable  # seed -> RunnerState (with an empty dataset buffer if it holds one)
-    # (state, num_vector_steps, shared dataset buffer or None) -> (state, ChunkStats since the
+    init: Callable  # seed -> RunnerState (with empty priorities if it holds a dataset's)
+    # (state, num_vector_steps, the dataset buffer or None) -> (state, ChunkStats since the
     # last record)
     run: Callable
     evaluate: Callable  # (agent state, key) -> (greedy returns, won), each [eval_episodes]
-    # (state, num_updates, shared dataset buffer or None) -> (state, ChunkStats): learner steps
+    # (state, num_updates, the dataset buffer or None) -> (state, ChunkStats): learner steps
     # on the dataset alone (None without a dataset); stops early at a non-finite update
     offline: Callable | None = None
     # dataset transitions [T, ...] (`factorl.io.datasets.Dataset.transitions`) -> the dataset
     # buffer's state (None without a dataset)
     load_demos: Callable | None = None
-    # whether every seed reads one dataset buffer passed in (uniform sampling) rather than its
-    # own copy in `RunnerState.demos` (prioritised)
-    shared_demos: bool = False
+    # a dataset buffer's state (with or without a leading seed axis) -> what of it each seed
+    # keeps in `RunnerState.demos`: its priorities (prioritised sampling) or None (uniform)
+    seed_part: Callable | None = None
     empty_demos: Callable | None = None  # () -> an empty dataset buffer (None without one)
 
 
@@ -219,9 +219,17 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         # one stream holding the whole dataset; its last window - 1 steps start no window (the
         # host buffer samples them), as a step is sampleable here once its whole window is stored
         demo_replay = replace(replay, num_envs=1, steps_per_env=max(settings.dataset_steps, window))
-    # uniform sampling changes nothing in the dataset's buffer, so the seeds share one (held
-    # once, and not in checkpoints: it is read again from the dataset, whose hash is checked)
-    shared_demos = demo_replay is not None and not prioritized
+    # the seeds share the dataset's data (held once, and not in checkpoints: it is read again
+    # from the dataset, whose hash is checked); prioritised sampling moves only the sum tree,
+    # which each seed keeps in its state
+
+    def seed_part(demos: Any) -> Any:
+        return demos.replace(experience=None) if prioritized else None
+
+    def with_data(part: Any, shared: Any) -> Any:
+        """The whole dataset buffer a seed samples: the shared data under its priorities."""
+        return part.replace(experience=shared.experience) if prioritized else shared
+
     share = float(settings.dataset_share)
     reset_envs = jax.vmap(env.reset)
     step_envs = jax.vmap(env.step)
@@ -241,7 +249,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
                 episode_length=jnp.zeros((n,), jnp.int32),
                 stopped=jnp.zeros((), bool),
                 stats=zero_stats(),
-                demos=None if demo_replay is None or shared_demos else demo_replay.init(),
+                demos=None if demo_replay is None else seed_part(demo_replay.init()),
             )
         )
 
@@ -289,10 +297,11 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
         k_sample = jax.random.fold_in(
             jax.random.fold_in(state.key, _SAMPLE), state.agent.learner_step
         )
-        sample = draw(state.replay, shared if shared_demos else state.demos, k_sample, offline)
+        demos = None if demo_replay is None else with_data(state.demos, shared)
+        sample = draw(state.replay, demos, k_sample, offline)
         new_agent, metrics, td_abs = agent.update_fn(state.agent, sample.batch)
         finite = metrics["finite"]
-        replay_state, demos = state.replay, state.demos
+        replay_state = state.replay
         if prioritized:
             weights = sample.batch.weights
             if offline:
@@ -307,11 +316,12 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
                     replay_state, sample.indices, td_abs, weights
                 )
             replay_state = _where_tree(finite, replay_state, state.replay)
-            demos = _where_tree(finite, demos, state.demos)
+        if demo_replay is not None:
+            demos = _where_tree(finite, seed_part(demos), state.demos)
         state = state._replace(
             agent=_where_tree(finite, new_agent, state.agent),
             replay=replay_state,
-            demos=demos,
+            demos=state.demos if demo_replay is None else demos,
             stopped=state.stopped | ~finite,
         )
         sums = {k: stats.metric_sums[k] + jnp.where(finite, metrics[k], 0.0) for k in metric_names}
@@ -438,7 +448,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
     def load_demos(transitions: dict[str, Any]) -> Any:
         return demo_replay.extend(demo_replay.init(), transitions)
 
-    return TrainFunctions(init, run, evaluate, offline, load_demos, shared_demos, demo_replay.init)
+    return TrainFunctions(init, run, evaluate, offline, load_demos, seed_part, demo_replay.init)
 
 
 # ------------------------------------------------------------------------------------- host side
@@ -498,7 +508,7 @@ _PROGRAMS_KEPT = 4
 class Program(NamedTuple):
     """A configuration's environment, agent and `TrainFunctions`, vmapped over seeds and
     jitted. `run` and `offline` take their state as donated: use the state they return; their
-    third argument, the shared dataset buffer (`shared_demos`), is not vmapped."""
+    third argument, the dataset buffer every seed reads, is not vmapped."""
 
     env: Any
     agent: Any
@@ -507,7 +517,7 @@ class Program(NamedTuple):
     evaluate: Callable
     offline: Callable | None = None
     load_demos: Callable | None = None  # unbatched: one dataset buffer
-    shared_demos: bool = False
+    seed_part: Callable | None = None  # as `TrainFunctions.seed_part`
     empty_demos: Callable | None = None  # unbatched
 
 
@@ -557,7 +567,7 @@ def _compiled_program(cfg: Config, dataset_steps: int = 0) -> Program:
         if fns.offline is None
         else jax.jit(over_seeds(fns.offline, (0, None, None)), **donated),
         None if fns.load_demos is None else jax.jit(fns.load_demos),
-        fns.shared_demos,
+        fns.seed_part,
         fns.empty_demos,
     )
     while len(_PROGRAMS) >= _PROGRAMS_KEPT:
@@ -593,13 +603,12 @@ class DeviceTrainer(RunSession):
         self.reports_wins = bool(getattr(self.env.spec, "reports_wins", False))
         self.seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
         self.state = program.init(self.seeds)
-        self.shared_demos = None  # the dataset buffer every seed reads, where they share one
+        self.shared_demos = None  # the dataset buffer every seed reads
         if self.dataset is not None:
-            demos = program.load_demos(self.dataset.transitions())
-            if program.shared_demos:
-                self.shared_demos = demos
-            else:  # every seed starts from the same buffer, its own copy: priorities move
-                self.state = self.state._replace(demos=_per_seed(demos, len(self.seeds)))
+            self.shared_demos = program.load_demos(self.dataset.transitions())
+            # every seed starts from the same priorities (if sampling is prioritised), its own
+            part = program.seed_part(self.shared_demos)
+            self.state = self.state._replace(demos=_per_seed(part, len(self.seeds)))
 
     def _start(self) -> None:
         self.loop = Counters()
@@ -670,8 +679,9 @@ class DeviceTrainer(RunSession):
                 "id": self.dataset.name,
                 "sha256": self.dataset.sha256,
                 "steps": self.dataset.steps,
-                # whether the state holds the dataset buffer, per seed (prioritised sampling)
-                "in_state": not self._program.shared_demos,
+                # whether the state holds the dataset's data (a copy per seed), as it did
+                # with prioritised sampling before factorl kept only the priorities there
+                "in_state": False,
             }
         return ckpt.save_checkpoint(
             self.run_dir / CHECKPOINT_DIR,
@@ -843,13 +853,13 @@ def _per_seed(tree: Any, seeds: int) -> Any:
 
 
 def _checkpoint_template(program: Program, state: Any, checkpoint: Path) -> Any:
-    """The state (or its abstract shape) a checkpoint holds: `state`, except for a run whose
-    seeds now share the dataset buffer saved by a factorl that kept a copy per seed in the state
-    (its manifest's dataset has no "in_state"), which holds those copies too."""
-    if not program.shared_demos:
+    """The state (or its abstract shape) a checkpoint holds: `state`, except for one saved by a
+    factorl that kept a copy of the whole dataset buffer per seed in the state (its manifest's
+    dataset says "in_state": true, or, older, nothing), which holds those copies."""
+    if program.empty_demos is None:
         return state
     saved = _unverified_dataset(checkpoint)
-    if saved is None or "in_state" in saved:
+    if saved is None or saved.get("in_state") is False:
         return state
     seeds = state.env_step.shape[0]
     copies = jax.tree_util.tree_map(
@@ -860,8 +870,11 @@ def _checkpoint_template(program: Program, state: Any, checkpoint: Path) -> Any:
 
 
 def _without_saved_copies(program: Program, state: Any) -> Any:
-    """A loaded state without per-seed dataset copies where the seeds share one buffer."""
-    return state._replace(demos=None) if program.shared_demos else state
+    """A loaded state with only what each seed keeps of the dataset buffer (its priorities, or
+    nothing), whichever layout its checkpoint had."""
+    if program.seed_part is None or state.demos is None:
+        return state
+    return state._replace(demos=program.seed_part(state.demos))
 
 
 def evaluate_device_run(cfg: Config, checkpoint: Path, episodes: int, seed: int) -> dict[str, Any]:
