@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from factorl.io import checkpoint as ckpt
-from factorl.io.system import load_average, provenance
+from factorl.io.system import load_average, local_time, provenance
 
-# load_average and provenance live in the package, where factorl sweep records them too
-__all__ = ["finish", "load_average", "provenance", "write_json"]
+# load_average, local_time and provenance live in the package, where factorl sweep records
+# them too
+__all__ = ["finish", "load_average", "local_time", "provenance", "write_json"]
 
 
 def write_json(path: Path, data: Any, *, indent: int = 2) -> None:

@@ -34,7 +34,7 @@ from factorl.io.logging import read_metrics
 from factorl.io.system import source_revision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import provenance, write_json  # bench/ is not a package
+from _common import local_time, provenance, write_json  # bench/ is not a package
 
 TRAIN = [sys.executable, "-m", "factorl.cli", "train"]
 
@@ -195,7 +195,7 @@ def main() -> int:
     passed = comparison["identical"] and delivered >= args.kills
     report = {
         "benchmark": "kill9",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": local_time(),
         **provenance(revision),
         "config": {k: v for k, v in vars(args).items() if k not in ("out", "workdir")},
         "workdir": str(work),

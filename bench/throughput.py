@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import math
 import socket
 import statistics
@@ -44,7 +43,7 @@ from factorl.runners.session import episode_seed
 from factorl.train import make_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, provenance, write_json  # bench/ is not a package
+from _common import load_average, local_time, provenance, write_json  # bench/ is not a package
 
 #: the code this process runs, taken at start: commits made while a long run goes on do not count
 SOURCE_REVISION = source_revision()
@@ -626,10 +625,9 @@ def run(settings: Settings) -> dict[str, Any]:
                 "flags (--env, --seed, --action-repeat, --steps); --set takes agent.* and replay.*"
             )
     prepared = {a: prepare(a, settings, overrides[a]) for a in settings.algos}
-    created = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
     report: dict[str, Any] = {
         "benchmark": "throughput",
-        "created": created,
+        "created": local_time(),
         **provenance(SOURCE_REVISION),
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],

@@ -25,7 +25,6 @@ import itertools
 import os
 import re
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from factorl.envs.host import import_env_modules
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
 from factorl.io.runfolder import CONFIG_FILE, RunFolderError, read_segments
-from factorl.io.system import factorl_revision, provenance
+from factorl.io.system import factorl_revision, local_time, provenance
 from factorl.runners.device import is_jax_env
 from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_config, train
 
@@ -301,10 +300,6 @@ def _check_env(env_id: str) -> None:
 
 
 # ---------------------------------------------------------------------------- results and runs
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
 def write_json(path: Path, data: Any) -> None:
     """Write `data` atomically at the indent the committed results/learning files use: a reader,
     or a restarted sweep, finds the whole file or none."""
@@ -352,7 +347,7 @@ def summarise_run(run_dir: Path, command: str, seed: int | None = None) -> dict[
         **provenance(SOURCE_REVISION),  # the process writing this file
         "segments": read_segments(run_dir),  # each process that trained the run
         "command": command,
-        "created": _now(),
+        "created": local_time(),
         **({"seeds_side_by_side": cfg.run.num_seeds} if cfg.run.num_seeds > 1 else {}),
     }
 

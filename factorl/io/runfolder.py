@@ -14,13 +14,12 @@ import errno
 import json
 import os
 import shutil
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from factorl.io import checkpoint as ckpt
-from factorl.io.system import process_settings
+from factorl.io.system import local_time, process_settings
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
@@ -170,7 +169,7 @@ def record_segment(run_dir: Path, start: Mapping[str, int], revision: str | None
     segment = {
         **start,
         "source_revision": revision,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": local_time(),
         **process_settings(),  # a pinned or single-threaded process runs at other speeds
     }
     done = read_segments(run_dir) or []

@@ -8,6 +8,7 @@ import os
 import platform
 import socket
 import subprocess
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -115,6 +116,12 @@ def load_average() -> list[float] | None:
     if not hasattr(os, "getloadavg"):
         return None
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def local_time() -> str:
+    """Now, in local time with its UTC offset (ISO 8601, to the second), as results files and
+    run folders record when something started."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def provenance(
