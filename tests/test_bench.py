@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from factorl.core.config import ConfigError
@@ -187,6 +188,40 @@ def test_device_memory_benchmark_measures_both_modes(tmp_path):
     assert report["machine"]["load_avg_at_end"] and report["source_revision"]
 
 
+def _load_protocol():
+    script = SCRIPT.parent / "offline_protocol.py"
+    spec = importlib.util.spec_from_file_location("factorl_bench_offline_protocol", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_medium_checkpoint_is_the_earliest_checkpointed_evaluation_at_the_level(tmp_path):
+    from factorl.io import checkpoint as ckpt
+    from factorl.report import Level
+
+    bench = _load_protocol()
+    run = tmp_path / "source"
+    run.mkdir()
+    evals = {200: -2500.0, 400: -1900.0, 600: -1500.0, 800: -1000.0}
+    with open(run / "metrics.jsonl", "w") as f:
+        for step, ret in evals.items():
+            f.write(json.dumps({"event": "train", "env_step": step}) + "\n")
+            f.write(json.dumps({"event": "eval", "env_step": step, "eval_return": ret}) + "\n")
+    for step in (200, 600, 800):  # no checkpoint at 400, the first evaluation above -2000
+        ckpt.save_checkpoint(run / "checkpoints", step, [np.zeros(1)], {}, {}, keep=10)
+    level = Level(expert=-1000.0, low=-3000.0)
+    assert bench.medium_reached(run, -2000.0) == 600
+    choice = bench.pick_medium("gymnax:Pendulum-v1", run, level, 0.5, tmp_path)
+    assert (choice["checkpoint_env_step"], choice["eval_return"]) == (600, -1500.0)
+    assert choice["threshold"] == -2000.0 and choice["normalised_score"] == 0.75
+    assert json.loads((tmp_path / "medium.json").read_text()) == choice
+    assert bench.medium_reached(run, -900.0) is None
+    with pytest.raises(bench.ProtocolError, match=r"no checkpointed evaluation .* reaches -900\.0"):
+        bench.pick_medium("gymnax:Pendulum-v1", run, level, 1.05, tmp_path / "higher")
+
+
 def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch, capsys):
     """bench/offline_protocol.py at a tiny budget on gymnax Pendulum: source run, medium
     checkpoint, both datasets, the comparison and the table; a second invocation trains and
@@ -194,11 +229,7 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     pytest.importorskip("minari")
     pytest.importorskip("gymnax")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    script = SCRIPT.parent / "offline_protocol.py"
-    spec = importlib.util.spec_from_file_location("factorl_bench_offline_protocol", script)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = _load_protocol()
     out = tmp_path / "out"
     tiny = ["agent.width=16", "replay.batch_size=16", "agent.learning_starts=50"]
     argv = ["--envs", "gymnax:Pendulum-v1", "--algos", "decqn", "--online-algos", "decqn"]
@@ -237,13 +268,13 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     assert "factorl sweep --algos decqn" in table
     assert len(list(out.glob("decqn__*.json"))) == 3
 
-    capsys.readouterr()
+    assert "[factorl] training" in capsys.readouterr().err  # the first invocation trained
     assert bench.main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "source run done, skipped" in printed
-    assert printed.count("exists, skipped") == 2
-    assert printed.count("skipped (results exist)") == 3
-    assert "[factorl] training" not in printed
+    printed = capsys.readouterr()
+    assert "source run done, skipped" in printed.out
+    assert printed.out.count("exists, skipped") == 2
+    assert printed.out.count("skipped (results exist)") == 3
+    assert "[factorl] training" not in printed.err  # (the run's own lines go to stderr)
 
     # a trial not finished yet: --report-only leaves its row out, names it, and trains nothing
     online = next(p for p in out.glob("decqn__*.json") if "dataset" not in p.name)
@@ -252,8 +283,9 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     finished = json.loads(online.read_text())
     online.rename(elsewhere / online.name)
     assert bench.main([*argv, "--report-only"]) == 0
-    printed = capsys.readouterr().out
-    assert "[factorl] training" not in printed and "skipped (results exist)" not in printed
+    printed = capsys.readouterr()
+    assert "[factorl] training" not in printed.err
+    assert "skipped (results exist)" not in printed.out
     summary = json.loads((out / "summary.json").read_text())
     assert {(r["algo"], r["dataset"]) for r in summary["rows"]} == {
         ("decqn", "medium"),

@@ -5,6 +5,7 @@ it) resumes exactly in either phase. Every test makes its own small datasets in 
 import json
 
 import gymnasium as gym
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -209,16 +210,26 @@ def test_resume_refuses_a_different_dataset(tmp_path, saved_run, demos):
 
 
 def test_demonstration_losses_worked_examples():
-    # margin 0.01: bin 1 is 0.005 above the demonstrated bin 0 (0.015 short of the margin), bin
-    # 2 far below it (0): the mean over the other bins is 0.0075
-    q = jnp.array([[1.0, 1.005, 0.5]])
+    # margin 0.01, two samples demonstrating bins 1 and 2. First: bin 0 is 0.005 below the
+    # demonstrated 1.005 (0.005 short of the margin), bin 2 far below (0): mean 0.0025. Second:
+    # bin 0 is 0.1 above the demonstrated 0.1 (0.11), bin 1 0.1 below (0): mean 0.055
+    q = jnp.array([[1.0, 1.005, 0.5], [0.2, 0.0, 0.1]])
     np.testing.assert_allclose(
-        demos_maths.margin_loss(q, jnp.array([0]), 0.01), [0.0075], rtol=1e-5
+        demos_maths.margin_loss(q, jnp.array([1, 2]), 0.01), [0.0025, 0.055], rtol=1e-4
     )
-    # CDFs on two atoms: demonstrated (0.5, 1); bin 1 (0.8, 1) is dominated (0); bin 2's
-    # (0.2, 1) lies below it by 0.3 at the first atom: mean 0.15
-    logits = jnp.log(jnp.array([[[0.5, 0.5], [0.8, 0.2], [0.2, 0.8]]]))
-    np.testing.assert_allclose(demos_maths.fosd_loss(logits, jnp.array([0])), [0.15], rtol=1e-6)
+    # CDFs on three atoms. First sample, demonstrated bin 1 (0.3, 0.6, 1): bin 0's (0.1, 0.4, 1)
+    # lies below it by 0.2 twice (0.4), bin 2's (0.5, 0.75, 1) above it (0): mean 0.2. Second,
+    # bin 2 (0.4, 0.7, 1): bin 0's (0.6, 0.9, 1) is dominated (0), bin 1's (0.3, 0.5, 1) lies
+    # below by 0.1 and 0.2 (0.3): mean 0.15. (The dominance the other way round gives 0.175
+    # and 0.2.)
+    probs = [
+        [[0.1, 0.3, 0.6], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]],
+        [[0.6, 0.3, 0.1], [0.3, 0.2, 0.5], [0.4, 0.3, 0.3]],
+    ]
+    logits = jnp.log(jnp.array(probs))
+    np.testing.assert_allclose(
+        demos_maths.fosd_loss(logits, jnp.array([1, 2])), [0.2, 0.15], rtol=1e-5
+    )
     per_sample, flags = jnp.array([1.0, 2.0, 4.0]), jnp.array([0.0, 1.0, 1.0])
     assert float(demos_maths.demo_mean(per_sample, flags)) == 3.0
     assert float(demos_maths.demo_mean(per_sample, jnp.zeros(3))) == 0.0
@@ -251,6 +262,49 @@ def test_demo_flags_switch_the_demonstration_losses_on(algo):
     flags = np.r_[np.zeros(4), np.ones(4)].astype(np.float32)
     _, metrics, _ = agent.update(state, batch._replace(extras={"demo": flags}))
     assert float(metrics["demo_loss"]) > 0 and np.isfinite(float(metrics["loss"]))
+
+
+def test_cqn_trains_on_the_demonstration_losses_of_the_flagged_rows_only():
+    """The C51 critic's loss plus demo_weight x (margin + FOSD losses along each flagged row's
+    own zoom path, averaged over levels and dimensions, then over the flagged rows)."""
+    overrides = {**_DEMO_LEARNERS["cqn"], "agent.demo_weight": 2.0, "replay.batch_size": 6}
+    cfg = make_config("cqn", overrides)
+    space = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+    agent = get_algorithm("cqn")(cfg.agent, _box((3,), -1, 1), space, cfg.replay)
+    state = agent.init(0)
+    # non-zero output layers, so that the losses depend on the bins
+    params = jax.tree_util.tree_map(
+        lambda x: x + 0.3 * jnp.cos(jnp.arange(x.size)).reshape(x.shape), state.params
+    )
+    draw = np.random.default_rng(1)
+    batch = TrainBatch(
+        obs=jnp.asarray(draw.normal(size=(6, 3)), jnp.float32),
+        action=jnp.asarray(draw.uniform(-2, 2, size=(6, 2)), jnp.float32),
+        reward=jnp.asarray(draw.normal(size=6), jnp.float32),
+        discount=jnp.full(6, 0.99, jnp.float32),
+        next_obs=jnp.asarray(draw.normal(size=(6, 3)), jnp.float32),
+        weights=jnp.ones(6, jnp.float32),
+    )
+    key = jax.random.PRNGKey(0)
+    loss_fn = jax.jit(agent.loss)
+    loss, aux = loss_fn(params, state.target_params, batch, key)
+    assert "demo_loss" not in aux  # no flags (online without a dataset): the term is off
+    flags = jnp.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+    loss_demo, aux_demo = loss_fn(
+        params, state.target_params, batch._replace(extras={"demo": flags}), key
+    )
+    path = agent.encode_path(batch.action)  # [batch, L, M]
+    out = agent.all_levels(params, batch.obs, path)  # [batch, L, M, B, atoms]
+    q = jnp.sum(jax.nn.softmax(out, axis=-1) * agent.atoms, axis=-1)
+    per = demos_maths.margin_loss(q, path, 0.01) + demos_maths.fosd_loss(out, path)
+    per_sample = jnp.mean(per, axis=(1, 2))
+    expected = float(jnp.sum(flags * per_sample) / 3)
+    assert abs(expected - float(jnp.mean(per_sample))) > 1e-3  # the flags matter here
+    np.testing.assert_allclose(aux_demo["demo_loss"], expected, rtol=1e-5)
+    np.testing.assert_allclose(loss_demo, loss + 2.0 * expected, rtol=1e-5)
+    none = batch._replace(extras={"demo": jnp.zeros(6)})
+    loss_none, aux_none = loss_fn(params, state.target_params, none, key)
+    assert float(aux_none["demo_loss"]) == 0.0 and float(loss_none) == float(loss)
 
 
 def test_train_with_an_unknown_dataset_is_one_line_and_writes_nothing(tmp_path, capsys):
