@@ -20,8 +20,16 @@ from factorl.io.checkpoint import CheckpointError
 from factorl.io.runfolder import read_segments
 from factorl.maths import demonstrations as demos_maths
 from factorl.runners.host import HostTrainer
+from factorl.runners.session import episode_seed
 from factorl.sweep import summarise_run
-from factorl.train import collect, load_agent, make_config, record_episodes, train
+from factorl.train import (
+    COLLECT_STREAM,
+    collect,
+    load_agent,
+    make_config,
+    record_episodes,
+    train,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -87,6 +95,28 @@ def test_collect_writes_the_episodes_it_recorded(saved_run, demos):
     actions = np.concatenate([e["actions"] for e in data.episodes])
     assert np.abs(actions).max() <= 2.0  # clipped to the bounds
     assert not np.isin(actions, (-2.0, 0.0, 2.0)).all()  # the noise moved them off the grid
+    # and apart from that function: each episode is the environment's answer to its actions
+    # from the reset its (seed, index) names, the episodes start apart, and an action is the
+    # policy's plus noise of the stated size
+    policy = load_agent(saved_run)
+    noise = []
+    for i, episode in enumerate(data.episodes):
+        obs, _ = env.reset(seed=episode_seed(7, COLLECT_STREAM, i))
+        assert np.array_equal(episode["observations"][0], obs)
+        for t, action in enumerate(episode["actions"]):
+            if np.abs(action).max() < 2.0:  # not clipped
+                noise.append(action - policy(episode["observations"][t]))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            assert np.array_equal(episode["observations"][t + 1], obs)
+            assert episode["rewards"][t] == reward
+            assert (episode["terminations"][t], episode["truncations"][t]) == (
+                terminated,
+                truncated,
+            )
+    assert not np.array_equal(
+        data.episodes[0]["observations"][0], data.episodes[1]["observations"][0]
+    )
+    assert 0.4 < np.std(noise) < 0.6 and abs(np.mean(noise)) < 0.1
 
 
 def test_collect_refuses_an_existing_name_unless_overwrite(saved_run, capsys):
@@ -135,7 +165,11 @@ def test_transitions_follow_the_episodes():
     datasets.write_dataset("t-v0", episodes, _box((3,), -5, 5), _box((1,), -2, 2), metadata={})
     t = datasets.read_dataset("t-v0").transitions()
     assert t["obs"].shape == (5, 3) and t["action"].shape == (5, 1)
-    assert np.array_equal(t["next_obs"][:2], episodes[0]["observations"][1:])
+    obs = [e["observations"] for e in episodes]
+    assert np.array_equal(t["obs"], np.concatenate([o[:-1] for o in obs]))
+    assert np.array_equal(t["next_obs"], np.concatenate([o[1:] for o in obs]))
+    assert np.array_equal(t["action"], np.concatenate([e["actions"] for e in episodes]))
+    assert np.allclose(t["reward"], np.concatenate([e["rewards"] for e in episodes]))
     assert t["terminated"].tolist() == [False, True, False, False, False]
     assert t["truncated"].tolist() == [False, False, False, False, True]
 

@@ -118,15 +118,22 @@ def ray_cluster():
     session = ray._private.worker._global_node.get_session_dir_path()
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
-    time.sleep(1)
-    left = []
+    deadline = time.monotonic() + 30  # the processes take a moment to exit
+    while left := _processes_of(session):
+        assert time.monotonic() < deadline, f"Ray processes left behind: {left}"
+        time.sleep(0.2)
+
+
+def _processes_of(session: str) -> list[str]:
+    """The ids of the processes whose command line names the Ray session folder."""
+    found = []
     for proc in Path("/proc").iterdir():
         try:
             if proc.name.isdigit() and session in (proc / "cmdline").read_text():
-                left.append(proc.name)
+                found.append(proc.name)
         except OSError:
             continue
-    assert not left, f"Ray processes left behind: {left}"
+    return found
 
 
 def test_a_local_ray_sweep_equals_the_same_runs_made_one_by_one(one_by_one, ray_cluster, tmp_path):
