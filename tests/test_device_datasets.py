@@ -220,3 +220,8 @@ def test_a_non_finite_offline_update_stops_with_a_checkpoint_of_the_last_good_st
     assert all(np.isfinite(np.asarray(x)).all() for x in params)
     offline = [r for r in records(tmp_path / "boom") if r.get("phase") == "offline"]
     assert offline and offline[-1]["offline_step"] < 150
+    # the state after the updates that were finite, not the one before them: the checkpoint
+    # is at the last record's offline step, past the first update, as is its learner step
+    loop = ckpt.read_meta(ckpt.latest_checkpoint(tmp_path / "boom" / "checkpoints"))["loop"]
+    assert loop["offline_step"] == offline[-1]["offline_step"] >= 1
+    assert int(np.asarray(policy.state.learner_step)) >= 1

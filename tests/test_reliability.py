@@ -525,7 +525,8 @@ def test_an_unwritable_run_folder_is_one_line(tmp_path, monkeypatch, capsys):
         str(tmp_path / "ro"),
     ]
     assert main([*argv, *TINY_FLAGS]) == 1
-    assert "cannot write to run folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot write to run folder" in err and err.count("\n") == 1, err
 
 
 def _edit_meta(path, edit, rehash=True):
