@@ -168,6 +168,9 @@ def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(var
     state = agent.init(0, num_envs=4)
     for step in range(3):
         _, state = agent.act(state, obs, 4 * step, "explore")
+    # every value moved off its start, so that a reset (or none) shows even in a memory that
+    # acting leaves as it was (a placeholder)
+    state = state.replace(memory=jax.tree_util.tree_map(_moved, state.memory))
     starting = np.array([True, False, True, False])
     before, after = leaves(state.memory), leaves(agent.begin_episodes(state, starting).memory)
     # run-long memory (REValueD's epsilon) outlives episodes
@@ -175,6 +178,12 @@ def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(var
     for old, new, fresh in zip(before, after, expected, strict=True):
         np.testing.assert_array_equal(new[starting], fresh[starting])
         np.testing.assert_array_equal(new[~starting], old[~starting])
+
+
+def _moved(x):
+    """x with every entry changed: negated if boolean, else plus one."""
+    x = jnp.asarray(x)
+    return ~x if x.dtype == bool else x + 1
 
 
 @pytest.mark.parametrize("variant", SINGLE_AGENT_PER_ALGORITHM)
