@@ -2,8 +2,10 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -197,8 +199,11 @@ def test_envs_lists_control_suite_tasks(capsys):
 
 
 def test_console_script_entry_point(tmp_path):
+    # the `factorl` script pip installed beside this interpreter, from [project.scripts]
+    script = shutil.which("factorl", path=str(Path(sys.executable).parent))
+    assert script is not None, "no factorl script beside the interpreter: pip install -e ."
     proc = subprocess.run(
-        [sys.executable, "-m", "factorl.cli", "train", "--help"],
+        [script, "train", "--help"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -2,10 +2,13 @@
 
 A new algorithm is covered by adding a tiny configuration to VARIANTS (a test fails until it is
 there): determinism, a different seed giving other numbers, exact resume from the middle of an
-episode, one compilation of `update` and of each acting mode, the non-finite guard, and several
-environments: batched acting equal to each environment acting alone, acting memory reset per
-environment, and exact resume of environments whose episodes end at different steps.
+episode, one compilation of `update` and of each acting mode, the non-finite guard, value losses
+that are means over the batch with a |TD| per sample, and several environments: batched acting
+equal to each environment acting alone, acting memory reset per environment, and exact resume
+of environments whose episodes end at different steps.
 """
+
+import inspect
 
 import gymnasium as gym
 import jax
@@ -178,6 +181,45 @@ def test_batched_acting_is_each_environment_acting_alone_with_its_own_memory(var
     for old, new, fresh in zip(before, after, expected, strict=True):
         np.testing.assert_array_equal(new[starting], fresh[starting])
         np.testing.assert_array_equal(new[~starting], old[~starting])
+
+
+#: the value learners whose loss takes a TrainBatch of single actions (CQN-AS shares CQN's)
+_VALUE_LOSS_VARIANTS = ["decqn", "revalued", "revalued-redq", "cqn", "cqn-c51-dueling", "arsq"]
+
+
+@pytest.mark.parametrize("variant", _VALUE_LOSS_VARIANTS)
+def test_a_value_loss_is_a_mean_over_the_batch_with_a_td_error_per_sample(variant):
+    """The loss of samples a and b together is the mean of their losses alone (a batch of one
+    cannot tell a mean from a sum), and |TD| (the priorities) is each sample's own."""
+    agent = _agent(variant)
+    state = agent.init(0)
+    # every parameter moved off its start (zero output layers would make every loss alike)
+    params, target = (
+        jax.tree_util.tree_map(
+            lambda x, k=k: x + 0.1 * jnp.sin(k + jnp.arange(x.size)).reshape(x.shape), tree
+        )
+        for k, tree in ((0.0, state.params), (1.0, state.target_params))
+    )
+    rng = np.random.default_rng(0)
+    batch = TrainBatch(
+        obs=rng.normal(size=(2, 3)).astype(np.float32),
+        action=rng.uniform(-2, 2, size=(2, 1)).astype(np.float32),
+        reward=np.array([-1.0, -7.0], np.float32),
+        discount=np.array([0.99, 0.0], np.float32),
+        next_obs=rng.normal(size=(2, 3)).astype(np.float32),
+        weights=np.ones(2, np.float32),
+    )
+    keyed = "key" in inspect.signature(agent.loss).parameters  # a key for random ties, members
+
+    def loss(batch):
+        return agent.loss(params, target, batch, *([jax.random.PRNGKey(3)] if keyed else []))
+
+    both, aux = loss(batch)
+    alone = [loss(jax.tree_util.tree_map(lambda x, i=i: x[i : i + 1], batch)) for i in range(2)]
+    assert abs(float(alone[0][0]) - float(alone[1][0])) > 1e-3  # the samples differ
+    np.testing.assert_allclose(both, (alone[0][0] + alone[1][0]) / 2, rtol=1e-5)
+    td = np.concatenate([np.asarray(a[1]["td_abs"]) for a in alone])
+    np.testing.assert_allclose(aux["td_abs"], td, rtol=1e-5)
 
 
 def _moved(x):

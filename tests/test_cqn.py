@@ -167,16 +167,54 @@ def test_loss_regresses_each_level_and_dimension_on_its_own():
     out = jnp.arange(18.0).reshape(1, 2, 3, 3)  # [batch, L, M, B]
     next_out = 100.0 + jnp.arange(18.0).reshape(1, 2, 3, 3)
     online, target = jnp.array(0.0), jnp.array(1.0)
-    agent.all_levels = by_params(out, next_out)
+    calls = []
+
+    def all_levels(params, obs, path):  # records what each network was asked about
+        calls.append((float(params), np.asarray(obs), np.asarray(path)))
+        return by_params(out, next_out)(params)
+
+    agent.all_levels = all_levels
     next_path = jnp.array([[[2, 1, 0], [0, 0, 2]]])
-    agent.greedy_path = lambda params, obs, key=None: next_path
-    action = agent.factorisation.decode(jnp.array([[[1, 0, 2], [2, 1, 0]]]))
-    batch = TrainBatch(jnp.zeros((1, 4)), action, jnp.array([1.0]), jnp.array([0.5]),
-                       jnp.zeros((1, 4)), jnp.ones(1))  # fmt: skip
+
+    def greedy_path(params, obs, key=None):
+        calls.append(("greedy", float(params), np.asarray(obs)))
+        return next_path
+
+    agent.greedy_path = greedy_path
+    path = np.array([[[1, 0, 2], [2, 1, 0]]])
+    action = agent.factorisation.decode(jnp.asarray(path))
+    obs, next_obs = jnp.zeros((1, 4)), jnp.ones((1, 4))
+    batch = TrainBatch(obs, action, jnp.array([1.0]), jnp.array([0.5]), next_obs, jnp.ones(1))
     loss, _ = agent.loss(online, target, batch, jax.random.PRNGKey(0))
     q = np.array([[1, 3, 8], [11, 13, 15]], float)  # out[l, d, path[l, d]]
     y = 1.0 + 0.5 * (100.0 + np.array([[2, 4, 6], [9, 12, 17]], float))
     assert float(loss) == pytest.approx(np.mean((y - q) ** 2), rel=1e-6)
+    # U along the taken path at s; the greedy path at s' by the online net; Ubar along it at s'
+    (u, u_obs, u_path), greedy, (ubar, ubar_obs, ubar_path) = calls
+    assert (u, ubar) == (0.0, 1.0) and greedy[:2] == ("greedy", 0.0)
+    assert np.array_equal(u_obs, obs) and np.array_equal(u_path, path)
+    assert np.array_equal(greedy[2], next_obs) and np.array_equal(ubar_obs, next_obs)
+    assert np.array_equal(ubar_path, next_path)
+
+
+def test_all_levels_is_each_level_evaluated_on_its_own():
+    """The loss's one batched pass over levels gives what acting computes level by level."""
+    agent = _agent(levels=3, bins=4)
+    params = agent.init(0).params
+    # non-zero output layers, so that levels and centres change the outputs
+    params = jax.tree_util.tree_map(
+        lambda x: x + 0.1 * jnp.sin(jnp.arange(x.size, dtype=jnp.float32)).reshape(x.shape),
+        params,
+    )
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
+    path = jnp.asarray(rng.integers(0, 4, size=(5, 3, 3)))
+    together = agent.all_levels(params, obs, path)  # [batch, L, M, B]
+    centres = agent.path_centres(path)
+    for level in range(3):
+        alone = agent.level_values(params, obs, centres[:, level], level)
+        np.testing.assert_allclose(together[:, level], alone, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(together[:, 0], together[:, 1])
 
 
 def test_the_next_path_is_chosen_by_the_online_network_and_valued_by_the_target():

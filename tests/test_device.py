@@ -89,14 +89,20 @@ def test_a_full_disk_on_metrics_stops_a_device_run_with_a_checkpoint_and_loses_n
 def test_resuming_a_finished_device_run_writes_nothing_and_returns_its_agent(tmp_path, capsys):
     run = tmp_path / "run"
     done = train(_device_config(run, steps=200))
-    before = {
-        p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"
-    }
+
+    def files():
+        return {
+            p: (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(run.rglob("*"))
+            if p.is_file() and p.name != ".lock"
+        }
+
+    before = files()
     again = train(_device_config(run, steps=200), resume=run)
     assert "already used its budget of 200 env steps" in capsys.readouterr().err
     assert again.env_step == 200 and again.last_eval_return == done.last_eval_return
     assert same_leaves(done.state, again.state)
-    assert {p: p.read_bytes() for p in before} == before
+    assert files() == before  # no file added, changed or written again
 
 
 def test_prioritised_device_replay_moves_priorities_to_the_td_errors(tmp_path):

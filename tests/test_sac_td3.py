@@ -239,6 +239,14 @@ def _changed(a, b):
     return any(not np.array_equal(x, y) for x, y in zip(_leaves(a), _leaves(b), strict=True))
 
 
+def _assert_polyak_step(new_target, old_target, online, tau):
+    """new_target = (1 - tau) old_target + tau online, leaf by leaf."""
+    for new, old, now in zip(
+        _leaves(new_target), _leaves(old_target), _leaves(online), strict=True
+    ):
+        np.testing.assert_allclose(new, (1 - tau) * old + tau * now, rtol=1e-5, atol=1e-7)
+
+
 def test_td3_delays_the_actor_and_targets_to_every_second_step():
     agent = TD3(TD3Config(**SMALL), OBS, ASYM)
     s0 = agent.init(0)
@@ -257,8 +265,8 @@ def test_td3_delays_the_actor_and_targets_to_every_second_step():
     expected = agent.actor_loss(s1_copy.params["actor"], s2.params["critic"], batch2.obs)
     assert float(m2["actor_loss"]) == pytest.approx(float(expected), rel=1e-5)
     assert _changed(s2.params["actor"], s1_copy.params["actor"])
-    assert _changed(s2.target_params["actor"], s1_copy.target_params["actor"])
-    assert _changed(s2.target_params["critic"], s1_copy.target_params["critic"])
+    # both targets take one Polyak step toward the networks just updated
+    _assert_polyak_step(s2.target_params, s1_copy.target_params, s2.params, agent.config.tau)
     assert int(s2.learner_step) == 2 and agent.trace_counts["update"] == 1
 
 
@@ -274,7 +282,13 @@ def test_sac_update_moves_everything_and_alpha_falls_when_entropy_is_high(policy
     assert float(metrics["entropy"]) > agent.target_entropy
     assert float(s1.params["log_alpha"]) == pytest.approx(-3e-4, rel=1e-3)
     assert _changed(s1.params["actor"], snapshot.params["actor"])
-    assert _changed(s1.target_params, snapshot.target_params)
+    # the critic target takes one Polyak step toward the critic just updated
+    _assert_polyak_step(
+        s1.target_params["critic"],
+        snapshot.target_params["critic"],
+        s1.params["critic"],
+        agent.config.tau,
+    )
     expected = 0.5 * 3 * math.log(2) if policy == "bernoulli" else -3.0
     assert agent.target_entropy == pytest.approx(expected)
 

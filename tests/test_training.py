@@ -94,13 +94,16 @@ def test_nan_loss_stops_on_the_last_good_state(tmp_path):
 
 
 def test_crash_leaves_an_emergency_checkpoint_that_resumes(tmp_path):
-    cfg = tiny_config(
-        tmp_path / "crash", steps=400, overrides={"env.id": "gym:FactorlTestCrash-v0"}
-    )
+    # (one evaluation episode, at the end: the evaluation's environment would crash too)
+    crash = {"env.id": "gym:FactorlTestCrash-v0", "runner.eval_every": 400}
+    cfg = tiny_config(tmp_path / "crash", steps=400, overrides=crash)
     with pytest.raises(RuntimeError, match="simulator exploded"):
         train(cfg)
     path = ckpt.latest_checkpoint(tmp_path / "crash" / "checkpoints")
     assert path is not None and ckpt.read_meta(path)["env_step"] == 249
+    # a new process's environment counts its steps from 0 again: it crashes past the budget
+    resumed = train(cfg, resume=tmp_path / "crash")
+    assert resumed.status == "completed" and resumed.env_step == 400
 
 
 def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path):

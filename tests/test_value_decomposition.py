@@ -3,7 +3,6 @@ masked acting, the epsilon schedule, one compile, vmap over seeds, and the QMIX 
 game, where QMIX finds the return-8 joint policy and VDN settles on 7."""
 
 import dataclasses
-import time
 
 import jax
 import jax.numpy as jnp
@@ -367,7 +366,6 @@ def greedy_return(agent, state, env) -> float:
 def test_two_step_game_qmix_reaches_8_and_vdn_settles_on_7():
     """QMIX paper, section 5: under uniform data VDN's additive fit of stage 2B peaks at 6.5 < 7,
     so it takes 2A (return 7); QMIX's monotonic mixer fits 2B's 8 and takes 2B (return 8)."""
-    start = time.perf_counter()
     env, data = two_step_windows(jax.random.PRNGKey(0))
     returns = {}
     for cls in (VDN, QMIX):
@@ -378,4 +376,3 @@ def test_two_step_game_qmix_reaches_8_and_vdn_settles_on_7():
             returns[cls.name, seed] = greedy_return(agent, state, env)
     assert all(returns["vdn", s] == 7.0 for s in range(3)), returns
     assert all(returns["qmix", s] == 8.0 for s in range(3)), returns
-    assert time.perf_counter() - start < 120, returns
