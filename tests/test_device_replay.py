@@ -9,6 +9,7 @@ import pytest
 from conftest import same_leaves
 
 from factorl.replay.device import (
+    PRIORITY_EPS,
     DeviceReplay,
     importance_weights,
     n_step_batch,
@@ -195,6 +196,24 @@ def test_prioritised_samples_follow_and_take_back_priorities():
     drawn = uniform.sample(plain, jax.random.PRNGKey(0))
     assert (np.asarray(drawn.indices) == -1).all()
     assert uniform.update_priorities(plain, drawn.indices, jnp.ones(64)) is plain
+
+
+def test_priorities_and_weights_take_their_exponents():
+    # leaf = (|TD| + eps)^alpha; weight = (N P)^-beta over the batch's largest, P = leaf / sum
+    replay = _replay(prioritized=True, priority_alpha=0.5, priority_beta=0.25, batch_size=32)
+    state = replay.extend(replay.init(), _steps(np.random.default_rng(3), 3, 16))
+    drawn = replay.sample(state, jax.random.PRNGKey(0))
+    windows = np.unique(np.asarray(drawn.indices))
+    td = 1.0 + np.arange(len(windows), dtype=np.float32)
+    state = replay.update_priorities(state, jnp.asarray(windows), jnp.asarray(td))
+    tree = state.sum_tree_state
+    leaves_ = np.asarray(tree.nodes)[2**tree.tree_depth - 1 :][: tree.capacity]
+    np.testing.assert_allclose(leaves_[windows], (td + PRIORITY_EPS) ** 0.5, rtol=1e-5)
+    again = replay.sample(state, jax.random.PRNGKey(1))
+    p = leaves_[np.asarray(again.indices)] / leaves_.sum()
+    w = (float(replay.size(state)) * p) ** -0.25
+    np.testing.assert_allclose(again.batch.weights, w / w.max(), rtol=1e-4)
+    assert len(np.unique(np.round(w, 6))) > 3  # the weights differ
 
 
 def test_a_row_drawn_with_probability_0_weighs_nothing_and_stays_unsampleable():

@@ -247,6 +247,53 @@ def _assert_polyak_step(new_target, old_target, online, tau):
         np.testing.assert_allclose(new, (1 - tau) * old + tau * now, rtol=1e-5, atol=1e-7)
 
 
+def _critic_case(agent, seed):
+    """A batch with distinct s and s', one terminal sample, and online and target parameters
+    that differ."""
+    state = agent.init(seed)
+    batch = _batch(agent, seed=seed)._replace(
+        discount=np.array([0.99] * 7 + [0.0], np.float32),
+        weights=np.linspace(0.5, 1.0, 8).astype(np.float32),
+    )
+    target = jax.tree_util.tree_map(lambda x: x + 0.05, state.target_params)
+    return state, batch, target
+
+
+@pytest.mark.parametrize("policy", ["gaussian", "bernoulli"])
+def test_sac_critic_loss_is_the_soft_td_error_to_the_target_critics_at_s_prime(policy):
+    agent = SAC(SACConfig(**SMALL, policy=policy), OBS, ASYM)
+    state, batch, target = _critic_case(agent, 3)
+    p, key, log_alpha = state.params, jax.random.PRNGKey(7), jnp.log(0.3)
+    loss, aux = agent.critic_loss(p["critic"], target["critic"], p["actor"], log_alpha, batch, key)
+    # by hand: a' ~ pi(s') with the same key, y = r + d (min_k Qbar_k(s', a') + alpha H(s'))
+    next_y, next_entropy, _ = agent.sample(p["actor"], batch.next_obs, key)
+    next_q = np.asarray(agent.q_values(target["critic"], batch.next_obs, next_y)).min(axis=0)
+    y = batch.reward + batch.discount * (next_q + 0.3 * np.asarray(next_entropy))
+    q = np.asarray(agent.q_values(p["critic"], batch.obs, agent.bounds.to_unit(batch.action)))
+    expected = 0.5 * sum(np.mean(batch.weights * (y - q_k) ** 2) for q_k in q)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(aux["td_abs"], np.abs(y[None] - q), rtol=1e-4, atol=1e-6)
+
+
+def test_td3_critic_loss_is_the_td_error_to_the_smoothed_target_actor_at_s_prime():
+    agent = TD3(TD3Config(**SMALL), OBS, ASYM)
+    state, batch, target = _critic_case(agent, 4)
+    key, c = jax.random.PRNGKey(8), agent.config
+    loss, aux = agent.critic_loss(state.params["critic"], target, batch, key)
+    # by hand: a~' = clip(mu'(s') + clip(noise, +-c), -1, 1), y = r + d min_k Qbar_k(s', a~')
+    mu = np.asarray(agent.actor.apply(target["actor"], batch.next_obs))
+    noise = c.policy_noise * np.asarray(jax.random.normal(key, mu.shape))
+    smoothed = np.clip(mu + np.clip(noise, -c.noise_clip, c.noise_clip), -1.0, 1.0)
+    next_q = np.asarray(agent.q_values(target["critic"], batch.next_obs, smoothed)).min(axis=0)
+    y = batch.reward + batch.discount * next_q
+    q = np.asarray(
+        agent.q_values(state.params["critic"], batch.obs, agent.bounds.to_unit(batch.action))
+    )
+    expected = sum(np.mean(batch.weights * (y - q_k) ** 2) for q_k in q)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(aux["td_abs"], np.abs(y[None] - q), rtol=1e-4, atol=1e-6)
+
+
 def test_td3_delays_the_actor_and_targets_to_every_second_step():
     agent = TD3(TD3Config(**SMALL), OBS, ASYM)
     s0 = agent.init(0)
