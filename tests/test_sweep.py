@@ -206,6 +206,13 @@ def test_a_restarted_driver_reruns_no_finished_trial(ray_cluster, one_by_one, tm
         time.sleep(0.02)
     driver.kill()  # SIGKILL: no cleanup at all
     driver.wait()
+    # Ray stops the running trial's worker with its driver (a live one would still hold the
+    # run folder when the restarted driver reaches that trial)
+    worker = (second / ".lock").read_text().strip()  # (empty if killed before writing it)
+    deadline = time.monotonic() + 60
+    while worker and Path(f"/proc/{worker}").exists():
+        assert time.monotonic() < deadline, f"the trial's worker {worker} outlived its driver"
+        time.sleep(0.1)
     finished = first.read_text()
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stdout + again.stderr
