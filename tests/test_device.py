@@ -2,6 +2,7 @@
 vmapped, exact resume, the errors, and (slow) that it learns. Its replay is tested in
 test_device_replay.py."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import leaves, records, same_leaves
@@ -9,6 +10,7 @@ from test_contract import PER_ALGORITHM, VARIANTS
 from test_reliability import _FailingFile
 
 from factorl.core.config import ConfigError
+from factorl.replay.device import PRIORITY_EPS
 from factorl.runners import device
 from factorl.runners.device import DeviceTrainer
 from factorl.train import evaluate, load_agent, make_config, train
@@ -106,14 +108,30 @@ def test_resuming_a_finished_device_run_writes_nothing_and_returns_its_agent(tmp
 
 
 def test_prioritised_device_replay_moves_priorities_to_the_td_errors(tmp_path):
-    result = train(_device_config(tmp_path / "run", "decqn"))  # DecQN's default: prioritised
-    tree = result.state.replay.sum_tree_state
+    cfg = _device_config(tmp_path / "run", "decqn")  # DecQN's default: prioritised
+    trainer = DeviceTrainer(cfg)
+    update = trainer.agent.update_fn
+
+    def marked(state, batch):
+        # each window's |TD| made a function of the window itself: 1 + |its first obs[0]|
+        new_state, metrics, _ = update(state, batch)
+        return new_state, metrics, 1.0 + jnp.abs(batch.obs[:, 0])
+
+    trainer.agent.update_fn = marked  # before the programs are traced, at their first call
+    trainer.run()
+    tree = trainer.state.replay.sum_tree_state
     first = 2**tree.tree_depth - 1  # the leaves, priority^alpha per window, follow the inner nodes
     leaves_ = np.asarray(tree.nodes)[:, first : first + tree.capacity]
-    for seed_leaves in leaves_:
-        stored = seed_leaves[seed_leaves > 0]
-        # new windows enter at the largest priority seen; sampled ones moved to their |TD|
-        assert len(np.unique(stored)) > 10
+    obs = np.asarray(trainer.state.replay.experience["obs"])  # [seeds, envs, T, 3]
+    # window i starts at step i % T of environment i // T
+    assert obs.shape[1] * obs.shape[2] == leaves_.shape[1]
+    alpha = cfg.replay.priority_alpha
+    for seed_leaves, seed_obs in zip(leaves_, obs, strict=True):
+        own = (1.0 + np.abs(seed_obs[..., 0].reshape(-1)) + PRIORITY_EPS) ** alpha
+        stored = seed_leaves > 0
+        # a sampled window's priority is its own |TD| (one never sampled keeps the largest
+        # priority seen when it was stored)
+        assert (stored & np.isclose(seed_leaves, own, rtol=1e-5)).sum() > stored.sum() // 2
 
 
 def test_a_device_run_loads_as_a_policy_and_evaluates(tmp_path):
