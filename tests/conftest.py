@@ -8,6 +8,7 @@ import tempfile
 
 import gymnasium as gym
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -84,6 +85,17 @@ def learner_steps(state):
 def leaves(tree):
     """A pytree's leaves as NumPy arrays (a learner state, a list of arrays)."""
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(tree))]
+
+
+def moved_off_start(tree, phase=0.0, scale=0.1):
+    """`tree` with each leaf's entries moved by scale * sin(phase + their flat index): network
+    parameters off their start, where zero output layers would make every output alike."""
+
+    def move(x):
+        wave = jnp.sin(phase + jnp.arange(x.size, dtype=jnp.float32)).reshape(x.shape)
+        return x + scale * wave
+
+    return jax.tree_util.tree_map(move, tree)
 
 
 def same_leaves(a, b):

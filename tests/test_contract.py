@@ -15,7 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_DECQN, learner_steps, leaves, records, same_leaves, tiny_config
+from conftest import (
+    TINY_DECQN,
+    learner_steps,
+    leaves,
+    moved_off_start,
+    records,
+    same_leaves,
+    tiny_config,
+)
 
 from factorl.agents import ALGORITHMS
 from factorl.agents.value_decomposition import sequence_batch
@@ -194,12 +202,7 @@ def test_a_value_loss_is_a_mean_over_the_batch_with_a_td_error_per_sample(varian
     agent = _agent(variant)
     state = agent.init(0)
     # every parameter moved off its start (zero output layers would make every loss alike)
-    params, target = (
-        jax.tree_util.tree_map(
-            lambda x, k=k: x + 0.1 * jnp.sin(k + jnp.arange(x.size)).reshape(x.shape), tree
-        )
-        for k, tree in ((0.0, state.params), (1.0, state.target_params))
-    )
+    params, target = moved_off_start(state.params), moved_off_start(state.target_params, 1.0)
     rng = np.random.default_rng(0)
     batch = TrainBatch(
         obs=rng.normal(size=(2, 3)).astype(np.float32),

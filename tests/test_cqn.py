@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import by_params
+from conftest import by_params, moved_off_start
 
 from factorl.agents.cqn import CQN, CQNConfig, argmax_random_ties
 from factorl.core.agent import TrainBatch
@@ -200,12 +200,8 @@ def test_loss_regresses_each_level_and_dimension_on_its_own():
 def test_all_levels_is_each_level_evaluated_on_its_own():
     """The loss's one batched pass over levels gives what acting computes level by level."""
     agent = _agent(levels=3, bins=4)
-    params = agent.init(0).params
     # non-zero output layers, so that levels and centres change the outputs
-    params = jax.tree_util.tree_map(
-        lambda x: x + 0.1 * jnp.sin(jnp.arange(x.size, dtype=jnp.float32)).reshape(x.shape),
-        params,
-    )
+    params = moved_off_start(agent.init(0).params)
     rng = np.random.default_rng(0)
     obs = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
     path = jnp.asarray(rng.integers(0, 4, size=(5, 3, 3)))

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import records, same_leaves, tiny_config
+from conftest import moved_off_start, records, same_leaves, tiny_config
 
 from factorl.agents import get_algorithm
 from factorl.cli import main
@@ -315,10 +315,7 @@ def test_cqn_trains_on_the_demonstration_losses_of_the_flagged_rows_only():
     space = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
     agent = get_algorithm("cqn")(cfg.agent, _box((3,), -1, 1), space, cfg.replay)
     state = agent.init(0)
-    # non-zero output layers, so that the losses depend on the bins
-    params = jax.tree_util.tree_map(
-        lambda x: x + 0.3 * jnp.cos(jnp.arange(x.size)).reshape(x.shape), state.params
-    )
+    params = moved_off_start(state.params, scale=0.3)  # so that the losses depend on the bins
     draw = np.random.default_rng(1)
     batch = TrainBatch(
         obs=jnp.asarray(draw.normal(size=(6, 3)), jnp.float32),
