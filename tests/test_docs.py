@@ -1,17 +1,24 @@
 """Each algorithm page's config table lists every config field with the default the code has.
 
 The pages are the reference users read for flags and defaults; this keeps them from drifting
-when a default changes in code. The README's factorisation example is run too.
+when a default changes in code. The README's factorisation example is run too, and every
+`factorl train` and `factorl sweep` command the docs show is parsed as the CLI would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 
+from factorl import sweep
 from factorl.agents import ALGORITHMS, CONFIGS
+from factorl.cli import parse_train_args
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: pages that document only what they change or add to another page's table
@@ -109,3 +116,58 @@ def test_the_readme_factorisation_example_runs_as_its_comments_say():
     centre = scope["zoom"].decode(scope["path"])[0]
     half_finest = 2 / 125 / 2  # half the width of a finest interval on [-1, 1]
     assert abs(float(centre[0]) - 0.3) <= half_finest and abs(float(centre[1]) + 0.8) <= half_finest
+
+
+#: commands that name something a reader supplies (a run folder, a module, a shell variable)
+PLACEHOLDERS = ("RUN_DIR", "NAME", "ALGO", "my_envs", "...", "$", "--resume")
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(file, command) for every `factorl train` and `factorl sweep` in the README, docs/,
+    bench/README.md and results/: lines of shell blocks (continuations joined, comments cut)
+    and inline code spans."""
+    root = DOCS.parent
+    pages = [root / "README.md", *sorted(DOCS.glob("*.md")), root / "bench" / "README.md"]
+    pages += sorted((root / "results").rglob("*.md"))
+    found = []
+    for page in pages:
+        text = page.read_text()
+        name = str(page.relative_to(root))
+        # the parts between fences alternate prose, code, prose, ...
+        parts = re.split(r"^```.*$", text, flags=re.M)
+        for block in parts[1::2]:
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split(" # ", 1)[0]
+                # a command starts its line, or follows `&&` or VAR=value settings
+                start = r"(?:^|&& )(?:\w+=\S+ )*"
+                found += [
+                    (name, m) for m in re.findall(start + r"(factorl (?:train|sweep)\b.*)", line)
+                ]
+        for prose in parts[::2]:
+            found += [(name, m) for m in re.findall(r"`(factorl (?:train|sweep)\b[^`]*)`", prose)]
+    return [(name, " ".join(command.split())) for name, command in found]
+
+
+def test_every_documented_train_and_sweep_command_parses():
+    checked, problems = 0, []
+    for page, command in dict.fromkeys(documented_commands()):
+        if any(p in command for p in PLACEHOLDERS):
+            continue
+        argv = shlex.split(command)
+        if "-h" in argv:
+            continue
+        try:
+            assert argv[1] in ("train", "sweep"), "not a train or sweep command"
+            if argv[1] == "train":
+                parse_train_args(argv[2:])
+            else:  # --list checks every trial's config and environment id, and trains nothing
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                    code = sweep.cmd_sweep([a for a in argv[2:] if a != "--list"] + ["--list"])
+                if code:
+                    problems.append(f"{page}: {command}: {out.getvalue().strip()}")
+        except Exception as e:
+            problems.append(f"{page}: {command}: {type(e).__name__}: {e}")
+        checked += 1
+    assert checked >= 40, f"only {checked} commands found: the extraction is broken"
+    assert not problems, "documented commands the CLI refuses:\n" + "\n".join(problems)
