@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,13 +125,15 @@ def test_the_readme_factorisation_example_runs_as_its_comments_say():
 PLACEHOLDERS = ("RUN_DIR", "NAME", "ALGO", "my_envs", "...", "$", "--resume")
 
 
-def documented_commands() -> list[tuple[str, str]]:
-    """(file, command) for every `factorl train` and `factorl sweep` in the README, docs/,
+def documented_commands(program: str = r"factorl (?:train|sweep)\b") -> list[tuple[str, str]]:
+    """(file, command) for every command matching `program` in the README, docs/,
     bench/README.md and results/: lines of shell blocks (continuations joined, comments cut)
     and inline code spans."""
     root = DOCS.parent
     pages = [root / "README.md", *sorted(DOCS.glob("*.md")), root / "bench" / "README.md"]
     pages += sorted((root / "results").rglob("*.md"))
+    # a command starts its line, or follows `&&` or VAR=value settings
+    start = r"(?:^|&& )(?:\w+=\S+ )*"
     found = []
     for page in pages:
         text = page.read_text()
@@ -138,13 +143,9 @@ def documented_commands() -> list[tuple[str, str]]:
         for block in parts[1::2]:
             for line in block.replace("\\\n", " ").splitlines():
                 line = line.split(" # ", 1)[0]
-                # a command starts its line, or follows `&&` or VAR=value settings
-                start = r"(?:^|&& )(?:\w+=\S+ )*"
-                found += [
-                    (name, m) for m in re.findall(start + r"(factorl (?:train|sweep)\b.*)", line)
-                ]
+                found += [(name, m) for m in re.findall(f"{start}({program}.*)", line)]
         for prose in parts[::2]:
-            found += [(name, m) for m in re.findall(r"`(factorl (?:train|sweep)\b[^`]*)`", prose)]
+            found += [(name, m) for m in re.findall(f"`({program}[^`]*)`", prose)]
     return [(name, " ".join(command.split())) for name, command in found]
 
 
@@ -171,3 +172,50 @@ def test_every_documented_train_and_sweep_command_parses():
         checked += 1
     assert checked >= 40, f"only {checked} commands found: the extraction is broken"
     assert not problems, "documented commands the CLI refuses:\n" + "\n".join(problems)
+
+
+#: runs each script's argument parser on the argv given and stops there: a bench script does its
+#: work after parsing, and may set up the process (threads, XLA flags), hence its own process
+_PARSE_ONLY = """
+import argparse, json, runpy, sys
+class Parsed(Exception):
+    pass
+def parse_only(self, args=None, namespace=None):
+    parse_args(self, args, namespace)
+    raise Parsed
+parse_args, argparse.ArgumentParser.parse_args = argparse.ArgumentParser.parse_args, parse_only
+outcomes = []
+for argv in json.loads(sys.argv[1]):
+    sys.argv = argv
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+        outcomes.append("ran past its parser")
+    except Parsed:
+        outcomes.append("")
+    except SystemExit as e:
+        outcomes.append(f"exit {e.code}")
+print(json.dumps(outcomes))
+"""
+
+
+def test_every_documented_bench_command_parses():
+    # bench/learning.py is quoted as the name older results files record; factorl sweep replaced it
+    commands = [
+        (page, command)
+        for page, command in dict.fromkeys(documented_commands(r"python bench/\w+\.py"))
+        if "bench/learning.py" not in command and "..." not in command
+    ]
+    # `[--flag value]` marks an optional part
+    argvs = [shlex.split(re.sub(r"\[[^]]*\]", "", c))[1:] for _, c in commands]
+    assert len(argvs) >= 25, f"only {len(argvs)} commands found: the extraction is broken"
+    run = subprocess.run(
+        [sys.executable, "-c", _PARSE_ONLY, json.dumps(argvs)],
+        cwd=DOCS.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    outcomes = json.loads(run.stdout.splitlines()[-1])
+    problems = [f"{p}: {c}: {o}" for (p, c), o in zip(commands, outcomes, strict=True) if o]
+    assert not problems, "documented bench commands their scripts refuse:\n" + "\n".join(problems)
