@@ -17,11 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from factorl import sweep
 from factorl.agents import ALGORITHMS, CONFIGS
 from factorl.cli import parse_train_args
+from factorl.io.runfolder import read_segments
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: pages that document only what they change or add to another page's table
@@ -219,3 +221,24 @@ def test_every_documented_bench_command_parses():
     outcomes = json.loads(run.stdout.splitlines()[-1])
     problems = [f"{p}: {c}: {o}" for (p, c), o in zip(commands, outcomes, strict=True) if o]
     assert not problems, "documented bench commands their scripts refuse:\n" + "\n".join(problems)
+
+
+def test_the_readme_python_api_example_runs(tmp_path, monkeypatch):
+    readme = (DOCS.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    (example,) = [b for b in blocks if b.startswith("import factorl\n")]
+    # the same calls on a small budget: Pendulum for walker-walk, hundreds of steps for 200k
+    small = {'"dmc:walker-walk"': '"gym:Pendulum-v1"', "200_000": "400", "400_000": "600"}
+    small["episodes=10"] = "episodes=2"
+    for old, new in small.items():
+        assert old in example, f"the README example no longer has {old}"
+        example = example.replace(old, new)
+    monkeypatch.chdir(tmp_path)  # its run folders go to ./runs
+    scope: dict = {}
+    exec(example, scope)  # the README's own code, resized
+    assert scope["env"].action_space.contains(np.asarray(scope["action"], np.float32))
+    assert scope["result"].env_step == 400
+    runs = list((tmp_path / "runs").iterdir())
+    assert runs == [Path(scope["result"].run_dir).resolve()]
+    # trained on in the same folder from where it stopped
+    assert [s["from_env_step"] for s in read_segments(runs[0])] == [0, 400]
