@@ -130,7 +130,7 @@ PLACEHOLDERS = ("RUN_DIR", "NAME", "ALGO", "my_envs", "...", "$", "--resume")
 def documented_commands(program: str = r"factorl (?:train|sweep)\b") -> list[tuple[str, str]]:
     """(file, command) for every command matching `program` in the README, docs/,
     bench/README.md and results/: lines of shell blocks (continuations joined, comments cut)
-    and inline code spans."""
+    and inline code spans with arguments."""
     root = DOCS.parent
     pages = [root / "README.md", *sorted(DOCS.glob("*.md")), root / "bench" / "README.md"]
     pages += sorted((root / "results").rglob("*.md"))
@@ -145,9 +145,9 @@ def documented_commands(program: str = r"factorl (?:train|sweep)\b") -> list[tup
         for block in parts[1::2]:
             for line in block.replace("\\\n", " ").splitlines():
                 line = line.split(" # ", 1)[0]
-                found += [(name, m) for m in re.findall(f"{start}({program}.*)", line)]
-        for prose in parts[::2]:
-            found += [(name, m) for m in re.findall(f"`({program}[^`]*)`", prose)]
+                found += [(name, m) for m in re.findall(f"{start}((?:{program}).*)", line)]
+        for prose in parts[::2]:  # with arguments (prose names a program bare)
+            found += [(name, m) for m in re.findall(f"`((?:{program})\\s[^`]*)`", prose)]
     return [(name, " ".join(command.split())) for name, command in found]
 
 
@@ -190,7 +190,11 @@ outcomes = []
 for argv in json.loads(sys.argv[1]):
     sys.argv = argv
     try:
-        runpy.run_path(argv[0], run_name="__main__")
+        if argv[0] == "factorl":
+            from factorl.cli import main
+            main(argv[1:])
+        else:
+            runpy.run_path(argv[0], run_name="__main__")
         outcomes.append("ran past its parser")
     except Parsed:
         outcomes.append("")
@@ -200,16 +204,24 @@ print(json.dumps(outcomes))
 """
 
 
-def test_every_documented_bench_command_parses():
+#: the values a reader puts for the docs' placeholders, where a parser checks their type
+_PLACEHOLDER_VALUES = {"STEP": "1000", "N": "10", "SIGMA": "0.1", "RUNS...": "runs"}
+
+
+def test_every_other_documented_command_parses():
+    """The bench scripts' commands and factorl's collect, eval, report and envs."""
     # bench/learning.py is quoted as the name older results files record; factorl sweep replaced it
+    programs = r"python bench/\w+\.py|factorl (?:collect|eval|report|envs)\b"
     commands = [
         (page, command)
-        for page, command in dict.fromkeys(documented_commands(r"python bench/\w+\.py"))
-        if "bench/learning.py" not in command and "..." not in command
+        for page, command in dict.fromkeys(documented_commands(programs))
+        if "bench/learning.py" not in command and "..." not in command.replace("RUNS...", "")
     ]
-    # `[--flag value]` marks an optional part
-    argvs = [shlex.split(re.sub(r"\[[^]]*\]", "", c))[1:] for _, c in commands]
-    assert len(argvs) >= 25, f"only {len(argvs)} commands found: the extraction is broken"
+    argvs = []
+    for _, command in commands:
+        argv = shlex.split(re.sub(r"\[[^]]*\]", "", command))  # `[--flag value]`: optional
+        argvs.append([_PLACEHOLDER_VALUES.get(a, a) for a in argv[argv[0] == "python" :]])
+    assert len(argvs) >= 55, f"only {len(argvs)} commands found: the extraction is broken"
     run = subprocess.run(
         [sys.executable, "-c", _PARSE_ONLY, json.dumps(argvs)],
         cwd=DOCS.parent,
@@ -220,7 +232,7 @@ def test_every_documented_bench_command_parses():
     assert run.returncode == 0, run.stderr
     outcomes = json.loads(run.stdout.splitlines()[-1])
     problems = [f"{p}: {c}: {o}" for (p, c), o in zip(commands, outcomes, strict=True) if o]
-    assert not problems, "documented bench commands their scripts refuse:\n" + "\n".join(problems)
+    assert not problems, "documented commands their parsers refuse:\n" + "\n".join(problems)
 
 
 def test_the_readme_python_api_example_runs(tmp_path, monkeypatch):
