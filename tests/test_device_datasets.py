@@ -59,7 +59,8 @@ def _config(run_dir, dataset, steps=400, **overrides):
 def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, prioritized):
     dataset = _write_pendulum_dataset("pendulum/random-v0")
     replay = {"replay.prioritized": prioritized}
-    straight = train(_config(tmp_path / "straight", dataset, **replay))
+    cfg = _config(tmp_path / "straight", dataset, **replay)
+    straight = train(cfg)
     assert straight.status == "completed" and straight.env_step == 400
     # the dataset's data is one buffer for every seed, outside the state and so outside
     # checkpoints; prioritised, each seed keeps its own priorities over it in the state
@@ -91,9 +92,17 @@ def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, prioritiz
         ("eval", 150, 1),
     ]
     assert all(r["env_step"] == 0 and np.isfinite(r["loss"]) for r in offline[:4])
-    # the offline steps, then one learner step per update_every env steps once learning starts
-    online = np.asarray(straight.state.agent.learner_step) - 150
-    assert (online > 0).all()
+    # the offline steps, then one learner step per update_every env steps once the online
+    # replay holds learning_starts sampleable windows: n x (k - n_step + 1) after k vector
+    # steps of n environments
+    n, every, window = cfg.env.num_envs, cfg.agent.update_every, cfg.replay.n_step
+    online = sum(
+        (n * k) // every - (n * k - n) // every
+        for k in range(1, 400 // n + 1)
+        if n * (k - window + 1) >= cfg.agent.learning_starts
+    )
+    assert 0 < online < 400 // every
+    assert np.asarray(straight.state.agent.learner_step).tolist() == [150 + online] * 2
     # (each seed draws its own samples: test_each_seed_draws_its_own_batches_...)
     # a saved run of a dataset loads and evaluates without reading the dataset again
     (tmp_path / "minari").rename(tmp_path / "minari-gone")
