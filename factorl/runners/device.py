@@ -316,12 +316,14 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
                     replay_state, sample.indices, td_abs, weights
                 )
             replay_state = _where_tree(finite, replay_state, state.replay)
+        # what the seed keeps of the dataset buffer (its priorities, if any; never the data)
+        kept_demos = state.demos
         if demo_replay is not None:
-            demos = _where_tree(finite, seed_part(demos), state.demos)
+            kept_demos = _where_tree(finite, seed_part(demos), state.demos)
         state = state._replace(
             agent=_where_tree(finite, new_agent, state.agent),
             replay=replay_state,
-            demos=state.demos if demo_replay is None else demos,
+            demos=kept_demos,
             stopped=state.stopped | ~finite,
         )
         sums = {k: stats.metric_sums[k] + jnp.where(finite, metrics[k], 0.0) for k in metric_names}
