@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -254,3 +255,37 @@ def test_the_readme_python_api_example_runs(tmp_path, monkeypatch):
     assert runs == [Path(scope["result"].run_dir).resolve()]
     # trained on in the same folder from where it stopped
     assert [s["from_env_step"] for s in read_segments(runs[0])] == [0, 400]
+
+
+def _outside_code(text: str) -> str:
+    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+
+
+def _anchors(page: Path) -> Iterator[str]:
+    """The anchors GitHub gives the headings of `page` (lower case, punctuation dropped,
+    spaces as hyphens, -1, -2, ... on repeats)."""
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} (.*)$", _outside_code(page.read_text()), re.M):
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        seen[anchor] = seen.get(anchor, -1) + 1
+        yield anchor if seen[anchor] == 0 else f"{anchor}-{seen[anchor]}"
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    root = DOCS.parent
+    pages = [root / "README.md", *sorted(DOCS.glob("*.md")), root / "bench" / "README.md"]
+    pages += sorted((root / "results").rglob("*.md"))
+    checked, broken = 0, []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", _outside_code(page.read_text())):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            checked += 1
+            path, _, anchor = target.partition("#")
+            dest = page.parent / path if path else page
+            if not dest.exists():
+                broken.append(f"{page.relative_to(root)}: {target}: no such file")
+            elif anchor and dest.suffix == ".md" and anchor not in set(_anchors(dest)):
+                broken.append(f"{page.relative_to(root)}: {target}: no such heading")
+    assert checked >= 100, f"only {checked} links found: the extraction is broken"
+    assert not broken, "broken links:\n" + "\n".join(broken)
