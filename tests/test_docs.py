@@ -124,6 +124,13 @@ def test_the_readme_factorisation_example_runs_as_its_comments_say():
     assert abs(float(centre[0]) - 0.3) <= half_finest and abs(float(centre[1]) + 0.8) <= half_finest
 
 
+def user_pages() -> list[Path]:
+    """The pages users read: the README, docs/, bench/README.md and every page of results/."""
+    root = DOCS.parent
+    pages = [root / "README.md", *sorted(DOCS.glob("*.md")), root / "bench" / "README.md"]
+    return pages + sorted((root / "results").rglob("*.md"))
+
+
 #: commands that name something a reader supplies (a run folder, a module, a shell variable)
 PLACEHOLDERS = ("RUN_DIR", "NAME", "ALGO", "my_envs", "...", "$", "--resume")
 
@@ -133,12 +140,10 @@ def documented_commands(program: str = r"factorl (?:train|sweep)\b") -> list[tup
     bench/README.md and results/: lines of shell blocks (continuations joined, comments cut)
     and inline code spans with arguments."""
     root = DOCS.parent
-    pages = [root / "README.md", *sorted(DOCS.glob("*.md")), root / "bench" / "README.md"]
-    pages += sorted((root / "results").rglob("*.md"))
     # a command starts its line, or follows `&&` or VAR=value settings
     start = r"(?:^|&& )(?:\w+=\S+ )*"
     found = []
-    for page in pages:
+    for page in user_pages():
         text = page.read_text()
         name = str(page.relative_to(root))
         # the parts between fences alternate prose, code, prose, ...
@@ -273,10 +278,8 @@ def _anchors(page: Path) -> Iterator[str]:
 
 def test_every_relative_link_in_the_docs_resolves():
     root = DOCS.parent
-    pages = [root / "README.md", *sorted(DOCS.glob("*.md")), root / "bench" / "README.md"]
-    pages += sorted((root / "results").rglob("*.md"))
     checked, broken = 0, []
-    for page in pages:
+    for page in user_pages():
         for target in re.findall(r"\]\(([^)\s]+)\)", _outside_code(page.read_text())):
             if re.match(r"[a-z]+:", target):  # https:, mailto:
                 continue
