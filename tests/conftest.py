@@ -4,7 +4,9 @@ that compare runs."""
 import os
 import shutil
 import signal
+import struct
 import tempfile
+from pathlib import Path
 
 import gymnasium as gym
 import jax
@@ -171,3 +173,15 @@ def tiny(tmp_path):
     return lambda steps=600, overrides=None: tiny_config(
         tmp_path / "run", "decqn", steps, overrides
     )
+
+
+def tensorboard_events(logdir):
+    """Every event in the TensorBoard event files of `logdir`, in the order written."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    for path in sorted(Path(logdir).glob("events*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):  # TFRecord: length, its CRC, the record, its CRC
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            yield Event.FromString(data[at + 12 : at + 12 + length])
+            at += 16 + length

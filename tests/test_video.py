@@ -5,7 +5,6 @@ Pendulum renders with pygame (no OpenGL), so its videos are made everywhere; the
 video is made only where MuJoCo can render here."""
 
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import imageio.v2 as iio
 import imageio.v3 as iio3
 import numpy as np
 import pytest
-from conftest import records, same_leaves, tiny_config
+from conftest import records, same_leaves, tensorboard_events, tiny_config
 
 from factorl.cli import main
 from factorl.core.config import ConfigError
@@ -41,19 +40,12 @@ def read_video(path):
 
 def read_images(logdir):
     """(step, tag, image) of every image summary in the TensorBoard event files of `logdir`."""
-    from tensorboardX.proto.event_pb2 import Event
-
-    found = []
-    for path in sorted(Path(logdir).glob("events*")):
-        data, at = path.read_bytes(), 0
-        while at < len(data):  # TFRecord: length, its CRC, the record, its CRC
-            (length,) = struct.unpack("<Q", data[at : at + 8])
-            event = Event.FromString(data[at + 12 : at + 12 + length])
-            at += 16 + length
-            for value in event.summary.value:
-                if value.HasField("image"):
-                    found.append((event.step, value.tag, value.image))
-    return found
+    return [
+        (event.step, value.tag, value.image)
+        for event in tensorboard_events(logdir)
+        for value in event.summary.value
+        if value.HasField("image")
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import records, same_leaves, tiny_config
+from conftest import records, same_leaves, tensorboard_events, tiny_config
 
 from factorl.cli import main
 from factorl.io.logging import RunLogger, WandbRun, _plotted, read_metrics, read_wandb_id
@@ -306,3 +306,25 @@ def test_tensorboard_and_wandb_plot_an_offline_phase_against_offline_step():
         500,
         {"learner_step": 500, "eval_return": -2.0},
     )
+
+
+def tensorboard_scalars(logdir: Path) -> list[tuple[int, str, float]]:
+    """(step, tag, value) of every scalar in the TensorBoard event files of `logdir`."""
+    events = tensorboard_events(logdir)
+    return [(e.step, v.tag, v.simple_value) for e in events for v in e.summary.value]
+
+
+def test_tensorboard_names_the_seeds_of_a_run_as_wandb_does(tmp_path):
+    """A device run of several seeds writes a record per seed: each is a curve of its own
+    (KIND/FIELD/seed_S), not values of one tag at the same step."""
+    logger = RunLogger(tmp_path, 300, 0, progress="none", tensorboard=True)
+    logger.record({"event": "eval", "env_step": 100, "seed": 0, "eval_return": -1.5})
+    logger.record({"event": "eval", "env_step": 100, "seed": 1, "eval_return": -2.5})
+    logger.record({"event": "train", "env_step": 100, "loss": 0.25})  # one seed: no tag
+    logger.close()
+    scalars = tensorboard_scalars(tmp_path / "tb")
+    assert scalars == [
+        (100, "eval/eval_return/seed_0", -1.5),
+        (100, "eval/eval_return/seed_1", -2.5),
+        (100, "train/loss", 0.25),
+    ]

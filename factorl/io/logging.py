@@ -94,6 +94,16 @@ def _plotted(record: dict[str, Any]) -> tuple[str, str, int, dict[str, int | flo
     return prefix, axis, int(record.get(axis, 0)), scalars
 
 
+def _named_scalars(record: dict[str, Any]) -> tuple[str, int, dict[str, int | float]]:
+    """(x axis, step, {name: value}) of a record as TensorBoard and W&B plot it: KIND/FIELD,
+    and KIND/FIELD/seed_S where a run of several seeds tags its records with their seed, so
+    each seed is a curve of its own (see `_plotted`)."""
+    prefix, axis, step, scalars = _plotted(record)
+    tag = f"/seed_{record['seed']}" if "seed" in record else ""
+    named = {f"{prefix}/{key}{tag}": value for key, value in scalars.items() if key != "seed"}
+    return axis, step, named
+
+
 class WandbError(ConfigError):
     """W&B cannot be used (the extra is missing, or `wandb.init` failed: no login, no network);
     the message is one line that says what to do."""
@@ -172,9 +182,7 @@ class WandbRun:
         """A metrics record's numeric fields as KIND/FIELD (eval/eval_return, train/loss, ...),
         KIND/FIELD/seed_S where runs of several seeds tag their records, at its env step; an
         offline phase's as offline/KIND/FIELD at its offline step."""
-        prefix, axis, step, scalars = _plotted(record)
-        tag = f"/seed_{record['seed']}" if "seed" in record else ""
-        data = {f"{prefix}/{key}{tag}": value for key, value in scalars.items() if key != "seed"}
+        axis, step, data = _named_scalars(record)
         self.run.log({**data, axis: step})
 
     def video(self, path: Path, env_step: int) -> None:
@@ -292,8 +300,8 @@ class RunLogger:
         record = {k: _clean(v) for k, v in record.items()}
         self._write_metrics(record)
         if self._tb is not None:
-            prefix, _, step, plotted = _plotted(record)
-            scalars = {f"{prefix}/{key}": float(value) for key, value in plotted.items()}
+            _, step, named = _named_scalars(record)
+            scalars = {name: float(value) for name, value in named.items()}
             try:
                 self._tb.write(step, scalars, float(record.get("wall_time", 0)))
             except OSError as e:
