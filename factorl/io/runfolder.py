@@ -73,7 +73,7 @@ class RunFolderLock:
         except OSError as e:
             raise RunFolderError(
                 f"cannot write to run folder {self.run_dir} ({describe_os_error(e)}); choose "
-                "another --run-dir or fix its permissions"
+                "another --run.dir or fix its permissions"
             ) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -83,7 +83,7 @@ class RunFolderLock:
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise RunFolderError(
                     f"{self.run_dir} is in use by another factorl process (PID {holder}); wait "
-                    "for it to finish or stop it, or choose another --run-dir"
+                    "for it to finish or stop it, or choose another --run.dir"
                 ) from None
             raise RunFolderError(f"cannot lock {path} ({describe_os_error(e)})") from e
         with contextlib.suppress(OSError):  # the PID is information only
