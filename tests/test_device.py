@@ -2,6 +2,9 @@
 vmapped, exact resume, the errors, and (slow) that it learns. Its replay is tested in
 test_device_replay.py."""
 
+import shutil
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from test_contract import PER_ALGORITHM, VARIANTS
 from test_reliability import _FailingFile
 
 from factorl.core.config import ConfigError
+from factorl.io import checkpoint as ckpt
 from factorl.replay.device import PRIORITY_EPS
 from factorl.runners import device
 from factorl.runners.device import DeviceTrainer
@@ -59,6 +63,14 @@ def test_every_algorithm_trains_and_resumes_exactly_on_the_device_runner(tmp_pat
     evals = [r for r in records(straight.run_dir) if r["event"] == "eval"]
     assert [(r["env_step"], r["seed"]) for r in evals] == [(200, 0), (200, 1), (400, 0), (400, 1)]
     assert all(np.isfinite(r["eval_return"]) for r in evals)
+    # every learner metric of a train record is a finite average (a non-finite one is written
+    # as a string such as "nan"): a metric an update did not measure (NaN: TD3's actor loss
+    # between actor steps) is left out of its average
+    trains = [r for r in records(straight.run_dir) if r["event"] == "train"]
+    for r in trains:
+        assert all(isinstance(v, str | int) or np.isfinite(v) for v in r.values()), r
+        assert not {"nan", "inf", "-inf"} & {v for v in r.values() if isinstance(v, str)}, r
+    assert "loss" in trains[-1] or "critic_loss" in trains[-1]  # learner metrics are recorded
     # the two seeds are different runs
     params = leaves(straight.state.agent.params)
     assert not all(np.array_equal(p[0], p[1]) for p in params)
@@ -71,6 +83,36 @@ def test_every_algorithm_trains_and_resumes_exactly_on_the_device_runner(tmp_pat
     assert straight.agent.trace_counts == {"update": 1, "act": modes}
     assert same_leaves(straight.state, resumed.state)
     assert records(straight.run_dir) == records(tmp_path / "split")
+
+
+def test_a_checkpoint_without_metric_counts_resumes_with_finite_averages(tmp_path):
+    """A checkpoint written before the stats counted each metric's measurements (no
+    "metric_counts" in its manifest, and the sum of TD3's actor loss NaN once a step between
+    actor steps was summed) resumes: the run goes on exactly, and every record is finite."""
+    straight = train(_device_config(tmp_path / "straight", "td3"))
+    cfg = _device_config(tmp_path / "split", "td3")
+    first = train(cfg, stop_after=250)  # between records (every 100): the stats are not empty
+    root = tmp_path / "split" / "checkpoints"
+    path = ckpt.latest_checkpoint(root)
+    saved, _, meta = ckpt.load_checkpoint(path, leaves(first.state))
+    old = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(first.state), saved)
+    stats = old.stats
+    assert (stats.metric_counts["actor_loss"] < stats.updates).all()  # some steps did not measure
+    assert (stats.metric_counts["critic_loss"] == stats.updates).all()
+    nan_sum = jnp.full_like(stats.metric_sums["actor_loss"], jnp.nan)
+    sums = {**stats.metric_sums, "actor_loss": nan_sum}
+    old = old._replace(stats=stats._replace(metric_sums=sums, metric_counts=None))
+    meta = {k: v for k, v in meta.items() if k not in (*ckpt._RESERVED, "metric_counts")}
+    shutil.rmtree(path)
+    ckpt.save_checkpoint(root, 250, leaves(old), {}, meta)
+    last = train(cfg, resume=tmp_path / "split")
+    assert same_leaves(straight.state.agent, last.state.agent)
+    ours, theirs = records(straight.run_dir), records(last.run_dir)
+    after = [i for i, r in enumerate(ours) if r["event"] == "train" and r["env_step"] == 300]
+    for i in after:  # the first record after the checkpoint averages the later steps alone
+        assert np.isfinite(theirs[i].pop("actor_loss"))
+        ours[i].pop("actor_loss")
+    assert len(after) == 2 and ours == theirs
 
 
 def test_a_full_disk_on_metrics_stops_a_device_run_with_a_checkpoint_and_loses_no_record(tmp_path):

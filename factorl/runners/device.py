@@ -77,7 +77,11 @@ class ChunkStats(NamedTuple):
     length_sum: jax.Array
     wins: jax.Array  # episodes won (environments that report wins: SMAX)
     updates: jax.Array
-    metric_sums: dict[str, jax.Array]
+    metric_sums: dict[str, jax.Array]  # of each learner metric over the updates that measured it
+    # how many updates measured each metric: a NaN metric was not measured at that step (TD3's
+    # actor loss between actor steps). None only in a state loaded from a checkpoint written
+    # before factorl kept them (see `_checkpoint_template`)
+    metric_counts: dict[str, jax.Array] | None = None
 
 
 class RunnerState(NamedTuple):
@@ -290,6 +294,7 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             wins=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32),
             metric_sums={k: jnp.zeros((), jnp.float32) for k in metric_names},
+            metric_counts={k: jnp.zeros((), jnp.int32) for k in metric_names},
         )
 
     def learn(carry, shared: Any, offline: bool = False):
@@ -326,8 +331,16 @@ def make_train(agent: Any, env: Any, settings: DeviceSettings):
             demos=kept_demos,
             stopped=state.stopped | ~finite,
         )
-        sums = {k: stats.metric_sums[k] + jnp.where(finite, metrics[k], 0.0) for k in metric_names}
-        stats = stats._replace(updates=stats.updates + finite, metric_sums=sums)
+        # a NaN metric of a finite update was not measured at that step (as on the host runner)
+        measured = {k: finite & ~jnp.isnan(metrics[k]) for k in metric_names}
+        stats = stats._replace(
+            updates=stats.updates + finite,
+            metric_sums={
+                k: stats.metric_sums[k] + jnp.where(measured[k], metrics[k], 0.0)
+                for k in metric_names
+            },
+            metric_counts={k: stats.metric_counts[k] + measured[k] for k in metric_names},
+        )
         return state, stats
 
     def vector_step(carry, shared):
@@ -638,7 +651,7 @@ class DeviceTrainer(RunSession):
             raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: {e!r}") from e
         if self.loop.offline_step < 0:
             raise ckpt.CheckpointError(f"checkpoint {checkpoint} is corrupt: offline_step < 0")
-        self.state = _without_saved_copies(
+        self.state = _in_current_layout(
             self._program, jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
         )
         if int(self.state.env_step[0]) != self.loop.env_step:
@@ -685,6 +698,8 @@ class DeviceTrainer(RunSession):
                 # with prioritised sampling before factorl kept only the priorities there
                 "in_state": False,
             }
+        # the state's stats count each metric's measurements (older checkpoints: no key)
+        meta["metric_counts"] = True
         return ckpt.save_checkpoint(
             self.run_dir / CHECKPOINT_DIR,
             loop.env_step,
@@ -719,9 +734,10 @@ class DeviceTrainer(RunSession):
                 record["episode_return"] = float(stats.return_sum[s] / stats.episodes[s])
                 if self.reports_wins:
                     record["episode_win_rate"] = float(stats.wins[s] / stats.episodes[s])
-            if stats.updates[s] > 0:
-                for key, total in stats.metric_sums.items():
-                    record[key] = float(total[s] / stats.updates[s])
+            for key, total in stats.metric_sums.items():
+                # left out when no update since the last record measured it
+                if stats.metric_counts[key][s] > 0:
+                    record[key] = float(total[s] / stats.metric_counts[key][s])
             self.logger.record(self._per_seed(record, s))
 
     def offline_left(self) -> int:
@@ -817,20 +833,21 @@ def load_device_run(cfg: Config, checkpoint: Path, episodes: int | None = None) 
     return program.agent, program.evaluate, state.agent
 
 
-def _unverified_dataset(checkpoint: Path) -> dict[str, Any] | None:
-    """The dataset entry of a checkpoint's manifest (None: none, or no readable manifest), read
-    before verification only to shape the template the state is loaded against:
-    `load_checkpoint` then verifies the manifest and refuses a state that does not fit."""
+def _unverified_meta(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's manifest ({}: no readable one), read before verification only to shape
+    the template the state is loaded against: `load_checkpoint` then verifies the manifest and
+    refuses a state that does not fit."""
     try:
-        saved = json.loads((Path(checkpoint) / ckpt.META_FILE).read_text()).get("dataset")
-    except (OSError, ValueError, AttributeError):
-        return None  # load_checkpoint reports what is wrong with it
-    return saved if isinstance(saved, dict) else None
+        meta = json.loads((Path(checkpoint) / ckpt.META_FILE).read_text())
+    except (OSError, ValueError):
+        return {}  # load_checkpoint reports what is wrong with it
+    return meta if isinstance(meta, dict) else {}
 
 
 def _saved_dataset_steps(checkpoint: Path) -> int:
     """The size of the dataset a checkpoint's state holds a buffer of (0: none)."""
-    steps = (_unverified_dataset(checkpoint) or {}).get("steps", 0)
+    saved = _unverified_meta(checkpoint).get("dataset")
+    steps = saved.get("steps", 0) if isinstance(saved, dict) else 0
     return steps if isinstance(steps, int) and 0 <= steps < 2**40 else 0
 
 
@@ -846,7 +863,7 @@ def _load_run(cfg: Config, checkpoint: Path, episodes: int | None) -> tuple[Prog
     if meta.get("runner") != "device":
         raise ckpt.CheckpointError(f"{checkpoint} was not written by the device runner")
     state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
-    return program, _without_saved_copies(program, state)
+    return program, _in_current_layout(program, state)
 
 
 def _per_seed(tree: Any, seeds: int) -> Any:
@@ -855,13 +872,17 @@ def _per_seed(tree: Any, seeds: int) -> Any:
 
 
 def _checkpoint_template(program: Program, state: Any, checkpoint: Path) -> Any:
-    """The state (or its abstract shape) a checkpoint holds: `state`, except for one saved by a
-    factorl that kept a copy of the whole dataset buffer per seed in the state (its manifest's
-    dataset says "in_state": true, or, older, nothing), which holds those copies."""
-    if program.empty_demos is None:
+    """The state (or its abstract shape) a checkpoint holds: `state`, in the layout of the
+    factorl that wrote it. Older layouts: a copy of the whole dataset buffer per seed in the
+    state (its manifest's dataset says "in_state": true, or, older, nothing), and stats without
+    per-metric counts (its manifest has no "metric_counts")."""
+    meta = _unverified_meta(checkpoint)
+    if meta.get("metric_counts") is not True:
+        state = state._replace(stats=state.stats._replace(metric_counts=None))
+    saved = meta.get("dataset")
+    if program.empty_demos is None or not isinstance(saved, dict):
         return state
-    saved = _unverified_dataset(checkpoint)
-    if saved is None or saved.get("in_state") is False:
+    if saved.get("in_state") is False:
         return state
     seeds = state.env_step.shape[0]
     copies = jax.tree_util.tree_map(
@@ -871,9 +892,19 @@ def _checkpoint_template(program: Program, state: Any, checkpoint: Path) -> Any:
     return state._replace(demos=copies)
 
 
-def _without_saved_copies(program: Program, state: Any) -> Any:
-    """A loaded state with only what each seed keeps of the dataset buffer (its priorities, or
-    nothing), whichever layout its checkpoint had."""
+def _in_current_layout(program: Program, state: Any) -> Any:
+    """A loaded state in this factorl's layout, whichever its checkpoint had: only what each
+    seed keeps of the dataset buffer (its priorities, or nothing), and a count per metric (an
+    older state's sums counted every update; a NaN sum, which it kept for a metric not measured
+    at some step, starts again from zero)."""
+    stats = state.stats
+    if stats.metric_counts is None:
+        sums = stats.metric_sums
+        stats = stats._replace(
+            metric_sums={k: jnp.where(jnp.isnan(v), 0.0, v) for k, v in sums.items()},
+            metric_counts={k: jnp.where(jnp.isnan(v), 0, stats.updates) for k, v in sums.items()},
+        )
+        state = state._replace(stats=stats)
     if program.seed_part is None or state.demos is None:
         return state
     return state._replace(demos=program.seed_part(state.demos))
