@@ -207,6 +207,22 @@ def test_pickled_arrays_are_refused_even_with_matching_hashes(tmp_path):
         ckpt.load_checkpoint(path, STATE)
 
 
+def test_a_group_declaring_more_than_the_memory_is_refused_before_it_is_read(tmp_path):
+    """A forged member whose header declares an array larger than the memory (its data, zeros,
+    compress to almost nothing) is refused from its header, before anything is allocated."""
+    path = _save(tmp_path)
+    header = {"descr": "<f8", "fortran_order": False, "shape": (2**40,)}
+    with (
+        zipfile.ZipFile(path / "replay.npz", "w", zipfile.ZIP_DEFLATED) as zf,
+        zf.open("obs.npy", "w") as f,
+    ):
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(bytes(1024))
+    _rehash(path)
+    with pytest.raises(ckpt.CheckpointError, match=r"declares 8192\.0 GiB of arrays but"):
+        ckpt.load_checkpoint(path, STATE)
+
+
 def test_foreign_state_bytes_are_refused_even_with_matching_hashes(tmp_path):
     path = _save(tmp_path)
     (path / "state.npz").write_bytes(b"PK\x03\x04 not a zip file at all")

@@ -41,6 +41,9 @@ import jax
 import numpy as np
 from flax import serialization
 
+from factorl.core.config import one_line
+from factorl.io.system import available_memory_bytes
+
 #: 2 added the manifest's own digest; 3 moved the state from msgpack to an npz streamed leaf by
 #: leaf; formats 1 (no digest) and 2 are still read
 FORMAT_VERSION = 3
@@ -489,12 +492,41 @@ def load_arrays(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str,
     return _read_arrays(path, meta), meta
 
 
+def _declared_bytes(path: Path, fname: str) -> int:
+    """The bytes the `.npy` headers of an `.npz` group declare, read without its data: a
+    compressed member of zeros is small on disk however large the array it declares."""
+    total = 0
+    with zipfile.ZipFile(path / fname) as zf:
+        for name in zf.namelist():
+            with zf.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in _NPY_VERSIONS:
+                    raise ValueError(f"member {name} is .npy {version}")
+                read_header = np.lib.format.read_array_header_1_0
+                if version == (2, 0):
+                    read_header = np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    return total
+
+
 def _read_arrays(path: Path, meta: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-    """The `*.npz` groups a verified manifest lists, read without pickle."""
+    """The `*.npz` groups a verified manifest lists, read without pickle, once their headers
+    declare no more than the memory available (the arrays' shapes are the reader's to check)."""
+    names = [f for f in meta["files"] if f.endswith(".npz") and f != state_file(meta)]
+    try:
+        declared = sum(_declared_bytes(path, fname) for fname in names)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {one_line(e)}") from e
+    available = available_memory_bytes()
+    if available is not None and declared > available:
+        raise CheckpointError(
+            f"checkpoint {path} declares {declared / 2**30:.1f} GiB of arrays but "
+            f"{available / 2**30:.1f} GiB of memory is available; free memory, or it is not a "
+            "checkpoint factorl wrote for this run"
+        )
     arrays: dict[str, dict[str, np.ndarray]] = {}
-    for fname in meta["files"]:
-        if not fname.endswith(".npz") or fname == state_file(meta):
-            continue
+    for fname in names:
         try:
             with np.load(path / fname, allow_pickle=False) as npz:
                 arrays[fname[: -len(".npz")]] = {k: npz[k] for k in npz.files}
