@@ -9,7 +9,7 @@ handling of `factorl.runners.session.RunSession`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,17 +99,41 @@ class Policy:
         return action[0]
 
 
+#: reads of a run's latest checkpoint before giving up on one that keeps being replaced
+_LATEST_TRIES = 5
+
+
+def _from_latest(run_dir: Path, load: Callable[[Path], Any]) -> Any:
+    """`load` of the run's latest checkpoint. A run still training deletes its older
+    checkpoints as it writes new ones, so one can vanish while it is read: then the new latest
+    is read instead."""
+    for _ in range(_LATEST_TRIES):
+        path = ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
+        if path is None:
+            raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
+        try:
+            return load(path)
+        except ckpt.CheckpointError:
+            if path.exists():
+                raise
+    raise ckpt.CheckpointError(
+        f"{run_dir}: its latest checkpoint was replaced {_LATEST_TRIES} times while being read; "
+        "try again"
+    )
+
+
 def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Policy:
     """Load the latest (or the given) checkpoint of a run as a greedy Policy."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir / CHECKPOINT_DIR)
-    if path is None:
-        raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
-    if is_jax_env(cfg.env.id):  # the first seed's agent of a device run
-        agent, _, states = load_device_run(cfg, path)
-        return Policy(cfg, agent, jax.tree_util.tree_map(lambda x: x[0], states))
-    return _load_host_policy(cfg, path)[0]
+
+    def load(path: Path) -> Policy:
+        if is_jax_env(cfg.env.id):  # the first seed's agent of a device run
+            agent, _, states = load_device_run(cfg, path)
+            return Policy(cfg, agent, jax.tree_util.tree_map(lambda x: x[0], states))
+        return _load_host_policy(cfg, path)[0]
+
+    return load(Path(checkpoint)) if checkpoint else _from_latest(run_dir, load)
 
 
 def _load_host_policy(cfg: Config, path: Path) -> tuple[Policy, dict[str, Any]]:
@@ -488,11 +512,10 @@ def _evaluate(
     run_dir, cfg: Config, episodes: int, seed: int | None, policy: Policy | None = None
 ) -> dict[str, Any]:
     if is_jax_env(cfg.env.id):
-        path = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
-        if path is None:
-            raise ckpt.CheckpointError(f"{run_dir} has no checkpoint")
         seed = cfg.run.seed + 10_000 if seed is None else seed
-        return evaluate_device_run(cfg, path, episodes, seed)
+        return _from_latest(
+            Path(run_dir), lambda path: evaluate_device_run(cfg, path, episodes, seed)
+        )
     policy = policy or load_agent(run_dir)
     cfg = policy.config
     env = env_or_config_error(cfg)

@@ -14,7 +14,7 @@ from conftest import same_leaves, tiny_config
 from flax import serialization, struct
 
 from factorl.io import checkpoint as ckpt
-from factorl.train import load_agent, train
+from factorl.train import _from_latest, load_agent, train
 
 STATE = {"w": jnp.arange(6, dtype=jnp.float32).reshape(2, 3), "step": jnp.array(7, jnp.int32)}
 ARRAYS = {"replay": {"obs": np.ones((4, 2), np.float32), "size": np.array(4)}}
@@ -393,3 +393,35 @@ def test_tampered_run_checkpoint_gives_a_clear_error(tmp_path):
         load_agent(result.run_dir)
     with pytest.raises(ckpt.CheckpointError, match="corrupt"):
         train(tiny_config(tmp_path / "run", steps=400), resume=result.run_dir)
+
+
+def test_a_latest_checkpoint_replaced_while_read_is_read_again(tmp_path):
+    """A run still training writes a new checkpoint and deletes the one `eval` had just
+    picked: the new latest is read instead; a checkpoint that is there and broken is not."""
+    root = tmp_path / "checkpoints"
+
+    def write(step):
+        (root / f"step_{step:010d}").mkdir(parents=True)
+        (root / f"step_{step:010d}" / ckpt.META_FILE).write_text("{}")
+        (root / ckpt.LATEST_FILE).write_text(f"step_{step:010d}")
+
+    write(200)
+    read = []
+
+    def load(path):
+        read.append(path.name)
+        if len(read) == 1:  # the trainer moves on while this reads
+            write(300)
+            for leftover in (path / ckpt.META_FILE, path):
+                leftover.unlink() if leftover.is_file() else leftover.rmdir()
+            raise ckpt.CheckpointError(f"{path} is not a checkpoint (no meta.json)")
+        return path.name
+
+    assert _from_latest(tmp_path, load) == "step_0000000300"
+    assert read == ["step_0000000200", "step_0000000300"]
+
+    def broken(path):
+        raise ckpt.CheckpointError(f"checkpoint {path} is corrupt")
+
+    with pytest.raises(ckpt.CheckpointError, match="corrupt"):
+        _from_latest(tmp_path, broken)
