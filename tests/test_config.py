@@ -136,6 +136,22 @@ def test_load_config_checks_a_saved_config_as_make_config_does(tmp_path):
     (run / "config.json").write_text(json.dumps(["decqn"]))
     with pytest.raises(ConfigError, match="not a valid factorl config"):
         load_config(run)
+    (run / "config.json").write_text("[" * 100_000 + "]" * 100_000)  # deeper than Python recurses
+    with pytest.raises(ConfigError, match="not a valid factorl config: nested too deeply"):
+        load_config(run)
+
+
+def test_a_run_folder_without_its_config_says_how_to_go_on(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(ConfigError, match="not a factorl run folder"):
+        load_config(run)
+    (run / ".lock").write_text("")  # stopped as it started, before writing anything
+    with pytest.raises(ConfigError, match="holds no run yet"):
+        load_config(run)
+    (run / "metrics.jsonl").write_text("")  # a run's records, its config removed
+    with pytest.raises(ConfigError, match=r"records but no config\.json file .*--overwrite"):
+        load_config(run)
 
 
 def test_each_algorithm_has_its_reference_replay_and_refuses_what_it_cannot_use():

@@ -652,3 +652,20 @@ def test_make_config_refuses_a_replay_that_never_fills():
     make_config("decqn", {**window, "replay.capacity": 1002})
     with pytest.raises(ConfigError, match="at most 999"):
         make_config("decqn", {**window, "replay.capacity": 1001})
+
+
+def test_a_metrics_line_factorl_did_not_write_is_one_line_and_resume_keeps_the_file(tiny, capsys):
+    result = train(tiny(steps=200))
+    path = result.run_dir / "metrics.jsonl"
+    good = path.read_text()
+    path.write_text(good + '{"event": "tr')  # a torn last line, from a crash: skipped
+    assert read_metrics(result.run_dir) == [json.loads(line) for line in good.splitlines()]
+    for damage in ('{"event": "train", "env_step": "abc"}', "[1, 2]", "not json", "[" * 10**5):
+        path.write_text(damage + "\n" + good)
+        with pytest.raises(ConfigError, match=r"metrics\.jsonl line 1 is not a factorl record"):
+            read_metrics(result.run_dir)
+        argv = ["train", "--resume", str(result.run_dir), "--run.steps", "300"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "line 1 is not a factorl record" in err and len(err.strip().splitlines()) == 1
+        assert path.read_text() == damage + "\n" + good  # nothing dropped

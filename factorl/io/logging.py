@@ -50,18 +50,41 @@ _WANDB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ID_CHARS = string.ascii_lowercase + string.digits
 
 
+class MetricsError(ConfigError):
+    """A run's metrics file holds a line factorl did not write there (edited or damaged)."""
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """All records of a run's metrics file (a torn last line, from a crash, is skipped)."""
+    """All records of a run's metrics file. A torn last line (a crash cut its write short) is
+    skipped; any other line that is not a record factorl writes is a one-line MetricsError,
+    rather than a record that later code trips over or a resume silently drops."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
+    lines = path.read_text().splitlines()
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):  # (JSON nested deeper than Python goes)
+            if number == len(lines):
+                continue
+            record = None
+        if not _is_record(record):
+            raise MetricsError(
+                f"{path} line {number} is not a factorl record (edited or damaged?): "
+                "remove that line or put back the original"
+            )
+        records.append(record)
     return records
+
+
+def _is_record(record: Any) -> bool:
+    """A JSON object whose counters, where it has them, are whole numbers."""
+    if not isinstance(record, dict):
+        return False
+    counters = [record.get(k, 0) for k in ("env_step", "offline_step", "learner_step")]
+    return all(type(c) is int for c in counters) and isinstance(record.get("event", ""), str)
 
 
 def _clean(value: Any) -> Any:

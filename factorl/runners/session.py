@@ -184,6 +184,11 @@ def load_config(run_dir: str | Path) -> Config:
     checks (a run folder of the first, flat layout is read too)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
+        if holds_a_run(Path(run_dir)):  # its records, without a config file
+            raise ConfigError(
+                f"{run_dir} holds a run's records but no {CONFIG_FILE} file (removed?): put it "
+                "back to resume, or start the run again with --overwrite, which discards them"
+            )
         if (Path(run_dir) / LOCK_FILE).is_file():  # stopped while starting, before its config
             raise ConfigError(
                 f"{run_dir} holds no run yet (it was stopped before writing its {CONFIG_FILE}); "
@@ -197,6 +202,8 @@ def load_config(run_dir: str | Path) -> Config:
         return build_config(*saved_settings(data))
     except OSError as e:
         raise ConfigError(f"cannot read {path} ({describe_os_error(e)})") from e
+    except RecursionError:  # JSON nested deeper than Python's parser recurses
+        raise ConfigError(f"{path} is not a valid factorl config: nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ConfigError) as e:
         raise ConfigError(f"{path} is not a valid factorl config: {e}") from e
 
