@@ -56,7 +56,9 @@ class DecQNConfig:
     gamma: float = option(0.99, "discount factor", low=0.0, high=1.0)
     learning_rate: float = option(1e-4, "Adam learning rate", low=0.0, low_open=True)
     max_grad_norm: float = option(40.0, "global gradient-norm clip", low=0.0, low_open=True)
-    huber_delta: float = option(1.0, "Huber loss threshold on the joint TD error", low=0.0)
+    huber_delta: float = option(
+        1.0, "Huber loss threshold on the joint TD error", low=0.0, low_open=True
+    )
     target_update_period: int = option(100, "hard target copy every N learner steps", low=1)
     update_every: int = option(8, "environment steps per learner step", low=1)
     learning_starts: int = option(1000, "transitions in replay before learning starts", low=1)

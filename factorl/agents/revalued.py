@@ -102,7 +102,9 @@ class REValueDConfig:
     gamma: float = option(0.99, "discount factor", low=0.0, high=1.0)
     learning_rate: float = option(1e-4, "Adam learning rate", low=0.0, low_open=True)
     max_grad_norm: float = option(40.0, "global gradient-norm clip", low=0.0, low_open=True)
-    huber_delta: float = option(1.0, "Huber threshold on each member's joint TD error", low=0.0)
+    huber_delta: float = option(
+        1.0, "Huber threshold on each member's joint TD error", low=0.0, low_open=True
+    )
     tau: float = option(
         0.005, "Polyak target step size, every learner step", low=0.0, high=1.0, low_open=True
     )
