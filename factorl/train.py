@@ -193,10 +193,11 @@ def evaluate(
     cfg = load_config(run_dir)
     video_env = None
     if video is not None:
-        from factorl.envs.video import check_video
+        from factorl.envs.video import check_video, check_video_path
 
         if not 1 <= video_episodes <= episodes:
             raise ConfigError(f"video_episodes must be in [1, episodes={episodes}]")
+        check_video_path(video)
         video_env = check_video(cfg.env.id, cfg.env.action_repeat)
         try:
             policy = load_agent(run_dir)

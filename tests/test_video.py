@@ -102,6 +102,26 @@ def test_eval_video_is_the_evaluations_first_episodes(runs, tmp_path, capsys):
     assert err == "factorl: error: --video-episodes must be in [1, --episodes 2], got 3"
 
 
+def test_a_video_path_that_cannot_be_written_is_one_line_before_any_episode(runs, tmp_path, capsys):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)  # (root ignores permissions: checked where they hold)
+    cases = {str(folder): "is a folder; give a file path such as"}
+    if os.geteuid() != 0:
+        cases[str(locked / "a" / "clip.mp4")] = f"cannot write in {locked}"
+    for path, message in cases.items():
+        assert main(["eval", str(runs[1].run_dir), "--episodes", "1", "--video", path]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and message in err, err
+    assert list(folder.iterdir()) == []
+    # what ffmpeg itself refuses is one line too
+    with pytest.raises(video.VideoError, match=r"cannot write the video .* give another path"):
+        mp4 = video._Mp4(Path("/proc/clip.mp4"), fps=10)
+        mp4.add(np.zeros((8, 8, 3), np.uint8))
+        mp4.finish()  # (ffmpeg reports it once frames flow: at the latest here)
+
+
 def test_a_missing_extra_is_one_line_naming_it(runs, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails as if not installed
     out = tmp_path / "eval.mp4"

@@ -150,6 +150,21 @@ def render_frame(env: gymnasium.Env, env_id: str) -> np.ndarray:
     return np.ascontiguousarray(frame, dtype=np.uint8)
 
 
+def check_video_path(path: str | Path) -> None:
+    """A one-line VideoError where an MP4 cannot be written at `path` (a folder there, or a
+    folder that cannot hold it), checked before any episode is played."""
+    path = Path(path)
+    if path.is_dir():
+        raise VideoError(
+            f"--video {path} is a folder; give a file path such as {path / 'clip.mp4'}"
+        )
+    folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise VideoError(
+            f"--video {path}: cannot write in {folder}; give a path in a writable folder"
+        )
+
+
 def check_video(env_id: str, action_repeat: int = 1) -> gymnasium.Env:
     """Everything a video needs, checked before any work: the extra, an environment of
     `env_id` that renders, and one frame rendered. Returns that environment (reset)."""
@@ -200,27 +215,41 @@ class _Mp4:
         self.size: tuple[int, int] | None = None  # (height, width)
 
     def add(self, frame: np.ndarray) -> None:
-        if self._writer is None:
-            self.size = frame.shape[:2]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with _no_fork_warning():
-                self._writer = require_extra().write_frames(
-                    str(self.tmp), (frame.shape[1], frame.shape[0]), fps=self.fps, codec="libx264",
-                    quality=7, macro_block_size=2, ffmpeg_log_level="error",
-                    output_params=["-f", "mp4"],
-                )  # fmt: skip
-                self._writer.send(None)
-        elif frame.shape[:2] != self.size:
+        if self._writer is not None and frame.shape[:2] != self.size:
             raise VideoError(f"frame size changed from {self.size} to {frame.shape[:2]}")
-        self._writer.send(frame)
+        with self._writing():
+            if self._writer is None:
+                self.size = frame.shape[:2]
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with _no_fork_warning():
+                    self._writer = require_extra().write_frames(
+                        str(self.tmp), (frame.shape[1], frame.shape[0]), fps=self.fps,
+                        codec="libx264", quality=7, macro_block_size=2,
+                        ffmpeg_log_level="error", output_params=["-f", "mp4"],
+                    )  # fmt: skip
+                    self._writer.send(None)
+            self._writer.send(frame)
         self.frames += 1
 
     def finish(self) -> None:
         if self._writer is None:
             raise VideoError("no frames to write")
-        self._writer.close()
-        self._writer = None
-        os.replace(self.tmp, self.path)
+        with self._writing():
+            self._writer.close()
+            self._writer = None
+            os.replace(self.tmp, self.path)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """ffmpeg refusing its output (it reports that once frames flow) is an OSError or
+        imageio's RuntimeError, whose message holds the whole ffmpeg command line: one line
+        that names the path instead."""
+        try:
+            yield
+        except (OSError, RuntimeError) as e:
+            raise VideoError(
+                f"cannot write the video {self.path} ({one_line(e)[:200]}); give another path"
+            ) from None
 
     def discard(self) -> None:
         if self._writer is not None:
