@@ -127,10 +127,17 @@ def test_import_is_an_explicit_command_line_opt_in(tmp_path, monkeypatch, capsys
     # a saved config asks for no import; evaluating needs the same explicit --import
     gym.registry.pop("FactorlRegistered-v0")
     assert main(["eval", str(run), "--episodes", "1"]) == 2
-    assert "Unknown Gymnasium id" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Unknown Gymnasium id" in err and "named with --import MODULE" in err
     sys.modules.pop("factorl_test_registry")
     assert main(["eval", str(run), "--episodes", "1", "--import", "factorl_test_registry"]) == 0
     gym.registry.pop("FactorlRegistered-v0")
+    # a module that fails as it runs is one line naming the error and where it was raised
+    (tmp_path / "factorl_test_broken.py").write_text("x = 1\nraise RuntimeError('boom')\n")
+    assert main(["eval", str(run), "--episodes", "1", "--import", "factorl_test_broken"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "importing it raised RuntimeError: boom" in err
+    assert "factorl_test_broken.py, line 2)" in err
 
 
 # -------------------- 2. SIGTERM

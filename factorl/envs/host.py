@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -309,7 +310,8 @@ def _make_gym(name: str, seed: int | None, render_mode: str | None) -> gymnasium
         registered = [f"gym:{k}" for k in gymnasium.registry]
         raise ValueError(
             f"Unknown Gymnasium id 'gym:{name}'.{_close_matches(f'gym:{env_name}', registered)}"
-            " Registered ids are listed by gymnasium.pprint_registry()."
+            " Registered ids are listed by gymnasium.pprint_registry(); an id a package of"
+            " yours registers needs it named with --import MODULE."
         )
     env = gymnasium.make(env_name, render_mode=render_mode)
     if not isinstance(env.action_space, spaces.Box):
@@ -342,6 +344,13 @@ def import_env_modules(modules: Sequence[str] | None) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(f"--import {module}: cannot import it ({exc})") from exc
+        # the user's own module may raise anything as it runs: one line still, with where
+        except Exception as exc:
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            raise ConfigError(
+                f"--import {module}: importing it raised {type(exc).__name__}: "
+                f"{one_line(exc)} ({frame.filename}, line {frame.lineno})"
+            ) from exc
 
 
 def make_env(
