@@ -345,7 +345,7 @@ def cmd_collect(argv: Sequence[str]) -> int:
         metavar="STEP_OR_PATH",
         default=None,
         help="use this checkpoint of the run instead of the latest: an env step (40000: "
-        "RUN_DIR/checkpoints/step_0000040000) or a checkpoint folder",
+        "RUN_DIR/checkpoints/step_0000040000) or one of its checkpoint folders",
     )
     parser.add_argument(
         "--replay",

@@ -297,15 +297,19 @@ def collect(
         noise = 0.0 if noise is None else noise
         if not (math.isfinite(noise) and noise >= 0):
             raise ConfigError(f"--noise must be a finite number >= 0, got {noise!r}")
-    datasets.check_dataset_id(out)
-    if datasets.dataset_exists(out) and not overwrite:
-        raise ConfigError(
-            f"dataset {out} already exists in {datasets.datasets_root()}; choose another --out "
-            "or pass --overwrite"
-        )
+    # before anything is played: a name that cannot be written, or would replace what is there
+    datasets.check_new_dataset(out, overwrite=overwrite)
     cfg = load_config(run_dir)
     _refuse_multi_agent(cfg)
     path = checkpoint_path(run_dir, checkpoint)
+    own = (Path(run_dir) / CHECKPOINT_DIR).resolve()
+    if path.resolve().parent != own:
+        # the dataset records run_dir as its source: another run's checkpoint would be
+        # recorded under the wrong run
+        raise ConfigError(
+            f"--checkpoint {checkpoint} is not one of {run_dir}'s checkpoints (those are in "
+            f"{own}); give one of them, or collect from the run it belongs to"
+        )
     if replay:
         return export_replay(run_dir, out, path, overwrite=overwrite)
     seed = cfg.run.seed + 20_000 if seed is None else int(seed)

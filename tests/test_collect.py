@@ -6,6 +6,7 @@ hundred steps, checkpoints every 100 or 200)."""
 
 import importlib
 import json
+import shutil
 
 import gymnasium as gym
 import jax
@@ -139,6 +140,77 @@ def test_an_unknown_checkpoint_is_one_line_listing_the_steps(decqn_run, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "env steps: 100, 200, 300" in err, err
     assert not datasets.dataset_exists("never-v0")
+
+
+def _collect_error(capsys, *args):
+    """`factorl collect ARGS`'s one-line error (exit code 2)."""
+    assert main(["collect", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("factorl: error: "), err
+    return err
+
+
+def test_a_checkpoint_of_another_run_is_refused(decqn_run, tmp_path, capsys):
+    # the run's checkpoint copied into another run folder: playing it would record the wrong
+    # source_run, so it is refused, by path, with and without --replay
+    other = tmp_path / "other" / "checkpoints" / "step_0000000100"
+    shutil.copytree(decqn_run / "checkpoints" / "step_0000000100", other)
+    for extra in (["--episodes", "1"], ["--replay"]):
+        args = [str(decqn_run), "--checkpoint", str(other), *extra, "--out", "foreign-v0"]
+        assert "is not one of" in _collect_error(capsys, *args)
+    assert "foreign-v0" not in datasets.local_datasets()
+
+
+def _play_nothing(*args, **kwargs):
+    raise AssertionError("collect played episodes before refusing --out")
+
+
+def test_collect_refuses_anything_at_the_dataset_path(decqn_run, tmp_path, capsys, monkeypatch):
+    root = datasets.datasets_root()
+    run = [str(decqn_run), "--episodes", "1"]
+    # refused before anything is played
+    monkeypatch.setattr(train_module, "record_episodes", _play_nothing)
+    # a folder that is not a dataset (a user's, or one whose metadata.json was deleted)...
+    notes = root / "pend" / "nometa-v0" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("mine")
+    assert "is not a Minari dataset" in _collect_error(capsys, *run, "--out", "pend/nometa-v0")
+    assert notes.read_text() == "mine"
+    # ...a file...
+    (root / "pend" / "file-v0").write_text("mine too")
+    assert "--overwrite" in _collect_error(capsys, *run, "--out", "pend/file-v0")
+    assert (root / "pend" / "file-v0").read_text() == "mine too"
+    # ...and a link, even with --overwrite: neither it nor what it points to is touched
+    target = tmp_path / "elsewhere-v0"
+    target.mkdir()
+    (root / "pend" / "lnk-v0").symlink_to(target)
+    for extra in ([], ["--overwrite"]):
+        err = _collect_error(capsys, *run, *extra, "--out", "pend/lnk-v0")
+        assert "symbolic link" in err
+    assert (root / "pend" / "lnk-v0").readlink() == target and target.is_dir()
+    # --overwrite replaces a folder or a file, and leaves nothing beside the dataset
+    monkeypatch.undo()
+    for name in ("pend/nometa-v0", "pend/file-v0"):
+        assert main(["collect", *run, "--overwrite", "--out", name]) == 0
+        assert datasets.read_dataset(name).steps == 200
+    assert sorted(p.name for p in (root / "pend").iterdir()) == ["file-v0", "lnk-v0", "nometa-v0"]
+
+
+def test_collect_out_errors_are_one_line(decqn_run, tmp_path, capsys, monkeypatch):
+    run = [str(decqn_run), "--episodes", "1"]
+    monkeypatch.setattr(train_module, "record_episodes", _play_nothing)
+    # not a Minari id: no version (Minari's parser fails with a TypeError there)
+    for name in ("noversion", "pend/x-v-1", "pend/x-v"):
+        assert "NAMESPACE/NAME-vN" in _collect_error(capsys, *run, "--out", name)
+    # a file where a folder of the dataset's path should be: its namespace, the datasets folder
+    (datasets.datasets_root() / "filens").write_text("")
+    assert "is not a folder" in _collect_error(capsys, *run, "--out", "filens/x-v0")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(a_file))
+    for name in ("x-v0", "ns/x-v0"):
+        assert "MINARI_DATASETS_PATH" in _collect_error(capsys, *run, "--out", name)
+    assert a_file.read_text() == ""
 
 
 # ------------------------------------------------------------------------------------ --replay

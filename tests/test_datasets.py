@@ -6,6 +6,7 @@ import contextlib
 import json
 
 import gymnasium as gym
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,6 +167,114 @@ def test_loading_errors_are_one_line():
     )
     with _one_line(r"Discrete action space.*Box"):
         datasets.read_dataset("discrete-v0")
+
+
+def _damaged(name, damage):
+    """A small dataset `name`, then `damage(data folder, metadata dict)` applied to it; the
+    metadata (changed in place, or returned) is written back."""
+    datasets.write_dataset(
+        name, _episodes([3, 4]), _box((3,), -1, 1), _box((1,), -2, 2), metadata={}
+    )
+    folder = datasets.dataset_path(name) / "data"
+    meta = json.loads((folder / "metadata.json").read_text())
+    changed = damage(folder, meta)
+    meta = meta if changed is None else changed
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return name
+
+
+def _cut_columns(folder, meta):
+    """Episode 0's observations cut to 2 of their 3 columns."""
+    with h5py.File(folder / "main_data.hdf5", "a") as f:
+        del f["episode_0/observations"]
+        f["episode_0/observations"] = np.zeros((4, 2), np.float32)
+
+
+def _one_more_observation(folder, meta):
+    with h5py.File(folder / "main_data.hdf5", "a") as f:
+        del f["episode_0/observations"]
+        f["episode_0/observations"] = np.zeros((5, 3), np.float32)
+
+
+def test_damaged_datasets_are_one_line_naming_what_is_wrong():
+    def without(key):
+        def damage(folder, meta):
+            del meta[key]
+
+        return damage
+
+    def rebuild_from(folder, meta):
+        # no observation space, but an environment to rebuild: Minari would import its entry
+        # point to get the space, which factorl never lets it do
+        meta.pop("observation_space")
+        meta["env_spec"] = json.dumps({"id": "X-v0", "entry_point": "not_a_module_xyz:Env"})
+
+    cases = {
+        "bad/list-v0": (lambda folder, meta: [], "holds a JSON list, not an object"),
+        "bad/arrow-v0": (
+            lambda folder, meta: {**meta, "data_format": "arrow"},
+            "stores its arrays as 'arrow'.*HDF5",
+        ),
+        "bad/noobsspace-v0": (without("observation_space"), "missing 'observation_space'"),
+        "bad/rebuild-v0": (rebuild_from, "missing 'observation_space'"),
+        "bad/nototal-v0": (without("total_steps"), "missing 'total_steps'"),
+        "bad/columns-v0": (_cut_columns, r"episode 0's observations have shape \(2,\)"),
+        "bad/length-v0": (_one_more_observation, "episode 0 has 5 observations for 3 actions"),
+    }
+    for name, (damage, match) in cases.items():
+        _damaged(name, damage)
+        with _one_line(f"^dataset {name}[: ].*{match}"):
+            datasets.read_dataset(name)
+
+
+def test_training_from_a_damaged_dataset_is_one_line(tmp_path, capsys):
+    name = _damaged("bad/train-columns-v0", _cut_columns)
+    run = tmp_path / "run"
+    args = ["train", "decqn", "--env.id", "gym:Pendulum-v1", "--data.dataset", name]
+    assert main([*args, "--run.dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"dataset {name}: episode 0's observations" in err, err
+
+
+def test_write_dataset_refuses_anything_at_its_path(tmp_path, monkeypatch):
+    def write(name, **kwargs):
+        box = _box((3,), -1, 1)
+        return datasets.write_dataset(
+            name, _episodes([2]), box, _box((1,), -2, 2), metadata={}, **kwargs
+        )
+
+    root = datasets.datasets_root()
+    # a folder that is not a dataset is kept, unless overwrite; then nothing is left beside it
+    notes = root / "mine" / "notes-v0" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("mine")
+    with _one_line("exists and is not a Minari dataset.*--overwrite"):
+        write("mine/notes-v0")
+    assert notes.read_text() == "mine"
+    write("mine/notes-v0", overwrite=True)
+    assert datasets.read_dataset("mine/notes-v0").steps == 2 and not notes.exists()
+    # a file in place of a dataset is replaced likewise
+    (root / "mine" / "file-v0").write_text("")
+    with _one_line("exists and is not a Minari dataset"):
+        write("mine/file-v0")
+    write("mine/file-v0", overwrite=True)
+    # a link never, and what it points to stays as it was
+    target = tmp_path / "target"
+    target.mkdir()
+    (root / "mine" / "link-v0").symlink_to(target)
+    with _one_line("is a symbolic link"):
+        write("mine/link-v0", overwrite=True)
+    assert list(target.iterdir()) == []
+    assert sorted(p.name for p in (root / "mine").iterdir()) == ["file-v0", "link-v0", "notes-v0"]
+    # a file where a folder of the path should be
+    (root / "afile").write_text("")
+    with _one_line("afile is not a folder"):
+        write("afile/x-v0")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root / "afile"))
+    with _one_line("afile is not a folder.*MINARI_DATASETS_PATH"):
+        write("x-v0")
+    with _one_line("not a Minari id; use NAME-vN"):
+        write("pend/x-v-1")
 
 
 def test_transitions_follow_the_episodes():

@@ -15,6 +15,7 @@ loading a dataset into replay is the host runner's (`factorl.runners.host`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -61,7 +62,8 @@ def check_dataset_id(name: str) -> None:
 
     try:
         parse_dataset_id(name)
-    except ValueError:
+    # Minari's parser raises TypeError, not ValueError, for an id without its -vN (int(None))
+    except (ValueError, TypeError):
         raise DatasetError(
             f"dataset name {name!r} is not a Minari id; use NAME-vN or NAMESPACE/NAME-vN "
             "(e.g. pendulum/decqn-v0)"
@@ -86,25 +88,68 @@ def dataset_path(name: str) -> Path:
 
 
 def dataset_exists(name: str) -> bool:
+    """Whether dataset `name` is in the local folder (its data/metadata.json is)."""
     return (dataset_path(name) / "data" / "metadata.json").is_file()
 
 
+def check_new_dataset(name: str, *, overwrite: bool = False) -> Path:
+    """The folder dataset `name` would be written to, or a one-line error saying why it cannot
+    be: `name` is not a Minari id; a file stands where a folder of its path should be (the
+    datasets folder, its namespace); or something is already at that path (a dataset, any other
+    file or folder) and `overwrite` is not set. A symbolic link there is refused even with
+    `overwrite`: writing through it would put the dataset somewhere else than the datasets
+    folder, and replacing it would strand what it points to, so the user decides."""
+    final = dataset_path(name)
+    for folder in (final.parent, *final.parent.parents):
+        # the nearest existing folder above the dataset is where its path will be made
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise DatasetError(
+                    f"cannot write dataset {name}: {folder} is not a folder; move it aside, "
+                    "choose another name, or set MINARI_DATASETS_PATH to a folder"
+                )
+            break
+    if final.is_symlink():
+        raise DatasetError(
+            f"cannot write dataset {name}: {final} is a symbolic link, which factorl neither "
+            "writes through nor replaces; remove the link or choose another name"
+        )
+    if final.exists() and not overwrite:
+        what = "already exists" if dataset_exists(name) else "exists and is not a Minari dataset"
+        raise DatasetError(
+            f"dataset {name} {what} at {final}; choose another name, or pass --overwrite to "
+            "replace it and everything in it"
+        )
+    return final
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder with its contents, or a file or a link (never what a link points to)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 # ------------------------------------------------------------------------------------- writing
-def _as_episode(episode: Mapping[str, Any], index: int) -> dict[str, np.ndarray]:
-    """An episode's arrays checked for consistent lengths."""
+def _as_episode(episode: Mapping[str, Any], index: int, name: str) -> dict[str, np.ndarray]:
+    """An episode's arrays checked for consistent lengths (errors name dataset `name`)."""
     missing = [k for k in EPISODE_KEYS if k not in episode]
     if missing:
-        raise DatasetError(f"episode {index} lacks {', '.join(missing)}")
+        raise DatasetError(f"dataset {name}: episode {index} lacks {', '.join(missing)}")
     arrays = {k: np.asarray(episode[k]) for k in EPISODE_KEYS}
     steps = len(arrays["actions"])
     if steps == 0 or len(arrays["observations"]) != steps + 1:
         raise DatasetError(
-            f"episode {index} has {len(arrays['observations'])} observations for {steps} actions; "
-            "an episode has one observation more than actions, and at least one step"
+            f"dataset {name}: episode {index} has {len(arrays['observations'])} observations for "
+            f"{steps} actions; an episode has one observation more than actions, and at least "
+            "one step"
         )
     for k in ("rewards", "terminations", "truncations"):
         if arrays[k].shape != (steps,):
-            raise DatasetError(f"episode {index}: {k} has shape {arrays[k].shape}, not ({steps},)")
+            raise DatasetError(
+                f"dataset {name}: episode {index}: {k} has shape {arrays[k].shape}, not ({steps},)"
+            )
     return arrays
 
 
@@ -167,22 +212,18 @@ def write_dataset(
 
     `metadata` (JSON values) is stored under the dataset metadata's "factorl" key. The dataset is
     built in a hidden folder beside its final place and renamed into it once complete, so an
-    interrupted write never leaves a dataset that loads; an existing dataset is refused unless
-    `overwrite`.
+    interrupted write never leaves a dataset that loads. Anything already at the dataset's path
+    (a dataset or not) is refused unless `overwrite`, and a symbolic link there always is
+    (`check_new_dataset`).
     """
     minari = _minari()
     from minari.data_collector import EpisodeBuffer
     from minari.dataset.minari_storage import MinariStorage
 
-    final = dataset_path(name)
-    if dataset_exists(name) and not overwrite:
-        raise DatasetError(
-            f"dataset {name} already exists in {datasets_root()}; choose another name or pass "
-            "--overwrite"
-        )
+    final = check_new_dataset(name, overwrite=overwrite)
     buffers = []
     for i, episode in enumerate(episodes):
-        arrays = _as_episode(episode, i)
+        arrays = _as_episode(episode, i, name)
         buffers.append(
             EpisodeBuffer(
                 id=i,
@@ -196,10 +237,10 @@ def write_dataset(
         )
     if not buffers:
         raise DatasetError("a dataset needs at least one episode")
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _remove(tmp)  # a leftover of an interrupted write by an earlier process of this id
         tmp.mkdir()
         storage = MinariStorage.new(
             tmp / "data",
@@ -217,15 +258,25 @@ def write_dataset(
             }
         )
         storage.update_episodes(buffers)
+        # checked again: the path may have changed while the episodes were written
+        check_new_dataset(name, overwrite=overwrite)
         if final.exists():  # overwrite: swap the old one out, then drop it
             old = final.parent / f".old-{final.name}-{os.getpid()}"
+            _remove(old)
             os.rename(final, old)
             os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the new dataset is in place either way
+                _remove(old)
         else:
             os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            _remove(tmp)
+        if isinstance(e, OSError):  # a full disk, no permission: one line, not a traceback
+            raise DatasetError(
+                f"cannot write dataset {name} in {final.parent} ({e.strerror or e}); free "
+                "space or fix the folder's permissions, or set MINARI_DATASETS_PATH elsewhere"
+            ) from None
         raise
     return final
 
@@ -332,9 +383,72 @@ def _digest(episodes: Sequence[Mapping[str, np.ndarray]]) -> str:
     return h.hexdigest()
 
 
+#: what Minari's reader needs in a dataset's metadata.json; without either space it would rebuild
+#: the environment the metadata names to get it, which imports code, so both are required here
+REQUIRED_METADATA = (
+    "observation_space",
+    "action_space",
+    "data_format",
+    "dataset_id",
+    "minari_version",
+    "total_episodes",
+    "total_steps",
+)
+
+
+def _reason(error: BaseException) -> str:
+    """An exception as a short reason for a one-line message (a KeyError's text is only the
+    quoted key, and some of Minari's errors have none)."""
+    if isinstance(error, KeyError) and error.args:
+        key = error.args[0]
+        # a bare key is what is missing; h5py's KeyErrors carry a sentence instead
+        if not (isinstance(key, str) and " " in key):
+            return f"missing {key!r}"
+        text = " ".join(key.split())
+    else:
+        text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _check_metadata(name: str) -> None:
+    """A one-line error unless dataset `name`'s data/metadata.json is a JSON object with what
+    Minari's reader needs (REQUIRED_METADATA, the spaces as JSON text) and HDF5 arrays."""
+    path = dataset_path(name) / "data" / "metadata.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8 (a ValueError), not JSON
+        raise DatasetError(
+            f"dataset {name} cannot be read ({path}: {_reason(e)}); record it again"
+        ) from None
+    if not isinstance(meta, dict):
+        raise DatasetError(
+            f"dataset {name} cannot be read ({path} holds a JSON {type(meta).__name__}, not an "
+            "object); record it again"
+        )
+    missing = [key for key in REQUIRED_METADATA if key not in meta]
+    if missing:
+        raise DatasetError(
+            f"dataset {name} cannot be read ({path} is missing "
+            f"{', '.join(repr(k) for k in missing)}); record it again"
+        )
+    for key in ("observation_space", "action_space"):
+        if not isinstance(meta[key], str):
+            raise DatasetError(
+                f"dataset {name} cannot be read ({path}: {key!r} is not a serialised space); "
+                "record it again"
+            )
+    if meta["data_format"] != "hdf5":
+        raise DatasetError(
+            f"dataset {name} stores its arrays as {meta['data_format']!r}; factorl reads "
+            'Minari\'s HDF5 format only (data_format "hdf5"): record it again with factorl '
+            "collect"
+        )
+
+
 def read_dataset(name: str) -> Dataset:
     """Local dataset `name` read into memory, or a one-line error: an unknown name (listing the
-    local ones), a dataset that cannot be read, or an action space that is not a Box."""
+    local ones), a dataset that cannot be read (damaged metadata, arrays or episodes, each
+    named), or an action space that is not a Box."""
     minari = _minari()
     if not dataset_exists(name):
         local = ", ".join(local_datasets()) or "none"
@@ -342,6 +456,7 @@ def read_dataset(name: str) -> Dataset:
             f"no local Minari dataset {name!r} in {datasets_root()} (local datasets: {local}); "
             "record one with factorl collect, or set MINARI_DATASETS_PATH"
         )
+    _check_metadata(name)
     try:
         data = minari.load_dataset(name)
         episodes = [
@@ -355,8 +470,22 @@ def read_dataset(name: str) -> Dataset:
             for e in data.iterate_episodes()
         ]
         meta = data.storage.metadata
-    except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
-        raise DatasetError(f"dataset {name} cannot be read ({e}); record it again") from None
+    # Broad on purpose: Minari's reader and h5py parse files that may be damaged in any way, and
+    # report it as whatever they hit (a missing key or HDF5 object, a bad value, a failed assert,
+    # a wrong type, an optional package); each is a dataset that cannot be read, in one line.
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        AssertionError,
+        ImportError,
+    ) as e:
+        raise DatasetError(
+            f"dataset {name} cannot be read ({_reason(e)}); record it again"
+        ) from None
     if not isinstance(data.action_space, gymnasium.spaces.Box):
         raise DatasetError(
             f"dataset {name} has a {_describe(data.action_space)} action space; factorl learns "
@@ -364,10 +493,23 @@ def read_dataset(name: str) -> Dataset:
         )
     if not episodes:
         raise DatasetError(f"dataset {name} holds no episodes")
+    obs_shape = getattr(data.observation_space, "shape", None)
     for i, e in enumerate(episodes):
         if not isinstance(e["observations"], np.ndarray) or e["observations"].dtype.hasobject:
             raise DatasetError(f"dataset {name}: episode {i}'s observations are not one array")
-        _as_episode(e, i)
+        _as_episode(e, i, name)
+        # every step's arrays must have the space's shape, or the episodes cannot be stacked
+        if obs_shape is None:
+            obs_shape = episodes[0]["observations"].shape[1:]
+        for key, shape, space in (
+            ("observations", obs_shape, "observation space"),
+            ("actions", data.action_space.shape, "action space"),
+        ):
+            if e[key].shape[1:] != tuple(shape):
+                raise DatasetError(
+                    f"dataset {name}: episode {i}'s {key} have shape {e[key].shape[1:]} per "
+                    f"step, not the {space}'s {tuple(shape)}; record the dataset again"
+                )
     try:
         extra = json.loads(meta.get("factorl", "{}"))
     except (TypeError, json.JSONDecodeError):
