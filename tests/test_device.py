@@ -186,7 +186,7 @@ def test_a_device_run_loads_as_a_policy_and_evaluates(tmp_path):
     assert len(report["returns"]) == 6 and len(report["per_seed_mean"]) == 2 and report["finite"]
 
 
-def test_device_runner_errors_are_one_line(tmp_path):
+def test_device_runner_errors_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"run\.num_seeds"):
         train(make_config("decqn", {"run.num_seeds": 2, "run.dir": str(tmp_path / "b")}))
     with pytest.raises(ConfigError, match="Box"):
@@ -197,6 +197,12 @@ def test_device_runner_errors_are_one_line(tmp_path):
         train(cfg)
     with pytest.raises(ConfigError, match=r"runner\.save_replay false is for host environments"):
         train(_device_config(tmp_path, overrides={"runner.save_replay": False}))
+    # more steps than the device's int32 indices reach; a state larger than the free memory
+    with pytest.raises(ConfigError, match=r"holds at most 2,147,483,647 steps"):
+        train(_device_config(tmp_path, overrides={"replay.capacity": 10**15}))
+    monkeypatch.setattr(device, "available_memory_bytes", lambda: 10**6)
+    with pytest.raises(ConfigError, match=r"needs 0\.\d GiB but 0\.0 GiB of cpu memory is free"):
+        train(_device_config(tmp_path, overrides={"replay.capacity": 100_000}))
     assert not (tmp_path / "metrics.jsonl").exists()
 
 

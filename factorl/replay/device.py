@@ -43,6 +43,9 @@ __all__ = [
     "update_priorities_mixed",
 ]
 
+#: the most steps a device replay holds: its indices are int32
+_MAX_STEPS = 2**31 - 1
+
 #: added to |TD| so no window's priority is 0 (the host buffer's priority_eps)
 PRIORITY_EPS = 1e-6
 #: the fields every window holds, as stored
@@ -175,6 +178,11 @@ class DeviceReplay:
                 "aligned_windows needs uniform sampling, sequence_length > 0 and steps_per_env a "
                 f"multiple of it, got prioritized={self.prioritized}, {self.sequence_length} "
                 f"and {self.steps_per_env}"
+            )
+        if self.num_envs * self.steps_per_env > _MAX_STEPS:  # indices are int32 on the device
+            raise ValueError(
+                f"a device replay holds at most {_MAX_STEPS:,} steps; {self.num_envs} "
+                f"environments x {self.steps_per_env:,} steps is more: lower replay.capacity"
             )
         if self.steps_per_env < self.window:
             raise ValueError(

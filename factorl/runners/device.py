@@ -40,6 +40,7 @@ from factorl.envs.device import make_jax_env
 from factorl.envs.marl import is_marl_env, make_marl_env, marl_spaces
 from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
+from factorl.io.system import available_memory_bytes
 from factorl.replay.device import DeviceReplay, sample_mixed, update_priorities_mixed
 from factorl.replay.host import mixed_split
 from factorl.replay.sequences import multi_agent_fields, multi_agent_transition
@@ -617,6 +618,7 @@ class DeviceTrainer(RunSession):
         self._program = program
         self.reports_wins = bool(getattr(self.env.spec, "reports_wins", False))
         self.seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
+        _check_memory(program, self.seeds)
         self.state = program.init(self.seeds)
         self.shared_demos = None  # the dataset buffer every seed reads
         if self.dataset is not None:
@@ -864,6 +866,34 @@ def _load_run(cfg: Config, checkpoint: Path, episodes: int | None) -> tuple[Prog
         raise ckpt.CheckpointError(f"{checkpoint} was not written by the device runner")
     state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
     return program, _in_current_layout(program, state)
+
+
+def _check_memory(program: Program, seeds: np.ndarray) -> None:
+    """Refuse a run whose state (every seed's replay, parameters and environments, and the
+    dataset buffer) is larger than the device's free memory, before allocating it: otherwise
+    the allocation fails mid-way, or on a CPU the kernel kills the process without a word."""
+    shapes = [jax.eval_shape(program.init, seeds)]
+    if program.empty_demos is not None:
+        shapes.append(jax.eval_shape(program.empty_demos))
+    needed = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
+    available = _free_device_memory()
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"the run's state ({len(seeds)} seeds' replay buffers, networks and environments) "
+            f"needs {needed / 2**30:.1f} GiB but {available / 2**30:.1f} GiB of "
+            f"{jax.default_backend()} memory is free; lower replay.capacity or run.num_seeds"
+        )
+
+
+def _free_device_memory() -> int | None:
+    """Bytes free on the default device: the host's available memory on a CPU, the
+    allocator's limit less what is in use on an accelerator; None where it cannot be told."""
+    if jax.default_backend() == "cpu":
+        return available_memory_bytes()
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
 
 
 def _per_seed(tree: Any, seeds: int) -> Any:
