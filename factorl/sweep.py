@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import math
 import os
 import re
 import sys
@@ -29,7 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import factorl
 from factorl.core.config import (
@@ -44,7 +46,7 @@ from factorl.core.config import (
 from factorl.envs.host import import_env_modules
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
-from factorl.io.runfolder import CONFIG_FILE, RunFolderError, read_segments
+from factorl.io.runfolder import CONFIG_FILE, RunFolderError, describe_os_error, read_segments
 from factorl.io.system import factorl_revision, local_time, provenance
 from factorl.runners.device import is_jax_env
 from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_config, train
@@ -75,6 +77,10 @@ SWEEP_KEYS = frozenset(
 GPU_MEMORY_SHARE = 0.85
 #: a local Ray's object store: trials return a few lines each, so the minimum Ray accepts will do
 LOCAL_OBJECT_STORE_BYTES = 80 * 1024**2
+#: the most trials in one grid, and the most seeds --seeds may name: every trial's config is
+#: checked before anything trains, and a grid past this is a typo (0-99999999) more likely than
+#: a plan; a larger study is several sweeps
+MAX_TRIALS = 10_000
 
 
 class SweepError(ValueError):
@@ -143,17 +149,44 @@ def run_name(algo: str, env: str, seed: int) -> str:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """`0,1,2`, `0-9` or a mix (`0-2,7`), in the order given; repeats are an error."""
+    """`0,1,2`, `0-9` or a mix (`0-2,7`), in the order given; repeats, and more than
+    `MAX_TRIALS` seeds, are an error."""
     seeds: list[int] = []
     for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        # at most 12 digits: run.seed's range has 10, and int() of a huge text is slow or refused
+        match = re.fullmatch(r"\s*(\d{1,12})\s*(?:-\s*(\d{1,12})\s*)?", part, re.ASCII)
         if not match or (match[2] is not None and int(match[2]) < int(match[1])):
             raise SweepError(f"--seeds takes seeds and ranges such as 0,1,2 or 0-9; got {part!r}")
         low = int(match[1])
-        seeds += range(low, int(match[2] if match[2] is not None else low) + 1)
+        high = int(match[2]) if match[2] is not None else low
+        # counted before the range is made: 0-99999999 would take minutes and gigabytes
+        if len(seeds) + high - low + 1 > MAX_TRIALS:
+            raise SweepError(
+                f"--seeds {text} names more than {MAX_TRIALS:,} seeds; split the sweep into "
+                "several of fewer seeds"
+            )
+        seeds += range(low, high + 1)
     if len(set(seeds)) != len(seeds):
         raise SweepError(f"--seeds {text} names a seed twice")
     return seeds
+
+
+def parse_names(flag: str, text: str) -> list[str]:
+    """The comma-separated items of `--algos` or `--envs` (see `_check_names`)."""
+    return _check_names(flag, [item.strip() for item in text.split(",")])
+
+
+def _check_names(flag: str, items: Sequence[str]) -> list[str]:
+    """`items`, unless one is empty or given twice (two trials would share a name, and the
+    second would skip as finished once the first's results exist)."""
+    if not all(items):
+        raise SweepError(
+            f"{flag} {','.join(items)!r} has an empty item; give comma-separated names"
+        )
+    twice = [item for i, item in enumerate(items) if item in items[:i]]
+    if twice:
+        raise SweepError(f"{flag} names {twice[0]} twice; give it once")
+    return list(items)
 
 
 def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -194,7 +227,10 @@ def build_grid(
     vmap_seeds: bool = False,
 ) -> list[Trial]:
     """Every trial, in the documented order (see the module's docstring). An axis key that no
-    algorithm has, a value of the wrong type or a value given twice is a SweepError."""
+    algorithm has, a value of the wrong type or a value given twice, two trials of one name, or
+    more than `MAX_TRIALS` trials is a SweepError."""
+    _check_names("--algos", algos)
+    _check_names("--envs", envs)
     for algo in algos:
         get_algorithm(algo)  # an unknown name is a one-line ConfigError listing the known ones
     labels = _labels(axes)
@@ -212,6 +248,18 @@ def build_grid(
             typed[f"{algo} {key}"] = [
                 ((key, v), f"{labels[key]}={_safe(t)}") for v, t in zip(values, texts, strict=True)
             ]
+    # counted before the trials are made: a few --grid axes multiply to more than fits in memory
+    count = sum(
+        len(envs)
+        * math.prod(len(typed[f"{algo} {key}"]) for key, _ in axes if f"{algo} {key}" in typed)
+        * (1 if vmap_seeds else len(seeds))
+        for algo in algos
+    )
+    if count > MAX_TRIALS:
+        raise SweepError(
+            f"the grid has {count:,} trials, more than {MAX_TRIALS:,}; split it into several "
+            "sweeps (fewer --algos, --envs, --grid values or --seeds)"
+        )
     trials: list[Trial] = []
     for algo in algos:
         own = [typed[f"{algo} {key}"] for key, _ in axes if f"{algo} {key}" in typed]
@@ -222,6 +270,17 @@ def build_grid(
                 groups = [tuple(seeds)] if vmap_seeds else [(s,) for s in seeds]
                 for group in groups:
                     trials.append(Trial(len(trials), algo, env, group, variant, names))
+    # distinct ids can share a name (gym:a/b-v0 and gym:a-b-v0, grid values a/b and a-b): the
+    # second trial would take the first one's run folder, and skip once its results exist
+    seen: dict[str, Trial] = {}
+    for trial in trials:
+        for name in dict.fromkeys([trial.name, *trial.result_names()]):
+            if name in seen and seen[name] is not trial:
+                raise SweepError(
+                    f"trials {seen[name].index} and {trial.index} would both be named {name}; "
+                    "give ids and --grid values that differ in more than ':' and '/'"
+                )
+            seen[name] = trial
     return trials
 
 
@@ -261,12 +320,32 @@ def fixed_overrides(algos: Sequence[str], items: Sequence[str]) -> dict[str, dic
 
 def check_trials(trials: Sequence[Trial], settings: Settings) -> None:
     """Refuse, before anything trains, a grid any trial of which would fail to start: a bad
-    value (its config), an unknown environment id, or seeds that cannot be vmapped."""
+    value (its config), a dataset id that is not one, an unknown environment id, seeds that
+    cannot be vmapped, or a --work-dir or --out-dir that is not a folder."""
+    # the trials of one configuration differ only in run.seed and run.dir (which names the
+    # seed): the first and the largest seed of each stand for the rest, and keep a grid of
+    # thousands of seeds quick to check
+    groups: dict[tuple[str, str, tuple[tuple[str, Any], ...]], list[Trial]] = {}
     for trial in trials:
+        groups.setdefault((trial.algo, trial.env, trial.variant), []).append(trial)
+    checked = [
+        trial
+        for group in groups.values()
+        for trial in dict.fromkeys([group[0], max(group, key=lambda t: t.seeds[-1])])
+    ]
+    for trial in checked:
         try:
-            trial_config(trial, settings)
+            cfg = trial_config(trial, settings)
+            dataset = cfg.settings().get("data.dataset")
+            # the config leaves the id's form to the dataset loader, which a trial meets only
+            # once it runs
+            if dataset is not None:
+                from factorl.io.datasets import check_dataset_id
+
+                check_dataset_id(dataset)
         except ConfigError as e:
-            raise SweepError(f"{trial.name}: {e}") from None
+            raise SweepError(f"{trial.name}: {one_line(e)}") from None
+    for trial in trials:
         if len(trial.seeds) > 1:
             if not is_jax_env(trial.env):
                 raise SweepError(
@@ -279,8 +358,18 @@ def check_trials(trials: Sequence[Trial], settings: Settings) -> None:
                     "--vmap-seeds trains consecutive seeds side by side (run.num_seeds); give "
                     f"--seeds as a range such as {first}-{first + len(trial.seeds) - 1}"
                 )
+    for flag, folder in (("--work-dir", settings.work_dir), ("--out-dir", settings.out_dir)):
+        _check_folder(flag, Path(folder))
     for env in dict.fromkeys(t.env for t in trials):
         _check_env(env)
+
+
+def _check_folder(flag: str, folder: Path) -> None:
+    """A one-line SweepError where `folder`, or the nearest of its parents that exists (the
+    rest are made), is not a folder."""
+    there = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if there is not None and not there.is_dir():
+        raise SweepError(f"{flag} {folder}: {there} is a file, not a folder; choose a folder")
 
 
 def _check_env(env_id: str) -> None:
@@ -312,9 +401,15 @@ def summarise_run(run_dir: Path, command: str, seed: int | None = None) -> dict[
     cfg = load_config(run_dir)
     if seed is None:
         if cfg.run.num_seeds > 1:
-            raise ValueError(f"{run_dir} trained {cfg.run.num_seeds} seeds: name one")
+            raise SweepError(f"{run_dir} trained {cfg.run.num_seeds} seeds: name one")
         seed = cfg.run.seed
-    records = [r for r in read_metrics(run_dir) if r.get("seed", cfg.run.seed) == seed]
+    records = read_metrics(run_dir)
+    for record in records:
+        if not isinstance(record, dict):
+            _bad_record(run_dir, record, "is not a JSON object")
+    records = [r for r in records if r.get("seed", cfg.run.seed) == seed]
+    for record in records:
+        _check_record(run_dir, record)
     curve = [
         {
             "env_step": r["env_step"],
@@ -331,7 +426,10 @@ def summarise_run(run_dir: Path, command: str, seed: int | None = None) -> dict[
         if r.get("event") == "eval"
     ]
     if not curve:
-        raise ValueError(f"{run_dir} has no evaluation records for seed {seed}")
+        raise SweepError(
+            f"{run_dir} has no evaluation records for seed {seed}: train it past its first "
+            "evaluation (runner.eval_every), or leave it out"
+        )
     last = ckpt.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
     return {
         "benchmark": "learning",
@@ -352,14 +450,90 @@ def summarise_run(run_dir: Path, command: str, seed: int | None = None) -> dict[
     }
 
 
-def summarise_folder(run_dir: Path, out_dir: Path, command: str) -> list[Path]:
-    """Write the results file of every seed a finished run folder trained (`--from-run`)."""
+#: what the fields of an evaluation record must hold for its results file to be read (as
+#: `factorl report` reads it): always present, then present in some
+_EVAL_FIELDS = {"env_step": "whole", "eval_return": "finite", "wall_time": "finite"}
+_EVAL_OPTIONAL = {
+    "env_frames": "whole",
+    "offline_step": "whole",
+    "eval_win_rate": "finite",
+    "eval_returns": "finites",
+    "phase": "text",
+}
+
+
+def _is(kind: str, value: Any) -> bool:
+    if isinstance(value, bool):  # an int to Python, never a count or a return
+        return False
+    if kind == "whole":
+        return isinstance(value, int) and value >= 0
+    if kind == "finite":
+        return isinstance(value, int | float) and math.isfinite(value)
+    if kind == "finites":
+        return isinstance(value, list) and all(_is("finite", v) for v in value)
+    return isinstance(value, str)
+
+
+_KIND_WORDS = {
+    "whole": "a whole number",
+    "finite": "a finite number",
+    "finites": "a list of finite numbers",
+    "text": "a string",
+}
+
+
+def _check_record(run_dir: Path, record: Mapping[str, Any]) -> None:
+    """A SweepError naming the run and the record where a record summarised into a results
+    file holds what `factorl report` would refuse (the metrics writer stores NaN as "nan")."""
+    if record.get("event") == "eval":
+        for key in _EVAL_FIELDS:
+            if key not in record:
+                _bad_record(run_dir, record, f"has no {key}")
+        fields = {**_EVAL_FIELDS, **_EVAL_OPTIONAL}
+    else:
+        fields = {"wall_time": "finite"}  # the latest is the results file's wall_time_s
+    for key, kind in fields.items():
+        if key in record and not _is(kind, record[key]):
+            value = repr(record[key])
+            value = value if len(value) <= 40 else value[:37] + "..."
+            _bad_record(run_dir, record, f"has {key} {value}, not {_KIND_WORDS[kind]}")
+
+
+def _bad_record(run_dir: Path, record: Any, what: str) -> NoReturn:
+    text = one_line(json.dumps(record) if not isinstance(record, str) else repr(record))
+    text = text if len(text) <= 80 else text[:77] + "..."
+    raise SweepError(
+        f"{run_dir}: a record of its metrics.jsonl {what} ({text}); factorl report would refuse "
+        "its results: repair or remove that line, or leave this run out"
+    )
+
+
+def summarise_folder(
+    run_dir: Path, out_dir: Path, command: str, *, overwrite: bool = False
+) -> list[Path]:
+    """Write the results file of every seed a finished run folder trained (`--from-run`).
+    Every seed is summarised before any file is written, and a results file that exists (a
+    sweep's finished trial, say) is replaced only with `overwrite`: on any error, nothing is
+    written."""
     cfg = load_config(run_dir)
-    written = []
+    out_dir = Path(out_dir)
+    _check_folder("--out-dir", out_dir)
+    found = []
     for seed in range(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds):
         data = summarise_run(run_dir, command, seed)
-        path = Path(out_dir) / (run_name(data["algo"], data["env"], data["seed"]) + ".json")
-        write_json(path, data)
+        found.append((out_dir / (run_name(data["algo"], data["env"], seed) + ".json"), data))
+    there = [path for path, _ in found if path.exists() or path.is_symlink()]
+    if there and not overwrite:
+        raise SweepError(
+            f"{there[0]} exists already (a sweep's finished trial?); remove it, choose another "
+            "--out-dir, or add --overwrite to replace it"
+        )
+    written = []
+    for path, data in found:
+        try:
+            write_json(path, data)
+        except OSError as e:
+            raise SweepError(f"cannot write {path} ({describe_os_error(e)})") from None
         written.append(path)
     return written
 
@@ -400,7 +574,7 @@ def run_trial(trial: Trial, settings: Settings) -> dict[str, Any]:
                 data["grid"] = dict(trial.variant)
             write_json(path, data)
             written.append(str(path))
-    except (ConfigError, ckpt.CheckpointError, TrainingStopped, RunFolderError) as e:
+    except (ConfigError, ckpt.CheckpointError, TrainingStopped, RunFolderError, SweepError) as e:
         # as the CLI does: one line naming the trial, not a traceback
         return {"name": trial.name, "status": "error", "message": one_line(e)}
     return {"name": trial.name, "status": "finished", "message": "wrote " + ", ".join(written)}
@@ -666,6 +840,11 @@ def _parser() -> argparse.ArgumentParser:
     other.add_argument(
         "--train-command", help="with --from-run: the command that trained it (recorded as is)"
     )
+    other.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --from-run: replace results files that exist in --out-dir (refused otherwise)",
+    )
     return parser
 
 
@@ -696,13 +875,10 @@ def cmd_sweep(argv: Sequence[str]) -> int:
         return 130
 
 
-def _sweep(args: argparse.Namespace, command: str) -> int:
-    if args.from_run:
-        for path in summarise_folder(
-            Path(args.from_run), Path(args.out_dir), args.train_command or command
-        ):
-            print(f"wrote {path}")
-        return 0
+def plan_sweep(args: argparse.Namespace, command: str) -> tuple[list[Trial], Settings]:
+    """The whole grid of the command line and what its trials share, checked as running it
+    checks it, whatever the mode: --list shows only a grid that runs, and each --array-index
+    task of a job array sized from it refuses or runs the same grid."""
     for flag, value, low in (
         ("--steps", args.steps, 1),
         ("--eval-every", args.eval_every, 1),
@@ -712,8 +888,19 @@ def _sweep(args: argparse.Namespace, command: str) -> int:
     ):
         if value is not None and value < low:
             raise SweepError(f"{flag} must be >= {low}; got {value}")
-    algos = [a.strip() for a in args.algos.split(",")]
-    envs = [e.strip() for e in args.envs.split(",")]
+    gpus = args.gpus_per_trial
+    # Ray refuses a negative share, and fails on nan or inf with an error that names no flag
+    if not (math.isfinite(gpus) and gpus >= 0 and round(gpus, 4) == gpus):
+        raise SweepError(
+            f"--gpus-per-trial is 0 or more, in steps of 0.0001 (e.g. 1 or 0.25); got {gpus}"
+        )
+    if args.overwrite:
+        raise SweepError(
+            "--overwrite is for --from-run; a sweep skips a finished trial: remove its results "
+            "file to train it again"
+        )
+    algos = parse_names("--algos", args.algos)
+    envs = parse_names("--envs", args.envs)
     try:
         import_env_modules(args.imports)  # before the environment ids are checked
         fixed = fixed_overrides(algos, args.fixed)
@@ -735,6 +922,25 @@ def _sweep(args: argparse.Namespace, command: str) -> int:
         command=command,
         imports=tuple(args.imports),
     )
+    check_trials(trials, settings)
+    return trials, settings
+
+
+def _sweep(args: argparse.Namespace, command: str) -> int:
+    if args.from_run:
+        try:
+            paths = summarise_folder(
+                Path(args.from_run),
+                Path(args.out_dir),
+                args.train_command or command,
+                overwrite=args.overwrite,
+            )
+        except (ConfigError, RunFolderError) as e:  # not a run folder, a damaged one
+            raise SweepError(one_line(e)) from None
+        for path in paths:
+            print(f"wrote {path}")
+        return 0
+    trials, settings = plan_sweep(args, command)
     if args.list:
         _print_grid(trials, settings)
         return 0
@@ -744,12 +950,9 @@ def _sweep(args: argparse.Namespace, command: str) -> int:
                 f"--array-index {args.array_index} is outside the grid of {len(trials)} trials "
                 f"(0 to {len(trials) - 1}; --list shows them)"
             )
-        trials = [trials[args.array_index]]
-        check_trials(trials, settings)
-        outcome = run_trial(trials[0], settings)
+        outcome = run_trial(trials[args.array_index], settings)
         _print_outcome(outcome)
         return 0 if outcome["status"] in ("finished", "skipped") else 1
-    check_trials(trials, settings)
     import_ray()  # before anything else: say at once what to install
     todo = []
     for trial in trials:

@@ -335,3 +335,143 @@ def test_import_registers_environments_for_the_grid_and_each_trial(tmp_path, cap
         sys.modules.pop("factorl_sweep_registry", None)
     name = sweep.run_name("decqn", "gym:FactorlSweepRegistered-v0", 0)
     assert json.loads((tmp_path / "out" / f"{name}.json").read_text())["final_env_step"] == 300
+
+
+def _run_folder(path: Path, records: list) -> Path:
+    """A run folder as `factorl train` leaves one (its config and metrics), without training:
+    what --from-run reads."""
+    path.mkdir(parents=True)
+    cfg = make_config(
+        "decqn", {"env.id": "gym:Pendulum-v1", "run.steps": 300, "run.dir": str(path)}
+    )
+    (path / "config.json").write_text(cfg.to_json() + "\n")
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def _eval(step, value=-900.0, **more):
+    return {"event": "eval", "env_step": step, "eval_return": value, "eval_returns": [value],
+            "wall_time": 1.0, **more}  # fmt: skip
+
+
+def test_from_run_replaces_a_results_file_only_with_overwrite(tmp_path, capsys):
+    run = _run_folder(tmp_path / "run", [_eval(150), _eval(300)])
+    out = tmp_path / "out"
+    argv = ["--from-run", str(run), "--out-dir", str(out), "--train-command", "first"]
+    assert main(["sweep", *argv]) == 0
+    path = out / f"{sweep.run_name('decqn', 'gym:Pendulum-v1', 0)}.json"
+    finished = path.read_bytes()  # as a sweep's finished trial's own results file
+    capsys.readouterr()
+    again = ["--from-run", str(run), "--out-dir", str(out), "--train-command", "second"]
+    error = _one_line_error(capsys, again)
+    assert str(path) in error and "--overwrite" in error and "another --out-dir" in error
+    assert path.read_bytes() == finished and sorted(os.listdir(out)) == [path.name]
+    assert main(["sweep", *again, "--overwrite"]) == 0
+    assert json.loads(path.read_text())["command"] == "second"
+    assert sorted(os.listdir(out)) == [path.name]  # (written atomically: no temporary left)
+    # a sweep never replaces results: --overwrite is --from-run's alone
+    base = ["--envs", "gym:Pendulum-v1", "--work-dir", str(tmp_path / "runs")]
+    assert "--overwrite is for --from-run" in _one_line_error(
+        capsys, [*base, "--out-dir", str(out), "--overwrite", "--list"]
+    )
+
+
+@pytest.mark.parametrize(
+    "records, expected",
+    [
+        # the audit's record (refused by read_metrics itself, naming its line)
+        ([_eval(150), _eval("abc")], "metrics.jsonl"),
+        ([_eval(150), _eval(300, "abc")], "has eval_return 'abc', not a finite number"),
+        ([_eval(150), _eval(300, "nan")], "has eval_return 'nan', not a finite number"),
+        ([_eval(150), _eval(300, True)], "has eval_return True, not a finite number"),
+        ([_eval(150), {**_eval(300), "eval_returns": ["x"]}], "eval_returns"),
+        ([_eval(150), {**_eval(300), "wall_time": None}], "wall_time"),
+        ([_eval(150), {k: v for k, v in _eval(300).items() if k != "wall_time"}], "no wall_time"),
+        ([{"event": "train", "env_step": 100, "wall_time": "x"}, _eval(300)], "wall_time"),
+        ([{"event": "train", "env_step": 100}], "has no evaluation records for seed 0"),
+    ],
+    ids=[
+        "env-step",
+        "return",
+        "nan",
+        "bool",
+        "returns",
+        "wall-time",
+        "no-wall-time",
+        "train-wall-time",
+        "no-eval",
+    ],
+)
+def test_from_run_refuses_a_record_report_would_refuse_and_writes_nothing(
+    tmp_path, capsys, records, expected
+):
+    run = _run_folder(tmp_path / "run", records)
+    out = tmp_path / "out"
+    error = _one_line_error(capsys, ["--from-run", str(run), "--out-dir", str(out)])
+    assert str(run) in error and expected in error
+    assert not out.exists()
+
+
+def test_from_run_errors_are_one_line(tmp_path, capsys):
+    run = _run_folder(tmp_path / "run", [_eval(300)])
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    for out in (afile, afile / "below"):
+        error = _one_line_error(capsys, ["--from-run", str(run), "--out-dir", str(out)])
+        assert f"{afile} is a file, not a folder" in error
+    assert afile.read_text() == "mine\n"
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    error = _one_line_error(capsys, ["--from-run", str(deep), "--out-dir", str(tmp_path / "o")])
+    assert "config.json" in error
+    assert not (tmp_path / "o").exists()
+
+
+BAD_GRIDS = [
+    (["--envs", "gym:NoSuchFactorl-v0"], "Unknown Gymnasium id"),
+    (["--envs", ""], "--envs '' has an empty item"),
+    (["--envs", "gym:Pendulum-v1,"], "has an empty item"),
+    (["--algos", "decqn,,td3"], "has an empty item"),
+    (["--grid", "agent.width=0"], "agent.width must be >= 1"),
+    (["--set", "agent.gamma=nan"], "agent.gamma must be finite"),
+    (["--envs", "dmc:walker-walk", "--seeds", "0-1", "--vmap-seeds"], "JAX-native"),
+    (
+        ["--algos", "vdn", "--envs", "factorl:two-step-game", "--seeds", "0,2", "--vmap-seeds"],
+        "as a range",
+    ),
+    (["--gpus-per-trial", "-1"], "--gpus-per-trial is 0 or more"),
+    (["--gpus-per-trial", "nan"], "--gpus-per-trial is 0 or more"),
+    (["--gpus-per-trial", "inf"], "--gpus-per-trial is 0 or more"),
+    (["--gpus-per-trial", "0.00001"], "in steps of 0.0001"),
+    (["--algos", "decqn,decqn"], "--algos names decqn twice"),
+    (["--envs", "gym:Pendulum-v1,gym:Pendulum-v1"], "--envs names gym:Pendulum-v1 twice"),
+    (["--envs", "gym:Pendulum-v1,gym:NoSuchFactorl-v0"], "Unknown Gymnasium id"),
+    (["--envs", "gym:a/b-v0,gym:a-b-v0"], "would both be named decqn__gym-a-b-v0__s0"),
+    (["--seeds", "0-99999999"], "names more than 10,000 seeds"),
+    (["--seeds", "0-5000", "--grid", "agent.width=1,2"], "10,002 trials, more than 10,000"),
+    (["--set", "data.dataset=../../etc/x-v0"], "Minari"),  # the id, or Minari to install
+]
+
+
+@pytest.mark.parametrize("flags, expected", BAD_GRIDS, ids=[" ".join(f) for f, _ in BAD_GRIDS])
+def test_list_and_array_index_refuse_the_same_bad_grid(tmp_path, capsys, flags, expected):
+    """--list checks the whole grid as running it does: a job array sized from it never meets
+    a grid its tasks refuse, and each of its tasks checks the whole grid too."""
+    base = ["--envs", "gym:Pendulum-v1", "--work-dir", str(tmp_path / "runs")]
+    base += ["--out-dir", str(tmp_path / "out")]
+    start = time.monotonic()
+    listed = _one_line_error(capsys, [*base, *flags, "--list"])
+    assert expected in listed and time.monotonic() - start < 60
+    assert _one_line_error(capsys, [*base, *flags, "--array-index", "0"]) == listed
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_work_dir_or_out_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    base = ["--envs", "gym:Pendulum-v1", "--list"]
+    for flag, other in (("--work-dir", "--out-dir"), ("--out-dir", "--work-dir")):
+        argv = [*base, flag, str(afile), other, str(tmp_path / "x")]
+        assert f"{flag} {afile}: {afile} is a file" in _one_line_error(capsys, argv)
+    assert afile.read_text() == "mine\n"
