@@ -676,3 +676,20 @@ def test_a_metrics_line_factorl_did_not_write_is_one_line_and_resume_keeps_the_f
         err = capsys.readouterr().err
         assert "line 1 is not a factorl record" in err and len(err.strip().splitlines()) == 1
         assert path.read_text() == damage + "\n" + good  # nothing dropped
+
+
+def test_a_corrupt_latest_checkpoint_says_how_to_go_on_and_that_works(tiny, tmp_path):
+    cfg = tiny(steps=300, overrides={"runner.checkpoint_every": 100, "runner.keep_checkpoints": 3})
+    straight = train(tiny_config(tmp_path / "straight", steps=400, overrides={
+        "runner.checkpoint_every": 100, "runner.keep_checkpoints": 3}))  # fmt: skip
+    first = train(cfg)
+    latest = ckpt.latest_checkpoint(first.run_dir / "checkpoints")
+    state = latest / "state.npz"
+    state.write_bytes(state.read_bytes()[:-10])  # a disk that lost the file's end
+    with pytest.raises(ckpt.CheckpointError, match="Move it out of the checkpoints folder"):
+        train(cfg, resume=first.run_dir)
+    latest.rename(tmp_path / "aside")  # as the message says: the run goes on from step 200
+    longer = make_config("decqn", {**cfg.settings(), "run.steps": 400})
+    resumed = train(longer, resume=first.run_dir)
+    assert resumed.env_step == 400
+    assert same_leaves(straight.state, resumed.state)  # resume is exact from that one too

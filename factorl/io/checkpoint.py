@@ -54,6 +54,8 @@ LEGACY_STATE_FILE = "state.msgpack"
 META_FILE = "meta.json"
 META_DIGEST = "meta_sha256"
 LATEST_FILE = "latest"
+#: what to do with a corrupt checkpoint: without it, its run's latest is the one before
+MOVE_ASIDE = "Move it out of the checkpoints folder to use the run's previous one, or start again."
 _NAME = re.compile(r"^step_\d+$")
 #: what a write in progress is called, and the old copy a re-save of the same step swaps out
 _TMP = re.compile(r"^\.tmp-(step_\d+)-\d+$")
@@ -343,7 +345,7 @@ def read_meta(path: Path) -> dict[str, Any]:
     if meta["format"] >= 2 and meta.get(META_DIGEST) != _meta_digest(meta):
         raise CheckpointError(
             f"checkpoint {path} is corrupt: {META_FILE} does not match its recorded SHA-256 "
-            "(edited by hand?). Resume from an earlier checkpoint or start again."
+            "(edited by hand?). " + MOVE_ASIDE
         )
     files = meta.get("files")
     if not isinstance(files, dict) or state_file(meta) not in files:
@@ -359,7 +361,7 @@ def read_meta(path: Path) -> dict[str, Any]:
         if _sha256(fpath) != digest:
             raise CheckpointError(
                 f"checkpoint {path} is corrupt: {fname} does not match its recorded SHA-256 "
-                "(truncated or modified). Resume from an earlier checkpoint or start again."
+                "(truncated or modified). " + MOVE_ASIDE
             )
     return meta
 

@@ -238,10 +238,7 @@ def _checked_loop(
     """The loop state and episode arrays of a checkpoint, each field checked."""
 
     def bad(what: str) -> ckpt.CheckpointError:
-        return ckpt.CheckpointError(
-            f"checkpoint {path} is corrupt: {what}. Resume from an earlier checkpoint or start "
-            "again."
-        )
+        return ckpt.CheckpointError(f"checkpoint {path} is corrupt: {what}. {ckpt.MOVE_ASIDE}")
 
     if meta.get("loop_format") != LOOP_FORMAT:
         raise ckpt.CheckpointError(
@@ -311,8 +308,8 @@ def _restore_demos(path: Path, meta: dict, arrays: dict, demos: ReplayBuffer, da
     saved = meta.get("dataset")
     if not isinstance(saved, dict) or "demos" not in arrays:
         raise ckpt.CheckpointError(
-            f"checkpoint {path} has no dataset state, but the run's config names data.dataset; "
-            "resume from an earlier checkpoint or start again"
+            f"checkpoint {path} has no dataset state, but the run's config names data.dataset. "
+            f"{ckpt.MOVE_ASIDE}"
         )
     if saved.get("sha256") != dataset.sha256:
         raise ckpt.CheckpointError(
