@@ -122,6 +122,8 @@ def test_flags_are_dotted_keys_in_either_spelling(monkeypatch, spelling):
         (["train", "--agent.bins", "0", "--run.steps", "10"], "agent.bins must be >= 2; got 0"),
         (["train", "--run.steps", "-1"], "run.steps must be >= 1; got -1"),
         (["train", "--agent.huber-delta", "0"], "agent.huber_delta must be > 0.0; got 0"),
+        (["train", "--run.wandb-project", " "], "run.wandb_project must not be empty; leave it"),
+        (["train", "--env.action-repeat", "10000"], "env.action_repeat must be >= 1 and <= 1000"),
         (["train", "revalued", "--agent.huber-delta", "0"], "agent.huber_delta must be > 0.0"),
         (["train", "--run.progress", "fancy"], "run.progress must be one of 'auto'"),
         (["train", "--run.steps", "abc"], "run.steps must be an integer, got 'abc'"),

@@ -129,6 +129,8 @@ def validate(config: Any, section: str = "") -> None:
                 raise ConfigError(f"{name} must be finite, got {value!r}")
         elif kind is str and not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
+        elif kind is str and not value.strip():  # no setting means anything by blank text
+            raise ConfigError(f"{name} must not be empty; leave it out for its default")
         choices = meta.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{name} must be {_describe_range(meta)}; got {value!r}")
@@ -189,6 +191,10 @@ class RunSettings:
         }
 
 
+#: far beyond any task's use (the Control Suite's are 1-8): at 1000, one step is a whole episode there
+_MAX_ACTION_REPEAT = 1000
+
+
 @dataclass
 class EnvSettings:
     """The environment, and how many copies are stepped together."""
@@ -205,7 +211,9 @@ class EnvSettings:
         low=1,
         high=4096,
     )
-    action_repeat: int = option(1, "repeat each action this many env steps", low=1)
+    action_repeat: int = option(
+        1, "repeat each action this many env steps", low=1, high=_MAX_ACTION_REPEAT
+    )
 
 
 @dataclass
