@@ -19,6 +19,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any
 
+import jax
 import tyro
 
 from factorl.agents import ALGORITHMS, get_algorithm
@@ -511,6 +512,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (CheckpointError, TrainingStopped, RunFolderError) as e:
         print(f"factorl: error: {e}", file=sys.stderr)
+        return 1
+    except jax.errors.JaxRuntimeError as e:
+        # XLA's out-of-memory (a batch or network too large for the device) is the user's to
+        # fix; any other runtime error is a bug whose traceback is wanted
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        print(
+            f"factorl: error: out of {jax.default_backend()} memory ({one_line(e)[:160]}); lower "
+            "replay.batch_size, agent.width or run.num_seeds (a run folder it started keeps its "
+            "config: start again with --overwrite, or resume once memory is free)",
+            file=sys.stderr,
+        )
         return 1
 
 

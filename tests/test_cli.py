@@ -215,3 +215,27 @@ def test_console_script_entry_point(tmp_path):
     assert proc.returncode == 0
     assert "--replay.n-step" in proc.stdout and "--agent.epsilon-mode" in proc.stdout
     assert "--resume" in proc.stdout and "--preset" in proc.stdout
+
+
+def test_out_of_device_memory_is_one_line_and_other_runtime_errors_are_not_hidden(
+    monkeypatch, capsys
+):
+    import jax
+
+    from factorl import cli
+
+    def fails(message):
+        def command(argv):
+            raise jax.errors.JaxRuntimeError(message)
+
+        return command
+
+    oom = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 800000000000 bytes."
+    monkeypatch.setitem(cli.COMMANDS, "train", fails(oom))
+    assert main(["train"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("factorl: error: out of cpu memory (RESOURCE_")
+    assert "lower replay.batch_size, agent.width or run.num_seeds" in err
+    monkeypatch.setitem(cli.COMMANDS, "train", fails("INTERNAL: something else"))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+        main(["train"])
