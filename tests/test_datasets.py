@@ -196,6 +196,14 @@ def _one_more_observation(folder, meta):
         f["episode_0/observations"] = np.zeros((5, 3), np.float32)
 
 
+def _nan_reward(folder, meta):
+    with h5py.File(folder / "main_data.hdf5", "a") as f:
+        rewards = np.array(f["episode_1/rewards"])
+        rewards[2] = np.nan
+        del f["episode_1/rewards"]
+        f["episode_1/rewards"] = rewards
+
+
 def test_damaged_datasets_are_one_line_naming_what_is_wrong():
     def without(key):
         def damage(folder, meta):
@@ -220,6 +228,7 @@ def test_damaged_datasets_are_one_line_naming_what_is_wrong():
         "bad/nototal-v0": (without("total_steps"), "missing 'total_steps'"),
         "bad/columns-v0": (_cut_columns, r"episode 0's observations have shape \(2,\)"),
         "bad/length-v0": (_one_more_observation, "episode 0 has 5 observations for 3 actions"),
+        "bad/nan-v0": (_nan_reward, "episode 1's rewards hold non-finite values"),
     }
     for name, (damage, match) in cases.items():
         _damaged(name, damage)

@@ -150,6 +150,14 @@ def _as_episode(episode: Mapping[str, Any], index: int, name: str) -> dict[str, 
             raise DatasetError(
                 f"dataset {name}: episode {index}: {k} has shape {arrays[k].shape}, not ({steps},)"
             )
+    for k in ("observations", "actions", "rewards"):
+        # a NaN or inf learned from would surface as a non-finite loss that blames the learner
+        numeric = arrays[k].dtype.kind in "fiub"
+        if not numeric or not np.isfinite(arrays[k].astype(np.float64, copy=False)).all():
+            what = "non-finite values" if numeric else f"{arrays[k].dtype} values, not numbers"
+            raise DatasetError(
+                f"dataset {name}: episode {index}'s {k} hold {what}; record the dataset again"
+            )
     return arrays
 
 
