@@ -8,6 +8,7 @@ the other tests give factorl a stand-in `wandb` module that records its calls, s
 W&B service.
 """
 
+import io
 import json
 import struct
 import sys
@@ -238,14 +239,17 @@ def test_records_of_several_seeds_videos_and_offline_steps_go_to_wandb_on_their_
 def test_a_failing_wandb_is_dropped_and_the_run_goes_on(tmp_path, monkeypatch):
     calls = fake_wandb(monkeypatch, fail_log_after=2)
     run = WandbRun.start(tmp_path, {"project": "factorl"}, {"algo": "decqn"})
-    lines = []
-    logger = RunLogger(tmp_path, 300, 0, progress="none", tensorboard=False, wandb=run)
-    logger.message = lines.append
+    console = io.StringIO()
+    logger = RunLogger(
+        tmp_path, 300, 0, progress="none", tensorboard=False, wandb=run, stream=console
+    )
     for step in (100, 200, 300):
         logger.record({"event": "train", "env_step": step, "loss": 1.0})
     logger.close()
     assert [r["env_step"] for r in read_metrics(tmp_path)] == [100, 200, 300]
     assert len(logged(calls)) == 2 and logger.error is None
+    # shown without a progress display: it is not progress
+    lines = console.getvalue().splitlines()
     assert len(lines) == 1 and "continuing without W&B" in lines[0]
     assert "the W&B service is gone" in lines[0]
 
@@ -328,3 +332,23 @@ def test_tensorboard_names_the_seeds_of_a_run_as_wandb_does(tmp_path):
         (100, "eval/eval_return/seed_1", -2.5),
         (100, "train/loss", 0.25),
     ]
+
+
+def test_messages_show_without_a_progress_display_until_the_console_fails(tmp_path):
+    """`--run.progress none` hides the progress, not what a message says (how to resume after
+    a stop, a dropped writer); a console that failed takes no more lines."""
+    console = io.StringIO()
+    logger = RunLogger(tmp_path, 300, 0, progress="none", tensorboard=False, stream=console)
+    logger.message("[factorl] training decqn")  # progress: not shown
+    logger.message(
+        "[factorl] stopped by SIGTERM; continue with: factorl train --resume X", important=True
+    )
+    logger.record({"event": "train", "env_step": 100, "loss": 1.0})
+    assert console.getvalue() == (
+        "[factorl] stopped by SIGTERM; continue with: factorl train --resume X\n"
+    )
+    console.close()  # a closed console: the next message fails, and the ones after are dropped
+    logger.message("lost", important=True)
+    logger.message("lost too", important=True)
+    assert logger.mode == "none" and logger._display_broken
+    logger.close()

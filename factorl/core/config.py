@@ -191,7 +191,7 @@ class RunSettings:
         }
 
 
-#: far beyond any task's use (the Control Suite's are 1-8): at 1000, one step is a whole episode there
+#: far beyond any task's use (the Control Suite's are 1-8): at 1000, one step is an episode there
 _MAX_ACTION_REPEAT = 1000
 
 

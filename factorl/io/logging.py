@@ -277,6 +277,7 @@ class RunLogger:
         #: where records also go with run.wandb (started and finished by the caller)
         self._wandb = wandb
         self.stream = stream or sys.stderr
+        self._display_broken = False  # the console took no more writes
         self.total_steps = total_steps
         # unbuffered: one record is one write(), so a failed write can be cut back cleanly
         self._metrics = open(self.run_dir / METRICS_FILE, "ab", buffering=0)  # noqa: SIM115
@@ -342,7 +343,9 @@ class RunLogger:
         try:
             self._wandb.video(Path(path), env_step)
         except Exception as e:
-            self.message(f"[factorl] W&B could not take the video {path} ({one_line(e)})")
+            self.message(
+                f"[factorl] W&B could not take the video {path} ({one_line(e)})", important=True
+            )
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if self.error is not None:
@@ -369,7 +372,8 @@ class RunLogger:
     def _tb_failed(self, error: OSError) -> None:
         self.message(
             f"[factorl] TensorBoard files could not be written ({_os_text(error)}); continuing "
-            f"without TensorBoard ({METRICS_FILE} still gets every record)"
+            f"without TensorBoard ({METRICS_FILE} still gets every record)",
+            important=True,
         )
         if self._tb is not None:
             with contextlib.suppress(OSError):  # the same failure again; the sink is dropped
@@ -379,7 +383,8 @@ class RunLogger:
     def _wandb_failed(self, error: Exception) -> None:
         self.message(
             f"[factorl] W&B logging failed ({one_line(error)}); continuing without W&B "
-            f"({METRICS_FILE} still gets every record)"
+            f"({METRICS_FILE} still gets every record)",
+            important=True,
         )
         self._wandb = None
 
@@ -400,12 +405,16 @@ class RunLogger:
             self._display_failed(e)
         self._last_step = env_step
 
-    def message(self, text: str) -> None:
-        """A line that does not break the progress bar."""
+    def message(self, text: str, *, important: bool = False) -> None:
+        """A line that does not break the progress bar. An `important` one (how to resume after
+        a stop, a crash, a dropped writer) is shown without a progress display too (`none`),
+        which hides only progress; a display that failed (`_display_failed`) takes no more."""
+        if self._display_broken or (self.mode == "none" and not important):
+            return
         try:
             if self._bar is not None:
                 self._bar.write(text, file=self.stream)
-            elif self.mode != "none":
+            else:
                 print(text, file=self.stream)
                 self.stream.flush()
         except (OSError, ValueError) as e:
@@ -414,7 +423,7 @@ class RunLogger:
     def _display_failed(self, error: Exception) -> None:
         """The console cannot take more (a log file on a full disk, a closed pipe): training
         goes on without a display; metrics.jsonl and TensorBoard are separate sinks."""
-        self._bar, self.mode = None, "none"
+        self._bar, self.mode, self._display_broken = None, "none", True
         with contextlib.suppress(OSError, ValueError):  # say so where it may still be read
             print(f"[factorl] progress display stopped ({error})", file=sys.__stderr__)
 

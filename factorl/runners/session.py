@@ -615,7 +615,8 @@ class RunSession:
             if status == "interrupted" and stop.received:
                 self.logger.message(
                     f"[factorl] stopped by {stop.received} at {step}; checkpoint {path}. "
-                    f"Continue with: factorl train --resume {self.run_dir}"
+                    f"Continue with: factorl train --resume {self.run_dir}",
+                    important=True,
                 )
             else:
                 note = "interrupted" if status == "interrupted" or cut else "finished"
@@ -630,7 +631,7 @@ class RunSession:
                     f"stopped at once by a second {stop.received or 'interrupt'} at env step "
                     f"{loop.env_step}; {saved}"
                 ) from None
-            self.logger.message(f"[factorl] crashed ({crash!r}); {saved}")
+            self.logger.message(f"[factorl] crashed ({crash!r}); {saved}", important=True)
             raise
         finally:
             self.close()
