@@ -693,3 +693,16 @@ def test_a_corrupt_latest_checkpoint_says_how_to_go_on_and_that_works(tiny, tmp_
     resumed = train(longer, resume=first.run_dir)
     assert resumed.env_step == 400
     assert same_leaves(straight.state, resumed.state)  # resume is exact from that one too
+
+
+def test_resuming_a_run_whose_metrics_were_removed_says_so(tiny, capsys):
+    cfg = tiny(steps=200, overrides={"run.progress": "none"})
+    first = train(cfg)
+    (first.run_dir / "metrics.jsonl").unlink()
+    longer = make_config("decqn", {**cfg.settings(), "run.steps": 300})
+    train(longer, resume=first.run_dir)
+    err = capsys.readouterr().err
+    assert "metrics.jsonl held no records before the checkpoint (removed or emptied?)" in err
+    assert {r["env_step"] for r in read_metrics(first.run_dir)} <= {300}  # the rest is gone
+    train(make_config("decqn", {**cfg.settings(), "run.steps": 400}), resume=first.run_dir)
+    assert "held no records" not in capsys.readouterr().err  # a run with its records: no warning

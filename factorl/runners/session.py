@@ -383,6 +383,7 @@ class RunSession:
                 "starting it again from env step 0 with its saved config"
             )
         unwritten: list[dict[str, Any]] = []
+        lost = False  # the records before the checkpoint, missing on resume
         if checkpoint is not None:
             unwritten = self._restore(checkpoint, notes)
         else:
@@ -393,6 +394,10 @@ class RunSession:
             if checkpoint is None:
                 clear_run(run_dir)
             else:
+                # a checkpoint past the start with no records before it: they were removed
+                lost = bool(self.loop.env_step or self.loop.offline_step) and not read_metrics(
+                    run_dir
+                )
                 RunLogger.rewind(run_dir, self.loop.env_step, unwritten)
                 _rewind_offline(run_dir, self.loop.offline_step)
             start = {"from_env_step": self.loop.env_step}
@@ -426,6 +431,13 @@ class RunSession:
             )
         for note in notes:
             self.logger.message(note)
+        if lost:
+            self.logger.message(
+                f"[factorl] warning: {run_dir / METRICS_FILE} held no records before the "
+                "checkpoint (removed or emptied?); the run goes on without them (to keep them, "
+                "stop now and put the file back before resuming)",
+                important=True,
+            )
         self._clock = time.perf_counter()
         self._last_save = self._clock
         # the step in progress has changed the run (replay, counters, records): a checkpoint now
