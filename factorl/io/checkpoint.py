@@ -401,19 +401,33 @@ def _saved_leaves(path: Path, meta: dict[str, Any]) -> list[tuple[str, tuple[int
     return out
 
 
+class _NpyVersionError(ValueError):
+    """A `.npy` member of a format version factorl does not write."""
+
+
+def _npy_header(zf: zipfile.ZipFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) a zip member's `.npy` header declares, read without its data; a
+    ValueError where it is not a `.npy` (`_NpyVersionError`: not of a version factorl writes)."""
+    with zf.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in _NPY_VERSIONS:
+            raise _NpyVersionError(f"{name} is .npy {version}")
+        read_header = np.lib.format.read_array_header_1_0
+        if version == (2, 0):
+            read_header = np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    return tuple(shape), dtype
+
+
 def _read_member(path: Path, zf: zipfile.ZipFile, name: str, spec: tuple) -> np.ndarray:
     """One state leaf, its `.npy` header checked before its data is read (so a tampered header
     can neither unpickle nor make factorl allocate what the agent does not expect)."""
     shape, dtype = spec
     stored = _stored_dtype(dtype)
-    with zf.open(name) as f:
-        version = np.lib.format.read_magic(f)
-        if version not in _NPY_VERSIONS:
-            raise CheckpointError(f"checkpoint {path} is corrupt: {name} is .npy {version}")
-        read_header = np.lib.format.read_array_header_1_0
-        if version == (2, 0):
-            read_header = np.lib.format.read_array_header_2_0
-        got_shape, _, got_dtype = read_header(f)
+    try:
+        got_shape, got_dtype = _npy_header(zf, name)
+    except _NpyVersionError as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {e}") from e
     if got_dtype.hasobject or got_dtype != stored or tuple(got_shape) != shape:
         raise CheckpointError(
             f"checkpoint {path} is corrupt: {STATE_FILE} member {name} holds"
@@ -497,19 +511,9 @@ def load_arrays(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str,
 def _declared_bytes(path: Path, fname: str) -> int:
     """The bytes the `.npy` headers of an `.npz` group declare, read without its data: a
     compressed member of zeros is small on disk however large the array it declares."""
-    total = 0
     with zipfile.ZipFile(path / fname) as zf:
-        for name in zf.namelist():
-            with zf.open(name) as f:
-                version = np.lib.format.read_magic(f)
-                if version not in _NPY_VERSIONS:
-                    raise ValueError(f"member {name} is .npy {version}")
-                read_header = np.lib.format.read_array_header_1_0
-                if version == (2, 0):
-                    read_header = np.lib.format.read_array_header_2_0
-                shape, _, dtype = read_header(f)
-            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
-    return total
+        headers = [_npy_header(zf, name) for name in zf.namelist()]
+    return sum(int(np.prod(shape, dtype=object)) * dtype.itemsize for shape, dtype in headers)
 
 
 def _read_arrays(path: Path, meta: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
