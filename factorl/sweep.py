@@ -46,7 +46,13 @@ from factorl.core.config import (
 from factorl.envs.host import import_env_modules
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
-from factorl.io.runfolder import CONFIG_FILE, RunFolderError, describe_os_error, read_segments
+from factorl.io.runfolder import (
+    CONFIG_FILE,
+    RunFolderError,
+    describe_os_error,
+    nearest_existing,
+    read_segments,
+)
 from factorl.io.system import factorl_revision, local_time, provenance
 from factorl.runners.device import is_jax_env
 from factorl.train import CHECKPOINT_DIR, TrainingStopped, load_config, make_config, train
@@ -367,9 +373,9 @@ def check_trials(trials: Sequence[Trial], settings: Settings) -> None:
 def _check_folder(flag: str, folder: Path) -> None:
     """A one-line SweepError where `folder`, or the nearest of its parents that exists (the
     rest are made), is not a folder."""
-    there = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if there is not None and not there.is_dir():
-        raise SweepError(f"{flag} {folder}: {there} is a file, not a folder; choose a folder")
+    there = nearest_existing(folder)
+    if not there.is_dir():
+        raise SweepError(f"{flag} {folder}: {there} is not a folder; choose a folder")
 
 
 def _check_env(env_id: str) -> None:

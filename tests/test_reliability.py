@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -21,7 +22,7 @@ from factorl.cli import main
 from factorl.core.config import ConfigError
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
-from factorl.io.runfolder import RunFolderError, RunFolderLock, read_segments
+from factorl.io.runfolder import RunFolderError, RunFolderLock, nearest_existing, read_segments
 from factorl.runners.host import HostTrainer
 from factorl.train import StoppedAtOnce, evaluate, load_agent, make_config, train
 
@@ -597,6 +598,16 @@ def test_a_symlinked_metrics_file_is_refused(tmp_path):
     with pytest.raises(RunFolderError, match="symbolic link"):
         train(tiny_config(run, steps=300), resume=run)
     assert victim.read_text() == "keep me\n"
+
+
+def test_nearest_existing_counts_links_and_ends_at_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    assert nearest_existing(tmp_path / "a" / "b" / "c") == tmp_path / "a"
+    assert nearest_existing(tmp_path / "a") == tmp_path / "a"
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert nearest_existing(tmp_path / "dangling" / "x") == tmp_path / "dangling"
+    monkeypatch.chdir(tmp_path)
+    assert nearest_existing(Path("missing") / "x") == Path(".")
 
 
 def test_a_config_naming_a_vanished_environment_is_one_line(tmp_path, capsys):

@@ -418,7 +418,7 @@ def test_from_run_errors_are_one_line(tmp_path, capsys):
     afile.write_text("mine\n")
     for out in (afile, afile / "below"):
         error = _one_line_error(capsys, ["--from-run", str(run), "--out-dir", str(out)])
-        assert f"{afile} is a file, not a folder" in error
+        assert f"{afile} is not a folder" in error
     assert afile.read_text() == "mine\n"
     deep = tmp_path / "deep"
     deep.mkdir()
@@ -473,5 +473,5 @@ def test_a_work_dir_or_out_dir_that_is_a_file_is_refused(tmp_path, capsys):
     base = ["--envs", "gym:Pendulum-v1", "--list"]
     for flag, other in (("--work-dir", "--out-dir"), ("--out-dir", "--work-dir")):
         argv = [*base, flag, str(afile), other, str(tmp_path / "x")]
-        assert f"{flag} {afile}: {afile} is a file" in _one_line_error(capsys, argv)
+        assert f"{flag} {afile}: {afile} is not a folder" in _one_line_error(capsys, argv)
     assert afile.read_text() == "mine\n"

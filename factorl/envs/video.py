@@ -27,7 +27,7 @@ import numpy as np
 
 from factorl.core.config import ConfigError, one_line
 from factorl.envs.host import ActionRepeat, DMCEnv, make_env
-from factorl.io.runfolder import TENSORBOARD_DIR, VIDEO_DIR
+from factorl.io.runfolder import TENSORBOARD_DIR, VIDEO_DIR, nearest_existing
 
 #: env id prefixes that render (host environments with a Gymnasium or dm_control renderer)
 VIDEO_PREFIXES = ("dmc:", "gym:")
@@ -158,7 +158,7 @@ def check_video_path(path: str | Path) -> None:
         raise VideoError(
             f"--video {path} is a folder; give a file path such as {path / 'clip.mp4'}"
         )
-    folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    folder = nearest_existing(path.parent)
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise VideoError(
             f"--video {path}: cannot write in {folder}; give a path in a writable folder"

@@ -29,6 +29,7 @@ import gymnasium
 import numpy as np
 
 from factorl.core.config import ConfigError
+from factorl.io.runfolder import nearest_existing
 
 INSTALL_HINT = 'pip install -c constraints.txt -e ".[datasets]"'
 
@@ -100,15 +101,12 @@ def check_new_dataset(name: str, *, overwrite: bool = False) -> Path:
     `overwrite`: writing through it would put the dataset somewhere else than the datasets
     folder, and replacing it would strand what it points to, so the user decides."""
     final = dataset_path(name)
-    for folder in (final.parent, *final.parent.parents):
-        # the nearest existing folder above the dataset is where its path will be made
-        if folder.exists() or folder.is_symlink():
-            if not folder.is_dir():
-                raise DatasetError(
-                    f"cannot write dataset {name}: {folder} is not a folder; move it aside, "
-                    "choose another name, or set MINARI_DATASETS_PATH to a folder"
-                )
-            break
+    folder = nearest_existing(final.parent)  # where the dataset's path will be made
+    if not folder.is_dir():
+        raise DatasetError(
+            f"cannot write dataset {name}: {folder} is not a folder; move it aside, "
+            "choose another name, or set MINARI_DATASETS_PATH to a folder"
+        )
     if final.is_symlink():
         raise DatasetError(
             f"cannot write dataset {name}: {final} is a symbolic link, which factorl neither "

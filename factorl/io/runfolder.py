@@ -53,6 +53,17 @@ def describe_os_error(error: OSError) -> str:
     return error.strerror or str(error)
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` or the nearest of its parents that is there (a link counts, a dangling one too):
+    where a write to `path` would have to make its missing folders. A relative path whose
+    parents are all missing ends at the current folder."""
+    path = Path(path)
+    for there in (path, *path.parents):
+        if there.exists() or there.is_symlink():
+            return there
+    return Path(".")
+
+
 class RunFolderLock:
     """Exclusive ownership of a run folder for as long as the lock is held."""
 
