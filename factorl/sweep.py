@@ -409,11 +409,8 @@ def summarise_run(run_dir: Path, command: str, seed: int | None = None) -> dict[
         if cfg.run.num_seeds > 1:
             raise SweepError(f"{run_dir} trained {cfg.run.num_seeds} seeds: name one")
         seed = cfg.run.seed
-    records = read_metrics(run_dir)
-    for record in records:
-        if not isinstance(record, dict):
-            _bad_record(run_dir, record, "is not a JSON object")
-    records = [r for r in records if r.get("seed", cfg.run.seed) == seed]
+    # read_metrics refuses a line that is not a JSON object
+    records = [r for r in read_metrics(run_dir) if r.get("seed", cfg.run.seed) == seed]
     for record in records:
         _check_record(run_dir, record)
     curve = [

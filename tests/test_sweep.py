@@ -389,6 +389,7 @@ def test_from_run_replaces_a_results_file_only_with_overwrite(tmp_path, capsys):
         ([_eval(150), {k: v for k, v in _eval(300).items() if k != "wall_time"}], "no wall_time"),
         ([{"event": "train", "env_step": 100, "wall_time": "x"}, _eval(300)], "wall_time"),
         ([{"event": "train", "env_step": 100}], "has no evaluation records for seed 0"),
+        ([_eval(150), [1, 2]], "metrics.jsonl"),
     ],
     ids=[
         "env-step",
@@ -400,6 +401,7 @@ def test_from_run_replaces_a_results_file_only_with_overwrite(tmp_path, capsys):
         "no-wall-time",
         "train-wall-time",
         "no-eval",
+        "not-an-object",
     ],
 )
 def test_from_run_refuses_a_record_report_would_refuse_and_writes_nothing(
