@@ -262,7 +262,8 @@ def collect(
     action plus Gaussian noise of std `noise` (default 0) in the environment's action units,
     clipped to the bounds. Resets are seeded from `seed` (default: the run's seed + 20000) and
     the episode index, the noise from `seed`, so a collection is reproducible. The agent is the
-    run's latest checkpoint, or `checkpoint` (an env step or a checkpoint folder, see
+    run's latest checkpoint (the new latest if a run still training deletes it as it is
+    read), or `checkpoint` (an env step or a checkpoint folder, see
     `checkpoint_path`). A host run (dmc:, gym:) plays its episodes one by one on its host
     environment; a device run (gymnax:, playground:) plays them side by side in its JAX
     environment, with its first seed's agent (`factorl.runners.device.record_device_episodes`).
@@ -301,31 +302,43 @@ def collect(
     datasets.check_new_dataset(out, overwrite=overwrite)
     cfg = load_config(run_dir)
     _refuse_multi_agent(cfg)
-    path = checkpoint_path(run_dir, checkpoint)
-    own = (Path(run_dir) / CHECKPOINT_DIR).resolve()
-    if path.resolve().parent != own:
-        # the dataset records run_dir as its source: another run's checkpoint would be
-        # recorded under the wrong run
-        raise ConfigError(
-            f"--checkpoint {checkpoint} is not one of {run_dir}'s checkpoints (those are in "
-            f"{own}); give one of them, or collect from the run it belongs to"
-        )
+    if checkpoint is None:
+
+        def at_checkpoint(use: Callable[[Path], Any]) -> Any:
+            return _from_latest(Path(run_dir), use)
+
+    else:
+        path = checkpoint_path(run_dir, checkpoint)
+        own = (Path(run_dir) / CHECKPOINT_DIR).resolve()
+        if path.resolve().parent != own:
+            # the dataset records run_dir as its source: another run's checkpoint would be
+            # recorded under the wrong run
+            raise ConfigError(
+                f"--checkpoint {checkpoint} is not one of {run_dir}'s checkpoints (those are in "
+                f"{own}); give one of them, or collect from the run it belongs to"
+            )
+
+        def at_checkpoint(use: Callable[[Path], Any]) -> Any:
+            return use(path)
+
     if replay:
-        return export_replay(run_dir, out, path, overwrite=overwrite)
+        return at_checkpoint(lambda path: export_replay(run_dir, out, path, overwrite=overwrite))
     seed = cfg.run.seed + 20_000 if seed is None else int(seed)
     if is_jax_env(cfg.env.id):
         obs_space, action_space = device_run_spaces(cfg)
         # the same reset seeds as a host collection's; here they key the whole episode
         seeds = [episode_seed(seed, COLLECT_STREAM, ep) for ep in range(episodes)]
-        # the checkpoint is verified once, as it is loaded
-        recorded, env_step = record_device_episodes(cfg, path, seeds, noise)
+        # the checkpoint is verified once, as it is loaded, before any episode is played
+        recorded, env_step = at_checkpoint(
+            lambda path: record_device_episodes(cfg, path, seeds, noise)
+        )
     else:
         env = env_or_config_error(cfg, seed)
         try:
             if isinstance(env.observation_space, gymnasium.spaces.Dict):
                 raise ConfigError(f"collect records single-agent runs; {cfg.env.id} is multi-agent")
             obs_space, action_space = env.observation_space, env.action_space
-            policy, ckpt_meta = _load_host_policy(cfg, path)
+            policy, ckpt_meta = at_checkpoint(lambda path: _load_host_policy(cfg, path))
             recorded = record_episodes(policy, env, episodes, noise, seed)
             env_step = ckpt_meta["env_step"]
         finally:

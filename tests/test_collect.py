@@ -352,6 +352,42 @@ def _device_replay(run_dir, step=None):
     return jax.tree_util.tree_unflatten(treedef, saved).replay
 
 
+def test_a_latest_checkpoint_deleted_while_collect_reads_it_gives_way_to_the_new_one(
+    decqn_run, tmp_path, monkeypatch
+):
+    """A run still training deletes the checkpoint collect had just picked as it writes the
+    next: collect reads the new latest, for episodes and for --replay alike."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(decqn_run, run_dir)
+    root = run_dir / "checkpoints"
+    real = {name: getattr(train_module, name) for name in ("_load_host_policy", "export_replay")}
+    seen = []
+
+    def racing(name):
+        def read(*args, **kwargs):
+            path = args[1] if name == "_load_host_policy" else args[2]
+            seen.append(path.name)
+            if path.name == "step_0000000300":  # the trainer moves on and prunes it
+                shutil.rmtree(path)
+                (root / "latest").write_text("step_0000000200")
+                raise train_module.ckpt.CheckpointError(f"{path} is not a checkpoint")
+            return real[name](*args, **kwargs)
+
+        return read
+
+    for name in real:
+        monkeypatch.setattr(train_module, name, racing(name))
+    assert collect(run_dir, "pendulum/raced-v0", episodes=1)["checkpoint_env_step"] == 200
+    assert seen == ["step_0000000300", "step_0000000200"]
+    shutil.copytree(decqn_run / "checkpoints" / "step_0000000300", root / "step_0000000300")
+    (root / "latest").write_text("step_0000000300")
+    seen.clear()
+    collect(run_dir, "pendulum/raced-replay-v0", replay=True)
+    assert seen == ["step_0000000300", "step_0000000200"]
+    meta = datasets.read_dataset("pendulum/raced-replay-v0").metadata
+    assert meta["checkpoint_env_step"] == 200
+
+
 def _expected_device_steps(replay, seed=0):
     """The steps one seed's flashbax replay holds, on its own terms: each environment's row
     rolled so that its oldest step (at current_index, once the row has wrapped) comes first,
