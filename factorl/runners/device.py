@@ -872,6 +872,7 @@ def _check_memory(program: Program, seeds: np.ndarray) -> None:
     """Refuse a run whose state (every seed's replay, parameters and environments, and the
     dataset buffer) is larger than the device's free memory, before allocating it: otherwise
     the allocation fails mid-way, or on a CPU the kernel kills the process without a word."""
+    # abstract, and jit keeps this trace for the call of program.init that follows
     shapes = [jax.eval_shape(program.init, seeds)]
     if program.empty_demos is not None:
         shapes.append(jax.eval_shape(program.empty_demos))
