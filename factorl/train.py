@@ -234,7 +234,10 @@ def record_episodes(
         while not done:
             action = np.asarray(policy(obs), np.float32)
             if noise > 0:
-                action = action + rng.normal(0.0, noise, action.shape).astype(np.float32)
+                # a noise beyond float32's range would overflow (and warn) in the cast; the
+                # bounds below clip it all the same
+                sample = np.clip(rng.normal(0.0, noise, action.shape), -1e30, 1e30)
+                action = action + sample.astype(np.float32)
             action = np.clip(action, low, high).astype(np.float32)
             obs, reward, terminated, truncated, _ = env.step(action)
             steps["observations"].append(np.asarray(obs, np.float32))

@@ -4,6 +4,7 @@ it) resumes exactly in either phase. Every test makes its own small datasets in 
 
 import contextlib
 import json
+import warnings
 
 import gymnasium as gym
 import h5py
@@ -119,6 +120,15 @@ def test_collect_writes_the_episodes_it_recorded(saved_run, demos):
         data.episodes[0]["observations"][0], data.episodes[1]["observations"][0]
     )
     assert 0.4 < np.std(noise) < 0.6 and abs(np.mean(noise)) < 0.1
+
+
+def test_noise_beyond_float32_puts_every_action_on_a_bound_without_a_warning(saved_run):
+    env = gym.make("Pendulum-v1", max_episode_steps=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (episode,) = record_episodes(load_agent(saved_run), env, 1, 1e308, 3)
+    assert np.isin(episode["actions"], (-2.0, 2.0)).all()
+    assert len(np.unique(episode["actions"])) == 2  # both bounds: the noise's sign is kept
 
 
 def test_collect_refuses_an_existing_name_unless_overwrite(saved_run, capsys):
