@@ -24,6 +24,7 @@ import tyro
 
 from factorl.agents import ALGORITHMS, get_algorithm
 from factorl.core.config import (
+    MAX_EPISODES,
     SEED_MAX,
     Config,
     ConfigError,
@@ -278,7 +279,9 @@ def cmd_eval(argv: Sequence[str]) -> int:
         prog="factorl eval", description="Evaluate the greedy policy of a saved run."
     )
     parser.add_argument("run_dir", help="a run folder written by 'factorl train'")
-    parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    parser.add_argument(
+        "--episodes", type=int, default=10, help="episodes to run (default 10, at most 100,000)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="evaluation seed")
     parser.add_argument(
         "--video",
@@ -295,8 +298,8 @@ def cmd_eval(argv: Sequence[str]) -> int:
     )
     _add_import(parser)
     args = parser.parse_args(argv)
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    if not 1 <= args.episodes <= MAX_EPISODES:
+        raise ConfigError(f"--episodes must be in [1, {MAX_EPISODES:,}], got {args.episodes}")
     if not 1 <= args.video_episodes <= args.episodes:
         raise ConfigError(
             f"--video-episodes must be in [1, --episodes {args.episodes}], "

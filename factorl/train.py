@@ -17,7 +17,7 @@ import gymnasium
 import jax
 import numpy as np
 
-from factorl.core.config import Config, ConfigError, build_config
+from factorl.core.config import MAX_EPISODES, Config, ConfigError, build_config
 from factorl.envs.marl import is_marl_env
 from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
@@ -190,6 +190,8 @@ def evaluate(
     With `video` (a host run: dmc:, gym:), the first `video_episodes` of those episodes, with the
     same seeds, are also rendered into that MP4 file (`video_returns` repeats their returns);
     whether it can be made is checked before anything runs (see factorl.envs.video)."""
+    if int(episodes) != episodes or not 1 <= episodes <= MAX_EPISODES:
+        raise ConfigError(f"episodes must be an integer in [1, {MAX_EPISODES:,}], got {episodes!r}")
     cfg = load_config(run_dir)
     video_env = None
     if video is not None:
@@ -296,8 +298,10 @@ def collect(
                 "give --episodes N, the episodes to record (or --replay, to export the replay "
                 "buffer a checkpoint stores)"
             )
-        if int(episodes) != episodes or episodes < 1:
-            raise ConfigError(f"--episodes must be an integer >= 1, got {episodes!r}")
+        if int(episodes) != episodes or not 1 <= episodes <= MAX_EPISODES:
+            raise ConfigError(
+                f"--episodes must be an integer in [1, {MAX_EPISODES:,}], got {episodes!r}"
+            )
         noise = 0.0 if noise is None else noise
         if not (math.isfinite(noise) and noise >= 0):
             raise ConfigError(f"--noise must be a finite number >= 0, got {noise!r}")

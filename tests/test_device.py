@@ -186,6 +186,21 @@ def test_a_device_run_loads_as_a_policy_and_evaluates(tmp_path):
     assert len(report["returns"]) == 6 and len(report["per_seed_mean"]) == 2 and report["finite"]
 
 
+def test_evaluations_larger_than_free_memory_are_refused_before_they_run(tmp_path, monkeypatch):
+    """Evaluation environments run side by side: a run's (`runner.eval_episodes`) and a saved
+    run's (`eval --episodes`) count against free memory as the run's state does. Pendulum's
+    state here is well under 2 MB, 100,000 episodes for each of two seeds well over."""
+    run_dir = train(_device_config(tmp_path / "run")).run_dir
+    monkeypatch.setattr(device, "available_memory_bytes", lambda: 2 * 10**6)
+    assert evaluate(run_dir, episodes=3)["finite"]
+    with pytest.raises(ConfigError, match=r"100000 episodes side by side per seed need 0\.\d+ GiB"):
+        evaluate(run_dir, episodes=100_000)
+    big = _device_config(tmp_path / "big", overrides={"runner.eval_episodes": 100_000})
+    with pytest.raises(ConfigError, match=r"evaluations \(100000 episodes side by side per seed"):
+        train(big)
+    assert not (tmp_path / "big" / "metrics.jsonl").exists()
+
+
 def test_device_runner_errors_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"run\.num_seeds"):
         train(make_config("decqn", {"run.num_seeds": 2, "run.dir": str(tmp_path / "b")}))
@@ -201,7 +216,7 @@ def test_device_runner_errors_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"holds at most 2,147,483,647 steps"):
         train(_device_config(tmp_path, overrides={"replay.capacity": 10**15}))
     monkeypatch.setattr(device, "available_memory_bytes", lambda: 10**6)
-    with pytest.raises(ConfigError, match=r"needs 0\.\d GiB but 0\.0 GiB of cpu memory is free"):
+    with pytest.raises(ConfigError, match=r"need 0\.\d GiB but 0\.0 GiB of cpu memory is free"):
         train(_device_config(tmp_path, overrides={"replay.capacity": 100_000}))
     assert not (tmp_path / "metrics.jsonl").exists()
 

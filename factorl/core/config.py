@@ -25,6 +25,8 @@ from typing import Any
 
 #: seeds go to NumPy's RandomState (env seed + 1 included) and JAX keys: 31 bits fit them all
 SEED_MAX = 2**31 - 2
+#: episodes of one evaluation or collection: far beyond any protocol's, short of a typo's
+MAX_EPISODES = 100_000
 
 
 class ConfigError(ValueError):
@@ -221,7 +223,7 @@ class RunnerSettings:
     """The training loop's evaluation, logging and checkpoints."""
 
     eval_every: int = option(10_000, "evaluate the greedy policy every N env steps", low=1)
-    eval_episodes: int = option(5, "episodes per evaluation", low=1)
+    eval_episodes: int = option(5, "episodes per evaluation", low=1, high=MAX_EPISODES)
     log_every: int = option(1_000, "write a metrics record every N env steps", low=1)
     checkpoint_every: int = option(50_000, "save a checkpoint every N env steps", low=1)
     checkpoint_minutes: float = option(

@@ -618,7 +618,7 @@ class DeviceTrainer(RunSession):
         self._program = program
         self.reports_wins = bool(getattr(self.env.spec, "reports_wins", False))
         self.seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
-        _check_memory(program, self.seeds)
+        _check_memory(program, self.seeds, cfg.runner.eval_episodes)
         self.state = program.init(self.seeds)
         self.shared_demos = None  # the dataset buffer every seed reads
         if self.dataset is not None:
@@ -859,30 +859,62 @@ def _load_run(cfg: Config, checkpoint: Path, episodes: int | None) -> tuple[Prog
         cfg = replace(cfg, runner=replace(cfg.runner, eval_episodes=episodes))
     program = _compiled_program(cfg, _saved_dataset_steps(checkpoint))
     seeds = np.arange(cfg.run.seed, cfg.run.seed + cfg.run.num_seeds, dtype=np.int32)
-    template = _checkpoint_template(program, jax.eval_shape(program.init, seeds), checkpoint)
+    init_shapes = jax.eval_shape(program.init, seeds)
+    template = _checkpoint_template(program, init_shapes, checkpoint)
     leaves, treedef = jax.tree_util.tree_flatten(template)
     saved, _, meta = ckpt.load_checkpoint(checkpoint, leaves)
     if meta.get("runner") != "device":
         raise ckpt.CheckpointError(f"{checkpoint} was not written by the device runner")
+    if episodes is not None:
+        _check_evaluation_memory(init_shapes, episodes)
     state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in saved])
     return program, _in_current_layout(program, state)
 
 
-def _check_memory(program: Program, seeds: np.ndarray) -> None:
+def _bytes(tree: Any) -> int:
+    return sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(tree))
+
+
+def _evaluation_bytes(init_shapes: RunnerState, episodes: int) -> int:
+    """What an evaluation of `episodes` episodes per seed holds beyond the run's state: that
+    many environments side by side per seed, sized from the run's own environments."""
+    seeds, envs = init_shapes.episode_return.shape
+    per_env = _bytes((init_shapes.env_state, init_shapes.obs)) / (seeds * envs)
+    return int(per_env * seeds * episodes)
+
+
+def _check_memory(program: Program, seeds: np.ndarray, eval_episodes: int) -> None:
     """Refuse a run whose state (every seed's replay, parameters and environments, and the
-    dataset buffer) is larger than the device's free memory, before allocating it: otherwise
-    the allocation fails mid-way, or on a CPU the kernel kills the process without a word."""
+    dataset buffer) and evaluation environments are larger than the device's free memory,
+    before allocating them: otherwise the allocation fails mid-way, or on a CPU the kernel
+    kills the process without a word."""
     # abstract, and jit keeps this trace for the call of program.init that follows
-    shapes = [jax.eval_shape(program.init, seeds)]
-    if program.empty_demos is not None:
-        shapes.append(jax.eval_shape(program.empty_demos))
-    needed = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
+    init = jax.eval_shape(program.init, seeds)
+    state = _bytes(init) + (
+        0 if program.empty_demos is None else _bytes(jax.eval_shape(program.empty_demos))
+    )
+    evaluation = _evaluation_bytes(init, eval_episodes)
+    available = _free_device_memory()
+    if available is not None and state + evaluation > available:
+        raise ConfigError(
+            f"the run's state ({len(seeds)} seeds' replay buffers, networks and environments) "
+            f"and its evaluations ({eval_episodes} episodes side by side per seed) need "
+            f"{(state + evaluation) / 2**30:.1f} GiB but {available / 2**30:.1f} GiB of "
+            f"{jax.default_backend()} memory is free; lower replay.capacity, "
+            "runner.eval_episodes or run.num_seeds"
+        )
+
+
+def _check_evaluation_memory(init_shapes: RunnerState, episodes: int) -> None:
+    """Refuse an evaluation of a saved run whose environments, `episodes` side by side per
+    seed, are larger than the device's free memory (after its agents are loaded)."""
+    needed = _evaluation_bytes(init_shapes, episodes)
     available = _free_device_memory()
     if available is not None and needed > available:
         raise ConfigError(
-            f"the run's state ({len(seeds)} seeds' replay buffers, networks and environments) "
-            f"needs {needed / 2**30:.1f} GiB but {available / 2**30:.1f} GiB of "
-            f"{jax.default_backend()} memory is free; lower replay.capacity or run.num_seeds"
+            f"{episodes} episodes side by side per seed need {needed / 2**30:.1f} GiB but "
+            f"{available / 2**30:.1f} GiB of {jax.default_backend()} memory is free; lower "
+            "--episodes"
         )
 
 
