@@ -296,8 +296,13 @@ def cmd_eval(argv: Sequence[str]) -> int:
         metavar="N",
         help="episodes in the video, the evaluation's first N (default 1)",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the file at --video if there is one"
+    )
     _add_import(parser)
     args = parser.parse_args(argv)
+    if args.overwrite and args.video is None:
+        raise ConfigError("--overwrite replaces an existing --video file; give --video PATH")
     if not 1 <= args.episodes <= MAX_EPISODES:
         raise ConfigError(f"--episodes must be in [1, {MAX_EPISODES:,}], got {args.episodes}")
     if not 1 <= args.video_episodes <= args.episodes:
@@ -314,6 +319,7 @@ def cmd_eval(argv: Sequence[str]) -> int:
         seed=args.seed,
         video=args.video,
         video_episodes=args.video_episodes,
+        overwrite=args.overwrite,
     )
     print(json.dumps(result))
     return 0

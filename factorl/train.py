@@ -183,13 +183,15 @@ def evaluate(
     *,
     video: str | Path | None = None,
     video_episodes: int = 1,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a saved agent greedily; returns mean/std/returns (a device run: `episodes` for
     each of its seeds, run side by side, with `per_seed_mean`).
 
     With `video` (a host run: dmc:, gym:), the first `video_episodes` of those episodes, with the
     same seeds, are also rendered into that MP4 file (`video_returns` repeats their returns);
-    whether it can be made is checked before anything runs (see factorl.envs.video)."""
+    whether it can be made is checked before anything runs (see factorl.envs.video), and a file
+    already there is replaced only with `overwrite`."""
     if int(episodes) != episodes or not 1 <= episodes <= MAX_EPISODES:
         raise ConfigError(f"episodes must be an integer in [1, {MAX_EPISODES:,}], got {episodes!r}")
     cfg = load_config(run_dir)
@@ -199,7 +201,7 @@ def evaluate(
 
         if not 1 <= video_episodes <= episodes:
             raise ConfigError(f"video_episodes must be in [1, episodes={episodes}]")
-        check_video_path(video)
+        check_video_path(video, overwrite=overwrite)
         video_env = check_video(cfg.env.id, cfg.env.action_repeat)
         try:
             policy = load_agent(run_dir)

@@ -100,6 +100,17 @@ def test_eval_video_is_the_evaluations_first_episodes(runs, tmp_path, capsys):
                  "--video-episodes", "3"]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert err == "factorl: error: --video-episodes must be in [1, --episodes 2], got 3"
+    # an existing video is replaced only when asked
+    out.write_bytes(b"mine")
+    assert main(["eval", str(run), "--episodes", "1", "--video", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"factorl: error: --video {out} exists already; give another path, or add " \
+        "--overwrite to replace it"  # fmt: skip
+    assert out.read_bytes() == b"mine"
+    assert main(["eval", str(run), "--episodes", "1", "--video", str(out), "--overwrite"]) == 0
+    assert read_video(out) == (PENDULUM_FRAMES, PENDULUM_SIZE)
+    assert main(["eval", str(run), "--overwrite"]) == 2
+    assert "give --video PATH" in capsys.readouterr().err
 
 
 def test_a_video_path_that_cannot_be_written_is_one_line_before_any_episode(runs, tmp_path, capsys):

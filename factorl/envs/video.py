@@ -150,13 +150,18 @@ def render_frame(env: gymnasium.Env, env_id: str) -> np.ndarray:
     return np.ascontiguousarray(frame, dtype=np.uint8)
 
 
-def check_video_path(path: str | Path) -> None:
+def check_video_path(path: str | Path, *, overwrite: bool = False) -> None:
     """A one-line VideoError where an MP4 cannot be written at `path` (a folder there, or a
-    folder that cannot hold it), checked before any episode is played."""
+    folder that cannot hold it) or would replace a file without `overwrite`, checked before any
+    episode is played."""
     path = Path(path)
     if path.is_dir():
         raise VideoError(
             f"--video {path} is a folder; give a file path such as {path / 'clip.mp4'}"
+        )
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise VideoError(
+            f"--video {path} exists already; give another path, or add --overwrite to replace it"
         )
     folder = nearest_existing(path.parent)
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
