@@ -38,6 +38,7 @@ from factorl.core.config import (
 )
 from factorl.envs.host import import_env_modules
 from factorl.io.checkpoint import CheckpointError
+from factorl.io.logging import json_safe
 from factorl.io.runfolder import RunFolderError
 from factorl.presets import PRESETS, preset_settings
 from factorl.train import (
@@ -267,7 +268,7 @@ def cmd_train(argv: Sequence[str]) -> int:
         "last_eval_return": result.last_eval_return,
         "status": result.status,
     }
-    print(json.dumps(summary))
+    print(json.dumps(json_safe(summary)))
     if result.status != "interrupted":
         return 0
     # the shell's codes for a process ended by that signal, as schedulers expect
@@ -321,7 +322,7 @@ def cmd_eval(argv: Sequence[str]) -> int:
         video_episodes=args.video_episodes,
         overwrite=args.overwrite,
     )
-    print(json.dumps(result))
+    print(json.dumps(json_safe(result)))
     return 0
 
 
@@ -382,7 +383,7 @@ def cmd_collect(argv: Sequence[str]) -> int:
         replay=args.replay,
         overwrite=args.overwrite,
     )
-    print(json.dumps(result))
+    print(json.dumps(json_safe(result)))
     return 0
 
 

@@ -1,11 +1,15 @@
 """The training loop: its records, resume without replay, loading agents, and stopping safely
 (determinism, exact resume and compile-once for every algorithm: test_contract.py)."""
 
+import json
+import math
+
 import jax
 import numpy as np
 import pytest
 from conftest import tiny_config
 
+from factorl.cli import main
 from factorl.core.config import ConfigError
 from factorl.io import checkpoint as ckpt
 from factorl.io.logging import read_metrics
@@ -65,6 +69,32 @@ def test_nan_observation_stops_with_a_checkpoint(tmp_path):
     path = ckpt.latest_checkpoint(tmp_path / "nan" / "checkpoints")
     assert path.name == "step_0000000249"
     assert ckpt.read_meta(path)["env_step"] == 249
+
+
+def test_a_nan_in_an_evaluation_stops_training_and_eval_reports_it(tmp_path, capsys):
+    """The evaluation environment's 250th step is NaN: in the second episode of the first
+    evaluation (two 200-step episodes), while the training environment is at step 100."""
+    overrides = {
+        "env.id": "gym:FactorlTestNan-v0",
+        "runner.eval_every": 100,
+        "runner.eval_episodes": 2,
+        "runner.checkpoint_every": 50,
+    }
+    cfg = tiny_config(tmp_path / "run", steps=300, overrides=overrides)
+    with pytest.raises(TrainingStopped, match="evaluation episode at env step 100 has a non-fin"):
+        train(cfg)
+    evals = [r for r in read_metrics(tmp_path / "run") if r.get("event") == "eval"]
+    assert evals == []  # nothing recorded of it
+    latest = ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert latest.name == "step_0000000050"
+    with pytest.raises(TrainingStopped, match=f"stopped, the latest checkpoint is {latest}$"):
+        train(cfg, resume=tmp_path / "run")  # the same evaluation, the same NaN
+    report = evaluate(tmp_path / "run", episodes=2)
+    assert not report["finite"] and math.isnan(report["returns"][1])
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    strict = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in {line}"))
+    assert strict["returns"][1] == "nan" and strict["finite"] is False
 
 
 def test_nan_loss_stops_on_the_last_good_state(tmp_path):

@@ -87,9 +87,16 @@ def _is_record(record: Any) -> bool:
     return all(type(c) is int for c in counters) and isinstance(record.get("event", ""), str)
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float, however deeply nested, written as a string ("nan",
+    "inf"): JSON has no NaN or Infinity, and strict readers refuse Python's spelling of them,
+    while a string keeps them visible."""
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN/Inf; keep them visible as strings
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -321,7 +328,7 @@ class RunLogger:
 
     def record(self, record: dict[str, Any]) -> None:
         """Append one record to metrics.jsonl and TensorBoard; never raises on a write error."""
-        record = {k: _clean(v) for k, v in record.items()}
+        record = json_safe(record)
         self._write_metrics(record)
         if self._tb is not None:
             _, step, named = _named_scalars(record)

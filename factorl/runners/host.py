@@ -140,7 +140,9 @@ def _set_env_obs(obs: Any, i: int, value: Any) -> None:
 def run_episodes(
     agent, state, env, seed: int, index: tuple[int, ...], episodes: int, stream: int = EVAL_STREAM
 ) -> list[float]:
-    """Greedy returns of `episodes` episodes with reproducible resets."""
+    """Greedy returns of `episodes` episodes with reproducible resets. An episode whose
+    environment returns a non-finite observation or reward ends there with return NaN, which
+    `factorl eval` reports as not finite and training stops on."""
     returns = []
     state = agent.with_num_envs(state, 1)
     for ep in range(episodes):
@@ -151,6 +153,9 @@ def run_episodes(
             action, state = agent.act(state, _obs_map(lambda x: np.asarray(x)[None], obs), step,
                                       "greedy")  # fmt: skip
             obs, reward, terminated, truncated, _ = env.step(action[0])
+            if not _finite(obs, np.asarray(reward)):
+                total = float("nan")
+                break
             total += float(reward)
             done = terminated or truncated
             step += 1

@@ -487,6 +487,15 @@ class RunSession:
         index = loop.env_step if final else loop.eval_round
         returns, won = self._eval_episodes(stream, index)
         returns = np.asarray(returns, np.float64)
+        if not np.isfinite(returns).all():
+            # as for a non-finite training step: stop at once. This evaluation comes in the
+            # middle of a step, so the latest checkpoint is the state to go on from
+            latest = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
+            where = f"the latest checkpoint is {latest}" if latest else "there is no checkpoint"
+            raise TrainingStopped(
+                f"an evaluation episode at env step {loop.env_step} has a non-finite return (the "
+                f"environment returned a non-finite reward); stopped, {where}"
+            )
         if not final:
             loop.eval_round += 1
         self._evaluated_at = loop.env_step
