@@ -395,10 +395,10 @@ def _check_env(env_id: str) -> None:
 
 
 # ---------------------------------------------------------------------------- results and runs
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any, *, replace: bool = True) -> None:
     """Write `data` atomically at the indent the committed results/learning files use: a reader,
-    or a restarted sweep, finds the whole file or none."""
-    ckpt.write_json(path, data, indent=1)
+    or a restarted sweep, finds the whole file or none (see `ckpt.write_json` for `replace`)."""
+    ckpt.write_json(path, data, indent=1, replace=replace)
 
 
 def summarise_run(run_dir: Path, command: str, seed: int | None = None) -> dict[str, Any]:
@@ -527,18 +527,25 @@ def summarise_folder(
         found.append((out_dir / (run_name(data["algo"], data["env"], seed) + ".json"), data))
     there = [path for path, _ in found if path.exists() or path.is_symlink()]
     if there and not overwrite:
-        raise SweepError(
-            f"{there[0]} exists already (a sweep's finished trial?); remove it, choose another "
-            "--out-dir, or add --overwrite to replace it"
-        )
+        _exists_already(there[0])
     written = []
     for path, data in found:
         try:
-            write_json(path, data)
+            # without --overwrite, a file that appeared since the check above is not replaced
+            write_json(path, data, replace=overwrite)
+        except FileExistsError:
+            _exists_already(path)
         except OSError as e:
             raise SweepError(f"cannot write {path} ({describe_os_error(e)})") from None
         written.append(path)
     return written
+
+
+def _exists_already(path: Path) -> NoReturn:
+    raise SweepError(
+        f"{path} exists already (a sweep's finished trial?); remove it, choose another "
+        "--out-dir, or add --overwrite to replace it"
+    )
 
 
 def result_paths(trial: Trial, settings: Settings) -> list[Path]:

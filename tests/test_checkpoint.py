@@ -165,6 +165,25 @@ def test_a_run_checkpointed_in_format_2_resumes_as_if_never_stopped(tmp_path, mo
     load_agent(tmp_path / "split")
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_write_json_without_replace_never_replaces_a_file(tmp_path, monkeypatch, hard_links):
+    if not hard_links:  # a filesystem without them: the check-then-rename fallback
+
+        def no_link(src, dst):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(ckpt.os, "link", no_link)
+    path = tmp_path / "result.json"
+    ckpt.write_json(path, {"a": 1}, replace=False)
+    assert json.loads(path.read_text()) == {"a": 1}
+    with pytest.raises(FileExistsError):
+        ckpt.write_json(path, {"a": 2}, replace=False)
+    assert json.loads(path.read_text()) == {"a": 1}
+    ckpt.write_json(path, {"a": 3})
+    assert json.loads(path.read_text()) == {"a": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]  # no temporary left
+
+
 def test_keeps_only_recent_checkpoints_and_latest_pointer(tmp_path):
     for step in (10, 20, 30):
         _save(tmp_path, step, keep=2)

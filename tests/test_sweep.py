@@ -369,6 +369,20 @@ def test_from_run_replaces_a_results_file_only_with_overwrite(tmp_path, capsys):
     assert main(["sweep", *again, "--overwrite"]) == 0
     assert json.loads(path.read_text())["command"] == "second"
     assert sorted(os.listdir(out)) == [path.name]  # (written atomically: no temporary left)
+    # a file that appears between the check and the write is not replaced either
+    later = tmp_path / "later"
+    real_write = sweep.write_json
+
+    def another_writer_first(path, data, **kwargs):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("theirs\n")
+        real_write(path, data, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sweep, "write_json", another_writer_first)
+        error = _one_line_error(capsys, [*again[:3], str(later), *again[4:]])
+    assert "exists already" in error and "--overwrite" in error
+    assert [p.read_text() for p in later.iterdir()] == ["theirs\n"]
     # a sweep never replaces results: --overwrite is --from-run's alone
     base = ["--envs", "gym:Pendulum-v1", "--work-dir", str(tmp_path / "runs")]
     assert "--overwrite is for --from-run" in _one_line_error(

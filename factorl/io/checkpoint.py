@@ -28,6 +28,7 @@ outside it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -82,8 +83,9 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see either the old content or the new, never a mix."""
+def atomic_write_bytes(path: Path, data: bytes, *, replace: bool = True) -> None:
+    """Write a file so that readers see either the old content or the new, never a mix. With
+    `replace` False, a FileExistsError if anything is at `path`, however late it came."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -91,24 +93,41 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_if_absent(tmp, path)
+    finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
     _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def _link_if_absent(tmp: Path, path: Path) -> None:
+    """`tmp` at `path` only if nothing is there: a hard link is made or refused in one step, so
+    no writer slips in between a check and the write."""
+    try:
+        os.link(tmp, path)
+    except OSError as e:
+        # a filesystem without hard links: check, then rename (a window, but a narrow one)
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(tmp, path)
 
 
-def write_json(path: Path, data: Any, *, indent: int = 2) -> None:
+def atomic_write_text(path: Path, text: str, *, replace: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), replace=replace)
+
+
+def write_json(path: Path, data: Any, *, indent: int = 2, replace: bool = True) -> None:
     """`data` as JSON at `path`, atomically (its folder made if missing): a reader, or a writer
-    cut off mid-write, finds the previous file or the new one, never part of one."""
+    cut off mid-write, finds the previous file or the new one, never part of one. With
+    `replace` False, a FileExistsError if anything is at `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=indent) + "\n", replace=replace)
 
 
 def _sha256(path: Path) -> str:
