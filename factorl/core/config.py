@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import re
@@ -97,10 +98,16 @@ def _describe_range(meta: dict[str, Any]) -> str:
     return " and ".join(parts) if parts else "any value"
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    # resolving a class's string annotations is slow, and every config validation asks
+    return typing.get_type_hints(cls)
+
+
 def field_type(cls: type, name: str, keep_none: bool = False) -> Any:
     """The concrete type of a dataclass field (resolving `from __future__` annotations); an
     optional field's type without None unless `keep_none`."""
-    hint = typing.get_type_hints(cls)[name]
+    hint = _type_hints(cls)[name]
     if keep_none:
         return hint
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
