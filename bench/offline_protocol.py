@@ -368,10 +368,15 @@ def sweep_commands(env: str, made: dict[str, dict[str, Any]], args: argparse.Nam
 # ---------------------------------------------------------------------------------- 5. the table
 def offline_eval(result: dict[str, Any]) -> float | None:
     """The greedy evaluation at the end of the offline phase: the results file's curve point
-    tagged "phase": "offline" (at env step 0)."""
-    for point in result["curve"]:
+    tagged "phase": "offline" (at env step 0); in files written before that tag, the
+    evaluation at env step 0 of a run with offline steps (the committed Pendulum trials)."""
+    curve = result["curve"]
+    for point in curve:
         if point.get("phase") == "offline":
             return float(point["eval_return"])
+    offline_steps = (result.get("config", {}).get("data") or {}).get("offline_steps")
+    if offline_steps and curve and curve[0]["env_step"] == 0:
+        return float(curve[0]["eval_return"])
     return None
 
 
