@@ -285,6 +285,13 @@ def cmd_eval(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--seed", type=int, default=None, help="evaluation seed")
     parser.add_argument(
+        "--checkpoint",
+        metavar="STEP_OR_PATH",
+        default=None,
+        help="evaluate this checkpoint of the run instead of the latest: an env step (40000: "
+        "RUN_DIR/checkpoints/step_0000040000) or one of its checkpoint folders",
+    )
+    parser.add_argument(
         "--video",
         metavar="PATH",
         help="also write the first --video-episodes of these episodes as an MP4 to PATH (dmc: and "
@@ -318,6 +325,7 @@ def cmd_eval(argv: Sequence[str]) -> int:
         args.run_dir,
         episodes=args.episodes,
         seed=args.seed,
+        checkpoint=args.checkpoint,
         video=args.video,
         video_episodes=args.video_episodes,
         overwrite=args.overwrite,

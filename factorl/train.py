@@ -147,6 +147,19 @@ def _load_host_policy(cfg: Config, path: Path) -> tuple[Policy, dict[str, Any]]:
     return Policy(cfg, agent, state), meta
 
 
+def own_checkpoint(run_dir: str | Path, checkpoint: str | int | Path) -> Path:
+    """`checkpoint_path`, refusing a checkpoint folder of another run in one line: its agent
+    would be taken for this run's (evaluated or recorded with this run's config)."""
+    path = checkpoint_path(run_dir, checkpoint)
+    own = (Path(run_dir) / CHECKPOINT_DIR).resolve()
+    if path.resolve().parent != own:
+        raise ConfigError(
+            f"--checkpoint {checkpoint} is not one of {run_dir}'s checkpoints (those are in "
+            f"{own}); give one of them, or use the run it belongs to"
+        )
+    return path
+
+
 def checkpoint_path(run_dir: str | Path, checkpoint: str | int | Path | None = None) -> Path:
     """The checkpoint folder `checkpoint` names in run `run_dir`: None, the latest; an env step
     (40000, or "40000"), RUN_DIR/checkpoints/step_0000040000; anything else, a path to a
@@ -181,12 +194,15 @@ def evaluate(
     episodes: int = 10,
     seed: int | None = None,
     *,
+    checkpoint: str | int | Path | None = None,
     video: str | Path | None = None,
     video_episodes: int = 1,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a saved agent greedily; returns mean/std/returns (a device run: `episodes` for
-    each of its seeds, run side by side, with `per_seed_mean`).
+    each of its seeds, run side by side, with `per_seed_mean`). The agent is the run's latest
+    checkpoint, or `checkpoint` (an env step or one of the run's checkpoint folders, see
+    `checkpoint_path`).
 
     With `video` (a host run: dmc:, gym:), the first `video_episodes` of those episodes, with the
     same seeds, are also rendered into that MP4 file (`video_returns` repeats their returns);
@@ -195,6 +211,7 @@ def evaluate(
     if int(episodes) != episodes or not 1 <= episodes <= MAX_EPISODES:
         raise ConfigError(f"episodes must be an integer in [1, {MAX_EPISODES:,}], got {episodes!r}")
     cfg = load_config(run_dir)
+    path = None if checkpoint is None else own_checkpoint(run_dir, checkpoint)
     video_env = None
     if video is not None:
         from factorl.envs.video import check_video, check_video_path
@@ -204,14 +221,14 @@ def evaluate(
         check_video_path(video, overwrite=overwrite)
         video_env = check_video(cfg.env.id, cfg.env.action_repeat)
         try:
-            policy = load_agent(run_dir)
-            result = _evaluate(run_dir, cfg, episodes, seed, policy)
+            policy = load_agent(run_dir, path)
+            result = _evaluate(run_dir, cfg, episodes, seed, policy=policy)
             seed = cfg.run.seed + 10_000 if seed is None else seed  # as _evaluate's
             made = _record_video(policy, seed, video_env, video, video_episodes)
         finally:
             video_env.close()
         return {**result, **made}
-    return _evaluate(run_dir, cfg, episodes, seed)
+    return _evaluate(run_dir, cfg, episodes, seed, path=path)
 
 
 #: `episode_seed` stream of the episodes `collect` records (0-4 are the runners')
@@ -317,15 +334,9 @@ def collect(
             return _from_latest(Path(run_dir), use)
 
     else:
-        path = checkpoint_path(run_dir, checkpoint)
-        own = (Path(run_dir) / CHECKPOINT_DIR).resolve()
-        if path.resolve().parent != own:
-            # the dataset records run_dir as its source: another run's checkpoint would be
-            # recorded under the wrong run
-            raise ConfigError(
-                f"--checkpoint {checkpoint} is not one of {run_dir}'s checkpoints (those are in "
-                f"{own}); give one of them, or collect from the run it belongs to"
-            )
+        # the dataset records run_dir as its source: another run's checkpoint would be
+        # recorded under the wrong run
+        path = own_checkpoint(run_dir, checkpoint)
 
         def at_checkpoint(use: Callable[[Path], Any]) -> Any:
             return use(path)
@@ -536,14 +547,23 @@ def _record_video(policy: Policy, seed: int, env, path, episodes: int) -> dict[s
 
 
 def _evaluate(
-    run_dir, cfg: Config, episodes: int, seed: int | None, policy: Policy | None = None
+    run_dir,
+    cfg: Config,
+    episodes: int,
+    seed: int | None,
+    *,
+    policy: Policy | None = None,
+    path: Path | None = None,
 ) -> dict[str, Any]:
+    """`evaluate` without a video: of `policy`, else of checkpoint `path`, else of the latest."""
     if is_jax_env(cfg.env.id):
         seed = cfg.run.seed + 10_000 if seed is None else seed
-        return _from_latest(
-            Path(run_dir), lambda path: evaluate_device_run(cfg, path, episodes, seed)
-        )
-    policy = policy or load_agent(run_dir)
+
+        def on_device(path: Path) -> dict[str, Any]:
+            return evaluate_device_run(cfg, path, episodes, seed)
+
+        return on_device(path) if path else _from_latest(Path(run_dir), on_device)
+    policy = policy or load_agent(run_dir, path)
     cfg = policy.config
     env = env_or_config_error(cfg)
     seed = cfg.run.seed + 10_000 if seed is None else seed

@@ -21,6 +21,7 @@ from factorl.runners import device
 from factorl.train import (
     checkpoint_path,
     collect,
+    evaluate,
     load_agent,
     load_config,
     make_config,
@@ -514,3 +515,28 @@ def test_device_replay_of_an_earlier_checkpoint(device_run, capsys):
     # each environment's first 100 steps: an episode in progress, cut there
     assert [len(e["actions"]) for e in data.episodes] == [100, 100]
     assert data.episodes[0]["truncations"].tolist() == [False] * 99 + [True]
+
+
+# --------------------------------------------------------------------------- eval --checkpoint
+def test_eval_checkpoint_evaluates_that_checkpoint_of_a_host_or_device_run(
+    decqn_run, device_run, tmp_path, capsys
+):
+    for run, early, last in ((decqn_run, 100, 300), (device_run, 200, 600)):
+        latest = evaluate(run, episodes=2)
+        at_early = evaluate(run, episodes=2, checkpoint=early)
+        folder = run / "checkpoints" / f"step_{early:010d}"
+        assert evaluate(run, episodes=2, checkpoint=str(folder)) == at_early
+        assert evaluate(run, episodes=2, checkpoint=last) == latest
+        assert at_early["returns"] != latest["returns"]  # 200 or 400 steps of learning apart
+        assert main(["eval", str(run), "--episodes", "2", "--checkpoint", str(early)]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == at_early
+    # one that is not there, or another run's: one line each, nothing evaluated
+    other = tmp_path / "other" / "checkpoints" / "step_0000000100"
+    shutil.copytree(decqn_run / "checkpoints" / "step_0000000100", other)
+    for given, message in (
+        ("150", "has no checkpoint at env step 150 (its checkpoints' env steps: 100, 200, 300)"),
+        (str(other), "is not one of"),
+    ):
+        assert main(["eval", str(decqn_run), "--checkpoint", given]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and message in err, err
