@@ -75,11 +75,13 @@ def train(
 
 # ------------------------------------------------------------------------------------- using agents
 class Policy:
-    """A trained agent as a function of observations: `policy(obs) -> action` (greedy)."""
+    """A trained agent as a function of observations: `policy(obs) -> action` (greedy).
+    `env_step` is that of the checkpoint it was loaded from."""
 
-    def __init__(self, config: Config, agent, state) -> None:
+    def __init__(self, config: Config, agent, state, env_step: int | None = None) -> None:
         self.config, self.agent = config, agent
         self.state = agent.with_num_envs(state, 1)
+        self.env_step = env_step
         self._step = 0
 
     def reset(self) -> None:
@@ -130,7 +132,8 @@ def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pol
     def load(path: Path) -> Policy:
         if is_jax_env(cfg.env.id):  # the first seed's agent of a device run
             agent, _, states = load_device_run(cfg, path)
-            return Policy(cfg, agent, jax.tree_util.tree_map(lambda x: x[0], states))
+            env_step = int(ckpt.read_meta(path)["env_step"])
+            return Policy(cfg, agent, jax.tree_util.tree_map(lambda x: x[0], states), env_step)
         return _load_host_policy(cfg, path)[0]
 
     return load(Path(checkpoint)) if checkpoint else _from_latest(run_dir, load)
@@ -144,7 +147,7 @@ def _load_host_policy(cfg: Config, path: Path) -> tuple[Policy, dict[str, Any]]:
     finally:
         env.close()
     state, _, meta = ckpt.load_checkpoint(path, agent.init(cfg.run.seed, cfg.env.num_envs))
-    return Policy(cfg, agent, state), meta
+    return Policy(cfg, agent, state, int(meta["env_step"])), meta
 
 
 def own_checkpoint(run_dir: str | Path, checkpoint: str | int | Path) -> Path:
@@ -576,6 +579,7 @@ def _evaluate(
         "episodes": episodes,
         "env": cfg.env.id,
         "finite": all(math.isfinite(r) for r in returns),
+        "checkpoint_env_step": policy.env_step,
     }
 
 

@@ -528,6 +528,8 @@ def test_eval_checkpoint_evaluates_that_checkpoint_of_a_host_or_device_run(
         assert evaluate(run, episodes=2, checkpoint=str(folder)) == at_early
         assert evaluate(run, episodes=2, checkpoint=last) == latest
         assert at_early["returns"] != latest["returns"]  # 200 or 400 steps of learning apart
+        assert (at_early["checkpoint_env_step"], latest["checkpoint_env_step"]) == (early, last)
+        assert load_agent(run, folder).env_step == early
         assert main(["eval", str(run), "--episodes", "2", "--checkpoint", str(early)]) == 0
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == at_early
     # one that is not there, or another run's: one line each, nothing evaluated

@@ -992,6 +992,7 @@ def evaluate_device_run(cfg: Config, checkpoint: Path, episodes: int, seed: int)
         "episodes": episodes,
         "env": cfg.env.id,
         "finite": bool(np.isfinite(returns).all()),
+        "checkpoint_env_step": int(state.env_step[0]),
         **wins,
     }
 
