@@ -490,11 +490,9 @@ class RunSession:
         if not np.isfinite(returns).all():
             # as for a non-finite training step: stop at once. This evaluation comes in the
             # middle of a step, so the latest checkpoint is the state to go on from
-            latest = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
-            where = f"the latest checkpoint is {latest}" if latest else "there is no checkpoint"
             raise TrainingStopped(
                 f"an evaluation episode at env step {loop.env_step} has a non-finite return (the "
-                f"environment returned a non-finite reward); stopped, {where}"
+                f"environment returned a non-finite reward); stopped, {self._latest_saved()}"
             )
         if not final:
             loop.eval_round += 1
@@ -697,13 +695,19 @@ class RunSession:
             self._offline_phase = False
         return False
 
+    def _latest_saved(self) -> str:
+        """Where a run stopped mid-step goes on from: its latest checkpoint, in words."""
+        latest = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
+        return f"the latest checkpoint is {latest}" if latest else "there is no checkpoint"
+
     def _emergency_checkpoint(self) -> str:
         """Save what a crash left, if it is a state the run passes through; say what was done."""
-        latest = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
         resume = f"continue with --resume {self.run_dir}"
         if self._mid_step:
-            where = f"the latest checkpoint is {latest}" if latest else "there is no checkpoint"
-            return f"stopped in the middle of a step, so no checkpoint was written; {where}"
+            return (
+                "stopped in the middle of a step, so no checkpoint was written; "
+                f"{self._latest_saved()}"
+            )
         try:
             return f"emergency checkpoint {self.save()}; {resume}"
         except Exception as e:
