@@ -24,11 +24,11 @@ import tyro
 
 from factorl.agents import ALGORITHMS, get_algorithm
 from factorl.core.config import (
-    MAX_EPISODES,
     SEED_MAX,
     Config,
     ConfigError,
     build_config,
+    check_episodes,
     field_type,
     one_line,
     option,
@@ -311,8 +311,7 @@ def cmd_eval(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.overwrite and args.video is None:
         raise ConfigError("--overwrite replaces an existing --video file; give --video PATH")
-    if not 1 <= args.episodes <= MAX_EPISODES:
-        raise ConfigError(f"--episodes must be in [1, {MAX_EPISODES:,}], got {args.episodes}")
+    check_episodes(args.episodes, "--episodes")
     if not 1 <= args.video_episodes <= args.episodes:
         raise ConfigError(
             f"--video-episodes must be in [1, --episodes {args.episodes}], "

@@ -17,7 +17,7 @@ import gymnasium
 import jax
 import numpy as np
 
-from factorl.core.config import MAX_EPISODES, Config, ConfigError, build_config
+from factorl.core.config import Config, ConfigError, build_config, check_episodes
 from factorl.envs.marl import is_marl_env
 from factorl.io import checkpoint as ckpt
 from factorl.io.runfolder import CHECKPOINT_DIR
@@ -58,6 +58,7 @@ def train(
     stop_after: int | None = None,
     stop_after_updates: int | None = None,
     overwrite: bool = False,
+    lock_wait: float = 0.0,
 ) -> TrainResult:
     """Train `config.algo` on `config.env.id`; with `resume`, continue that run folder.
 
@@ -67,10 +68,12 @@ def train(
     `stop_after` (env steps) ends this call early, with a checkpoint, as an interruption would:
     used by tests of resume and handy for time-sliced jobs. `overwrite` lets a fresh run replace
     a previous run in its folder (otherwise refused). `stop_after_updates` ends it after that
-    many learner steps of an offline phase (`data.offline_steps`), likewise.
+    many learner steps of an offline phase (`data.offline_steps`), likewise. A run folder
+    another process holds is refused at once, or after `lock_wait` seconds of waiting for it.
     """
     runner = DeviceTrainer if is_jax_env(config.env.id) else HostTrainer
-    return runner(config, resume, overwrite=overwrite).run(stop_after, stop_after_updates)
+    session = runner(config, resume, overwrite=overwrite, lock_wait=lock_wait)
+    return session.run(stop_after, stop_after_updates)
 
 
 # ------------------------------------------------------------------------------------- using agents
@@ -124,19 +127,23 @@ def _from_latest(run_dir: Path, load: Callable[[Path], Any]) -> Any:
     )
 
 
+def _at_checkpoint(run_dir: str | Path, path: Path | None, load: Callable[[Path], Any]) -> Any:
+    """`load` of checkpoint `path`, or with None of the run's latest (see `_from_latest`)."""
+    return load(path) if path is not None else _from_latest(Path(run_dir), load)
+
+
 def load_agent(run_dir: str | Path, checkpoint: str | Path | None = None) -> Policy:
     """Load the latest (or the given) checkpoint of a run as a greedy Policy."""
-    run_dir = Path(run_dir)
     cfg = load_config(run_dir)
 
     def load(path: Path) -> Policy:
         if is_jax_env(cfg.env.id):  # the first seed's agent of a device run
-            agent, _, states = load_device_run(cfg, path)
-            env_step = int(ckpt.read_meta(path)["env_step"])
-            return Policy(cfg, agent, jax.tree_util.tree_map(lambda x: x[0], states), env_step)
+            agent, _, states, env_steps = load_device_run(cfg, path)
+            first = jax.tree_util.tree_map(lambda x: x[0], states)
+            return Policy(cfg, agent, first, int(env_steps[0]))
         return _load_host_policy(cfg, path)[0]
 
-    return load(Path(checkpoint)) if checkpoint else _from_latest(run_dir, load)
+    return _at_checkpoint(run_dir, Path(checkpoint) if checkpoint else None, load)
 
 
 def _load_host_policy(cfg: Config, path: Path) -> tuple[Policy, dict[str, Any]]:
@@ -211,8 +218,7 @@ def evaluate(
     same seeds, are also rendered into that MP4 file (`video_returns` repeats their returns);
     whether it can be made is checked before anything runs (see factorl.envs.video), and a file
     already there is replaced only with `overwrite`."""
-    if int(episodes) != episodes or not 1 <= episodes <= MAX_EPISODES:
-        raise ConfigError(f"episodes must be an integer in [1, {MAX_EPISODES:,}], got {episodes!r}")
+    check_episodes(episodes)
     cfg = load_config(run_dir)
     path = None if checkpoint is None else own_checkpoint(run_dir, checkpoint)
     video_env = None
@@ -320,10 +326,7 @@ def collect(
                 "give --episodes N, the episodes to record (or --replay, to export the replay "
                 "buffer a checkpoint stores)"
             )
-        if int(episodes) != episodes or not 1 <= episodes <= MAX_EPISODES:
-            raise ConfigError(
-                f"--episodes must be an integer in [1, {MAX_EPISODES:,}], got {episodes!r}"
-            )
+        check_episodes(episodes, "--episodes")
         noise = 0.0 if noise is None else noise
         if not (math.isfinite(noise) and noise >= 0):
             raise ConfigError(f"--noise must be a finite number >= 0, got {noise!r}")
@@ -331,18 +334,12 @@ def collect(
     datasets.check_new_dataset(out, overwrite=overwrite)
     cfg = load_config(run_dir)
     _refuse_multi_agent(cfg)
-    if checkpoint is None:
+    # the dataset records run_dir as its source: another run's checkpoint would be recorded
+    # under the wrong run
+    path = None if checkpoint is None else own_checkpoint(run_dir, checkpoint)
 
-        def at_checkpoint(use: Callable[[Path], Any]) -> Any:
-            return _from_latest(Path(run_dir), use)
-
-    else:
-        # the dataset records run_dir as its source: another run's checkpoint would be
-        # recorded under the wrong run
-        path = own_checkpoint(run_dir, checkpoint)
-
-        def at_checkpoint(use: Callable[[Path], Any]) -> Any:
-            return use(path)
+    def at_checkpoint(use: Callable[[Path], Any]) -> Any:
+        return _at_checkpoint(run_dir, path, use)
 
     if replay:
         return at_checkpoint(lambda path: export_replay(run_dir, out, path, overwrite=overwrite))
@@ -565,7 +562,7 @@ def _evaluate(
         def on_device(path: Path) -> dict[str, Any]:
             return evaluate_device_run(cfg, path, episodes, seed)
 
-        return on_device(path) if path else _from_latest(Path(run_dir), on_device)
+        return _at_checkpoint(run_dir, path, on_device)
     policy = policy or load_agent(run_dir, path)
     cfg = policy.config
     env = env_or_config_error(cfg)

@@ -143,7 +143,7 @@ def test_flags_are_dotted_keys_in_either_spelling(monkeypatch, spelling):
         (["eval", "/nonexistent/run"], "not a factorl run folder"),
         (
             ["eval", "/nonexistent/run", "--episodes", "100001"],
-            "--episodes must be in [1, 100,000]",
+            "--episodes must be an integer in [1, 100,000], got 100001",
         ),
         (["collect", "/no/run", "--episodes", "100001", "--out", "a-v0"], "in [1, 100,000], got"),
         (["train", "--runner.eval-episodes", "100001"], "eval_episodes must be >= 1 and <= 100000"),

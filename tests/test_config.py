@@ -4,11 +4,14 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from factorl.core.config import (
+    MAX_EPISODES,
     Config,
     ConfigError,
+    check_episodes,
     most_sampleable,
     overrides_by_algo,
     parse_override,
@@ -67,6 +70,18 @@ def test_parse_override_refuses_bad_input_in_one_line(text, match):
     with pytest.raises(ConfigError, match=match) as err:
         parse_override(text, "decqn")
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("episodes", [0, -1, MAX_EPISODES + 1, 2.5, True, "5", float("nan")])
+def test_episode_counts_outside_the_bound_are_refused_by_the_flag_name(episodes):
+    message = r"^--episodes must be an integer in \[1, 100,000\], got "
+    with pytest.raises(ConfigError, match=message):
+        check_episodes(episodes, "--episodes")
+
+
+@pytest.mark.parametrize("episodes", [1, 3.0, MAX_EPISODES, np.int64(7), np.float64(2.0)])
+def test_episode_counts_in_the_bound_pass(episodes):
+    check_episodes(episodes)
 
 
 def test_overrides_by_algo_apply_to_every_algorithm_that_has_the_setting():

@@ -17,6 +17,7 @@ import difflib
 import functools
 import json
 import math
+import numbers
 import re
 import types
 import typing
@@ -32,6 +33,18 @@ MAX_EPISODES = 100_000
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what it accepts."""
+
+
+def check_episodes(episodes: object, name: str = "episodes") -> None:
+    """Refuse an episode count (of an evaluation or a collection) that is not an integer in
+    [1, MAX_EPISODES], naming it as `name` (the flag the user gave it with, say)."""
+    # NumPy's integers count as integers (numbers.Integral), as they did for the checks this
+    # one replaced
+    whole = isinstance(episodes, numbers.Integral) or (
+        isinstance(episodes, float) and episodes.is_integer()
+    )
+    if isinstance(episodes, bool) or not whole or not 1 <= episodes <= MAX_EPISODES:
+        raise ConfigError(f"{name} must be an integer in [1, {MAX_EPISODES:,}], got {episodes!r}")
 
 
 def one_line(text: object) -> str:

@@ -828,11 +828,11 @@ def _check_dataset(path: Path, meta: dict[str, Any], dataset: Any) -> None:
 
 # ------------------------------------------------------------------------------------- saved runs
 def load_device_run(cfg: Config, checkpoint: Path, episodes: int | None = None) -> tuple:
-    """(agent, program's evaluate, every seed's agent state) of a device run's checkpoint; the
-    state is read against an abstract template, so no replay buffer is allocated (nor the
-    dataset read: its buffer's size comes from the checkpoint)."""
+    """(agent, program's evaluate, every seed's agent state, every seed's env step) of a device
+    run's checkpoint; the state is read against an abstract template, so no replay buffer is
+    allocated (nor the dataset read: its buffer's size comes from the checkpoint)."""
     program, state = _load_run(cfg, checkpoint, episodes)
-    return program.agent, program.evaluate, state.agent
+    return program.agent, program.evaluate, state.agent, np.asarray(state.env_step)
 
 
 def _unverified_meta(checkpoint: Path) -> dict[str, Any]:
