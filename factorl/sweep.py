@@ -87,6 +87,9 @@ LOCAL_OBJECT_STORE_BYTES = 80 * 1024**2
 #: checked before anything trains, and a grid past this is a typo (0-99999999) more likely than
 #: a plan; a larger study is several sweeps
 MAX_TRIALS = 10_000
+#: how long a trial waits for its run folder while another process holds it: a restarted
+#: driver can reach a trial whose previous worker is still being stopped with the old driver
+TRIAL_LOCK_WAIT = 120.0
 
 
 class SweepError(ValueError):
@@ -570,7 +573,7 @@ def run_trial(trial: Trial, settings: Settings) -> dict[str, Any]:
         cfg = trial_config(trial, settings)
         # a run killed before its first checkpoint has a config to restart from
         started = (run_dir / CONFIG_FILE).is_file()
-        result = train(cfg, resume=run_dir if started else None)
+        result = train(cfg, resume=run_dir if started else None, lock_wait=TRIAL_LOCK_WAIT)
         if result.status != "completed" or result.env_step < settings.steps:
             return {
                 "name": trial.name,

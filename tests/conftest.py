@@ -5,7 +5,10 @@ import os
 import shutil
 import signal
 import struct
+import subprocess
+import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import gymnasium as gym
@@ -67,6 +70,23 @@ TINY_LOOP = {
 def in_section(section, values):
     """A table of one section's values as dotted keys: {"width": 32} -> {"agent.width": 32}."""
     return {f"{section}.{name}": value for name, value in values.items()}
+
+
+def hold_run_folder(run: Path, seconds: float) -> subprocess.Popen:
+    """A process holding run folder `run`'s lock for `seconds`, returned once it holds it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from factorl.io.runfolder import RunFolderLock
+            RunFolderLock({str(run)!r}).acquire()
+            print("held", flush=True)
+            time.sleep({seconds})
+            """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    return holder
 
 
 def tiny_config(run_dir, algo="decqn", steps=600, overrides=None):

@@ -16,7 +16,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import records, same_leaves, tiny_config
+from conftest import hold_run_folder, records, same_leaves, tiny_config
 
 from factorl.cli import main
 from factorl.core.config import ConfigError
@@ -301,19 +301,8 @@ def test_resume_accepts_repeated_flags_and_names_a_real_change(tmp_path, capsys)
 # -------------------- 5. one process per run folder
 def test_a_second_process_on_a_run_folder_is_refused_with_the_holders_pid(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
-            from factorl.io.runfolder import RunFolderLock
-            RunFolderLock({str(run)!r}).acquire()
-            print("held", flush=True)
-            time.sleep(120)
-            """)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    holder = hold_run_folder(run, 120)
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(
             RunFolderError, match=f"in use by another factorl process \\(PID {holder.pid}\\)"
         ):
@@ -326,6 +315,23 @@ def test_a_second_process_on_a_run_folder_is_refused_with_the_holders_pid(tmp_pa
     assert train(tiny_config(run, steps=100)).env_step == 100
     with RunFolderLock(run), pytest.raises(RunFolderError, match=f"PID {os.getpid()}"):
         train(tiny_config(run, steps=200), resume=run)
+
+
+def test_a_lock_taken_with_a_wait_is_taken_once_its_holder_ends(tmp_path):
+    run = tmp_path / "run"
+    holder = hold_run_folder(run, 1.0)
+    try:
+        with pytest.raises(RunFolderError, match=r"\(still, after 0.2 s\); wait for it"):
+            RunFolderLock(run).acquire(wait=0.2)
+        with pytest.raises(ValueError, match="must be >= 0 seconds, got nan"):
+            RunFolderLock(run).acquire(wait=float("nan"))
+        lock = RunFolderLock(run).acquire(wait=60)
+        assert holder.wait(timeout=10) == 0  # it held the lock to its end
+        assert (run / ".lock").read_text() == f"{os.getpid()}\n"
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_fresh_run_refuses_a_folder_with_metrics_unless_told_to_overwrite(tmp_path, capsys):

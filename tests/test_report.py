@@ -231,7 +231,9 @@ def test_a_resumed_sweep_run_records_the_commit_of_each_session(tmp_path, monkey
     monkeypatch.setattr(system, "factorl_revision", lambda: "1" * 40)
     monkeypatch.setattr(sweep, "SOURCE_REVISION", "1" * 40)
     monkeypatch.setattr(
-        sweep, "train", lambda cfg, resume: real_train(cfg, resume=resume, stop_after=150)
+        sweep,
+        "train",
+        lambda cfg, resume, **kw: real_train(cfg, resume=resume, stop_after=150, **kw),
     )
     assert sweep.cmd_sweep(argv) == 1  # interrupted: the same command continues it
     monkeypatch.setattr(system, "factorl_revision", lambda: "2" * 40)
@@ -266,7 +268,9 @@ def test_a_corrupt_checkpoint_ends_the_trial_with_one_line_naming_it(tmp_path, c
     real_train = sweep.train
     with monkeypatch.context() as patch:  # a trial stopped at env step 150, with its checkpoint
         patch.setattr(
-            sweep, "train", lambda cfg, resume: real_train(cfg, resume=resume, stop_after=150)
+            sweep,
+            "train",
+            lambda cfg, resume, **kw: real_train(cfg, resume=resume, stop_after=150, **kw),
         )
         assert sweep.cmd_sweep(argv) == 1
     run_dir = tmp_path / "runs" / sweep.run_name("decqn", "gym:Pendulum-v1", 0)

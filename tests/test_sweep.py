@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import hold_run_folder
 
 from factorl import sweep
 from factorl.cli import main
@@ -234,8 +235,15 @@ def test_array_indices_cover_the_grid_exactly_once(one_by_one, tmp_path, capsys)
     assert lines[-1] == "4 trials: --array-index 0 to 3 (SLURM: #SBATCH --array=0-3)"
     listed = [line.split()[1] for line in lines[:-1]]
     assert [line.split()[0] for line in lines[:-1]] == ["0", "1", "2", "3"]
-    for index in range(4):
-        assert main(["sweep", *_argv(tmp_path), "--array-index", str(index)]) == 0
+    # a trial waits for a run folder another process holds (a worker of a killed driver, say)
+    holder = hold_run_folder(tmp_path / "runs" / listed[0], 2.0)
+    try:
+        for index in range(4):
+            assert main(["sweep", *_argv(tmp_path), "--array-index", str(index)]) == 0
+        assert holder.wait(timeout=10) == 0  # it held the folder to its end
+    finally:
+        holder.kill()
+        holder.wait()
     written = sorted(p.stem for p in (tmp_path / "out").glob("*.json"))
     assert written == sorted(listed) and len(set(listed)) == 4
     for algo in ALGOS:

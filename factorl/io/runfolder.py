@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,14 @@ def nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
+class RunFolderInUse(RunFolderError):
+    """Another live process holds the run folder's lock."""
+
+
+#: seconds between tries of a lock held by another process (`RunFolderLock.acquire(wait)`)
+_LOCK_POLL = 0.5
+
+
 class RunFolderLock:
     """Exclusive ownership of a run folder for as long as the lock is held."""
 
@@ -71,7 +80,21 @@ class RunFolderLock:
         self.run_dir = Path(run_dir)
         self._fd: int | None = None
 
-    def acquire(self) -> RunFolderLock:
+    def acquire(self, wait: float = 0.0) -> RunFolderLock:
+        """Take the lock, or raise RunFolderError naming its holder; while another process
+        holds it, try again for up to `wait` seconds first."""
+        if not wait >= 0:  # a NaN would never reach its deadline
+            raise ValueError(f"the wait for a run folder's lock must be >= 0 seconds, got {wait!r}")
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._try_acquire(waited=wait)
+            except RunFolderInUse:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(_LOCK_POLL, max(deadline - time.monotonic(), 0.0)))
+
+    def _try_acquire(self, waited: float) -> RunFolderLock:
         import fcntl  # POSIX only; factorl's simulators (MuJoCo, dm_control) run on POSIX hosts
 
         path = self.run_dir / LOCK_FILE
@@ -92,9 +115,10 @@ class RunFolderLock:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise RunFolderError(
-                    f"{self.run_dir} is in use by another factorl process (PID {holder}); wait "
-                    "for it to finish or stop it, or choose another --run.dir"
+                after = f" (still, after {waited:g} s)" if waited > 0 else ""
+                raise RunFolderInUse(
+                    f"{self.run_dir} is in use by another factorl process (PID {holder}){after}; "
+                    "wait for it to finish or stop it, or choose another --run.dir"
                 ) from None
             raise RunFolderError(f"cannot lock {path} ({describe_os_error(e)})") from e
         with contextlib.suppress(OSError):  # the PID is information only

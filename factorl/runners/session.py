@@ -283,7 +283,12 @@ class RunSession:
     seeds: np.ndarray
 
     def __init__(
-        self, config: Config, resume: str | Path | None = None, *, overwrite: bool = False
+        self,
+        config: Config,
+        resume: str | Path | None = None,
+        *,
+        overwrite: bool = False,
+        lock_wait: float = 0.0,
     ) -> None:
         config.validate()
         self.cfg = cfg = config
@@ -306,7 +311,7 @@ class RunSession:
                 self._video = VideoRecorder(
                     self.run_dir, cfg.env.id, cfg.env.action_repeat, cfg.run.tensorboard
                 )
-            self._lock = RunFolderLock(self.run_dir).acquire()
+            self._lock = RunFolderLock(self.run_dir).acquire(wait=lock_wait)
             # the checkpoint is chosen under the lock: a process that held the folder until now
             # may have saved a newer one
             checkpoint = ckpt.latest_checkpoint(self.run_dir / CHECKPOINT_DIR) if resume else None
