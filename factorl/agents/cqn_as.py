@@ -90,7 +90,9 @@ class SequenceCritic(nn.Module):
         )
         h = nn.silu(nn.LayerNorm(name="norm")(nn.Dense(self.width, name="embed")(x)))
         flat = h.reshape(-1, k, self.width)  # the GRU scans the step axis of a flat batch
-        h = nn.RNN(nn.GRUCell(self.width, name="gru_cell"), name="gru")(flat)
+        # written out step by step (no loop): K is a few steps, and a loop's overhead per step
+        # costs more than the small matmuls inside it
+        h = nn.RNN(nn.GRUCell(self.width, name="gru_cell"), unroll=k, name="gru")(flat)
         h = h.reshape(*batch, k, self.width)
         out = nn.Dense(self.num_dims * self.bins, kernel_init=nn.initializers.zeros, name="head")(h)
         return out.reshape(*batch, k, self.num_dims, self.bins)
