@@ -149,6 +149,10 @@ def _first_problem(algo: str, argv: Sequence[str]) -> str | None:
             if has_value:
                 return f"{flag} takes no value"
             continue
+        if name in ("--algo", "--algorithm"):
+            return (
+                f"{flag}: the algorithm is named first, as in 'factorl train sac --run.steps 1000'"
+            )
         if name not in values:
             close = difflib.get_close_matches(name, [*values, *switches], n=2, cutoff=0.75)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
@@ -300,7 +304,7 @@ def cmd_eval(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--video-episodes",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
         help="episodes in the video, the evaluation's first N (default 1)",
     )
@@ -311,6 +315,11 @@ def cmd_eval(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.overwrite and args.video is None:
         raise ConfigError("--overwrite replaces an existing --video file; give --video PATH")
+    if args.video_episodes is not None and args.video is None:
+        raise ConfigError(
+            "--video-episodes sets the episodes of the --video file; give --video PATH"
+        )
+    args.video_episodes = 1 if args.video_episodes is None else args.video_episodes
     check_episodes(args.episodes, "--episodes")
     if not 1 <= args.video_episodes <= args.episodes:
         raise ConfigError(

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from factorl.core.config import install_hint
+
 #: 3-bin factorised expert returns on DMC (REValueD authors' offline datasets), from the
 #: reference note; returns of a trained agent, not learning-curve points.
 EXPERT_LEVELS = {
@@ -48,7 +50,7 @@ EXPERT_LABEL = "3-bin expert level"
 CONFIDENCE = 0.95
 #: the aggregate metrics, in the order of rliable's figures
 METRICS = ("IQM", "mean", "median", "optimality gap")
-INSTALL_HINT = 'pip install -c constraints.txt -e ".[report]" (or pip install "factorl[report]")'
+INSTALL_HINT = install_hint("report")
 #: what a run folder holds (the names factorl.io.logging and the run session write)
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"

@@ -140,7 +140,12 @@ def test_flags_are_dotted_keys_in_either_spelling(monkeypatch, spelling):
         (["train", "--env.id", "Pendulum-v1", "--run.steps", "10"], "gym:Pendulum-v1"),
         (["train", "--preset", "nope"], "unknown preset 'nope' for decqn; available: none"),
         (["train", "--resume"], "--resume: expected one argument"),
-        (["eval", "/nonexistent/run"], "not a factorl run folder"),
+        (["eval", "/nonexistent/run"], "/nonexistent/run does not exist"),
+        (["eval", "/no/run", "--video-episodes", "2"], "--video-episodes sets the episodes of the"),
+        (["train", "cqn-as"], "unknown algorithm 'cqn-as' (did you mean cqn_as?); available"),
+        (["train", "DecQN"], "(did you mean decqn?)"),
+        (["train", "--algo", "sac"], "--algo: the algorithm is named first, as in 'factorl train"),
+        (["train", "--import", "factorl_no_such_module"], "PYTHONPATH=. for a file in this folder"),
         (
             ["eval", "/nonexistent/run", "--episodes", "100001"],
             "--episodes must be an integer in [1, 100,000], got 100001",

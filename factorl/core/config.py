@@ -47,6 +47,12 @@ def check_episodes(episodes: object, name: str = "episodes") -> None:
         raise ConfigError(f"{name} must be an integer in [1, {MAX_EPISODES:,}], got {episodes!r}")
 
 
+def install_hint(extra: str) -> str:
+    """How to install the optional dependencies `extra` (a pyproject extra), for the one-line
+    error of a feature that needs them: in a clone with the tested pins, or from the index."""
+    return f'pip install -c constraints.txt -e ".[{extra}]" (or pip install "factorl[{extra}]")'
+
+
 def one_line(text: object) -> str:
     """`text` (an exception, say) as one line: every run of whitespace, newlines included,
     becomes one space. Every error factorl reports is one line."""
@@ -82,7 +88,11 @@ def get_algorithm(name: str) -> type:
         return ALGORITHMS[name]
     except KeyError:
         known = ", ".join(sorted(ALGORITHMS))
-        raise ConfigError(f"unknown algorithm {name!r}; available: {known}") from None
+        # flags take - for _ and the papers capitalise names (cqn-as, DecQN): point at the name
+        spelled = str(name).lower().replace("-", "_")
+        close = difflib.get_close_matches(spelled, list(ALGORITHMS), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"unknown algorithm {name!r}{hint}; available: {known}") from None
 
 
 def option(

@@ -56,6 +56,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from factorl.core.config import install_hint
+
 _PREFIXES = ("gymnax:", "playground:")
 _EXAMPLES = "e.g. 'gymnax:Pendulum-v1', 'playground:CheetahRun'"
 _GYMNAX_MIN = (1, 0, 1)
@@ -308,7 +310,7 @@ def _import_extra(module: str, extra: str, env_id: str) -> Any:
     except ImportError as exc:
         raise MissingExtraError(
             f"{env_id!r} needs the {extra} package, which cannot be imported ({exc}): "
-            f'pip install "factorl[{extra}]"'
+            f"{install_hint(extra)}"
         ) from exc
 
 
@@ -327,7 +329,7 @@ def _make_gymnax(name: str, env_id: str) -> GymnaxEnv:
     if _version_tuple(version) < _GYMNAX_MIN:
         raise MissingExtraError(
             f"{env_id!r} needs gymnax >= 1.0.1, which reports termination and truncation apart; "
-            f'gymnax {version} is installed: pip install "factorl[gymnax]"'
+            f"gymnax {version} is installed: {install_hint('gymnax')}"
         )
     registered = list(gymnax.registered_envs)
     if name not in registered:

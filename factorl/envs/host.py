@@ -343,7 +343,14 @@ def import_env_modules(modules: Sequence[str] | None) -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ConfigError(f"--import {module}: cannot import it ({exc})") from exc
+            # the factorl script, unlike `python -m`, does not put the working folder on the path
+            hint = (
+                "; put its folder on PYTHONPATH (PYTHONPATH=. for a file in this folder) or "
+                "install it"
+                if exc.name == module.split(".")[0]
+                else ""
+            )
+            raise ConfigError(f"--import {module}: cannot import it ({exc}){hint}") from exc
         # the user's own module may raise anything as it runs: one line still, with where
         except Exception as exc:
             frame = traceback.extract_tb(exc.__traceback__)[-1]

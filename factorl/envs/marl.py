@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from gymnasium import spaces
 
+from factorl.core.config import install_hint
 from factorl.envs.device import EnvState, MissingExtraError
 
 _PREFIXES = ("jaxmarl:", "factorl:")
@@ -388,7 +389,7 @@ def _import_extra(module: str, extra: str, env_id: str) -> Any:
     except ImportError as exc:
         raise MissingExtraError(
             f"{env_id!r} needs the {extra} extra, which cannot be imported ({exc}): "
-            f'pip install -c constraints.txt -e ".[{extra}]" (or pip install "factorl[{extra}]")'
+            f"{install_hint(extra)}"
         ) from exc
     finally:
         sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = saved

@@ -25,7 +25,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from factorl.core.config import ConfigError, one_line
+from factorl.core.config import ConfigError, install_hint, one_line
 from factorl.envs.host import ActionRepeat, DMCEnv, make_env
 from factorl.io.runfolder import TENSORBOARD_DIR, VIDEO_DIR, nearest_existing
 
@@ -36,7 +36,7 @@ DMC_SIZE = (240, 320)
 #: the longest side and most frames of the animated GIF a video is logged to TensorBoard as
 TB_SIDE, TB_FRAMES = 160, 100
 #: what the `video` extra brings
-EXTRA_HINT = 'pip install -c constraints.txt -e ".[video]" (or pip install "factorl[video]")'
+EXTRA_HINT = install_hint("video")
 GL_HINT = (
     "install an OpenGL backend and set MUJOCO_GL before starting factorl: apt install libegl1 "
     "and MUJOCO_GL=egl (GPU, or Mesa on the CPU), or apt install libosmesa6 and "

@@ -28,10 +28,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from factorl.core.config import ConfigError
+from factorl.core.config import ConfigError, install_hint
 from factorl.io.runfolder import nearest_existing
 
-INSTALL_HINT = 'pip install -c constraints.txt -e ".[datasets]"'
+INSTALL_HINT = install_hint("datasets")
 
 #: the episode arrays a dataset holds; observations have one more step than the others
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
@@ -66,8 +66,9 @@ def check_dataset_id(name: str) -> None:
     # Minari's parser raises TypeError, not ValueError, for an id without its -vN (int(None))
     except (ValueError, TypeError):
         raise DatasetError(
-            f"dataset name {name!r} is not a Minari id; use NAME-vN or NAMESPACE/NAME-vN "
-            "(e.g. pendulum/decqn-v0)"
+            f"dataset name {name!r} is not a Minari id; use NAME-vN or NAMESPACE/NAME-vN of "
+            "letters, digits, '-' and '_', a namespace at least two characters long (e.g. "
+            "pendulum/decqn-v0)"
         ) from None
 
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from factorl.core.config import ConfigError, one_line
+from factorl.core.config import ConfigError, install_hint, one_line
 from factorl.io.checkpoint import atomic_write_text
 from factorl.io.runfolder import (
     METRICS_FILE,
@@ -38,7 +38,7 @@ from factorl.io.runfolder import (
 )
 
 #: what the `wandb` extra brings
-WANDB_HINT = 'pip install -c constraints.txt -e ".[wandb]" (or pip install "factorl[wandb]")'
+WANDB_HINT = install_hint("wandb")
 #: what to do when W&B cannot start a run (no login, no network)
 WANDB_LOGIN_HINT = (
     "run `wandb login` (or set WANDB_API_KEY), or set WANDB_MODE=offline to log to "

@@ -183,6 +183,8 @@ def load_config(run_dir: str | Path) -> Config:
     """The resolved config a run was started with, read as data and checked as `make_config`
     checks (a run folder of the first, flat layout is read too)."""
     path = Path(run_dir) / CONFIG_FILE
+    if not Path(run_dir).exists():
+        raise ConfigError(f"{run_dir} does not exist: give the folder of a factorl run")
     if not path.is_file():
         if holds_a_run(Path(run_dir)):  # its records, without a config file
             raise ConfigError(
