@@ -382,25 +382,30 @@ def test_resume_refuses_a_different_dataset(tmp_path, saved_run, demos):
 
 def test_demonstration_losses_worked_examples():
     # margin 0.01, two samples demonstrating bins 1 and 2. First: bin 0 is 0.005 below the
-    # demonstrated 1.005 (0.005 short of the margin), bin 2 far below (0): mean 0.0025. Second:
-    # bin 0 is 0.1 above the demonstrated 0.1 (0.11), bin 1 0.1 below (0): mean 0.055
+    # demonstrated 1.005 (0.005 short of the margin), bin 2 far below (0), the demonstrated bin
+    # itself 0.01 (CQN's code keeps it): mean over all 0.005, over the others 0.0025. Second:
+    # bin 0 is 0.1 above the demonstrated 0.1 (0.11), bin 1 0.1 below (0), itself 0.01: 0.04 and
+    # 0.055
     q = jnp.array([[1.0, 1.005, 0.5], [0.2, 0.0, 0.1]])
+    choice = jnp.array([1, 2])
+    np.testing.assert_allclose(demos_maths.margin_loss(q, choice, 0.01), [0.005, 0.04], rtol=1e-4)
     np.testing.assert_allclose(
-        demos_maths.margin_loss(q, jnp.array([1, 2]), 0.01), [0.0025, 0.055], rtol=1e-4
+        demos_maths.margin_loss(q, choice, 0.01, "others"), [0.0025, 0.055], rtol=1e-4
     )
     # CDFs on three atoms. First sample, demonstrated bin 1 (0.3, 0.6, 1): bin 0's (0.1, 0.4, 1)
     # lies below it by 0.2 twice (0.4), bin 2's (0.5, 0.75, 1) above it (0): mean 0.2. Second,
     # bin 2 (0.4, 0.7, 1): bin 0's (0.6, 0.9, 1) is dominated (0), bin 1's (0.3, 0.5, 1) lies
     # below by 0.1 and 0.2 (0.3): mean 0.15. (The dominance the other way round gives 0.175
-    # and 0.2.)
+    # and 0.2.) Over all three bins, the demonstrated one's 0 included: 0.4 / 3 and 0.1.
     probs = [
         [[0.1, 0.3, 0.6], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]],
         [[0.6, 0.3, 0.1], [0.3, 0.2, 0.5], [0.4, 0.3, 0.3]],
     ]
     logits = jnp.log(jnp.array(probs))
     np.testing.assert_allclose(
-        demos_maths.fosd_loss(logits, jnp.array([1, 2])), [0.2, 0.15], rtol=1e-5
+        demos_maths.fosd_loss(logits, choice, "others"), [0.2, 0.15], rtol=1e-5
     )
+    np.testing.assert_allclose(demos_maths.fosd_loss(logits, choice), [0.4 / 3, 0.1], rtol=1e-5)
     per_sample, flags = jnp.array([1.0, 2.0, 4.0]), jnp.array([0.0, 1.0, 1.0])
     assert float(demos_maths.demo_mean(per_sample, flags)) == 3.0
     assert float(demos_maths.demo_mean(per_sample, jnp.zeros(3))) == 0.0
@@ -435,10 +440,17 @@ def test_demo_flags_switch_the_demonstration_losses_on(algo):
     assert float(metrics["demo_loss"]) > 0 and np.isfinite(float(metrics["loss"]))
 
 
-def test_cqn_trains_on_the_demonstration_losses_of_the_flagged_rows_only():
+@pytest.mark.parametrize("over", ["all", "others"])
+def test_cqn_trains_on_the_demonstration_losses_of_the_flagged_rows_only(over):
     """The C51 critic's loss plus demo_weight x (margin + FOSD losses along each flagged row's
-    own zoom path, averaged over levels and dimensions, then over the flagged rows)."""
-    overrides = {**_DEMO_LEARNERS["cqn"], "agent.demo_weight": 2.0, "replay.batch_size": 6}
+    own zoom path, averaged over bins as `demo_bin_mean` says, levels and dimensions, then over
+    the flagged rows)."""
+    overrides = {
+        **_DEMO_LEARNERS["cqn"],
+        "agent.demo_weight": 2.0,
+        "agent.demo_bin_mean": over,
+        "replay.batch_size": 6,
+    }
     cfg = make_config("cqn", overrides)
     space = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
     agent = get_algorithm("cqn")(cfg.agent, _box((3,), -1, 1), space, cfg.replay)
@@ -464,7 +476,7 @@ def test_cqn_trains_on_the_demonstration_losses_of_the_flagged_rows_only():
     path = agent.encode_path(batch.action)  # [batch, L, M]
     out = agent.all_levels(params, batch.obs, path)  # [batch, L, M, B, atoms]
     q = jnp.sum(jax.nn.softmax(out, axis=-1) * agent.atoms, axis=-1)
-    per = demos_maths.margin_loss(q, path, 0.01) + demos_maths.fosd_loss(out, path)
+    per = demos_maths.margin_loss(q, path, 0.01, over) + demos_maths.fosd_loss(out, path, over)
     per_sample = jnp.mean(per, axis=(1, 2))
     expected = float(jnp.sum(flags * per_sample) / 3)
     assert abs(expected - float(jnp.mean(per_sample))) > 1e-3  # the flags matter here

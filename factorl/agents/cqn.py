@@ -31,9 +31,10 @@ C51 (51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entrop
 Learning from a dataset (`--data.dataset`, docs/datasets.md), the dataset's rows are
 demonstrations, as in the RLBench code: on them, at every level along the data's own zoom path,
 a margin loss max(0, 0.01 - (Q(b_e) - Q(b))) and, for the C51 critic, the first-order stochastic
-dominance loss, averaged over levels, dimensions and the other bins, then over the demo samples,
-weighted by `demo_weight` (bc_lambda, 1); `critic_weight` scales the TD loss (the RLBench code's
-critic_lambda is 0.1; the default 1 keeps the state code's loss).
+dominance loss, averaged over levels, dimensions and all B bins (the demonstrated bin's own term
+included, as the code does; `demo_bin_mean="others"` averages over the other B - 1 only), then
+over the demo samples, weighted by `demo_weight` (bc_lambda, 1); `critic_weight` scales the TD
+loss (the RLBench code's critic_lambda is 0.1; the default 1 keeps the state code's loss).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from factorl.core.agent import (
     value_learner_step,
 )
 from factorl.core.config import ConfigError, ReplaySettings, option
-from factorl.maths.demonstrations import demo_mean, fosd_loss, margin_loss
+from factorl.maths.demonstrations import BIN_MEANS, demo_mean, fosd_loss, margin_loss
 from factorl.maths.distributional import expected_value, select_distribution, support
 from factorl.maths.factorisation import ActionFactorisation
 from factorl.maths.mixers import select
@@ -98,6 +99,12 @@ class CQNConfig:
     demo_margin: float = option(0.01, "margin of the demonstration margin loss", low=0.0)
     demo_fosd: bool = option(
         True, "add the first-order stochastic dominance loss (distributional critic only)"
+    )
+    demo_bin_mean: str = option(
+        "all",
+        "average the demonstration losses over all B bins, the demonstrated one's own term "
+        "included (CQN's code), or over the B - 1 others (a B/(B-1) stronger pull)",
+        choices=BIN_MEANS,
     )
 
     def check(self) -> None:
@@ -277,13 +284,14 @@ class CQN(ReplayAgent):
 
     def demo_loss(self, out: jax.Array, path: jax.Array, demo: jax.Array) -> jax.Array:
         """CQN's demonstration losses at every level along the data's own zoom path, averaged
-        over levels, dimensions and the other bins, then over the demo-flagged samples: the
-        margin loss on the values, plus the FOSD loss on the distributional critic's logits."""
+        over levels, dimensions and bins (`demo_bin_mean`), then over the demo-flagged samples:
+        the margin loss on the values, plus the FOSD loss on the distributional critic's
+        logits."""
         c = self.config
         q = out if self.atoms is None else expected_value(out, self.atoms)
-        per = margin_loss(q, path, c.demo_margin)  # [batch, L, *seq, M]
+        per = margin_loss(q, path, c.demo_margin, c.demo_bin_mean)  # [batch, L, *seq, M]
         if self.atoms is not None and c.demo_fosd:
-            per = per + fosd_loss(out, path)
+            per = per + fosd_loss(out, path, c.demo_bin_mean)
         return demo_mean(jnp.mean(per.reshape(per.shape[0], -1), axis=-1), demo)
 
     def _update_impl(self, state: AgentState, batch: TrainBatch):
