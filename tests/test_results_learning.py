@@ -393,7 +393,8 @@ def offline_sentence(figures, page) -> None:
             "DecQN from the datasets ends above online CQN at 100k env steps (walker-walk {ww_m} "
             "and {ww_mr} against {ww_cqn}, cheetah-run {cr_m} and {cr_mr} against {cr_cqn}, {n} "
             "seeds); CQN from walker-walk's medium dataset ends at {cqn_f} ({cqn_o} after the "
-            "offline phase);",
+            "offline phase), with its demonstration losses' earlier bin mean (being rerun at the "
+            "default);",
             {
                 **values,
                 "n": len(rows[("dmc:walker-walk", "decqn", "medium")]["seeds"]),
@@ -445,8 +446,9 @@ def offline_sentence(figures, page) -> None:
         "datasets reaches {ww_m} ± {ww_mh} and {ww_mr} ± {ww_mrh} at 100k env steps, against "
         "online CQN's {ww_cqn} ± {ww_cqnh}; on `dmc:cheetah-run`, DecQN from medium ({csm}M) and "
         "medium-replay ({csr}k) reaches {cr_m} ± {cr_mh} and {cr_mr} ± {cr_mrh}, against online "
-        "CQN's {cr_cqn} ± {cr_cqnh} (seeds 0-2). CQN from walker-walk's medium dataset: {o} ± "
-        "{oh} after the offline phase (DecQN's: {doff} ± {doffh}), {f} ± {fh} at 100k (seeds "
+        "CQN's {cr_cqn} ± {cr_cqnh} (seeds 0-2). CQN from walker-walk's medium dataset, with its "
+        "demonstration losses' earlier bin mean (`agent.demo_bin_mean others`, being rerun at the "
+        "default): {o} ± {oh} after the offline phase (DecQN's: {doff} ± {doffh}), {f} ± {fh} at 100k (seeds "
         "{first}-{last}).",
         {
             **{k: v[0] for k, v in cis.items()},

@@ -31,6 +31,7 @@ from page_figures import (
     page_text,
     rules_in,
     safe,
+    seed_files,
     sentence,
     statement,
     table,
@@ -214,6 +215,14 @@ def offline_readme_tables() -> list[Figure]:
     return figures
 
 
+def demo_bin_mean(path: str) -> str | None:
+    """A results file's `agent.demo_bin_mean`, "others" where its config predates the setting
+    (the only mean there was); None if there is no such file."""
+    if not (ROOT / path).exists():
+        return None
+    return data(path)["config"]["agent"].get("demo_bin_mean", "others")
+
+
 def offline_dmc_readme_table() -> list[Figure]:
     """results/offline/dmc/README.md "So far": after the offline phase, at 100k, per seed."""
     page = "results/offline/dmc/README.md"
@@ -224,7 +233,9 @@ def offline_dmc_readme_table() -> list[Figure]:
     figures: list[Figure] = []
     seen = set()
     for line, (task, name, dataset, offline, last, per_seed) in t.rows:
-        algo = name.lower()
+        # "CQN*": trained with the demonstration losses' earlier bin mean (the note below it)
+        starred = name.endswith("*")
+        algo = name.rstrip("*").lower()
         what = f"{task} {name} {dataset}"
         if name == "ARSQ" and offline == "not run yet":
             ran = [p.name for p in (ROOT / folder).glob("arsq__*.json")]
@@ -242,14 +253,15 @@ def offline_dmc_readme_table() -> list[Figure]:
                 f"{folder}/cqn__dmc-{task_next}__dataset=dmc-{task_next}-{data_next}-v0__s{s}.json"
                 for s in range(first, last_seed + 1)
             ]
+            # absent, or a starred row's, which the run at the current default replaces
             add(
                 figures,
                 page,
                 line,
                 what,
                 offline,
-                bool(m) and not any((ROOT / w).exists() for w in waiting),
-                "those seeds' results files absent",
+                bool(m) and not any(demo_bin_mean(w) == "all" for w in waiting),
+                "those seeds' results files absent or trained at the earlier bin mean",
             )
             continue
         env = f"dmc:{task}"
@@ -261,6 +273,17 @@ def offline_dmc_readme_table() -> list[Figure]:
             continue
         seen.add((env, algo, label))
         source = f"{folder}/{algo}__{safe(env)}__*.json ({label})"
+        if algo == "cqn" and label != "online":
+            means = sorted({demo_bin_mean(p) for p in seed_files(folder, algo, env, f"{label}-v0")})
+            add(
+                figures,
+                page,
+                line,
+                f"{what}: the demonstration losses' bin mean",
+                "others" if starred else "all",
+                ", ".join(means),
+                f"{source} config agent.demo_bin_mean",
+            )
         if m[2]:
             steps = summary["recipes"][env]["datasets"][label]["steps"]
             add(
@@ -841,8 +864,12 @@ def offline_dmc_commits() -> list[Figure]:
             "cqn__dmc-walker-walk__dataset=*-medium-v0__s1.json",
         ),
         "CQN walker-walk medium seed 2": (
-            r", seed 2 at (.+?)\s+\(resumed",
+            r", seed 2 at (.+?), medium-replay",
             "cqn__dmc-walker-walk__dataset=*-medium-v0__s2.json",
+        ),
+        "CQN walker-walk medium-replay seed 0": (
+            r"medium-replay seed 0 at (.+?)\s+\(resumed",
+            "cqn__dmc-walker-walk__dataset=*-medium-replay-v0__s0.json",
         ),
     }
     for what, (pattern, files) in groups.items():
