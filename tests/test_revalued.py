@@ -332,6 +332,34 @@ def test_ensemble_members_are_independent():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("torso", ["decqn", "revalued"])
+def test_the_torso_styles_by_hand(torso):
+    # the same parameters through both styles: DecQN's ELU(LN(h + W2 relu(W1 h))) and the REValueD
+    # code's LN(h + relu(W2 relu(W1 h))), then the head
+    agent = _tiny_agent(torso=torso)
+    state = agent.init(0)
+    obs = jnp.asarray(np.random.default_rng(2).normal(size=(4, 3)), jnp.float32)
+    p = jax.tree_util.tree_map(lambda x: x[0], state.params)["params"]
+    t = p["torso"]
+
+    def dense(layer, x):
+        return x @ layer["kernel"] + layer["bias"]
+
+    def norm(x):
+        mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        return (x - mean) / jnp.sqrt(var + 1e-6) * t["norm"]["scale"] + t["norm"]["bias"]
+
+    h = dense(t["input"], obs)
+    block = dense(t["block_2"], jax.nn.relu(dense(t["block_1"], h)))
+    if torso == "decqn":
+        h = jax.nn.elu(norm(h + block))
+    else:
+        h = norm(h + jax.nn.relu(block))
+    want = dense(p["head"], h).reshape(4, 2, 3)
+    got = agent.utilities(state.params, obs)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------ config
 
 

@@ -44,8 +44,10 @@ Reading chosen: Ubar^k is member k's OWN target network (the paper regularises e
 and L_reg is averaged over batch and members exactly like the TD term, so `reg_coef` (0.5, the
 paper's beta) weighs two losses on the same scale. Total: L = L_TD + reg_coef * L_reg.
 
-Network difference: the code's ensemble shares one LayerNorm's affine parameters across members;
-here every member, LayerNorm included, is its own `UtilityCritic` (DecQN's torso).
+Network: every member, LayerNorm included, is its own `UtilityCritic` with DecQN's torso (the
+paper's "ensemble of DecQN critics"; `torso="decqn"`). The official code's torso differs: a ReLU
+after the residual block's second layer and none after the LayerNorm (`torso="revalued"`), and its
+vectorised ensemble shares one LayerNorm's affine parameters across members (not offered).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ from factorl.core.agent import (
 )
 from factorl.core.config import ConfigError, ReplaySettings, option
 from factorl.maths.mixers import greedy, mean_mixer, select
-from factorl.maths.networks import UtilityEnsemble
+from factorl.maths.networks import TORSOS, UtilityEnsemble
 from factorl.maths.targets import (
     double_q_ensemble_target,
     ensemble_mean_target,
@@ -87,6 +89,12 @@ class REValueDConfig:
 
     bins: int = option(3, "bins per action dimension (2 = bang-bang, 3 = bang-off-bang)", low=2)
     width: int = option(512, "hidden width of each member's residual torso", low=1)
+    torso: str = option(
+        "decqn",
+        "decqn: DecQN's residual torso (ELU after the LayerNorm); revalued: the official code's "
+        "(ReLU after the block's second layer, nothing after the LayerNorm)",
+        choices=TORSOS,
+    )
     ensemble_size: int = option(10, "independent critics in the ensemble (K)", low=1)
     target: str = option(
         "mean",
@@ -167,7 +175,7 @@ class REValueD(ReplayAgent):
 
     def setup(self, action_space: Any) -> None:
         c = self.config
-        self.critic = UtilityEnsemble(action_space, c.bins, c.width, c.ensemble_size)
+        self.critic = UtilityEnsemble(action_space, c.bins, c.width, c.ensemble_size, c.torso)
         self.factorisation = self.critic.factorisation
         self.network = self.critic.network
         self.optimizer = optax.chain(

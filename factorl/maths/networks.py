@@ -13,22 +13,32 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+#: the residual torsos: DecQN's (Acme's LayerNormAndResidualMLP) and the REValueD code's
+TORSOS = ("decqn", "revalued")
+
 
 class ResidualTorso(nn.Module):
-    """DecQN's state torso: Linear -> residual block with LayerNorm -> ELU.
+    """A state torso: Linear -> residual block -> LayerNorm, in one of two styles.
 
-    h = Dense(s); h = LayerNorm(h + Dense(ReLU(Dense(h)))); return ELU(h).
+    `style="decqn"` (DecQN's): h = Dense(s); return ELU(LayerNorm(h + Dense(ReLU(Dense(h))))).
+    `style="revalued"` (the REValueD code's): h = Dense(s);
+    return LayerNorm(h + ReLU(Dense(ReLU(Dense(h))))), a ReLU after the block's second layer and
+    no activation after the norm. The parameters are the same in both.
     """
 
     width: int = 512
+    style: str = "decqn"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         h = nn.Dense(self.width, name="input")(obs)
         residual = nn.Dense(self.width, name="block_1")(h)
         residual = nn.Dense(self.width, name="block_2")(nn.relu(residual))
-        h = nn.LayerNorm(name="norm")(h + residual)
-        return nn.elu(h)
+        if self.style == "revalued":
+            return nn.LayerNorm(name="norm")(h + nn.relu(residual))
+        if self.style != "decqn":
+            raise ValueError(f"style must be one of {TORSOS}, got {self.style!r}")
+        return nn.elu(nn.LayerNorm(name="norm")(h + residual))
 
 
 class UtilityCritic(nn.Module):
@@ -37,10 +47,11 @@ class UtilityCritic(nn.Module):
     num_dims: int
     bins: int
     width: int = 512
+    torso: str = "decqn"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        h = ResidualTorso(self.width, name="torso")(obs)
+        h = ResidualTorso(self.width, self.torso, name="torso")(obs)
         out = nn.Dense(self.num_dims * self.bins, name="head")(h)
         return out.reshape(*out.shape[:-1], self.num_dims, self.bins)
 
@@ -61,11 +72,13 @@ class UtilityEnsemble:
     head DecQN (K = 2) and REValueD (K = 10) share. `self(params, obs)` gives U^k_j(s, b) of
     shape [K, ..., M, B]; `member(params, k, obs)` evaluates member k alone."""
 
-    def __init__(self, action_space, bins: int, width: int, size: int) -> None:
+    def __init__(
+        self, action_space, bins: int, width: int, size: int, torso: str = "decqn"
+    ) -> None:
         from factorl.maths.factorisation import ActionFactorisation
 
         self.factorisation = ActionFactorisation.from_space(action_space, bins)
-        self.network = UtilityCritic(self.factorisation.num_dims, bins, width)
+        self.network = UtilityCritic(self.factorisation.num_dims, bins, width, torso)
         self.size = size
 
     def init(self, key: jax.Array, obs_shape: tuple[int, ...]):
