@@ -33,7 +33,10 @@ We follow the official code (davidireland3/REValueD, PyTorch) where it exists:
   multiplied by 0.999 each time a random action is taken, down to 0.05. The epsilon lives in
   `AgentState.memory`, so it is checkpointed and resume is exact. With N environments each keeps
   its own epsilon, decayed by its own random actions (one environment: the reference exactly);
-- replay is uniform: the code has no prioritised replay.
+- replay is uniform: the code has no prioritised replay. Its n-step buffer is flushed only on
+  termination, so at a time limit it never stores an episode's last n-1 transitions and every
+  bootstrapped target uses gamma^n; we store them with gamma^m (m < n steps left) and bootstrap
+  from the true final observation.
 
 The regulariser is the paper's (section 4), which the official code omits (its README says TODO);
 the formula below is a RECONSTRUCTION, switchable with `reg_coef` (0 disables it):
@@ -48,6 +51,8 @@ Network: every member, LayerNorm included, is its own `UtilityCritic` with DecQN
 paper's "ensemble of DecQN critics"; `torso="decqn"`). The official code's torso differs: a ReLU
 after the residual block's second layer and none after the LayerNorm (`torso="revalued"`), and its
 vectorised ensemble shares one LayerNorm's affine parameters across members (not offered).
+Initialisation: Flax's defaults (lecun normal kernels, zero biases); the official code draws
+weights and biases from U(+-1/sqrt(fan_in)).
 """
 
 from __future__ import annotations
