@@ -16,7 +16,7 @@ over the available actions with a linearly decaying epsilon. It learns on `Seque
 of consecutive steps of one environment:
 
 - the GRU restarts from zeros at a window's first step and after every episode end inside it
-  (reset[t] = terminated[t-1] | truncated[t-1]);
+  (reset[t] = terminated[t-1] | truncated[t-1]), with no burn-in and no stored hidden state;
 - every step t bootstraps from `next_obs[t]`, reached by one more GRU step from the hidden state
   after step t: within an episode that is obs[t+1], at a time limit the true final observation
   (not the next episode's first), so no step of a window is dropped and truncation bootstraps
@@ -29,12 +29,27 @@ JaxMARL drops each rollout's last step and masks step t's target with the done f
 (its stored `dones` are shifted by one for the GRU reset), which bootstraps across episode ends
 when a rollout spans several episodes (SMAX). We mask with terminated[t] of the same step.
 
+Windows and the GRU state (a known deviation): aligned windows are fixed L-step blocks of each
+environment's continuous stream, and no runner resets an environment at a block's edge, while
+JaxMARL resets every environment at the start of each update's rollout, so each of its rollouts
+starts an episode. The two coincide only where every episode lasts exactly `sequence_length`
+steps (`jaxmarl:MPE_simple_spread_v3`: 26-step episodes, the default 26), each window then one
+whole episode. Elsewhere most windows start mid-episode (the `smax` presets: 128-step windows,
+battles of at most 101 steps; PettingZoo's MPE: 25-step episodes in 26-step windows), and the
+learner starts them from a zero GRU state where acting carried the real one. How JaxMARL's
+inputs differ for dead SMAX agents and after an auto-reset: `factorl.envs.marl`.
+
 On MPE a JaxMARL rollout is one whole episode, so the step it drops is the time-limit step: the
 net is never trained at, nor bootstraps from, the observation after the 26th step. factorl
 trains on that step too, bootstrapping from the true final observation (`truncation="bootstrap"`,
 the correct target for a time limit that is not part of the task). `truncation="drop"` leaves
 every step that ends in a truncation out of the loss instead, which on MPE's aligned windows is
 exactly JaxMARL's loss (the mean over the other 25 steps of each window).
+
+On SMAX a battle still running at the step limit is a truncation too, and we bootstrap from it.
+JaxMARL's done flag is the same for a time-out as for a win or a loss, so it treats the time-out
+as terminal; as a timed-out battle never earns the win bonus, that limit is arguably part of the
+task there.
 """
 
 from __future__ import annotations
@@ -126,7 +141,8 @@ class ValueDecompositionConfig:
     aligned_windows: bool = option(
         True,
         "replay windows are each environment's consecutive sequence_length-step blocks from its "
-        "first step, as JaxMARL's rollouts (MPE: whole episodes); false: windows start at any step",
+        "first step (JaxMARL's rollouts where episodes last sequence_length steps, as on its MPE; "
+        "elsewhere blocks start mid-episode, the GRU from zeros); false: windows start at any step",
     )
     update_every: int = option(208, "environment steps per learner step", low=1)
     learning_starts: int = option(

@@ -29,11 +29,23 @@ agent's own action space (MPE); an agent with fewer actions than the largest get
 marked unavailable, and its observation zero-padded. Agent order is the environment's
 `agents` list (MPE: agent_0, agent_1, ...; SMAX: ally_0, ally_1, ..., enemies are scripted).
 
+Where we differ from `CTRolloutManager` (known deviations; they touch SMAX only, as no MPE agent
+is ever done on its own and a JaxMARL MPE rollout never goes on past an episode's end):
+- dead agents: it zeroes the whole input of an agent whose own done flag is set (the one-hot id
+  included), and its agent net restarts that agent's GRU state on the same flag, so every dead
+  agent gives one shared constant Q. We read only `dones["__all__"]`: the GRU restarts for all
+  of an environment's agents together, at an episode start, and the agent net keeps appending
+  the one-hot id (SMAX itself already zeroes a dead unit's observation);
+- the first observation after an auto-reset: it zeroes it (the done flags of the step that ended
+  the episode are still set; the global state is not zeroed); we give the real one.
+
 JaxMARL's own `step` auto-resets on `dones["__all__"]`, which merges the time limit with wins and
 losses, and returns the new episode's first observation in place of the final one. We call
 `step_env` (no reset) and reset ourselves, so the final observation is kept and the ending is
 split: MPE episodes only ever end at the time limit (truncated); SMAX episodes are terminated
 when every ally or every enemy is dead (also on the last allowed step) and truncated otherwise.
+So a battle still running at the step limit is a truncation, which a learner bootstraps from;
+JaxMARL's baselines treat every `dones["__all__"]`, that time limit included, as terminal.
 Both count steps before incrementing, so an episode lasts `max_steps + 1` steps (MPE 26, SMAX
 101), which is `spec.max_episode_steps`. SMAX uses `HeuristicEnemySMAX` with the kwargs of
 JaxMARL's QMIX baseline (`ql_rnn_smax.yaml`).
