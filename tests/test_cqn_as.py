@@ -142,6 +142,11 @@ def test_distributional_is_refused():
         make_config("cqn_as", {"agent.distributional": True})
 
 
+def test_dueling_is_refused():
+    with pytest.raises(ConfigError, match="dueling"):
+        make_config("cqn_as", {"agent.dueling": True})
+
+
 def _cfg(run_dir, steps=400, **agent):
     values = {"width": 16, "random_steps": 100, "learning_starts": 100,
               "target_update_period": 20, "horizon": 3, **agent}  # fmt: skip

@@ -448,8 +448,8 @@ def offline_sentence(figures, page) -> None:
         "medium-replay ({csr}k) reaches {cr_m} ± {cr_mh} and {cr_mr} ± {cr_mrh}, against online "
         "CQN's {cr_cqn} ± {cr_cqnh} (seeds 0-2). CQN from walker-walk's medium dataset, with its "
         "demonstration losses' earlier bin mean (`agent.demo_bin_mean others`, being rerun at the "
-        "default): {o} ± {oh} after the offline phase (DecQN's: {doff} ± {doffh}), {f} ± {fh} at 100k (seeds "
-        "{first}-{last}).",
+        "default): {o} ± {oh} after the offline phase (DecQN's: {doff} ± {doffh}), {f} ± {fh} at "
+        "100k (seeds {first}-{last}).",
         {
             **{k: v[0] for k, v in cis.items()},
             **{f"{k}h": v[1] for k, v in cis.items()},

@@ -351,10 +351,7 @@ def test_the_torso_styles_by_hand(torso):
 
     h = dense(t["input"], obs)
     block = dense(t["block_2"], jax.nn.relu(dense(t["block_1"], h)))
-    if torso == "decqn":
-        h = jax.nn.elu(norm(h + block))
-    else:
-        h = norm(h + jax.nn.relu(block))
+    h = jax.nn.elu(norm(h + block)) if torso == "decqn" else norm(h + jax.nn.relu(block))
     want = dense(p["head"], h).reshape(4, 2, 3)
     got = agent.utilities(state.params, obs)[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

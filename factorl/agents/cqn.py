@@ -20,14 +20,17 @@ We follow the official state-based code (younggyoseo/CQN-AS, dmc_src/cqn_state.p
 Where we differ: ties between equal utilities are broken at random (`random_ties`, default on).
 The official state code takes the first maximum, so with its zero-initialised head it acts at the
 lowest bin of every dimension (about -1) until the utilities separate; `--agent.no-random-ties`
-restores that. `learning_starts` counts agent steps: 4000 is the official "updates start at 8000
-frames" at the Control Suite's usual action repeat of 2. Our loop's `action_repeat` defaults to 1
-(and every run in results/ used 1), so there the warm-up is 4000 frames and updates come once per
-frame, where the official code updates once per two frames; `--env.action-repeat 2` restores its
-frame accounting.
+restores that. Updates start after 4000 transitions (`learning_starts`), half the official
+warm-up: the official state config (action repeat 1) starts updating after 8000 env steps, then
+updates every env step. We keep 4000 because every CQN result in results/ was trained with it;
+`--agent.learning-starts 8000` is the official value. The random warm-up actions are raw uniform
+draws, where the official code re-quantises them to the finest grid. Hidden layers use Flax's
+default initialisation (lecun normal), where the official code's Linear layers are orthogonal
+with zero biases; the heads start at zero in both.
 The distributional variant of the pixel/RLBench code is an option: `--agent.distributional` uses
 C51 (51 atoms on [v_min, v_max], default [0, 200] as on DMC) with a cross-entropy loss, and
-`--agent.dueling` splits the head into value and advantage streams, q = V + A - mean(A).
+`--agent.dueling` splits the head into value and advantage streams, q = V + A - mean(A), on one
+shared torso (the pixel/RLBench code uses two separate networks).
 Learning from a dataset (`--data.dataset`, docs/datasets.md), the dataset's rows are
 demonstrations, as in the RLBench code: on them, at every level along the data's own zoom path,
 a margin loss max(0, 0.01 - (Q(b_e) - Q(b))) and, for the C51 critic, the first-order stochastic
@@ -154,7 +157,8 @@ class CQN(ReplayAgent):
     name = "cqn"
     Config = CQNConfig
     config: CQNConfig
-    #: the official state code's replay: 1M transitions, batch 512, 1-step returns, uniform
+    #: the official state code's replay: batch 512, 1-step returns, uniform; its capacity is 10M
+    #: transitions, ours 1M, which never binds at the run lengths used here
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=512, n_step=1, prioritized=False)
     REPLAY_FIXED: ClassVar[dict[str, str]] = dict(UNIFORM_REPLAY_ONLY)
 

@@ -21,7 +21,16 @@ Execution (`--agent.execution`):
 
 Defaults are the official HumanoidBench state config (K = 4, width 1024, AdamW 5e-5 with weight
 decay 0.1, batch 128, n = 3, hard target every 100 updates, one update per 2 env steps, 10k random
-steps); levels x bins 3 x 5 and exploration (N(0, 0.1) per step, re-quantised) as CQN.
+steps); levels x bins 3 x 5 as CQN. Where else we differ from the official code
+(humanoid_src/cqn_as.py):
+- the per-step MLP is one Dense-LayerNorm-SiLU layer; the official code has two
+  Linear(bias=False)-LayerNorm-SiLU layers before the GRU;
+- exploration is CQN's: N(0, explore_std) noise, in units of each dimension's half range, on every
+  step of each predicted sequence, re-quantised, before ensembling. The official code predicts
+  greedy sequences, ensembles them, then adds N(0, 0.01) to the executed action and clips it,
+  without re-quantising;
+- Dense layers use Flax's default initialisation (lecun normal), where the official code's Linear
+  layers are orthogonal with zero biases; the head starts at zero in both.
 """
 
 from __future__ import annotations
@@ -63,11 +72,14 @@ class CQNASConfig(CQNConfig):
         super().check()
         if self.distributional:
             raise ConfigError("agent.distributional is not supported (the official code is MSE)")
+        if self.dueling:
+            raise ConfigError("agent.dueling is not supported (SequenceCritic has no dueling head)")
 
 
 class SequenceCritic(nn.Module):
-    """[s, centres of step k, onehot(k), onehot(level)] per step -> MLP -> GRU over the K steps ->
-    utilities [..., K, M, B]. The output layer starts at zero, as in CQN."""
+    """[s, centres of step k, onehot(k), onehot(level)] per step -> Dense-LayerNorm-SiLU (the
+    official code has two such layers) -> GRU over the K steps -> utilities [..., K, M, B]. The
+    output layer starts at zero, as in CQN."""
 
     num_dims: int
     bins: int
@@ -121,7 +133,8 @@ class CQNAS(CQN):
     Config = CQNASConfig
     config: CQNASConfig
     #: the official HumanoidBench state code's replay: batch 128, 3-step returns (independent of
-    #: the horizon), uniform
+    #: the horizon), uniform; its capacity is 10M transitions, ours CQN's 1M, which never binds at
+    #: the run lengths used here
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=128, n_step=3, prioritized=False)
 
     def make_factorisation(self, action_space) -> ActionFactorisation:
