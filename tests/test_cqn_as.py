@@ -137,6 +137,44 @@ def test_target_and_loss_are_per_level_step_and_dimension():
     assert float(loss) == pytest.approx(np.mean((y - q) ** 2), rel=1e-6)
 
 
+def test_official_step_mlp_is_two_bias_free_layers():
+    net = SequenceCritic(num_dims=2, bins=3, horizon=3, width=16, step_mlp="official")
+    obs, level, centres = jnp.ones((1, 5)), jnp.array([[1.0, 0.0]]), jnp.zeros((1, 3, 2))
+    params = net.init(jax.random.PRNGKey(0), obs, centres, level)["params"]
+    assert set(params["embed"]) == set(params["embed_1"]) == {"kernel"}  # no biases
+    assert params["embed"]["kernel"].shape == (5 + 2 + 3 + 2, 16)
+    assert params["embed_1"]["kernel"].shape == (16, 16) and "norm_1" in params
+    assert net.apply({"params": params}, obs, centres, level).shape == (1, 3, 2, 3)
+    ours = SequenceCritic(num_dims=2, bins=3, horizon=3, width=16)
+    assert "embed_1" not in ours.init(jax.random.PRNGKey(0), obs, centres, level)["params"]
+
+
+@pytest.mark.parametrize("execution", ["ensemble", "replan"])
+def test_official_exploration_adds_noise_to_the_executed_action_only(execution):
+    # greedy sequences (the memory holds what greedy acting would hold), then N(0, action_noise)
+    # in half ranges (55 here) on the executed action, not re-quantised
+    agent = _agent(exploration="official", action_noise=0.01, execution=execution)
+    state = agent.init(0)
+    obs = np.array([[0.3, -0.2]], np.float32)
+    greedy, greedy_state = agent.act(state, obs, 5, "greedy")
+    explore, explore_state = agent.act(state, obs, 5, "explore")
+    for a, b in zip(
+        jax.tree_util.tree_leaves(greedy_state.memory),
+        jax.tree_util.tree_leaves(explore_state.memory),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    noise = np.asarray(explore) - np.asarray(greedy)
+    assert np.all(noise != 0) and np.all(np.abs(noise) < 5 * 0.01 * 55)
+    grid = np.asarray(agent.factorisation.quantise(jnp.asarray(explore)))
+    assert not np.allclose(grid, explore)  # off the grid: not re-quantised
+    quiet = _agent(exploration="official", action_noise=0.0, execution=execution)
+    quiet_state = quiet.init(0)
+    np.testing.assert_array_equal(
+        quiet.act(quiet_state, obs, 5, "explore")[0], quiet.act(quiet_state, obs, 5, "greedy")[0]
+    )
+
+
 def test_distributional_is_refused():
     with pytest.raises(ConfigError, match="distributional"):
         make_config("cqn_as", {"agent.distributional": True})

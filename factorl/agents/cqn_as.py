@@ -24,11 +24,11 @@ decay 0.1, batch 128, n = 3, hard target every 100 updates, one update per 2 env
 steps); levels x bins 3 x 5 as CQN. Where else we differ from the official code
 (humanoid_src/cqn_as.py):
 - the per-step MLP is one Dense-LayerNorm-SiLU layer; the official code has two
-  Linear(bias=False)-LayerNorm-SiLU layers before the GRU;
+  Linear(bias=False)-LayerNorm-SiLU layers before the GRU (`step_mlp="official"`);
 - exploration is CQN's: N(0, explore_std) noise, in units of each dimension's half range, on every
   step of each predicted sequence, re-quantised, before ensembling. The official code predicts
   greedy sequences, ensembles them, then adds N(0, 0.01) to the executed action and clips it,
-  without re-quantising;
+  without re-quantising (`exploration="official"`, `action_noise` 0.01);
 - Dense layers use Flax's default initialisation (lecun normal), where the official code's Linear
   layers are orthogonal with zero biases; the head starts at zero in both.
 """
@@ -67,6 +67,24 @@ class CQNASConfig(CQNConfig):
         choices=("newest", "oldest"),
     )
     ensemble_decay: float = option(0.01, "temporal-ensembling weight decay rate", low=0.0)
+    step_mlp: str = option(
+        "one",
+        "per-step layers before the GRU: one (Dense-LayerNorm-SiLU, ours) or official (two "
+        "Dense-LayerNorm-SiLU layers without biases, the official code's)",
+        choices=("one", "official"),
+    )
+    exploration: str = option(
+        "sequence",
+        "sequence: CQN's explore_std noise on every predicted step, re-quantised, then executed; "
+        "official: greedy sequences, then action_noise on the executed action (not re-quantised)",
+        choices=("sequence", "official"),
+    )
+    action_noise: float = option(
+        0.01,
+        "std of the noise on the executed action, in half ranges (exploration official; the "
+        "official config's 0.01)",
+        low=0.0,
+    )
 
     def check(self) -> None:
         super().check()
@@ -85,6 +103,7 @@ class SequenceCritic(nn.Module):
     bins: int
     horizon: int
     width: int = 1024
+    step_mlp: str = "one"
 
     @nn.compact
     def __call__(self, obs: jax.Array, centres: jax.Array, level: jax.Array) -> jax.Array:
@@ -100,7 +119,13 @@ class SequenceCritic(nn.Module):
             ],
             axis=-1,
         )
-        h = nn.silu(nn.LayerNorm(name="norm")(nn.Dense(self.width, name="embed")(x)))
+        if self.step_mlp == "official":
+            h = x
+            for suffix in ("", "_1"):  # the official code's two bias-free layers
+                dense = nn.Dense(self.width, use_bias=False, name=f"embed{suffix}")
+                h = nn.silu(nn.LayerNorm(name=f"norm{suffix}")(dense(h)))
+        else:
+            h = nn.silu(nn.LayerNorm(name="norm")(nn.Dense(self.width, name="embed")(x)))
         flat = h.reshape(-1, k, self.width)  # the GRU scans the step axis of a flat batch
         # written out step by step (no loop): K is a few steps, and a loop's overhead per step
         # costs more than the small matmuls inside it
@@ -144,7 +169,7 @@ class CQNAS(CQN):
 
     def _make_network(self) -> nn.Module:
         c = self.config
-        return SequenceCritic(self.factorisation.num_dims, c.bins, c.horizon, c.width)
+        return SequenceCritic(self.factorisation.num_dims, c.bins, c.horizon, c.width, c.step_mlp)
 
     # ----------------------------------------------------------------------------------- acting
     def memory_init(self):
@@ -158,18 +183,33 @@ class CQNAS(CQN):
         }
 
     def _predict(self, params, obs, key, mode: str) -> jax.Array:
-        """A new sequence [K, M]: greedy, plus quantised Gaussian noise when exploring."""
+        """A new sequence [K, M]: greedy, plus quantised Gaussian noise when exploring (with
+        `exploration="sequence"`)."""
         c, fact = self.config, self.factorisation
         k_ties, k_noise = jax.random.split(key)
         path = self.greedy_path(params, obs[None], k_ties if c.random_ties else None)[0]
         seq = fact.decode(jnp.moveaxis(path, 0, -2))  # [L, K, M] -> [K, L, M] -> [K, M]
-        if mode == "explore":
+        if mode == "explore" and c.exploration == "sequence":
             noise = c.explore_std * self.half_range * jax.random.normal(k_noise, seq.shape)
             seq = fact.quantise(jnp.clip(seq + noise, fact.low, fact.high))
         return seq
 
     def _act_impl(self, params, memory, obs, key, env_step, mode: str):
         self.trace_counts["act"] += 1
+        action, memory = self._execute(params, memory, obs, key, env_step, mode)
+        if mode == "explore" and self.config.exploration == "official":
+            # the official code's add_noise_to_action: on the executed action, clipped only
+            fact = self.factorisation
+            k_act = jax.random.fold_in(jax.random.fold_in(key, 1), env_step)
+            noise = (
+                self.config.action_noise * self.half_range * jax.random.normal(k_act, action.shape)
+            )
+            action = jnp.clip(action + noise, fact.low, fact.high)
+        return action, memory
+
+    def _execute(self, params, memory, obs, key, env_step, mode: str):
+        """The action of the sequences predicted so far (ensembled or the current plan's step)
+        and the acting memory after it."""
         c, fact = self.config, self.factorisation
         key = jax.random.fold_in(jax.random.fold_in(key, 0), env_step)
         if mode == "random":
