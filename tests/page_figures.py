@@ -885,30 +885,34 @@ def collect(collectors: Iterable[Callable[[], list[Figure]]]) -> list[Figure]:
     return out
 
 
-def figure_params(figures: list[Figure]) -> list:
-    """`figures` as the parameters of a test, by id; those in `XFAIL` must fail (strict)."""
-    return [
-        pytest.param(
-            f,
-            id=f.id,
-            marks=[pytest.mark.xfail(strict=True, reason=XFAIL[f.id])] if f.id in XFAIL else [],
+def page_tests(figures: list[Figure], pages: set[str], more_than: int):
+    """A test module's two tests over its `figures`: one per figure (those in `XFAIL` must fail,
+    strict), and one that every page in `pages` gave figures, more than `more_than` in all.
+    A module binds them to its own names: `test_a, test_b = page_tests(...)`."""
+
+    @pytest.mark.parametrize(
+        "figure",
+        [
+            pytest.param(
+                f,
+                id=f.id,
+                marks=[pytest.mark.xfail(strict=True, reason=XFAIL[f.id])] if f.id in XFAIL else [],
+            )
+            for f in figures
+        ],
+    )
+    def test_the_page_shows_what_the_data_holds(figure):
+        problem = check(figure)
+        if problem is not None:  # the message says it all: no traceback (cheaper for XFAILs)
+            pytest.fail(problem, pytrace=False)
+
+    def test_every_check_finds_its_figures():
+        counts = defaultdict(int)
+        for f in figures:
+            counts[f.page] += 1
+        assert pages <= set(counts), f"no figures read from {sorted(pages - set(counts))}"
+        assert len(figures) > more_than, (
+            f"only {len(figures)} figures: a table or sentence went unread"
         )
-        for f in figures
-    ]
 
-
-def page_agrees(figure: Figure) -> None:
-    """The body of each module's `test_the_page_shows_what_the_data_holds`."""
-    problem = check(figure)
-    if problem is not None:  # the message says it all: no traceback (cheaper for the XFAILs)
-        pytest.fail(problem, pytrace=False)
-
-
-def every_page_read(figures: list[Figure], pages: set[str], more_than: int) -> None:
-    """The body of each module's `test_every_check_finds_its_figures`: each of `pages` gave
-    figures, and more than `more_than` of them in all."""
-    counts = defaultdict(int)
-    for f in figures:
-        counts[f.page] += 1
-    assert pages <= set(counts), f"no figures read from {sorted(pages - set(counts))}"
-    assert len(figures) > more_than, f"only {len(figures)} figures: a table or sentence went unread"
+    return test_the_page_shows_what_the_data_holds, test_every_check_finds_its_figures

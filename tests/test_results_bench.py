@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-import pytest
 from page_figures import (
     BENCH,
     MARL_JSON,
@@ -21,14 +20,12 @@ from page_figures import (
     collect,
     data,
     dmc_rows,
-    every_page_read,
-    figure_params,
     find_once,
     jaxmarl_qmix_1e7,
     marl_returns,
     marl_speeds,
     md_tables,
-    page_agrees,
+    page_tests,
     page_text,
     ratios,
     rules_in,
@@ -2464,14 +2461,11 @@ COLLECTORS: list[Callable[[], list[Figure]]] = [
 FIGURES = collect(COLLECTORS)
 
 
-@pytest.mark.parametrize("figure", figure_params(FIGURES))
-def test_the_page_shows_what_the_data_holds(figure):
-    page_agrees(figure)
+PAGES = {
+    "README.md",
+    "bench/README.md",
+}
 
-
-def test_every_check_finds_its_figures():
-    pages = {
-        "README.md",
-        "bench/README.md",
-    }
-    every_page_read(FIGURES, pages, more_than=600)
+test_the_page_shows_what_the_data_holds, test_every_check_finds_its_figures = page_tests(
+    FIGURES, PAGES, more_than=600
+)

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pytest
 from page_figures import (
     LEARNING,
     MARL_JSON,
@@ -26,8 +25,6 @@ from page_figures import (
     compare_generated,
     data,
     dmc_rows,
-    every_page_read,
-    figure_params,
     final,
     jaxmarl_qmix_1e7,
     learning_run,
@@ -36,7 +33,7 @@ from page_figures import (
     marl_speeds,
     md_tables,
     mean_ci,
-    page_agrees,
+    page_tests,
     page_text,
     point,
     ratios,
@@ -1053,24 +1050,21 @@ COLLECTORS: list[Callable[[], list[Figure]]] = [
 FIGURES = collect(COLLECTORS)
 
 
-@pytest.mark.parametrize("figure", figure_params(FIGURES))
-def test_the_page_shows_what_the_data_holds(figure):
-    page_agrees(figure)
+PAGES = {
+    "README.md",
+    "results/README.md",
+    "results/learning.md",
+    "results/marl/learning.md",
+    "docs/sac.md",
+    "docs/td3.md",
+    "docs/cqn.md",
+    "docs/revalued.md",
+    "docs/decqn.md",
+    "docs/qmix.md",
+    "docs/vdn.md",
+    "docs/arsq.md",
+}
 
-
-def test_every_check_finds_its_figures():
-    pages = {
-        "README.md",
-        "results/README.md",
-        "results/learning.md",
-        "results/marl/learning.md",
-        "docs/sac.md",
-        "docs/td3.md",
-        "docs/cqn.md",
-        "docs/revalued.md",
-        "docs/decqn.md",
-        "docs/qmix.md",
-        "docs/vdn.md",
-        "docs/arsq.md",
-    }
-    every_page_read(FIGURES, pages, more_than=600)
+test_the_page_shows_what_the_data_holds, test_every_check_finds_its_figures = page_tests(
+    FIGURES, PAGES, more_than=600
+)

@@ -9,7 +9,6 @@ import math
 import re
 from collections.abc import Callable
 
-import pytest
 from page_figures import (
     LEARNING,
     ROOT,
@@ -22,12 +21,10 @@ from page_figures import (
     compare_generated,
     data,
     dmc_rows,
-    every_page_read,
-    figure_params,
     learning_run,
     md_tables,
     offline_rows,
-    page_agrees,
+    page_tests,
     page_text,
     rules_in,
     safe,
@@ -915,17 +912,14 @@ COLLECTORS: list[Callable[[], list[Figure]]] = [
 FIGURES = collect(COLLECTORS)
 
 
-@pytest.mark.parametrize("figure", figure_params(FIGURES))
-def test_the_page_shows_what_the_data_holds(figure):
-    page_agrees(figure)
+PAGES = {
+    "results/offline/README.md",
+    "results/offline/offline.md",
+    "results/offline/pendulum-100k/offline.md",
+    "results/offline/dmc/README.md",
+    "results/offline/dmc/offline.md",
+}
 
-
-def test_every_check_finds_its_figures():
-    pages = {
-        "results/offline/README.md",
-        "results/offline/offline.md",
-        "results/offline/pendulum-100k/offline.md",
-        "results/offline/dmc/README.md",
-        "results/offline/dmc/offline.md",
-    }
-    every_page_read(FIGURES, pages, more_than=300)
+test_the_page_shows_what_the_data_holds, test_every_check_finds_its_figures = page_tests(
+    FIGURES, PAGES, more_than=300
+)
