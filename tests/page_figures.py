@@ -515,6 +515,14 @@ def rules_in(figures, page, line, what, text, rules, source, *, every_number=Fal
             add(figures, page, line, f"{what}: {loose}", loose, None, source)
 
 
+def demo_bin_mean(path: str) -> str | None:
+    """A results file's `agent.demo_bin_mean`, "others" where its config predates the setting
+    (the only mean there was); None if there is no such file."""
+    if not (ROOT / path).exists():
+        return None
+    return data(path)["config"]["agent"].get("demo_bin_mean", "others")
+
+
 def dmc_rows() -> dict[tuple[str, str, str], dict[str, Any]]:
     return {(r["env"], r["algo"], r["dataset"]): r for r in offline_rows("results/offline/dmc")}
 

@@ -20,6 +20,7 @@ from page_figures import (
     collect,
     compare_generated,
     data,
+    demo_bin_mean,
     dmc_rows,
     learning_run,
     md_tables,
@@ -210,14 +211,6 @@ def offline_readme_tables() -> list[Figure]:
         for key in sorted(rows.keys() - seen):
             add(figures, page, t.line, f"{folder} {' '.join(key)}: row", None, key, folder)
     return figures
-
-
-def demo_bin_mean(path: str) -> str | None:
-    """A results file's `agent.demo_bin_mean`, "others" where its config predates the setting
-    (the only mean there was); None if there is no such file."""
-    if not (ROOT / path).exists():
-        return None
-    return data(path)["config"]["agent"].get("demo_bin_mean", "others")
 
 
 def offline_dmc_readme_table() -> list[Figure]:
@@ -852,22 +845,6 @@ def offline_dmc_commits() -> list[Figure]:
             r"and ([\w ]+?) \(cheetah-run medium-replay\)",
             "decqn__dmc-cheetah-run__dataset=*-medium-replay-v0__s*.json",
         ),
-        "CQN walker-walk medium seed 0": (
-            r"walker-walk medium seed 0 trained at (.+?), seed 1",
-            "cqn__dmc-walker-walk__dataset=*-medium-v0__s0.json",
-        ),
-        "CQN walker-walk medium seed 1": (
-            r", seed 1 at (.+?), seed 2",
-            "cqn__dmc-walker-walk__dataset=*-medium-v0__s1.json",
-        ),
-        "CQN walker-walk medium seed 2": (
-            r", seed 2 at (.+?), medium-replay",
-            "cqn__dmc-walker-walk__dataset=*-medium-v0__s2.json",
-        ),
-        "CQN walker-walk medium-replay seed 0": (
-            r"medium-replay seed 0 at (.+?)\s+\(resumed",
-            "cqn__dmc-walker-walk__dataset=*-medium-replay-v0__s0.json",
-        ),
     }
     for what, (pattern, files) in groups.items():
         m = re.search(pattern, body, re.S)
@@ -884,6 +861,36 @@ def offline_dmc_commits() -> list[Figure]:
             ", ".join(found),
             source,
         )
+    # CQN from data, trial by trial: "<task> <data> seed <s>[\\*] at <commits>", ";" between
+    m = re.search(r"\*\*CQN\*\* from data[^:]*: (.+?) \(resumed", body, re.S)
+    shown_trials = {}
+    for item in (m[1] if m else "").split(";"):
+        item = " ".join(item.split())  # lines wrap anywhere
+        t = re.fullmatch(r"(\S+) (\S+) seed (\d+)(\\\*)? at (.+)", item)
+        if t is None:
+            add(figures, page, 0, f"CQN commits item {item!r}", item, None, folder)
+            continue
+        shown_trials[(t[1], t[2], int(t[3]))] = (bool(t[4]), re.findall(r"\b[0-9a-f]{7}\b", t[5]))
+    line = body[: m.start(1)].count("\n") + 1 if m else 0
+    for path in sorted((ROOT / folder).glob("cqn__*__dataset=*.json")):
+        f = re.fullmatch(r"cqn__dmc-(.+?)__dataset=dmc-\1-(.+)-v0__s(\d+)\.json", path.name)
+        key = (f[1], f[2], int(f[3]))
+        what = f"commits of CQN {' '.join(map(str, key))}"
+        shown = shown_trials.pop(key, None)
+        trained = json.loads(path.read_text())
+        found = sorted({s["source_revision"][:7] for s in trained["segments"]})
+        earlier = demo_bin_mean(f"{folder}/{path.name}") == "others"
+        add(
+            figures,
+            page,
+            line,
+            what,
+            shown and ("starred " * shown[0] + ", ".join(sorted(shown[1]))),
+            "starred " * earlier + ", ".join(found),
+            f"{folder}/{path.name} segments and config agent.demo_bin_mean (a star: others)",
+        )
+    for key in shown_trials:
+        add(figures, page, line, f"CQN commits of {key}", " ".join(map(str, key)), None, folder)
     resumed = [r for r in revisions("decqn__dmc-walker-walk__dataset=*.json") if len(r) > 1]
     statement(
         figures,
