@@ -13,8 +13,10 @@ We follow the official code (tseyde/decqn, TF2 + Acme) where it and the paper di
   loss is summed over critics and weighted by prioritised-replay importance weights;
 - priority = mean over critics of |TD|; alpha 0.6, beta 0.2; n = 3; gamma 0.99; batch 256;
   Adam 1e-4 with global-norm clipping 40; hard target copy every 100 learner steps; one learner
-  step per 8 environment steps; 1000 transitions before learning;
-- acting: per-dimension argmax of max(U^1, U^2), epsilon 0.1.
+  step per 8 environment steps; learning starts once replay holds 1000 transitions (the code:
+  Acme's agent waits for 1000 env steps; n-step items lag env steps by at most n - 1);
+- acting: per-dimension argmax of max(U^1, U^2), epsilon 0.1 (the code breaks exact ties at
+  random; we take the first bin).
 Exploration: `epsilon_mode="dimension"` (default) makes each dimension random with probability
 epsilon; `"official"` reproduces the official sampler, which makes each dimension random with
 probability (eps/M) / (eps/M + 1 - eps) (about 1.8% for M = 6); `"joint"` replaces the whole action
@@ -50,15 +52,26 @@ from factorl.maths.targets import double_q_ensemble_target, huber
 
 @dataclass
 class DecQNConfig:
-    """DecQN hyperparameters; defaults are the reference values (official code, DMC state tasks).
-
-    One exception: `epsilon_mode` defaults to "dimension" (each dimension random w.p. epsilon).
-    The official sampler is "official": about 1.8% per dimension at M = 6 and epsilon 0.1.
+    """DecQN hyperparameters; defaults are the official code's (tseyde/decqn, as its launch
+    script runs it on state tasks), with two exceptions:
+    - `bins` 3 (bang-off-bang), the paper's state-feature runs as our reference notes give them;
+      the official code's default and launch script use 2 (bang-bang): `bins=2`.
+    - `epsilon_mode` "dimension" (each dimension random w.p. epsilon); the official sampler is
+      "official": about 1.8% per dimension at M = 6 and epsilon 0.1.
+    `width` 512 is the code's config default; its launch script, as published, tests the
+    algorithm name before reading the command line and so runs 1024 unless told otherwise.
     """
 
-    bins: int = option(3, "bins per action dimension (2 = bang-bang, 3 = bang-off-bang)", low=2)
+    bins: int = option(
+        3,
+        "bins per action dimension (3 = bang-off-bang, the paper's state runs; 2 = bang-bang, "
+        "the official code's)",
+        low=2,
+    )
     width: int = option(512, "hidden width of the residual torso", low=1)
-    num_critics: int = option(2, "independent critics (double Q needs 2)", low=1)
+    num_critics: int = option(
+        2, "independent critics (the code's double-Q pair; 1: one critic, same target rule)", low=1
+    )
     gamma: float = option(0.99, "discount factor", low=0.0, high=1.0)
     learning_rate: float = option(1e-4, "Adam learning rate", low=0.0, low_open=True)
     max_grad_norm: float = option(40.0, "global gradient-norm clip", low=0.0, low_open=True)

@@ -621,8 +621,8 @@ class HostTrainer(RunSession):
 
     def advance(self, end_step: int) -> int:
         """A vector env step, then one learner step per `update_every` env steps passed, once
-        replay holds `learning_starts` transitions (Reverb's min size; this also covers a resume
-        without the replay), and a "train" record when `log_every` is crossed."""
+        replay holds `learning_starts` transitions (items in replay, not env steps, so this also
+        covers a resume without the replay), and a "train" record when `log_every` is crossed."""
         loop, agent = self.loop, self.agent
         before = loop.env_step
         self.env_step()
