@@ -29,7 +29,14 @@ layers of 256 ReLU units, gamma 0.99, Polyak tau 0.005 every learner step, one g
 environment step, target entropy -dim(A), replay 1e6: Haarnoja et al. 2018 (arXiv 1812.05905,
 Appendix D, Table 1). Initial temperature 1 (log alpha = 0): CleanRL's sac_continuous_action.py and
 Stable-Baselines3's `ent_coef="auto"`. 5000 uniformly random steps before learning starts: CleanRL's
-`learning_starts=5e3`. log-std clipped to [-20, 2]: the original SAC code (haarnoja/sac).
+`learning_starts=5e3` (the paper-era softlearning code used 10 episodes, 10000 steps on
+MuJoCo). log-std clipped to [-20, 2]: the original SAC code (haarnoja/sac). Initialisation: Flax's
+defaults (lecun normal kernels, zero biases).
+
+Where CleanRL's sac_continuous_action.py differs we follow the paper: CleanRL uses Adam 1e-3 for
+the critics and the temperature, updates the actor and temperature twice every second env step,
+squashes the log-std into [-5, 2] with a tanh, and measures log-probabilities on the
+environment's scale (so its entropy target shifts with the bounds).
 
 One learner step is one jitted pure function: the critic step (clipped double-Q soft target from the
 Polyak target critics), then the actor step against the updated critics, then the temperature step
@@ -162,8 +169,9 @@ def bernoulli_expected_q(
 def alpha_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: float) -> jax.Array:
     """Temperature loss, log alpha * (H - target) averaged: alpha grows when H is below target.
 
-    Equals Haarnoja et al.'s E[-alpha (log pi + target)] up to using log alpha as the variable (as
-    the original code and Stable-Baselines3 do). `entropy` is a per-sample estimate (-log pi(a|s)
+    Haarnoja et al.'s E[-alpha (log pi + target)] with log alpha as the variable, as the
+    paper-era softlearning code and Stable-Baselines3 (the gradient differs by a factor alpha;
+    the fixed point is the same). `entropy` is a per-sample estimate (-log pi(a|s)
     for the Gaussian, the exact entropy for the Bernoulli policy) and carries no gradient here.
     """
     return log_alpha * jnp.mean(jax.lax.stop_gradient(entropy) - target_entropy)
@@ -190,7 +198,8 @@ def soft_target(
 
 @dataclass
 class SACConfig:
-    """SAC hyperparameters; defaults are the paper's (sources in the module docstring)."""
+    """SAC hyperparameters; defaults are the paper's where it gives them, else from code (initial
+    temperature, warm-up, log-std clip): sources in the module docstring."""
 
     policy: str = option(
         "gaussian",

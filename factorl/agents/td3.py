@@ -14,10 +14,12 @@ noise N(0, 0.2) clipped to +-0.5, and both noisy actions are clipped back into t
 Defaults and their sources: policy noise 0.2, noise clip 0.5, exploration noise 0.1, policy delay 2,
 tau 0.005, gamma 0.99: the paper (Section 6 and Appendix). Adam 3e-4 for both networks, batch 256,
 two hidden layers of 256 ReLU units, 25000 uniformly random steps before learning, one update per
-environment step: the authors' updated reference code (sfujimoto/TD3) and CleanRL's
+environment step: the authors' updated reference code (sfujim/TD3) and CleanRL's
 td3_continuous_action.py. The paper itself used 400-300 units, Adam 1e-3, batch 100, and (as we
 read it) 10000 random steps on HalfCheetah and Ant and 1000 on the other tasks. Critic loss: the
-sum over critics of the mean squared TD error, as in the authors' code.
+sum over critics of the mean squared TD error, as in the authors' code. Initialisation: Flax's
+defaults (lecun normal kernels, zero biases), not PyTorch's uniform(+-1/sqrt(fan_in)) of the
+authors' code and CleanRL.
 
 One learner step is one jitted pure function; the delayed actor/target step is a `jax.lax.cond` on
 the learner step, taken when (learner step + 1) is a multiple of the delay (the authors' counter).
