@@ -10,7 +10,8 @@ regressed on its own to the full TD target, with no mean or sum across dimension
 
 We follow the official state-based code (younggyoseo/CQN-AS, dmc_src/cqn_state.py) unless noted:
 - torso [s, c, onehot(l)] -> Linear-LayerNorm-SiLU x 2 (width 512) -> Linear(M*B), head
-  initialised to zero; AdamW 1e-4 with weight decay 0.1; batch 512; n-step 1; gamma 0.99; hard
+  initialised to zero; AdamW 1e-4 with weight decay 0.1; batch 512; n-step 1 (the code's walker
+  tasks; its other tasks, cheetah_run among them, use batch 256 and n-step 3); gamma 0.99; hard
   target copy every 100 updates; one update per env step; 2000 uniform random steps;
 - target per (l, d): y = R + gamma^n (1-done) Qbar_{l,d}(s', c'_{l-1}, b'_{l,d}), where the greedy
   path b' (and so its centres c') is chosen by the ONLINE network and evaluated by the target one;
@@ -157,8 +158,9 @@ class CQN(ReplayAgent):
     name = "cqn"
     Config = CQNConfig
     config: CQNConfig
-    #: the official state code's replay: batch 512, 1-step returns, uniform; its capacity is 10M
-    #: transitions, ours 1M, which never binds at the run lengths used here
+    #: the official state code's replay on its walker tasks: batch 512, 1-step returns, uniform
+    #: (its other tasks: batch 256, 3-step); its capacity is 10M transitions, ours 1M, which
+    #: never binds at the run lengths used here
     REPLAY = ReplaySettings(capacity=1_000_000, batch_size=512, n_step=1, prioritized=False)
     REPLAY_FIXED: ClassVar[dict[str, str]] = dict(UNIFORM_REPLAY_ONLY)
 
