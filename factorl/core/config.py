@@ -244,7 +244,11 @@ class EnvSettings:
         high=4096,
     )
     action_repeat: int = option(
-        1, "repeat each action this many env steps", low=1, high=_MAX_ACTION_REPEAT
+        1,
+        "repeat each action this many simulator steps, rewards summed; budgets, intervals and "
+        "warm-ups still count agent steps (the logs' env_frames count simulator steps)",
+        low=1,
+        high=_MAX_ACTION_REPEAT,
     )
 
 
