@@ -240,8 +240,10 @@ def evaluate(
     return _evaluate(run_dir, cfg, episodes, seed, path=path)
 
 
-#: `episode_seed` stream of the episodes `collect` records (0-4 are the runners')
-COLLECT_STREAM = 5
+#: `episode_seed` stream of the episodes `collect` records (0-4 are the runners'), and the stream
+#: of its action noise: a stream of its own, since SeedSequence pads entropy with zeros, so
+#: [seed, 5] would equal episode 0's [seed, 5, 0]
+COLLECT_STREAM, COLLECT_NOISE_STREAM = 5, 6
 
 
 def record_episodes(
@@ -252,7 +254,7 @@ def record_episodes(
     resets seeded from (`seed`, episode index)."""
     from factorl.io.datasets import EPISODE_KEYS
 
-    rng = np.random.default_rng(np.random.SeedSequence([seed, COLLECT_STREAM]))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, COLLECT_NOISE_STREAM]))
     low, high = env.action_space.low, env.action_space.high
     recorded = []
     for ep in range(episodes):

@@ -26,6 +26,7 @@ from factorl.runners.host import HostTrainer
 from factorl.runners.session import episode_seed
 from factorl.sweep import summarise_run
 from factorl.train import (
+    COLLECT_NOISE_STREAM,
     COLLECT_STREAM,
     collect,
     load_agent,
@@ -120,6 +121,17 @@ def test_collect_writes_the_episodes_it_recorded(saved_run, demos):
         data.episodes[0]["observations"][0], data.episodes[1]["observations"][0]
     )
     assert 0.4 < np.std(noise) < 0.6 and abs(np.mean(noise)) < 0.1
+
+
+def test_collect_noise_is_seeded_apart_from_every_episode_reset():
+    """SeedSequence pads its entropy with zeros, so a stream's generator seeded from
+    [seed, stream] equals that stream's episode 0, [seed, stream, 0]: the noise has a stream of
+    its own."""
+    noise = np.random.SeedSequence([7, COLLECT_NOISE_STREAM]).generate_state(1)[0]
+    resets = {episode_seed(7, COLLECT_STREAM, ep) for ep in range(100)}
+    assert noise not in resets
+    # the padding this guards against
+    assert np.random.SeedSequence([7, COLLECT_STREAM]).generate_state(1)[0] in resets
 
 
 def test_noise_beyond_float32_puts_every_action_on_a_bound_without_a_warning(saved_run):

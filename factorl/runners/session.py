@@ -68,7 +68,10 @@ def algorithm_for(cfg: Config, multi_agent: bool) -> type:
 
 
 def episode_seed(seed: int, stream: int, *index: int) -> int:
-    """Independent, reproducible reset seed for an episode (training stream 0, evaluation 1)."""
+    """Independent, reproducible reset seed for an episode (training stream 0, evaluation 1).
+
+    SeedSequence pads entropy with zeros, so (stream, 0) equals (stream,): within a stream, use
+    one number of indices throughout, and seed anything else from a stream of its own."""
     return int(np.random.SeedSequence([seed, stream, *index]).generate_state(1)[0])
 
 
