@@ -747,7 +747,12 @@ def offline_dmc_sentences() -> list[Figure]:
         add(figures, page, 0, "earlier-bin-mean/: 3 trials at others", "3", False, folder)
     earlier_offline = [bench_offline().offline_eval(r) for r in earlier]
     default_offline = cqn["offline_end_eval"]["per_seed"]
-    default_seeds = "seed {s0} scored {d0}" if len(default_offline) == 1 else None
+    # "seed {s0} scored {d0}", "seeds {s0} and {s1} scored {d0} and {d1}", "seeds {s0}-{s1}
+    # scored {d0}, {d1} and {d2}"
+    n = len(default_offline)
+    listed = [f"{{d{i}}}" for i in range(n)]
+    scores = listed[0] if n == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
+    which = {1: "seed {s0}", 2: "seeds {s0} and {s1}"}.get(n, "seeds {s0}-{s1}")
     sentence(
         figures,
         page,
@@ -755,18 +760,18 @@ def offline_dmc_sentences() -> list[Figure]:
         "its three trials at the earlier bin mean scored {e0}, {e1} and {e2}, near the source "
         "policy's {b}, where DecQN's scored {c} on average (CQN's demonstration margin loss on "
         "every dataset row is one candidate reason); at the default bin mean, "
-        + (default_seeds or "seeds ... scored ...")
+        + f"{which} scored {scores}"
         + ".",
         {
             **{f"e{i}": v for i, v in enumerate(earlier_offline)},
             "b": ww["medium_checkpoint"]["eval_return"],
             "c": off("walker-walk", "decqn", "medium"),
-            **({"s0": cqn["seeds"][0], "d0": default_offline[0]} if default_seeds else {}),
+            "s0": min(cqn["seeds"]),
+            **({"s1": max(cqn["seeds"])} if n > 1 else {}),
+            **{f"d{i}": v for i, v in enumerate(default_offline)},
         },
         f"{folder}/cqn__*medium-v0*.json, {folder}/earlier-bin-mean/, summary.json",
     )
-    if default_seeds is None:
-        add(figures, page, 0, "CQN medium: the sentence for several seeds", None, "to write", "")
     finals = [*cqn["final_eval"]["per_seed"], *(r["curve"][-1]["eval_return"] for r in earlier)]
     sentence(
         figures,
@@ -898,8 +903,7 @@ def offline_dmc_commits() -> list[Figure]:
         key = (f[1], f[2], int(f[3]))
         what = f"commits of CQN {' '.join(map(str, key))}"
         shown = shown_trials.pop(key, None)
-        trained = json.loads(path.read_text())
-        found = sorted({s["source_revision"][:7] for s in trained["segments"]})
+        found = sorted(revisions(path.name)[0])
         earlier = demo_bin_mean(f"{folder}/{path.name}") == "others"
         add(
             figures,
