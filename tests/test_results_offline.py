@@ -737,13 +737,9 @@ def offline_dmc_sentences() -> list[Figure]:
     # CQN from walker-walk's medium data: the trials at the default bin mean (the row) and the
     # ones they replaced (earlier-bin-mean/), seed by seed
     cqn = rows[("dmc:walker-walk", "cqn", "medium")]
-    earlier = [
-        data(p)
-        for p in seed_files(f"{folder}/earlier-bin-mean", "cqn", "dmc:walker-walk", "medium-v0")
-    ]
-    if len(earlier) != 3 or any(
-        r["config"]["agent"].get("demo_bin_mean", "others") != "others" for r in earlier
-    ):
+    earlier_paths = seed_files(f"{folder}/earlier-bin-mean", "cqn", "dmc:walker-walk", "medium-v0")
+    earlier = [data(p) for p in earlier_paths]
+    if len(earlier) != 3 or any(demo_bin_mean(p) != "others" for p in earlier_paths):
         add(figures, page, 0, "earlier-bin-mean/: 3 trials at others", "3", False, folder)
     earlier_offline = [bench_offline().offline_eval(r) for r in earlier]
     default_offline = cqn["offline_end_eval"]["per_seed"]
