@@ -20,6 +20,7 @@ from factorl.core.agent import TrainBatch
 from factorl.core.config import ConfigError
 from factorl.io import datasets
 from factorl.io.checkpoint import CheckpointError
+from factorl.io.logging import read_metrics
 from factorl.io.runfolder import read_segments
 from factorl.maths import demonstrations as demos_maths
 from factorl.runners.host import HostTrainer
@@ -362,6 +363,19 @@ def test_offline_then_online_resumes_exactly_in_either_phase(tmp_path, demos):
     curve = summarise_run(straight.run_dir, "cmd")["curve"]
     assert curve[0]["phase"] == "offline" and curve[0]["offline_step"] == 150
     assert curve[0]["env_step"] == 0 and all("phase" not in point for point in curve[1:])
+
+
+def test_resuming_before_the_first_record_is_due_warns_of_no_lost_records(tmp_path, demos, capsys):
+    # offline step 70 comes before the first record (log_every 100): an empty metrics file
+    # there is the run's own, not one whose records were removed
+    cfg = tiny_config(tmp_path / "early", steps=300, overrides=FROM_DATA)
+    first = train(cfg, stop_after_updates=70)
+    assert read_metrics(first.run_dir) == []
+    train(cfg, resume=first.run_dir, stop_after_updates=50)  # to offline step 120
+    assert "held no records" not in capsys.readouterr().err
+    (first.run_dir / "metrics.jsonl").unlink()  # past the record at offline step 100: lost
+    train(cfg, resume=first.run_dir, stop_after_updates=1)
+    assert "metrics.jsonl held no records before the checkpoint" in capsys.readouterr().err
 
 
 def test_online_batches_draw_the_share_from_the_dataset(tmp_path, demos):

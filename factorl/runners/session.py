@@ -404,10 +404,9 @@ class RunSession:
             if checkpoint is None:
                 clear_run(run_dir)
             else:
-                # a checkpoint past the start with no records before it: they were removed
-                lost = bool(self.loop.env_step or self.loop.offline_step) and not read_metrics(
-                    run_dir
-                )
+                # a checkpoint past a record's step with no records before it: they were
+                # removed (a timed checkpoint can come before the first record is due)
+                lost = self._records_due() and not read_metrics(run_dir)
                 RunLogger.rewind(run_dir, self.loop.env_step, unwritten)
                 _rewind_offline(run_dir, self.loop.offline_step)
             start = {"from_env_step": self.loop.env_step}
@@ -461,6 +460,16 @@ class RunSession:
         self._progress: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------- pieces
+    def _records_due(self) -> bool:
+        """Whether a run at the loop's counters has written a record: a "train" record at each
+        `log_every` (in env steps, or in offline steps during the offline phase), an
+        evaluation at each `eval_every`, and both when the offline phase ends."""
+        runner, data, loop = self.cfg.runner, self.cfg.data, self.loop
+        if loop.env_step >= min(runner.log_every, runner.eval_every):
+            return True
+        offline_done = bool(data.offline_steps) and loop.offline_step >= data.offline_steps
+        return loop.offline_step >= runner.log_every or offline_done
+
     def wall(self) -> float:
         """Seconds of training so far, across resumes."""
         return self.loop.wall_time + time.perf_counter() - self._clock
