@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from factorl.core.config import saved_settings
 from factorl.report import t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -517,10 +518,10 @@ def rules_in(figures, page, line, what, text, rules, source, *, every_number=Fal
 
 def demo_bin_mean(path: str) -> str | None:
     """A results file's `agent.demo_bin_mean`, "others" where its config predates the setting
-    (the only mean there was); None if there is no such file."""
+    (the only mean there was: `saved_settings` fills it in); None if there is no such file."""
     if not (ROOT / path).exists():
         return None
-    return data(path)["config"]["agent"].get("demo_bin_mean", "others")
+    return saved_settings(data(path)["config"])[1]["agent.demo_bin_mean"]
 
 
 def dmc_rows() -> dict[tuple[str, str, str], dict[str, Any]]:

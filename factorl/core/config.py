@@ -531,6 +531,12 @@ _EARLIER_KEYS = {
 }
 
 
+#: settings added after run folders were written without them, whose default is not what those
+#: runs did: (algorithm, setting) -> the value they ran with. Filled in only for runs the setting
+#: acts on (all of these act on dataset rows), so an old online run still reads as the defaults.
+_BEFORE_ADDED = {("cqn", "agent.demo_bin_mean"): "others"}
+
+
 def saved_settings(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """(algo, dotted settings) of a parsed config.json, of any layout: by sections, by sections
     with the replay settings still in `agent`, or the first one's flat `train` and `agent`
@@ -547,7 +553,12 @@ def saved_settings(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         settings.update(flatten({"agent": data.get("agent", {})}))
     else:
         settings = flatten({k: v for k, v in data.items() if k != "algo"})
-    return algo, {_EARLIER_KEYS.get(k, k): v for k, v in settings.items()}
+    settings = {_EARLIER_KEYS.get(k, k): v for k, v in settings.items()}
+    if settings.get("data.dataset"):
+        for (owner, key), value in _BEFORE_ADDED.items():
+            if owner == algo and key not in settings:
+                settings[key] = value
+    return algo, settings
 
 
 def parse_value(algo: str, key: str, text: str) -> Any:
