@@ -18,7 +18,9 @@ Per environment, in `--work-dir/ENV/`:
    dataset, for `--seeds` (side by side with `run.num_seeds` on JAX-native environments);
 5. `--out-dir/summary.json` and `--out-dir/offline.md`: per algorithm x dataset the evaluation at
    the end of the offline phase and the final one (mean and Student-t 95% interval over seeds),
-   the dataset recipe and the commands; `--out-dir/curves-TASK.png`.
+   the dataset recipe and the commands; `--out-dir/curves-TASK.png`. Results files whose agent
+   or replay settings differ from what the command would train (say, from before a default
+   changed) make a row of their own that names those settings.
 
 Each stage is skipped when its output exists, so running the same command again continues where
 a crash or kill left it: the source run and each trial resume from their latest checkpoint.
@@ -380,6 +382,33 @@ def offline_eval(result: dict[str, Any]) -> float | None:
     return None
 
 
+#: the config sections a row names a difference in: the learner's own settings (the protocol
+#: sets the env, run, runner and data sections itself, from its flags)
+LABELLED_SECTIONS = ("agent", "replay")
+
+
+def changed_settings(config: dict[str, Any], planned: dict[str, Any]) -> dict[str, Any]:
+    """The agent and replay settings of a results file's `config` that differ from the trial's
+    planned ones (the algorithm's defaults with `planned`, its `--set` values): a file trained
+    at other settings, e.g. before a default changed, is a row of its own that says so."""
+    algo, settings = saved_settings(config)
+    ran = build_config(algo, settings).to_dict()
+    ours = {k: v for k, v in planned.items() if k.split(".")[0] in LABELLED_SECTIONS}
+    meant = build_config(algo, ours).to_dict()
+    return {
+        f"{section}.{name}": value
+        for section in LABELLED_SECTIONS
+        for name, value in ran[section].items()
+        if value != meant[section][name]
+    }
+
+
+def algorithm_text(algo: str, settings: dict[str, Any]) -> str:
+    """The table's algorithm cell: its name, with the settings its files changed."""
+    changed = ", ".join(f"{key}={value}" for key, value in sorted(settings.items()))
+    return f"{algo} ({changed})" if changed else algo
+
+
 def _cell(values: list[float]) -> dict[str, Any]:
     mean, half = t_interval(values)
     return {"mean": mean, "ci95": half, "per_seed": values}
@@ -398,41 +427,48 @@ def _text(cell: dict[str, Any] | None) -> str:
 def summarise(
     env: str, planned: list[tuple[str, Trial, Settings]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Per (algorithm, dataset) row of the table, and the results files it was built from; a
-    seed whose trial has not finished (`--report-only`) is left out, a row without any too."""
+    """Per (algorithm, dataset, changed settings) row of the table, and the results files it
+    was built from; a seed whose trial has not finished (`--report-only`) is left out, a row
+    without any too. Files whose agent or replay settings differ from the trial's planned ones
+    (`changed_settings`) make a row of their own, named by them."""
     rows, results = [], []
     for label, trial, settings in planned:
-        finals, offlines, steps, done = [], [], [], []
+        groups: dict[str, dict[str, Any]] = {}  # a trial's seeds share their settings, bar edits
         for seed, path in zip(trial.seeds, result_paths(trial, settings), strict=True):
             if not path.is_file():
                 continue
-            done.append((seed, path))
             data = json.loads(path.read_text())
             results.append(data)
-            finals.append(float(data["curve"][-1]["eval_return"]))
-            steps.append(int(data["final_env_step"]))
+            changed = changed_settings(data["config"], dict(settings.fixed.get(trial.algo, {})))
+            group = groups.setdefault(
+                json.dumps(changed, sort_keys=True),
+                {"changed": changed, "finals": [], "offlines": [], "steps": [], "done": []},
+            )
+            group["done"].append((seed, path))
+            group["finals"].append(float(data["curve"][-1]["eval_return"]))
+            group["steps"].append(int(data["final_env_step"]))
             if label != ONLINE:
                 value = offline_eval(data)
                 if value is not None:
-                    offlines.append(value)
-        if not done:
-            continue
-        rows.append(
-            {
-                "env": env,
-                "algo": trial.algo,
-                "dataset": label,
-                "seeds": [seed for seed, _ in done],
-                "final_env_step": min(steps),
-                "offline_end_eval": _cell(offlines) if offlines else None,
-                "final_eval": _cell(finals),
-                "results": [str(path) for _, path in done],
-            }
-        )
+                    group["offlines"].append(value)
+        for group in groups.values():
+            rows.append(
+                {
+                    "env": env,
+                    "algo": trial.algo,
+                    "dataset": label,
+                    "changed_settings": group["changed"],
+                    "seeds": [seed for seed, _ in group["done"]],
+                    "final_env_step": min(group["steps"]),
+                    "offline_end_eval": _cell(group["offlines"]) if group["offlines"] else None,
+                    "final_eval": _cell(group["finals"]),
+                    "results": [str(path) for _, path in group["done"]],
+                }
+            )
     # several trials (one per seed on the host) make one row
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
-        key = (row["algo"], row["dataset"])
+        key = (row["algo"], row["dataset"], json.dumps(row["changed_settings"], sort_keys=True))
         if key in merged:
             old = merged[key]
             old["seeds"] += row["seeds"]
@@ -455,7 +491,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['env']} | {r['algo']} | {r['dataset']} | {len(r['seeds'])} | "
+            f"| {r['env']} | {algorithm_text(r['algo'], r.get('changed_settings', {}))} | "
+            f"{r['dataset']} | {len(r['seeds'])} | "
             f"{r['final_env_step']:,} | {_text(r['offline_end_eval'])} | "
             f"{_text(r['final_eval'])} |"
         )
@@ -642,6 +679,14 @@ def main(argv: list[str] | None = None) -> int:
         "Offline-phase end eval: the greedy evaluation after `data.offline_steps` updates from the "
         "dataset, before any env step. Final eval: the last evaluation. Mean and Student-t 95% "
         "interval over seeds.\n",
+        *(
+            [
+                "An algorithm with settings in brackets: its results files ran at those, not at "
+                "this command's (say, before a default changed).\n"
+            ]
+            if any(r["changed_settings"] for r in rows)
+            else []
+        ),
         table(rows),
         *(
             [f"Not finished yet, left out: {len(pending)} trials ({', '.join(pending)}).\n"]

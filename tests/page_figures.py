@@ -423,20 +423,25 @@ def compare_generated(
 
 
 def offline_rows(folder: str) -> list[dict[str, Any]]:
-    """bench/offline_protocol.py's rows (algorithm x dataset, mean and interval over seeds) from
-    the results files in `folder`."""
+    """bench/offline_protocol.py's rows (algorithm x dataset x settings its files changed from
+    the command's, mean and interval over seeds) from the results files in `folder`."""
     proto = bench_offline()
-    groups: dict[tuple[str, str, str], list[tuple[int, dict]]] = defaultdict(list)
-    for path in sorted((ROOT / folder).glob("*__*__s*.json")):
+    paths = sorted((ROOT / folder).glob("*__*__s*.json"))
+    algos = sorted({path.name.split("__")[0] for path in paths})
+    command_sets = proto._sets(algos, data(f"{folder}/summary.json")["settings"]["set"])
+    groups: dict[tuple[str, str, str, str], list[tuple[int, dict]]] = defaultdict(list)
+    for path in paths:
         parts = path.stem.split("__")
         run = data(f"{folder}/{path.name}")
         assert parts[0] == run["algo"] and parts[1] == safe(run["env"]), f"{folder}/{path.name}"
         label = proto.ONLINE
         if len(parts) == 4:
             (label,) = [k for k, tail in proto.DATASETS if parts[2] == f"dataset={parts[1]}-{tail}"]
-        groups[(run["env"], run["algo"], label)].append((int(parts[-1][1:]), run))
+        changed = proto.changed_settings(run["config"], dict(command_sets[run["algo"]]))
+        key = (run["env"], run["algo"], label, json.dumps(changed, sort_keys=True))
+        groups[key].append((int(parts[-1][1:]), run))
     rows = []
-    for (env, algo, label), seeds in groups.items():
+    for (env, algo, label, changed), seeds in groups.items():
         seeds.sort(key=lambda s: s[0])
         offline = [offline_end(r) for _, r in seeds]
         rows.append(
@@ -444,6 +449,7 @@ def offline_rows(folder: str) -> list[dict[str, Any]]:
                 "env": env,
                 "algo": algo,
                 "dataset": label,
+                "changed_settings": json.loads(changed),
                 "seeds": [s for s, _ in seeds],
                 "final_env_step": min(int(r["final_env_step"]) for _, r in seeds),
                 "offline_end_eval": None
@@ -525,7 +531,12 @@ def demo_bin_mean(path: str) -> str | None:
 
 
 def dmc_rows() -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(r["env"], r["algo"], r["dataset"]): r for r in offline_rows("results/offline/dmc")}
+    """The Control Suite protocol's rows by (task, algorithm, dataset): each such has one set
+    of settings at a time (a rerun at others moves the earlier files aside)."""
+    rows = offline_rows("results/offline/dmc")
+    keyed = {(r["env"], r["algo"], r["dataset"]): r for r in rows}
+    assert len(keyed) == len(rows), "two rows of one algorithm and dataset at other settings"
+    return keyed
 
 
 def learning_run(algo: str, env: str, seed: int, folder: str = LEARNING) -> dict[str, Any]:

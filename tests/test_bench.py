@@ -314,3 +314,17 @@ def test_offline_protocol_runs_every_stage_then_skips_them(tmp_path, monkeypatch
     summary = json.loads((out / "summary.json").read_text())
     assert ("decqn", "online") in {(r["algo"], r["dataset"]) for r in summary["rows"]}
     assert json.loads(online.read_text())["reused_from"] == str(elsewhere / online.name)
+
+    # a results file trained at other settings than the command's is a row that names them
+    medium = next(out.glob("decqn__*medium-v0__s0.json"))
+    edited = json.loads(medium.read_text())
+    edited["config"]["agent"]["width"] = 17
+    medium.write_text(json.dumps(edited))
+    assert bench.main([*argv, "--report-only"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    changed = {(r["algo"], r["dataset"]): r["changed_settings"] for r in summary["rows"]}
+    assert changed[("decqn", "medium")] == {"agent.width": 17}
+    assert changed[("decqn", "medium-replay")] == {}
+    table = (out / "offline.md").read_text()
+    assert "| gymnax:Pendulum-v1 | decqn (agent.width=17) | medium | 1 | 200 |" in table
+    assert "An algorithm with settings in brackets: its results files ran at those" in table

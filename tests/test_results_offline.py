@@ -58,6 +58,18 @@ def offline_page(page: str, folder: str) -> list[Figure]:
     )
     summary = data(f"{folder}/summary.json")
     body = page_text(page)
+    said = "An algorithm with settings in brackets: its results files ran at those"
+    labelled = any(r["changed_settings"] for r in offline_rows(folder))
+    if labelled or said in body:  # the sentence stands where a row has brackets, only there
+        add(
+            figures,
+            page,
+            body[: body.find(said)].count("\n") + 1 if said in body else 0,
+            "what an algorithm's brackets mean",
+            said if said in body else None,
+            labelled,
+            f"the changed settings of {folder}/'s files",
+        )
     m = re.search(r"Not finished yet, left out: (\d+) trials \(([^)]*)\)", body)
     pending = summary.get("pending_trials") or []
     if m or pending:
@@ -160,7 +172,10 @@ def offline_readme_tables() -> list[Figure]:
         ("results/offline/pendulum-100k", "final eval (100k env steps)"),
     ):
         t = table(page, "algorithm", "dataset", words)
-        rows = {(r["algo"], r["dataset"]): r for r in offline_rows(folder)}
+        rows = {
+            (proto.algorithm_text(r["algo"], r["changed_settings"]), r["dataset"]): r
+            for r in offline_rows(folder)
+        }
         offline_steps = {
             r["config"]["data"]["offline_steps"]
             for row in rows.values()
