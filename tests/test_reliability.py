@@ -723,3 +723,12 @@ def test_resuming_a_run_whose_metrics_were_removed_says_so(tiny, capsys):
     assert {r["env_step"] for r in read_metrics(first.run_dir)} <= {300}  # the rest is gone
     train(make_config("decqn", {**cfg.settings(), "run.steps": 400}), resume=first.run_dir)
     assert "held no records" not in capsys.readouterr().err  # a run with its records: no warning
+
+
+def test_resuming_a_run_stopped_before_its_first_record_warns_of_nothing(tiny, capsys):
+    # stopped at env step 50, before the first record is due (log_every 100, eval_every 300)
+    cfg = tiny(steps=200, overrides={"run.progress": "none"})
+    first = train(cfg, stop_after=50)
+    assert first.env_step == 50 and read_metrics(first.run_dir) == []
+    train(cfg, resume=first.run_dir)
+    assert "held no records" not in capsys.readouterr().err
