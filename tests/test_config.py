@@ -204,17 +204,19 @@ def test_a_config_json_with_the_replay_settings_in_agent_is_read_into_the_replay
 
 
 def test_a_setting_added_later_reads_as_what_runs_before_it_did():
-    # CQN runs from data written before agent.demo_bin_mean averaged over the other bins only
-    saved = make_config("cqn", {"data.dataset": "x/medium-v0"}).to_dict()
-    del saved["agent"]["demo_bin_mean"]
-    assert saved_settings(saved)[1]["agent.demo_bin_mean"] == "others"
+    # CQN and CQN-AS runs from data written before agent.demo_bin_mean averaged over the other
+    # bins only
+    for algo in ("cqn", "cqn_as"):
+        old = make_config(algo, {"data.dataset": "x/medium-v0"}).to_dict()
+        del old["agent"]["demo_bin_mean"]
+        assert saved_settings(old)[1]["agent.demo_bin_mean"] == "others"
     # ...an online run never used it, so it reads as today's defaults, equal setting by setting
     online = make_config("cqn").to_dict()
     del online["agent"]["demo_bin_mean"]
     assert make_config(*saved_settings(online)) == make_config("cqn")
     # ...and a run that names it keeps its own
-    saved["agent"]["demo_bin_mean"] = "all"
-    assert saved_settings(saved)[1]["agent.demo_bin_mean"] == "all"
+    old["agent"]["demo_bin_mean"] = "all"
+    assert saved_settings(old)[1]["agent.demo_bin_mean"] == "all"
 
 
 def test_an_algorithm_registered_from_outside_is_configured_like_factorl_s_own(

@@ -534,7 +534,7 @@ _EARLIER_KEYS = {
 #: settings added after run folders were written without them, whose default is not what those
 #: runs did: (algorithm, setting) -> the value they ran with. Filled in only for runs the setting
 #: acts on (all of these act on dataset rows), so an old online run still reads as the defaults.
-_BEFORE_ADDED = {("cqn", "agent.demo_bin_mean"): "others"}
+_BEFORE_ADDED = {(algo, "agent.demo_bin_mean"): "others" for algo in ("cqn", "cqn_as")}
 
 
 def saved_settings(data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
