@@ -431,9 +431,10 @@ def summarise(
     was built from; a seed whose trial has not finished (`--report-only`) is left out, a row
     without any too. Files whose agent or replay settings differ from the trial's planned ones
     (`changed_settings`) make a row of their own, named by them."""
-    rows, results = [], []
+    # the trials of one row: one per seed on the host, all its seeds at once on a device
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    results = []
     for label, trial, settings in planned:
-        groups: dict[str, dict[str, Any]] = {}  # a trial's seeds share their settings, bar edits
         for seed, path in zip(trial.seeds, result_paths(trial, settings), strict=True):
             if not path.is_file():
                 continue
@@ -441,7 +442,7 @@ def summarise(
             results.append(data)
             changed = changed_settings(data["config"], dict(settings.fixed.get(trial.algo, {})))
             group = groups.setdefault(
-                json.dumps(changed, sort_keys=True),
+                (trial.algo, label, json.dumps(changed, sort_keys=True)),
                 {"changed": changed, "finals": [], "offlines": [], "steps": [], "done": []},
             )
             group["done"].append((seed, path))
@@ -451,36 +452,21 @@ def summarise(
                 value = offline_eval(data)
                 if value is not None:
                     group["offlines"].append(value)
-        for group in groups.values():
-            rows.append(
-                {
-                    "env": env,
-                    "algo": trial.algo,
-                    "dataset": label,
-                    "changed_settings": group["changed"],
-                    "seeds": [seed for seed, _ in group["done"]],
-                    "final_env_step": min(group["steps"]),
-                    "offline_end_eval": _cell(group["offlines"]) if group["offlines"] else None,
-                    "final_eval": _cell(group["finals"]),
-                    "results": [str(path) for _, path in group["done"]],
-                }
-            )
-    # several trials (one per seed on the host) make one row
-    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for row in rows:
-        key = (row["algo"], row["dataset"], json.dumps(row["changed_settings"], sort_keys=True))
-        if key in merged:
-            old = merged[key]
-            old["seeds"] += row["seeds"]
-            old["results"] += row["results"]
-            old["final_env_step"] = min(old["final_env_step"], row["final_env_step"])
-            for field in ("offline_end_eval", "final_eval"):
-                if row[field] is not None:
-                    values = (old[field]["per_seed"] if old[field] else []) + row[field]["per_seed"]
-                    old[field] = _cell(values)
-        else:
-            merged[key] = row
-    return list(merged.values()), results
+    rows = [
+        {
+            "env": env,
+            "algo": algo,
+            "dataset": label,
+            "changed_settings": group["changed"],
+            "seeds": [seed for seed, _ in group["done"]],
+            "final_env_step": min(group["steps"]),
+            "offline_end_eval": _cell(group["offlines"]) if group["offlines"] else None,
+            "final_eval": _cell(group["finals"]),
+            "results": [str(path) for _, path in group["done"]],
+        }
+        for (algo, label, _), group in groups.items()
+    ]
+    return rows, results
 
 
 def table(rows: list[dict[str, Any]]) -> str:
