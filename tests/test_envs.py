@@ -182,6 +182,24 @@ def test_dmc_unknown_render_mode_rejected():
         DMCEnv("cheetah", "run", render_mode="human")
 
 
+def test_dmc_renders_from_the_domain_camera_unless_told():
+    """Quadruped records from camera 2 (DrQ-v2's and CQN's), other domains from camera 0; an
+    explicit camera_id wins."""
+
+    def frame(camera_id=None):
+        env = DMCEnv("quadruped", "walk", seed=0, render_mode="rgb_array", camera_id=camera_id)
+        env.reset(seed=0)
+        try:
+            return env.render()
+        except RuntimeError as exc:
+            pytest.skip(f"no OpenGL backend on this machine: {exc.__cause__!r}")
+
+    default = frame()
+    np.testing.assert_array_equal(default, frame(2))
+    assert not np.array_equal(default, frame(0))
+    assert DMCEnv("cheetah", "run")._camera_id == 0
+
+
 def test_dmc_render_rgb_array():
     env = make_env("dmc:cheetah-run", seed=0, render_mode="rgb_array")
     env.reset()

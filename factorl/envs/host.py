@@ -140,6 +140,11 @@ def _close_matches(name: str, candidates: list[str]) -> str:
     return f" Did you mean: {', '.join(matches)}?" if matches else ""
 
 
+#: the camera a Control Suite domain renders from where none is given: DrQ-v2's and CQN's
+#: choice, camera 2 ("y", which follows the body from the side) for quadruped, camera 0 otherwise
+DMC_CAMERAS = {"quadruped": 2}
+
+
 def _unknown_dmc_error(env_id: str) -> ValueError:
     ids = available_envs()
     return ValueError(
@@ -168,9 +173,10 @@ class DMCEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         render_mode: str | None = None,
         render_height: int = 84,
         render_width: int = 84,
-        camera_id: int = 0,
+        camera_id: int | None = None,
     ) -> None:
-        """Load `domain`-`task` from the suite, seeding the task's random state with `seed`."""
+        """Load `domain`-`task` from the suite, seeding the task's random state with `seed`;
+        frames come from `camera_id` (None: the domain's entry in `DMC_CAMERAS`, else 0)."""
         if (domain, task) not in suite.ALL_TASKS:
             raise _unknown_dmc_error(f"dmc:{domain}-{task}")
         if render_mode not in (None, "rgb_array"):
@@ -178,7 +184,7 @@ class DMCEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self._env = suite.load(domain, task, task_kwargs={"random": seed})
         self.render_mode = render_mode
         self._render_size = (render_height, render_width)
-        self._camera_id = camera_id
+        self._camera_id = DMC_CAMERAS.get(domain, 0) if camera_id is None else camera_id
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self._env.control_timestep())}
 
         obs_spec = self._env.observation_spec()

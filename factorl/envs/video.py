@@ -102,7 +102,7 @@ def make_video_env(
     env_id: str, action_repeat: int = 1, size: tuple[int, int] = DMC_SIZE
 ) -> gymnasium.Env:
     """An environment of `env_id` that renders RGB frames (a Control Suite task at `size`,
-    height x width, from camera 0)."""
+    height x width, from the domain's camera: `factorl.envs.host.DMC_CAMERAS`)."""
     check_env_id(env_id)
     # pygame (Gymnasium's classic-control renderer) starts SDL's sound and display drivers; a
     # video needs neither, and on a headless machine they print errors (ALSA, XDG_RUNTIME_DIR)
