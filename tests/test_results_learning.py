@@ -1072,6 +1072,47 @@ def docs_sentences() -> list[Figure]:
     return figures
 
 
+def cqn_as_batch64_rows() -> list[Figure]:
+    """docs/cqn_as.md's Pendulum table, its "batch 64" rows: each cell the evaluation of the
+    results file in results/variants/cqn_as-pendulum-batch64 at that step, and a row per file."""
+    page, folder = "docs/cqn_as.md", "results/variants/cqn_as-pendulum-batch64"
+    t = table(page, "execution", "seed", "16k")
+    figures: list[Figure] = []
+    shown = set()
+    for line, row in t.rows:
+        execution, _, batch = row[0].partition(", batch ")
+        if batch != "64":
+            continue
+        name = f"cqn_as__gym-Pendulum-v1__execution={execution}__s{row[1]}.json"
+        path = ROOT / folder / name
+        if not path.is_file():
+            add(figures, page, line, f"{row[0]} seed {row[1]}", row[0], None, f"{folder}/{name}")
+            continue
+        shown.add(name)
+        run = data(f"{folder}/{name}")
+        ran = (run["config"]["agent"]["execution"], run["config"]["replay"]["batch_size"])
+        what = f"{row[0]} seed {row[1]}"
+        add(figures, page, line, f"{what}: settings", row[0], ran == (execution, 64), name)
+        curve = {r["env_step"]: r["eval_return"] for r in run["curve"]}
+        for column, cell in zip(t.header[2:], row[2:], strict=True):
+            step = int(column.removesuffix("k")) * 1000
+            if cell or step in curve:
+                add(figures, page, line, f"{what} at {column}", cell or None, curve.get(step), name)
+    for path in sorted((ROOT / folder).glob("*.json")):
+        if path.name not in shown:
+            add(figures, page, t.line, f"{path.name}: row", None, path.name, folder)
+    ensemble_s1 = data(f"{folder}/cqn_as__gym-Pendulum-v1__execution=ensemble__s1.json")
+    sentence(
+        figures,
+        page,
+        "batch 64, ensembling",
+        "with ensembling seed 1 is still at {a} at 16k, so the quickstart keeps batch 128",
+        {"a": at(ensemble_s1, 16_000)},
+        folder,
+    )
+    return figures
+
+
 # ---------------------------------------------------------------------------------------- tests
 
 COLLECTORS: list[Callable[[], list[Figure]]] = [
@@ -1085,6 +1126,7 @@ COLLECTORS: list[Callable[[], list[Figure]]] = [
     readme_sentences,
     results_readme_sentences,
     docs_sentences,
+    cqn_as_batch64_rows,
 ]
 
 FIGURES = collect(COLLECTORS)
