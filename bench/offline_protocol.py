@@ -391,10 +391,9 @@ def changed_settings(config: dict[str, Any], planned: dict[str, Any]) -> dict[st
     """The agent and replay settings of a results file's `config` that differ from the trial's
     planned ones (the algorithm's defaults with `planned`, its `--set` values): a file trained
     at other settings, e.g. before a default changed, is a row of its own that says so."""
-    algo, settings = saved_settings(config)
-    ran = build_config(algo, settings).to_dict()
+    ran = _comparable(config)
     ours = {k: v for k, v in planned.items() if k.split(".")[0] in LABELLED_SECTIONS}
-    meant = build_config(algo, ours).to_dict()
+    meant = build_config(ran["algo"], ours).to_dict()
     return {
         f"{section}.{name}": value
         for section in LABELLED_SECTIONS
