@@ -3,11 +3,13 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from factorl.core.config import (
+    _BEFORE_ADDED,
     MAX_EPISODES,
     Config,
     ConfigError,
@@ -274,3 +276,62 @@ def test_vdn_refuses_a_replay_that_can_never_start_learning(aligned, most):
     make_config("vdn", {**values, "agent.learning_starts": most})
     with pytest.raises(ConfigError, match="for 8 environments, fewer than the 26-step window"):
         make_config("vdn", {**values, "replay.capacity": 200, "agent.learning_starts": 10})
+
+
+#: settings that committed results files were written without, each with why reading such a
+#: file (or its run folder) with today's default reproduces what that run did. A setting added
+#: later whose default does not goes in `factorl.core.config._BEFORE_ADDED` instead.
+ADDED_AT_EARLIER_BEHAVIOUR = {
+    "agent.critic_weight": "weighs the critic loss against the demonstration losses, at 1.0",
+    "agent.demo_weight": "CQN's demonstration losses act on dataset rows only",
+    "agent.demo_margin": "CQN's demonstration losses act on dataset rows only",
+    "agent.demo_fosd": "CQN's demonstration losses act on dataset rows only",
+    "agent.torso": "REValueD's default torso is DecQN's, the one it had before the option",
+    "agent.truncation": "VDN/QMIX bootstrap at truncation by default, as before the option",
+    "data.dataset": "none is online training, all there was before datasets",
+    "data.offline_steps": "acts only with a dataset",
+    "data.share": "acts only with a dataset",
+    "env.num_envs": "one environment, all there was before the option",
+    "replay.n_step": "SAC and TD3 default to one-step returns, as before the option",
+    "replay.prioritized": "uniform replay by default, all there was before the option",
+    "replay.priority_alpha": "acts only with prioritized replay",
+    "replay.priority_beta": "acts only with prioritized replay",
+    "run.num_seeds": "one seed per process, all there was before the option",
+    "run.wandb": "logging only; off by default",
+    "run.wandb_project": "logging only",
+    "run.wandb_entity": "logging only",
+    "run.wandb_group": "logging only",
+    "run.wandb_tags": "logging only",
+    "runner.checkpoint_minutes": "when checkpoints are written; resume is exact either way",
+    "runner.video_every": "videos render on an environment of their own; off by default",
+}
+
+
+def committed_run_configs() -> list[tuple[str, dict]]:
+    """(path, config) of every committed results file that records a run's config.json (the
+    benchmark files whose `config` is the benchmark's own arguments are left out)."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for folder in ("results", "bench/results", "docs"):
+        for path in sorted((root / folder).rglob("*.json")):
+            data = json.loads(path.read_text())
+            config = data.get("config") if isinstance(data, dict) else None
+            if isinstance(config, dict) and ("run" in config or "train" in config):
+                found.append((str(path.relative_to(root)), config))
+    return found
+
+
+def test_every_setting_a_committed_run_lacks_reads_as_what_that_run_did():
+    # a setting added after a run was written is read from its default, so adding one must say
+    # whether that default is what earlier runs did (the dict above) or not (_BEFORE_ADDED)
+    configs = committed_run_configs()
+    assert len(configs) > 100, "the results files moved: point committed_run_configs at them"
+    for path, config in configs:
+        algo, settings = saved_settings(config)
+        make_config(algo, settings)  # each still reads as a valid config
+        for key in sorted(make_config(algo).settings().keys() - settings.keys()):
+            assert key in ADDED_AT_EARLIER_BEHAVIOUR or (algo, key) in _BEFORE_ADDED, (
+                f"{path} has no {key}: if its default is what such a run did, add it to "
+                "ADDED_AT_EARLIER_BEHAVIOUR here; if not, add the value it ran with to "
+                "factorl.core.config._BEFORE_ADDED"
+            )
