@@ -807,6 +807,48 @@ def offline_dmc_sentences() -> list[Figure]:
         between,
         "results/offline/dmc/*.json",
     )
+    # CQN from walker-walk's medium-replay data, seed by seed as they land
+    replay = rows[("dmc:walker-walk", "cqn", "medium-replay")]
+    replay_off, replay_final = (replay[k]["per_seed"] for k in ("offline_end_eval", "final_eval"))
+    n = len(replay["seeds"])
+    which = {1: "seed {s0}", 2: "seeds {s0} and {s1}"}.get(n, "seeds {s0}-{s1}")
+
+    def listing(name: str) -> str:
+        listed = [f"{{{name}{i}}}" for i in range(n)]
+        return listed[0] if n == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
+
+    decqn_replay = rows[("dmc:walker-walk", "decqn", "medium-replay")]
+    online = rows[("dmc:walker-walk", "cqn", "online")]
+    sentence(
+        figures,
+        page,
+        "CQN from walker-walk medium-replay",
+        f"From walker-walk's medium-replay data, CQN's {which} scored {listing('o')} after the "
+        "offline phase (DecQN's mean there: {d}), and "
+        + listing("f")
+        + " at 100k, below online CQN's {c} and DecQN's {e} from the same data.",
+        {
+            "s0": min(replay["seeds"]),
+            **({"s1": max(replay["seeds"])} if n > 1 else {}),
+            **{f"o{i}": v for i, v in enumerate(replay_off)},
+            **{f"f{i}": v for i, v in enumerate(replay_final)},
+            "d": decqn_replay["offline_end_eval"]["mean"],
+            "c": online["final_eval"]["mean"],
+            "e": decqn_replay["final_eval"]["mean"],
+        },
+        f"{folder}/cqn__*medium-replay-v0*.json, summary.json",
+    )
+    statement(
+        figures,
+        page,
+        "CQN from walker-walk medium-replay: each trial below",
+        "below online CQN's",
+        all(
+            f < min(online["final_eval"]["mean"], decqn_replay["final_eval"]["mean"])
+            for f in replay_final
+        ),
+        "results/offline/dmc/*.json",
+    )
     minutes = [
         r["wall_time_s"] / 60
         for (_, algo, label), row in rows.items()
