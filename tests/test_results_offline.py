@@ -758,12 +758,18 @@ def offline_dmc_sentences() -> list[Figure]:
         add(figures, page, 0, "earlier-bin-mean/: 3 trials at others", "3", False, folder)
     earlier_offline = [bench_offline().offline_eval(r) for r in earlier]
     default_offline = cqn["offline_end_eval"]["per_seed"]
+
     # "seed {s0} scored {d0}", "seeds {s0} and {s1} scored {d0} and {d1}", "seeds {s0}-{s1}
-    # scored {d0}, {d1} and {d2}"
+    # scored {d0}, {d1} and {d2}": the seeds and a listing of placeholders NAME0, NAME1, ...
+    def seeds_of(n: int) -> str:
+        return {1: "seed {s0}", 2: "seeds {s0} and {s1}"}.get(n, "seeds {s0}-{s1}")
+
+    def listing(name: str, n: int) -> str:
+        listed = [f"{{{name}{i}}}" for i in range(n)]
+        return listed[0] if n == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
+
     n = len(default_offline)
-    listed = [f"{{d{i}}}" for i in range(n)]
-    scores = listed[0] if n == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
-    which = {1: "seed {s0}", 2: "seeds {s0} and {s1}"}.get(n, "seeds {s0}-{s1}")
+    scores, which = listing("d", n), seeds_of(n)
     sentence(
         figures,
         page,
@@ -811,21 +817,16 @@ def offline_dmc_sentences() -> list[Figure]:
     replay = rows[("dmc:walker-walk", "cqn", "medium-replay")]
     replay_off, replay_final = (replay[k]["per_seed"] for k in ("offline_end_eval", "final_eval"))
     n = len(replay["seeds"])
-    which = {1: "seed {s0}", 2: "seeds {s0} and {s1}"}.get(n, "seeds {s0}-{s1}")
-
-    def listing(name: str) -> str:
-        listed = [f"{{{name}{i}}}" for i in range(n)]
-        return listed[0] if n == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
-
     decqn_replay = rows[("dmc:walker-walk", "decqn", "medium-replay")]
     online = rows[("dmc:walker-walk", "cqn", "online")]
     sentence(
         figures,
         page,
         "CQN from walker-walk medium-replay",
-        f"From walker-walk's medium-replay data, CQN's {which} scored {listing('o')} after the "
-        "offline phase (DecQN's mean there: {d}), and "
-        + listing("f")
+        "From walker-walk's medium-replay data, CQN's "
+        + f"{seeds_of(n)} scored {listing('o', n)} after the offline phase "
+        + "(DecQN's mean there: {d}), and "
+        + listing("f", n)
         + " at 100k, below online CQN's {c} and DecQN's {e} from the same data.",
         {
             "s0": min(replay["seeds"]),
